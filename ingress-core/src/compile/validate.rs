@@ -1,0 +1,369 @@
+//! Turning one Ingress's wire fields into typed rules, or errors that drop it.
+
+use crate::diagnostics::{Code, Diagnostic};
+use crate::model::{
+    HostPattern, Ingress, IngressBackend, IngressPath, ObjectKind, ObjectRef, PathType,
+};
+use crate::routing::{PortRef, RouteHost};
+
+use super::Profile;
+
+/// Where a route sends requests, as the Ingress wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum BackendSpec {
+    Service { name: String, port: PortRef },
+    Resource { kind: String, name: String },
+}
+
+#[derive(Debug)]
+pub(crate) struct ValidPath {
+    pub(crate) path: IngressPath,
+    pub(crate) backend: BackendSpec,
+    pub(crate) field: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct ValidRule {
+    pub(crate) host: RouteHost,
+    pub(crate) paths: Vec<ValidPath>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ValidTls {
+    pub(crate) host: HostPattern,
+    pub(crate) secret: Option<String>,
+    pub(crate) field: String,
+    pub(crate) secret_field: String,
+}
+
+/// An Ingress that passed validation.
+#[derive(Debug)]
+pub(crate) struct ValidIngress<'s> {
+    pub(crate) ingress: &'s Ingress,
+    pub(crate) r: ObjectRef,
+    pub(crate) namespace: String,
+    pub(crate) rules: Vec<ValidRule>,
+    pub(crate) default_backend: Option<BackendSpec>,
+    pub(crate) tls: Vec<ValidTls>,
+}
+
+/// Validate as the API server does (plus the profile's own rules). On any error the
+/// whole Ingress is left out: the API server would have refused it whole.
+pub(crate) fn validate<'s>(
+    ing: &'s Ingress,
+    r: ObjectRef,
+    profile: Profile,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ValidIngress<'s>> {
+    let before = diags.len();
+    let mut err = |code: Code, field: String, msg: String| {
+        diags.push(Diagnostic::new(code, Some(r.clone()), Some(field), msg));
+    };
+    let spec = &ing.spec;
+    if spec.rules.is_empty() && spec.default_backend.is_none() {
+        err(
+            Code::IngressEmpty,
+            "spec".into(),
+            "either spec.defaultBackend or spec.rules must be specified".into(),
+        );
+    }
+    let default_backend = spec
+        .default_backend
+        .as_ref()
+        .and_then(|b| backend(b, "spec.defaultBackend", &mut err));
+
+    let mut rules = Vec::with_capacity(spec.rules.len());
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let host = match rule.host.as_deref().filter(|h| !h.is_empty()) {
+            None => Some(RouteHost::Any),
+            Some(h) => match h.parse::<HostPattern>() {
+                Ok(p) => Some(RouteHost::Pattern(p)),
+                Err(e) => {
+                    err(
+                        Code::InvalidHost,
+                        format!("spec.rules[{i}].host"),
+                        format!("host {h:?} {e}"),
+                    );
+                    None
+                }
+            },
+        };
+        let mut paths = Vec::new();
+        if let Some(http) = &rule.http {
+            if http.paths.is_empty() {
+                err(
+                    Code::InvalidPath,
+                    format!("spec.rules[{i}].http.paths"),
+                    "http.paths must list at least one path".into(),
+                );
+            }
+            for (j, p) in http.paths.iter().enumerate() {
+                let field = format!("spec.rules[{i}].http.paths[{j}]");
+                let path = match p.path_type.as_deref() {
+                    None | Some("") => {
+                        err(
+                            Code::InvalidPath,
+                            format!("{field}.pathType"),
+                            "pathType must be specified (Exact, Prefix or ImplementationSpecific)"
+                                .into(),
+                        );
+                        None
+                    }
+                    Some(t) => match t.parse::<PathType>() {
+                        Err(e) => {
+                            err(
+                                Code::InvalidPath,
+                                format!("{field}.pathType"),
+                                e.to_string(),
+                            );
+                            None
+                        }
+                        Ok(ty) => match IngressPath::new(ty, p.path.as_deref()) {
+                            Err(e) => {
+                                err(
+                                    Code::InvalidPath,
+                                    format!("{field}.path"),
+                                    format!(
+                                        "{} path {:?} {e}",
+                                        ty,
+                                        p.path.as_deref().unwrap_or("")
+                                    ),
+                                );
+                                None
+                            }
+                            Ok(path) => {
+                                let strict = match profile {
+                                    Profile::IngressNginx => path.check_strict(),
+                                    Profile::Standard => Ok(()),
+                                };
+                                match strict {
+                                    Ok(()) => Some(path),
+                                    Err(e) => {
+                                        err(
+                                            Code::InvalidPath,
+                                            format!("{field}.path"),
+                                            format!("path {:?}: {e}", path.as_str()),
+                                        );
+                                        None
+                                    }
+                                }
+                            }
+                        },
+                    },
+                };
+                let backend = backend(&p.backend, &format!("{field}.backend"), &mut err);
+                if let (Some(path), Some(backend)) = (path, backend) {
+                    paths.push(ValidPath {
+                        path,
+                        backend,
+                        field,
+                    });
+                }
+            }
+        }
+        if let Some(host) = host {
+            rules.push(ValidRule { host, paths });
+        }
+    }
+
+    let mut tls = Vec::new();
+    for (i, t) in spec.tls.iter().enumerate() {
+        for (j, h) in t.hosts.iter().enumerate() {
+            let field = format!("spec.tls[{i}].hosts[{j}]");
+            match h.parse::<HostPattern>() {
+                Ok(host) => tls.push(ValidTls {
+                    host,
+                    secret: t.secret_name.clone().filter(|s| !s.is_empty()),
+                    field,
+                    secret_field: format!("spec.tls[{i}].secretName"),
+                }),
+                Err(e) => err(Code::InvalidHost, field, format!("TLS host {h:?} {e}")),
+            }
+        }
+    }
+
+    let errors = diags[before..]
+        .iter()
+        .filter(|d| d.severity == crate::Severity::Error)
+        .count();
+    if errors > 0 {
+        diags.push(Diagnostic::new(
+            Code::IngressDropped,
+            Some(r),
+            None,
+            format!(
+                "left out: {errors} error{} in this Ingress (see above); every other Ingress still serves",
+                if errors == 1 { "" } else { "s" }
+            ),
+        ));
+        return None;
+    }
+    Some(ValidIngress {
+        ingress: ing,
+        namespace: r.namespace.clone().unwrap_or_default(),
+        r,
+        rules,
+        default_backend,
+        tls,
+    })
+}
+
+fn backend(
+    b: &IngressBackend,
+    field: &str,
+    err: &mut impl FnMut(Code, String, String),
+) -> Option<BackendSpec> {
+    match (&b.service, &b.resource) {
+        (Some(_), Some(_)) => {
+            err(
+                Code::InvalidBackend,
+                field.to_owned(),
+                "backend sets both service and resource; exactly one is allowed".into(),
+            );
+            None
+        }
+        (None, None) => {
+            err(
+                Code::InvalidBackend,
+                field.to_owned(),
+                "backend must set service (name and port) or resource".into(),
+            );
+            None
+        }
+        (None, Some(res)) => {
+            if res.kind.is_empty() || res.name.is_empty() {
+                err(
+                    Code::InvalidBackend,
+                    format!("{field}.resource"),
+                    "resource backend needs kind and name".into(),
+                );
+                return None;
+            }
+            Some(BackendSpec::Resource {
+                kind: res.kind.clone(),
+                name: res.name.clone(),
+            })
+        }
+        (Some(svc), None) => {
+            let mut ok = true;
+            if let Err(why) = check_dns1035_label(&svc.name) {
+                err(
+                    Code::InvalidBackend,
+                    format!("{field}.service.name"),
+                    format!("service name {:?} {why}", svc.name),
+                );
+                ok = false;
+            }
+            let port = match &svc.port {
+                None => {
+                    err(
+                        Code::InvalidBackend,
+                        format!("{field}.service.port"),
+                        "service port must be set (name or number)".into(),
+                    );
+                    None
+                }
+                Some(p) => match (&p.name, p.number) {
+                    (Some(n), Some(_)) if !n.is_empty() => {
+                        err(
+                            Code::InvalidBackend,
+                            format!("{field}.service.port"),
+                            "service port sets both name and number; exactly one is allowed".into(),
+                        );
+                        None
+                    }
+                    (_, Some(num)) => match u16::try_from(num) {
+                        Ok(n) if n > 0 => Some(PortRef::Number(n)),
+                        _ => {
+                            err(
+                                Code::InvalidBackend,
+                                format!("{field}.service.port.number"),
+                                format!("port number {num} is not between 1 and 65535"),
+                            );
+                            None
+                        }
+                    },
+                    (Some(n), None) if !n.is_empty() => {
+                        if let Err(why) = check_port_name(n) {
+                            err(
+                                Code::InvalidBackend,
+                                format!("{field}.service.port.name"),
+                                format!("port name {n:?} {why}"),
+                            );
+                            None
+                        } else {
+                            Some(PortRef::Name(n.clone()))
+                        }
+                    }
+                    _ => {
+                        err(
+                            Code::InvalidBackend,
+                            format!("{field}.service.port"),
+                            "service port must set name or number".into(),
+                        );
+                        None
+                    }
+                },
+            };
+            match port {
+                Some(port) if ok => Some(BackendSpec::Service {
+                    name: svc.name.clone(),
+                    port,
+                }),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// RFC 1035 label: what the API server requires of Service names.
+fn check_dns1035_label(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() {
+        return Err("must not be empty");
+    }
+    if s.len() > 63 {
+        return Err("must be at most 63 characters");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("must consist of lower-case letters, digits and '-'");
+    }
+    if !s.as_bytes()[0].is_ascii_lowercase() {
+        return Err("must start with a lower-case letter");
+    }
+    if s.ends_with('-') {
+        return Err("must end with a letter or digit");
+    }
+    Ok(())
+}
+
+/// IANA service name: what the API server requires of port names.
+fn check_port_name(s: &str) -> Result<(), &'static str> {
+    if s.len() > 15 {
+        return Err("must be at most 15 characters");
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("must consist of lower-case letters, digits and '-'");
+    }
+    if !s.bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err("must contain at least one letter");
+    }
+    if s.starts_with('-') || s.ends_with('-') || s.contains("--") {
+        return Err("must not start or end with '-' or contain '--'");
+    }
+    Ok(())
+}
+
+/// The reference for an Ingress.
+pub(crate) fn ingress_ref(ing: &Ingress) -> ObjectRef {
+    ObjectRef::namespaced(
+        ObjectKind::Ingress,
+        ing.metadata.namespace_or_default(),
+        &ing.metadata.name,
+    )
+}

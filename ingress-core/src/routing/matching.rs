@@ -1,0 +1,185 @@
+//! Path precedence as a type, and the per-host path lookup.
+//!
+//! [`Rank`] is the one definition of "which path wins"; [`HostRoutes::lookup`] is the
+//! fast form of "the route with the highest rank", and a property test checks that
+//! the two agree.
+
+use std::cmp::Ordering;
+
+use crate::model::PathType;
+
+use super::table::{HostRoutes, RouteId};
+
+/// How well a path rule matched a request path. The greater rank wins:
+/// 1. an exact hit (an `Exact` path; in the ingress-nginx profile also a `Prefix`
+///    path equal to the request path, which nginx emits as `location = /p`);
+/// 2. then the longer rule (for ingress-nginx, a Prefix `/p` counts as its nginx
+///    location `/p/`, one byte longer);
+/// 3. then the path type: Exact, then Prefix, then ImplementationSpecific.
+///
+/// Equal ranks come only from the same path and type, which compile resolves by age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rank {
+    /// An exact hit.
+    pub exact: bool,
+    /// The rule's effective length.
+    pub len: usize,
+    /// The rule's path type.
+    pub path_type: PathType,
+}
+
+impl Ord for Rank {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.exact
+            .cmp(&other.exact)
+            .then(self.len.cmp(&other.len))
+            // PathType orders Exact < Prefix < ImplementationSpecific; stronger is smaller.
+            .then(other.path_type.cmp(&self.path_type))
+    }
+}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// How a stored path key matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum MatchKind {
+    /// Whole path equality.
+    Exact,
+    /// By `/`-separated element (Prefix; ImplementationSpecific in the standard profile).
+    Element,
+    /// Plain string prefix (ImplementationSpecific in the ingress-nginx profile).
+    StringPrefix,
+}
+
+/// Rank of a rule (`kind`, `key` as stored, `path_type` as written) against a
+/// normalised request path, or `None` when it does not match.
+pub(crate) fn rank(
+    kind: MatchKind,
+    key: &str,
+    path_type: PathType,
+    path: &str,
+    nginx: bool,
+) -> Option<Rank> {
+    match kind {
+        MatchKind::Exact => (path == key).then_some(Rank {
+            exact: true,
+            len: key.len(),
+            path_type,
+        }),
+        MatchKind::Element => {
+            let hit = key == "/"
+                || (path.starts_with(key)
+                    && (path.len() == key.len() || path.as_bytes()[key.len()] == b'/'));
+            hit.then(|| Rank {
+                exact: nginx && path.len() == key.len() && path_type == PathType::Prefix,
+                len: key.len() + usize::from(nginx && key != "/" && path_type == PathType::Prefix),
+                path_type,
+            })
+        }
+        MatchKind::StringPrefix => path.starts_with(key).then_some(Rank {
+            exact: false,
+            len: key.len(),
+            path_type,
+        }),
+    }
+}
+
+impl HostRoutes {
+    /// The best route for a normalised path, as ranked by [`Rank`].
+    /// `types` gives each route's path type and stored key kind.
+    pub(crate) fn lookup(
+        &self,
+        path: &str,
+        nginx: bool,
+        path_type_of: impl Fn(RouteId) -> PathType,
+    ) -> Option<RouteId> {
+        if let Some(&id) = self.exact.get(path) {
+            return Some(id);
+        }
+        let mut best: Option<(Rank, RouteId)> = None;
+        // Element prefixes: the longest key that is the path or ends at a '/' of it.
+        let mut cand = path;
+        loop {
+            if cand == "/" || !cand.ends_with('/') {
+                if let Some(&id) = self.prefix.get(cand) {
+                    let ty = path_type_of(id);
+                    best = rank(MatchKind::Element, cand, ty, path, nginx).map(|r| (r, id));
+                    break;
+                }
+            }
+            if cand == "/" || cand.is_empty() {
+                break;
+            }
+            cand = match cand.rfind('/') {
+                Some(0) | None => "/",
+                Some(i) => &cand[..i],
+            };
+        }
+        if let Some((r, _)) = best {
+            if r.exact {
+                return best.map(|(_, id)| id);
+            }
+        }
+        // String prefixes, longest first: the first hit is the best of them.
+        for (key, id) in &self.string_prefix {
+            if path.starts_with(&**key) {
+                let r = Rank {
+                    exact: false,
+                    len: key.len(),
+                    path_type: path_type_of(*id),
+                };
+                if best.is_none_or(|(b, _)| r > b) {
+                    best = Some((r, *id));
+                }
+                break;
+            }
+        }
+        best.map(|(_, id)| id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rank_order() {
+        let r = |exact, len, path_type| Rank {
+            exact,
+            len,
+            path_type,
+        };
+        assert!(r(true, 1, PathType::Exact) > r(false, 10, PathType::Prefix));
+        assert!(r(false, 5, PathType::Prefix) > r(false, 4, PathType::Prefix));
+        assert!(r(false, 4, PathType::Prefix) > r(false, 4, PathType::ImplementationSpecific));
+    }
+
+    #[test]
+    fn element_prefix() {
+        let m = |key, path| rank(MatchKind::Element, key, PathType::Prefix, path, false).is_some();
+        assert!(m("/foo", "/foo"));
+        assert!(m("/foo", "/foo/"));
+        assert!(m("/foo", "/foo/bar"));
+        assert!(!m("/foo", "/foobar"));
+        assert!(m("/", "/anything"));
+        assert!(!m("/foo/bar", "/foo"));
+    }
+}
+
+/// How compile stores a rule path: its match kind and key.
+pub(crate) fn match_key(path: &crate::model::IngressPath, nginx: bool) -> (MatchKind, &str) {
+    let s = path.as_str();
+    match path.path_type() {
+        PathType::Exact => (MatchKind::Exact, s),
+        PathType::Prefix => (MatchKind::Element, s),
+        PathType::ImplementationSpecific if nginx => (MatchKind::StringPrefix, s),
+        PathType::ImplementationSpecific => {
+            let t = s.trim_end_matches('/');
+            (MatchKind::Element, if t.is_empty() { "/" } else { t })
+        }
+    }
+}

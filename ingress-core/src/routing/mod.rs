@@ -1,0 +1,193 @@
+//! Routing: the compiled [`RouteTable`] and the per-request [`Decision`].
+//!
+//! Host precedence: an exact host, then a wildcard (`*.example.com` covers exactly one
+//! extra label in both profiles: ingress-nginx renders it as the regex
+//! `^[\w-]+\.example\.com$`), then rules without a host, then the default backend. In the standard profile a host
+//! whose paths do not match falls through to the next level; in the ingress-nginx
+//! profile the first host level that exists decides (then that host's default
+//! backend, then 404). Path precedence is [`Rank`].
+
+mod decision;
+mod explain;
+mod matching;
+mod request;
+mod table;
+
+use std::borrow::Cow;
+
+use http::StatusCode;
+
+pub use decision::{Decision, Forward, Redirect, Respond, RespondReason};
+pub use explain::{Explanation, HostLevel, Step, Verdict};
+pub use matching::Rank;
+pub(crate) use matching::{MatchKind, match_key};
+pub use request::{RequestView, Scheme, normalize_path};
+pub(crate) use table::HostRoutes;
+pub use table::{
+    Backend, BackendId, BackendStatus, DefaultScope, EndpointAddr, EndpointHost, PortRef, Route,
+    RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding,
+};
+
+use crate::compile::Profile;
+use crate::model::PathType;
+
+/// Which host level answered, and with which route.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Found {
+    pub(crate) route: Option<RouteId>,
+    pub(crate) level: HostLevel,
+}
+
+impl RouteTable {
+    /// Decide what to do with one request. Pure and allocation-free unless the path
+    /// needs normalising. "No route" is a decision (404), not an error.
+    pub fn route<'a>(&'a self, req: &RequestView<'a>) -> Decision<'a> {
+        let mut buf = [0u8; 256];
+        let Some(host) = request::host_key(req.host, &mut buf) else {
+            return self.respond(None, StatusCode::BAD_REQUEST, RespondReason::BadHost);
+        };
+        let path = normalize_path(req.path);
+        let found = self.find(host, &path);
+        self.decide(found.route, req, path)
+    }
+
+    pub(crate) fn path_type(&self, id: RouteId) -> PathType {
+        match &self.routes[id.index()].matcher {
+            RouteMatch::Path(p) => p.path_type(),
+            RouteMatch::DefaultBackend(_) => PathType::Prefix,
+        }
+    }
+
+    fn lookup(&self, hr: &HostRoutes, path: &str) -> Option<RouteId> {
+        hr.lookup(path, self.profile == Profile::IngressNginx, |id| {
+            self.path_type(id)
+        })
+    }
+
+    /// The route for a normalised lower-case host and a normalised path.
+    pub(crate) fn find(&self, host: &str, path: &str) -> Found {
+        match self.profile {
+            Profile::Standard => {
+                if let Some(hr) = self.exact_hosts.get(host) {
+                    if let Some(id) = self.lookup(hr, path) {
+                        return Found {
+                            route: Some(id),
+                            level: HostLevel::Exact,
+                        };
+                    }
+                }
+                if let Some(hr) = self.wildcard(host) {
+                    if let Some(id) = self.lookup(hr, path) {
+                        return Found {
+                            route: Some(id),
+                            level: HostLevel::Wildcard,
+                        };
+                    }
+                }
+                if let Some(hr) = &self.any_host {
+                    if let Some(id) = self.lookup(hr, path) {
+                        return Found {
+                            route: Some(id),
+                            level: HostLevel::AnyHost,
+                        };
+                    }
+                }
+                Found {
+                    route: self.catch_all,
+                    level: HostLevel::CatchAll,
+                }
+            }
+            Profile::IngressNginx => {
+                if let Some(hr) = self.exact_hosts.get(host) {
+                    let route = self.lookup(hr, path).or(hr.fallback);
+                    return Found {
+                        route,
+                        level: HostLevel::Exact,
+                    };
+                }
+                if let Some(hr) = self.wildcard(host) {
+                    let route = self.lookup(hr, path).or(hr.fallback);
+                    return Found {
+                        route,
+                        level: HostLevel::Wildcard,
+                    };
+                }
+                if let Some(hr) = &self.any_host {
+                    if let Some(id) = self.lookup(hr, path) {
+                        return Found {
+                            route: Some(id),
+                            level: HostLevel::AnyHost,
+                        };
+                    }
+                }
+                Found {
+                    route: self.catch_all,
+                    level: HostLevel::CatchAll,
+                }
+            }
+        }
+    }
+
+    /// The wildcard host covering `host`: one extra, non-empty label.
+    pub(crate) fn wildcard(&self, host: &str) -> Option<&HostRoutes> {
+        let (first, suffix) = host.split_once('.')?;
+        if first.is_empty() {
+            return None;
+        }
+        self.wildcard_hosts.get(suffix)
+    }
+
+    pub(crate) fn decide<'a>(
+        &'a self,
+        route: Option<RouteId>,
+        req: &RequestView<'a>,
+        path: Cow<'a, str>,
+    ) -> Decision<'a> {
+        let Some(id) = route else {
+            return self.respond(None, StatusCode::NOT_FOUND, RespondReason::NoRoute);
+        };
+        let route = &self.routes[id.index()];
+        let backend = &self.backends[route.backend.0 as usize];
+        let reason = match backend.status {
+            BackendStatus::Ready => {
+                let upstream_path = match req.query {
+                    Some(q) => Cow::Owned(format!("{path}?{q}")),
+                    None => path,
+                };
+                return Decision::Forward(Forward {
+                    route,
+                    backend,
+                    upstream_path,
+                    upstream_host: req.host,
+                    response_headers: &[],
+                });
+            }
+            BackendStatus::ServiceNotFound => RespondReason::ServiceNotFound,
+            BackendStatus::PortNotFound => RespondReason::ServicePortNotFound,
+            BackendStatus::NoEndpoints => RespondReason::NoEndpoints,
+            BackendStatus::Unsupported => RespondReason::UnsupportedBackend,
+        };
+        Decision::Respond(Respond {
+            route: Some(route),
+            backend: Some(backend),
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            reason,
+            response_headers: &[],
+        })
+    }
+
+    fn respond<'a>(
+        &'a self,
+        route: Option<&'a Route>,
+        status: StatusCode,
+        reason: RespondReason,
+    ) -> Decision<'a> {
+        Decision::Respond(Respond {
+            route,
+            backend: None,
+            status,
+            reason,
+            response_headers: &[],
+        })
+    }
+}

@@ -1,0 +1,216 @@
+//! [`RequestView`]: the parts of a request routing reads, and path normalisation.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use http::{HeaderMap, Method};
+
+/// The listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    /// Plain HTTP.
+    Http,
+    /// TLS.
+    Https,
+}
+
+/// The parts of a request that routing reads. Borrowed, so building one costs nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestView<'a> {
+    /// The listener.
+    pub scheme: Scheme,
+    /// The Host header (or HTTP/2 `:authority`), as received; a port is ignored.
+    pub host: &'a str,
+    /// The request path, as received (normalised by [`RouteTable::route`](crate::RouteTable::route)).
+    pub path: &'a str,
+    /// The query string without `?`, if any.
+    pub query: Option<&'a str>,
+    /// The method.
+    pub method: &'a Method,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The client address, once the adapter has decided which one to trust.
+    pub client_ip: Option<IpAddr>,
+}
+
+impl<'a> RequestView<'a> {
+    /// A GET request with no headers: handy for tests and examples.
+    pub fn get(scheme: Scheme, host: &'a str, path_and_query: &'a str) -> Self {
+        static EMPTY: std::sync::OnceLock<HeaderMap> = std::sync::OnceLock::new();
+        let (path, query) = match path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path_and_query, None),
+        };
+        RequestView {
+            scheme,
+            host,
+            path,
+            query,
+            method: &Method::GET,
+            headers: EMPTY.get_or_init(HeaderMap::new),
+            client_ip: None,
+        }
+    }
+}
+
+/// The host name routing compares: the Host header without port or trailing dot,
+/// lower-cased into `buf` (no allocation for names up to 255 bytes).
+pub(crate) fn host_key<'b>(host: &str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // IPv6 literal: [::1]:8080
+        let end = rest.find(']')?;
+        &rest[..end]
+    } else {
+        match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        }
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.len() > buf.len() {
+        return None;
+    }
+    let out = &mut buf[..name.len()];
+    out.copy_from_slice(name.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
+}
+
+/// Normalise a request path before matching, as nginx and Envoy do:
+/// percent-encoded unreserved characters are decoded (`%41` → `A`, `%2e` → `.`),
+/// `.` and `..` segments are resolved (RFC 3986 §5.2.4), repeated slashes merged, and
+/// the result always starts with `/`. Other percent-escapes (`%2F`, `%25`...) stay as
+/// they are, so an encoded slash never becomes a separator. Borrowed when already
+/// normal.
+pub fn normalize_path(path: &str) -> Cow<'_, str> {
+    if is_normal(path) {
+        return Cow::Borrowed(path);
+    }
+    let decoded = decode_unreserved(path);
+    let mut out: Vec<&str> = Vec::new();
+    let mut trailing_slash = false;
+    for seg in decoded.split('/') {
+        trailing_slash = false;
+        match seg {
+            "" => trailing_slash = true,
+            "." => trailing_slash = true,
+            ".." => {
+                out.pop();
+                trailing_slash = true;
+            }
+            s => out.push(s),
+        }
+    }
+    let mut s = String::with_capacity(decoded.len() + 1);
+    for seg in &out {
+        s.push('/');
+        s.push_str(seg);
+    }
+    if trailing_slash || out.is_empty() {
+        s.push('/');
+    }
+    Cow::Owned(s)
+}
+
+fn is_normal(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.first() != Some(&b'/') {
+        return false;
+    }
+    let mut prev_slash = false;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'%' => return false,
+            b'/' if prev_slash => return false,
+            b'/' => prev_slash = true,
+            b'.' if prev_slash => {
+                let next = b.get(i + 1).copied();
+                let next2 = b.get(i + 2).copied();
+                if matches!(next, None | Some(b'/'))
+                    || (next == Some(b'.') && matches!(next2, None | Some(b'/')))
+                {
+                    return false;
+                }
+                prev_slash = false;
+            }
+            _ => prev_slash = false,
+        }
+    }
+    true
+}
+
+fn decode_unreserved(path: &str) -> Cow<'_, str> {
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                let c = (h * 16 + l) as u8;
+                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                    out.push(c);
+                    i += 3;
+                    continue;
+                }
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    // Only ASCII bytes were substituted for ASCII escapes, so UTF-8 is preserved.
+    Cow::Owned(
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises() {
+        for (input, want) in [
+            ("/", "/"),
+            ("/foo", "/foo"),
+            ("/foo/", "/foo/"),
+            ("", "/"),
+            ("foo", "/foo"),
+            ("//foo///bar", "/foo/bar"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/a/b/..", "/a/"),
+            ("/../../x", "/x"),
+            ("/public/%2e%2e/admin", "/admin"),
+            ("/public/%2E%2e/admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%2f..%2fb", "/a%2f..%2fb"),
+            ("/a/.hidden", "/a/.hidden"),
+            ("/a/..b", "/a/..b"),
+            ("/a/.", "/a/"),
+            ("/%", "/%"),
+            ("/%4", "/%4"),
+            ("/%zz", "/%zz"),
+            ("/é/./x", "/é/x"),
+        ] {
+            assert_eq!(normalize_path(input), want, "{input:?}");
+        }
+        assert!(matches!(normalize_path("/foo/bar"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn host_keys() {
+        let mut buf = [0u8; 256];
+        assert_eq!(host_key("Foo.COM:8080", &mut buf), Some("foo.com"));
+        assert_eq!(host_key("foo.com.", &mut buf), Some("foo.com"));
+        assert_eq!(host_key("[::1]:80", &mut buf), Some("::1"));
+        assert_eq!(host_key(&"a".repeat(300), &mut buf), None);
+    }
+}

@@ -1,0 +1,355 @@
+//! The compiled, immutable route table and its parts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+
+use crate::compile::Profile;
+use crate::model::{HostPattern, IngressPath, ObjectRef};
+use crate::tls::CertifiedKey;
+
+/// Index of a [`Route`] in its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct RouteId(pub(crate) u32);
+
+impl RouteId {
+    /// The index as a number (stable for one table, not across compiles).
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Index of a [`Backend`] in its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct BackendId(pub(crate) u32);
+
+/// Which requests a route's host part accepts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteHost {
+    /// One host or one wildcard pattern.
+    Pattern(HostPattern),
+    /// A rule without a host: every host.
+    Any,
+}
+
+impl fmt::Display for RouteHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteHost::Pattern(p) => p.fmt(f),
+            RouteHost::Any => f.write_str("*"),
+        }
+    }
+}
+
+impl Serialize for RouteHost {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// What a route matches on the path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteMatch {
+    /// A rule path.
+    Path(IngressPath),
+    /// An Ingress's `spec.defaultBackend`: whatever nothing else matched.
+    DefaultBackend(DefaultScope),
+}
+
+/// Where a `spec.defaultBackend` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultScope {
+    /// Every request that no rule of any host matched.
+    CatchAll,
+    /// Requests to one host whose paths did not match (ingress-nginx profile).
+    Host,
+}
+
+/// One compiled route: a host, a path (or default-backend slot), and its backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub(crate) id: RouteId,
+    pub(crate) host: RouteHost,
+    pub(crate) matcher: RouteMatch,
+    pub(crate) ingress: ObjectRef,
+    pub(crate) field: String,
+    pub(crate) backend: BackendId,
+}
+
+impl Route {
+    /// This route's id in its table.
+    pub fn id(&self) -> RouteId {
+        self.id
+    }
+    /// The host part.
+    pub fn host(&self) -> &RouteHost {
+        &self.host
+    }
+    /// The path part.
+    pub fn matcher(&self) -> &RouteMatch {
+        &self.matcher
+    }
+    /// The rule path, if this is a path route.
+    pub fn path(&self) -> Option<&IngressPath> {
+        match &self.matcher {
+            RouteMatch::Path(p) => Some(p),
+            RouteMatch::DefaultBackend(_) => None,
+        }
+    }
+    /// The Ingress it came from.
+    pub fn ingress(&self) -> &ObjectRef {
+        &self.ingress
+    }
+    /// The field path of the rule path (or `spec.defaultBackend`) in that Ingress.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+    /// The backend.
+    pub fn backend_id(&self) -> BackendId {
+        self.backend
+    }
+}
+
+/// A Service port as an Ingress references it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(untagged)]
+pub enum PortRef {
+    /// By number.
+    Number(u16),
+    /// By name.
+    Name(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Number(n) => n.fmt(f),
+            PortRef::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// The host part of an upstream address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum EndpointHost {
+    /// An IP address (EndpointSlice IPv4/IPv6).
+    Ip(IpAddr),
+    /// A DNS name (ExternalName Services, FQDN slices); the proxy resolves it.
+    Dns(String),
+}
+
+impl fmt::Display for EndpointHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndpointHost::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]"),
+            EndpointHost::Ip(ip) => ip.fmt(f),
+            EndpointHost::Dns(d) => f.write_str(d),
+        }
+    }
+}
+
+/// One upstream address.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EndpointAddr {
+    /// Address.
+    pub host: EndpointHost,
+    /// Port.
+    pub port: u16,
+}
+
+impl fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+impl Serialize for EndpointAddr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Whether a backend can serve, and if not why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum BackendStatus {
+    /// Endpoints are known.
+    Ready,
+    /// The Service does not exist.
+    ServiceNotFound,
+    /// The Service has no such port.
+    PortNotFound,
+    /// The Service has no usable endpoints.
+    NoEndpoints,
+    /// A `resource` backend, which this gateway does not serve.
+    Unsupported,
+}
+
+/// A resolved backend: Service, port and the endpoints to send to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub(crate) id: BackendId,
+    pub(crate) namespace: String,
+    pub(crate) service: String,
+    pub(crate) port: PortRef,
+    pub(crate) service_port: Option<u16>,
+    pub(crate) endpoints: Vec<EndpointAddr>,
+    pub(crate) status: BackendStatus,
+}
+
+impl Backend {
+    /// This backend's id in its table.
+    pub fn id(&self) -> BackendId {
+        self.id
+    }
+    /// The Service's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// The Service name (for a resource backend: `Kind/name`).
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+    /// The port as the Ingress references it.
+    pub fn port_ref(&self) -> &PortRef {
+        &self.port
+    }
+    /// The Service port number, when the Service is known and has the port.
+    pub fn service_port(&self) -> Option<u16> {
+        self.service_port
+    }
+    /// Endpoints to forward to, sorted; empty unless [`BackendStatus::Ready`].
+    pub fn endpoints(&self) -> &[EndpointAddr] {
+        &self.endpoints
+    }
+    /// Whether and why not it can serve.
+    pub fn status(&self) -> BackendStatus {
+        self.status
+    }
+}
+
+/// The certificate to serve for one TLS host.
+#[derive(Debug, Clone)]
+pub struct TlsBinding {
+    pub(crate) host: HostPattern,
+    pub(crate) secret: Option<ObjectRef>,
+    pub(crate) ingress: ObjectRef,
+    pub(crate) certificate: Option<Arc<CertifiedKey>>,
+}
+
+impl TlsBinding {
+    /// The host (or wildcard) from `spec.tls[].hosts`.
+    pub fn host(&self) -> &HostPattern {
+        &self.host
+    }
+    /// The Secret named by `spec.tls[].secretName`, if any.
+    pub fn secret(&self) -> Option<&ObjectRef> {
+        self.secret.as_ref()
+    }
+    /// The Ingress that set it.
+    pub fn ingress(&self) -> &ObjectRef {
+        &self.ingress
+    }
+    /// The parsed certificate, or `None` when the proxy must serve its default one.
+    pub fn certificate(&self) -> Option<&Arc<CertifiedKey>> {
+        self.certificate.as_ref()
+    }
+}
+
+/// The routes of one host (or of the host-less rules), ready for lookup.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HostRoutes {
+    /// Exact paths.
+    pub(crate) exact: HashMap<Box<str>, RouteId>,
+    /// Prefix paths by element; key without trailing `/` (root is `/`).
+    pub(crate) prefix: HashMap<Box<str>, RouteId>,
+    /// ImplementationSpecific as plain string prefixes (ingress-nginx), longest first.
+    pub(crate) string_prefix: Vec<(Box<str>, RouteId)>,
+    /// What answers when no path of this host matches (ingress-nginx profile: the
+    /// `spec.defaultBackend` of the first Ingress that defined the host).
+    pub(crate) fallback: Option<RouteId>,
+    /// Every route of this host, for `explain` and listings.
+    pub(crate) all: Vec<RouteId>,
+}
+
+/// The immutable result of compile: look up a request with [`RouteTable::route`].
+///
+/// `Send + Sync`; share it as `Arc<RouteTable>` and swap it atomically on change.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    pub(crate) profile: Profile,
+    pub(crate) routes: Vec<Route>,
+    pub(crate) backends: Vec<Backend>,
+    pub(crate) exact_hosts: HashMap<Box<str>, HostRoutes>,
+    pub(crate) wildcard_hosts: HashMap<Box<str>, HostRoutes>,
+    pub(crate) any_host: Option<HostRoutes>,
+    pub(crate) catch_all: Option<RouteId>,
+    pub(crate) tls: Vec<TlsBinding>,
+}
+
+impl RouteTable {
+    /// An empty table: every request gets 404.
+    pub fn empty(profile: Profile) -> Self {
+        RouteTable {
+            profile,
+            routes: Vec::new(),
+            backends: Vec::new(),
+            exact_hosts: HashMap::new(),
+            wildcard_hosts: HashMap::new(),
+            any_host: None,
+            catch_all: None,
+            tls: Vec::new(),
+        }
+    }
+
+    /// The profile it was compiled with.
+    pub fn profile(&self) -> Profile {
+        self.profile
+    }
+
+    /// Every route, sorted by host, then path, then path type.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// One route.
+    pub fn route_by_id(&self, id: RouteId) -> &Route {
+        &self.routes[id.index()]
+    }
+
+    /// Every backend.
+    pub fn backends(&self) -> &[Backend] {
+        &self.backends
+    }
+
+    /// One backend.
+    pub fn backend(&self, id: BackendId) -> &Backend {
+        &self.backends[id.0 as usize]
+    }
+
+    /// The catch-all default backend route, if any.
+    pub fn catch_all(&self) -> Option<&Route> {
+        self.catch_all.map(|id| self.route_by_id(id))
+    }
+
+    /// TLS hosts and their certificates, sorted by host.
+    pub fn tls_bindings(&self) -> &[TlsBinding] {
+        &self.tls
+    }
+
+    /// The TLS binding for an SNI name: the exact host first, then a wildcard that
+    /// covers it (one label). `None` means: serve the default certificate.
+    pub fn tls_for_sni(&self, sni: &str) -> Option<&TlsBinding> {
+        let sni = sni.trim_end_matches('.');
+        let find = |want: &dyn Fn(&HostPattern) -> bool| self.tls.iter().find(|b| want(&b.host));
+        find(&|h| matches!(h, HostPattern::Exact(e) if e.eq_ignore_ascii_case(sni))).or_else(|| {
+            let (_, suffix) = sni.split_once('.')?;
+            find(&|h| matches!(h, HostPattern::Wildcard(s) if s.eq_ignore_ascii_case(suffix)))
+        })
+    }
+}
