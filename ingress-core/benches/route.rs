@@ -1,1 +1,2 @@
+//! Placeholder until the route benchmark lands.
 fn main() {}

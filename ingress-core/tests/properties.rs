@@ -173,7 +173,8 @@ fn reference(s: &Snapshot, host: &str, path: &str) -> String {
     let t = &c.table;
     let norm = ingress_core::routing::normalize_path(path).into_owned();
     let host = host.to_ascii_lowercase();
-    let levels: [Box<dyn Fn(&RouteHost) -> bool>; 3] = [
+    type Level<'a> = Box<dyn Fn(&RouteHost) -> bool + 'a>;
+    let levels: [Level<'_>; 3] = [
         Box::new(|h| matches!(h, RouteHost::Pattern(HostPattern::Exact(e)) if *e == host)),
         Box::new(
             |h| matches!(h, RouteHost::Pattern(HostPattern::Wildcard(w)) if host.split_once('.').is_some_and(|(first, rest)| !first.is_empty() && rest == w)),
@@ -204,10 +205,10 @@ fn reference(s: &Snapshot, host: &str, path: &str) -> String {
                         ))
                 }
             };
-            if let Some(rank) = rank {
-                if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-                    best = Some((rank, r));
-                }
+            if let Some(rank) = rank
+                && best.as_ref().is_none_or(|(b, _)| rank > *b)
+            {
+                best = Some((rank, r));
             }
         }
         if let Some((_, r)) = best {

@@ -129,12 +129,11 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
                 id
             }
         };
-        if reported.insert((pending.ingress.clone(), id)) {
-            if let Some(d) =
+        if reported.insert((pending.ingress.clone(), id))
+            && let Some(d) =
                 backend_diagnostic(&backends[id.0 as usize], b.resolutions.get(&id), pending)
-            {
-                diags.push(d);
-            }
+        {
+            diags.push(d);
         }
         routes.push(Route {
             id: RouteId(i as u32),

@@ -93,18 +93,18 @@ pub(crate) fn bindings(
                                 ),
                             );
                         } else {
-                            if let Some(now) = opts.now {
-                                if cert.is_expired_at(now.unix()) {
-                                    warn(
-                                        Code::TlsCertificateExpired,
-                                        &t.secret_field,
-                                        format!(
-                                            "the certificate in Secret {}/{name} expired at {}",
-                                            v.namespace,
-                                            crate::model::Timestamp::from_unix(cert.not_after)
-                                        ),
-                                    );
-                                }
+                            if let Some(now) = opts.now
+                                && cert.is_expired_at(now.unix())
+                            {
+                                warn(
+                                    Code::TlsCertificateExpired,
+                                    &t.secret_field,
+                                    format!(
+                                        "the certificate in Secret {}/{name} expired at {}",
+                                        v.namespace,
+                                        crate::model::Timestamp::from_unix(cert.not_after)
+                                    ),
+                                );
                             }
                             binding.certificate = Some(cert);
                         }
@@ -133,10 +133,10 @@ fn load(secret: Option<&Secret>) -> Result<Arc<CertifiedKey>, String> {
 fn names(cert: &CertifiedKey) -> String {
     let mut n: Vec<String> = cert.dns_names.clone();
     n.extend(cert.ip_addresses.iter().map(|ip| ip.to_string()));
-    if n.is_empty() {
-        if let Some(cn) = &cert.common_name {
-            n.push(format!("CN={cn}"));
-        }
+    if n.is_empty()
+        && let Some(cn) = &cert.common_name
+    {
+        n.push(format!("CN={cn}"));
     }
     if n.is_empty() {
         "no names".into()

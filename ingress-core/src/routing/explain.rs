@@ -133,22 +133,22 @@ impl RouteTable {
                     verdict,
                 });
             }
-            if let Some(fb) = hr.fallback {
-                if !hr.all.contains(&fb) {
-                    let route = self.route_by_id(fb);
-                    let verdict = if Some(fb) == winner {
-                        Verdict::Chosen
-                    } else {
-                        Verdict::NotConsulted {
-                            why: "used only when no path of this host matches".into(),
-                        }
-                    };
-                    steps.push(Step {
-                        route,
-                        level,
-                        verdict,
-                    });
-                }
+            if let Some(fb) = hr.fallback
+                && !hr.all.contains(&fb)
+            {
+                let route = self.route_by_id(fb);
+                let verdict = if Some(fb) == winner {
+                    Verdict::Chosen
+                } else {
+                    Verdict::NotConsulted {
+                        why: "used only when no path of this host matches".into(),
+                    }
+                };
+                steps.push(Step {
+                    route,
+                    level,
+                    verdict,
+                });
             }
             if level == found.level || (nginx && level != HostLevel::AnyHost) {
                 decided = true;

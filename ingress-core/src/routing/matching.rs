@@ -104,12 +104,12 @@ impl HostRoutes {
         // Element prefixes: the longest key that is the path or ends at a '/' of it.
         let mut cand = path;
         loop {
-            if cand == "/" || !cand.ends_with('/') {
-                if let Some(&id) = self.prefix.get(cand) {
-                    let ty = path_type_of(id);
-                    best = rank(MatchKind::Element, cand, ty, path, nginx).map(|r| (r, id));
-                    break;
-                }
+            if (cand == "/" || !cand.ends_with('/'))
+                && let Some(&id) = self.prefix.get(cand)
+            {
+                let ty = path_type_of(id);
+                best = rank(MatchKind::Element, cand, ty, path, nginx).map(|r| (r, id));
+                break;
             }
             if cand == "/" || cand.is_empty() {
                 break;
@@ -119,10 +119,10 @@ impl HostRoutes {
                 Some(i) => &cand[..i],
             };
         }
-        if let Some((r, _)) = best {
-            if r.exact {
-                return best.map(|(_, id)| id);
-            }
+        if let Some((r, _)) = best
+            && r.exact
+        {
+            return best.map(|(_, id)| id);
         }
         // String prefixes, longest first: the first hit is the best of them.
         for (key, id) in &self.string_prefix {
@@ -139,6 +139,20 @@ impl HostRoutes {
             }
         }
         best.map(|(_, id)| id)
+    }
+}
+
+/// How compile stores a rule path: its match kind and key.
+pub(crate) fn match_key(path: &crate::model::IngressPath, nginx: bool) -> (MatchKind, &str) {
+    let s = path.as_str();
+    match path.path_type() {
+        PathType::Exact => (MatchKind::Exact, s),
+        PathType::Prefix => (MatchKind::Element, s),
+        PathType::ImplementationSpecific if nginx => (MatchKind::StringPrefix, s),
+        PathType::ImplementationSpecific => {
+            let t = s.trim_end_matches('/');
+            (MatchKind::Element, if t.is_empty() { "/" } else { t })
+        }
     }
 }
 
@@ -167,19 +181,5 @@ mod tests {
         assert!(!m("/foo", "/foobar"));
         assert!(m("/", "/anything"));
         assert!(!m("/foo/bar", "/foo"));
-    }
-}
-
-/// How compile stores a rule path: its match kind and key.
-pub(crate) fn match_key(path: &crate::model::IngressPath, nginx: bool) -> (MatchKind, &str) {
-    let s = path.as_str();
-    match path.path_type() {
-        PathType::Exact => (MatchKind::Exact, s),
-        PathType::Prefix => (MatchKind::Element, s),
-        PathType::ImplementationSpecific if nginx => (MatchKind::StringPrefix, s),
-        PathType::ImplementationSpecific => {
-            let t = s.trim_end_matches('/');
-            (MatchKind::Element, if t.is_empty() { "/" } else { t })
-        }
     }
 }

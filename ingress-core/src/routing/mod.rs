@@ -68,29 +68,29 @@ impl RouteTable {
     pub(crate) fn find(&self, host: &str, path: &str) -> Found {
         match self.profile {
             Profile::Standard => {
-                if let Some(hr) = self.exact_hosts.get(host) {
-                    if let Some(id) = self.lookup(hr, path) {
-                        return Found {
-                            route: Some(id),
-                            level: HostLevel::Exact,
-                        };
-                    }
+                if let Some(hr) = self.exact_hosts.get(host)
+                    && let Some(id) = self.lookup(hr, path)
+                {
+                    return Found {
+                        route: Some(id),
+                        level: HostLevel::Exact,
+                    };
                 }
-                if let Some(hr) = self.wildcard(host) {
-                    if let Some(id) = self.lookup(hr, path) {
-                        return Found {
-                            route: Some(id),
-                            level: HostLevel::Wildcard,
-                        };
-                    }
+                if let Some(hr) = self.wildcard(host)
+                    && let Some(id) = self.lookup(hr, path)
+                {
+                    return Found {
+                        route: Some(id),
+                        level: HostLevel::Wildcard,
+                    };
                 }
-                if let Some(hr) = &self.any_host {
-                    if let Some(id) = self.lookup(hr, path) {
-                        return Found {
-                            route: Some(id),
-                            level: HostLevel::AnyHost,
-                        };
-                    }
+                if let Some(hr) = &self.any_host
+                    && let Some(id) = self.lookup(hr, path)
+                {
+                    return Found {
+                        route: Some(id),
+                        level: HostLevel::AnyHost,
+                    };
                 }
                 Found {
                     route: self.catch_all,
@@ -112,13 +112,13 @@ impl RouteTable {
                         level: HostLevel::Wildcard,
                     };
                 }
-                if let Some(hr) = &self.any_host {
-                    if let Some(id) = self.lookup(hr, path) {
-                        return Found {
-                            route: Some(id),
-                            level: HostLevel::AnyHost,
-                        };
-                    }
+                if let Some(hr) = &self.any_host
+                    && let Some(id) = self.lookup(hr, path)
+                {
+                    return Found {
+                        route: Some(id),
+                        level: HostLevel::AnyHost,
+                    };
                 }
                 Found {
                     route: self.catch_all,
