@@ -1,1 +1,147 @@
-fn main() {}
+//! `ingressctl`: validate, list and explain Kubernetes Ingress routing offline.
+//!
+//! It runs the same `ingress_core::compile` as the gateway and executes nothing.
+//! Exit codes: 0 clean, 1 when a diagnostic of error severity was found (warnings too
+//! with `--strict`), 2 when the input cannot be read or the arguments are unusable.
+
+mod commands;
+mod input;
+mod json;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ingress_core::{CompileOptions, DEFAULT_CONTROLLER_NAME, Profile};
+
+/// Validate, list and explain Kubernetes Ingress routing offline, with the same
+/// semantics as the gateway.
+#[derive(Debug, Parser)]
+#[command(name = "ingressctl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print every problem in the manifests, with file:line, object, field and code.
+    Validate {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print the compiled route table, the TLS hosts, and what was dropped and why.
+    Routes {
+        #[command(flatten)]
+        input: InputArgs,
+    },
+    /// Print the decision for one request and why.
+    Explain {
+        #[command(flatten)]
+        input: InputArgs,
+        /// The request URL; its scheme picks the listener, its authority is the Host.
+        #[arg(long, short = 'u')]
+        url: String,
+        /// The request method.
+        #[arg(short = 'X', long = "request", default_value = "GET")]
+        method: String,
+        /// A request header, as 'Name: value' (repeatable). A Host header overrides the URL's.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// The client address (for IP-based policies).
+        #[arg(long)]
+        client_ip: Option<std::net::IpAddr>,
+    },
+    /// List every diagnostic code with its severity and meaning.
+    Codes {
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    /// For people.
+    Text,
+    /// Stable JSON (docs/cli-json.md).
+    Json,
+}
+
+/// Inputs and compile options shared by every command.
+#[derive(Debug, Args)]
+struct InputArgs {
+    /// Manifest files or folders (recursed; .yaml, .yml, .json), or - for stdin.
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Same as a positional PATH (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    files: Vec<PathBuf>,
+    /// Behaviour profile: the Kubernetes spec (standard) or ingress-nginx's quirks.
+    #[arg(long, default_value = "standard", env = "INGRESS_PROFILE", value_parser = parse_profile)]
+    profile: Profile,
+    /// Our IngressClass controller name.
+    #[arg(long, default_value = DEFAULT_CONTROLLER_NAME, env = "INGRESS_CONTROLLER_NAME")]
+    controller_name: String,
+    /// A class name to treat as ours even without an IngressClass object (repeatable).
+    #[arg(long = "ingress-class", value_name = "NAME")]
+    ingress_classes: Vec<String>,
+    /// Also serve Ingresses that name no class.
+    #[arg(long)]
+    watch_ingress_without_class: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    /// Also show info-level diagnostics in text output.
+    #[arg(short = 'v', long)]
+    verbose: bool,
+}
+
+fn parse_profile(s: &str) -> Result<Profile, String> {
+    s.parse()
+        .map_err(|e: ingress_core::compile::UnknownProfile| e.to_string())
+}
+
+impl InputArgs {
+    fn all_paths(&self) -> Vec<PathBuf> {
+        self.paths.iter().chain(&self.files).cloned().collect()
+    }
+
+    fn options(&self) -> CompileOptions {
+        let mut o = CompileOptions::with_profile(self.profile)
+            .controller_name(self.controller_name.clone())
+            .watch_ingress_without_class(self.watch_ingress_without_class);
+        for c in &self.ingress_classes {
+            o = o.ingress_class(c.clone());
+        }
+        o
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Validate { input, strict } => commands::validate(input, *strict),
+        Command::Routes { input } => commands::routes(input),
+        Command::Explain {
+            input,
+            url,
+            method,
+            headers,
+            client_ip,
+        } => commands::explain(input, url, method, headers, *client_ip),
+        Command::Codes { output } => commands::codes(*output),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ingressctl: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

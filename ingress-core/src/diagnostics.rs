@@ -106,6 +106,8 @@ codes! {
     InvalidHost = "invalid-host", Error;
     /// A path or pathType is invalid for its type.
     InvalidPath = "invalid-path", Error;
+    /// An Exact or Prefix path holds regex characters, which match literally.
+    LiteralRegexPath = "literal-regex-path", Warning;
     /// A backend is missing, incomplete or names both a service and a resource.
     InvalidBackend = "invalid-backend", Error;
     /// A `resource` backend: the gateway serves only Service backends; it answers 503.

@@ -98,7 +98,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
                 Code::IngressDropped,
                 Some(r),
                 None,
-                "left out: 1 error in this Ingress (see above); every other Ingress still serves",
+                "left out because of the error reported with it; every other Ingress still serves",
             )),
         }
     }

@@ -8,6 +8,9 @@ use crate::routing::{PortRef, RouteHost};
 
 use super::Profile;
 
+/// Characters that mean something in a regex but nothing in a literal path.
+const REGEX_CHARS: &[char] = &['(', ')', '*', '$', '^', '[', ']', '|', '+', '\\', '{', '}'];
+
 /// Where a route sends requests, as the Ingress wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum BackendSpec {
@@ -56,6 +59,7 @@ pub(crate) fn validate<'s>(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ValidIngress<'s>> {
     let before = diags.len();
+    let mut diags_warn: Vec<Diagnostic> = Vec::new();
     let mut err = |code: Code, field: String, msg: String| {
         diags.push(Diagnostic::new(code, Some(r.clone()), Some(field), msg));
     };
@@ -136,6 +140,20 @@ pub(crate) fn validate<'s>(
                                     Profile::IngressNginx => path.check_strict(),
                                     Profile::Standard => Ok(()),
                                 };
+                                if profile == Profile::Standard
+                                    && ty != PathType::ImplementationSpecific
+                                    && path.as_str().contains(REGEX_CHARS)
+                                {
+                                    diags_warn.push(Diagnostic::new(
+                                        Code::LiteralRegexPath,
+                                        Some(r.clone()),
+                                        Some(format!("{field}.path")),
+                                        format!(
+                                            "{ty} path {:?} contains regex characters but {ty} paths match literally; for a regex use pathType ImplementationSpecific with the use-regex annotation",
+                                            path.as_str()
+                                        ),
+                                    ));
+                                }
                                 match strict {
                                     Ok(()) => Some(path),
                                     Err(e) => {
@@ -182,6 +200,7 @@ pub(crate) fn validate<'s>(
         }
     }
 
+    diags.append(&mut diags_warn);
     let errors = diags[before..]
         .iter()
         .filter(|d| d.severity == crate::Severity::Error)
@@ -192,7 +211,7 @@ pub(crate) fn validate<'s>(
             Some(r),
             None,
             format!(
-                "left out: {errors} error{} in this Ingress (see above); every other Ingress still serves",
+                "left out because of the {errors} error{} reported with it; every other Ingress still serves",
                 if errors == 1 { "" } else { "s" }
             ),
         ));

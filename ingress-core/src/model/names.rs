@@ -218,8 +218,8 @@ impl FromStr for PathType {
 /// (`/foo/` is stored as `/foo`; `/` stays `/`), since Prefix matching ignores it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IngressPath {
-    path_type: PathType,
     path: String,
+    path_type: PathType,
 }
 
 /// Why a path is not valid for its type.

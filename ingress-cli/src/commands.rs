@@ -1,0 +1,472 @@
+//! The subcommands.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use anyhow::{Context, bail};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use ingress_core::manifest::Located;
+use ingress_core::routing::{Decision, RouteMatch, RouteTable, Verdict};
+use ingress_core::{Code, Compiled, RequestView, Scheme, Severity, compile};
+use serde_json::json;
+
+use crate::input::{self, Input};
+use crate::{InputArgs, Output, json, render};
+
+struct Run {
+    input: Input,
+    compiled: Compiled,
+    diagnostics: Vec<Located>,
+}
+
+fn run(args: &InputArgs) -> anyhow::Result<Run> {
+    let input = input::read(&args.all_paths())?;
+    let compiled = compile(&input.loaded.snapshot, &args.options());
+    let mut diagnostics = input.loaded.diagnostics.clone();
+    diagnostics.extend(
+        input
+            .loaded
+            .sources
+            .locate_all(compiled.diagnostics.iter().cloned()),
+    );
+    diagnostics.sort();
+    Ok(Run {
+        input,
+        compiled,
+        diagnostics,
+    })
+}
+
+fn exit_code(diags: &[Located], strict: bool) -> u8 {
+    match diags.iter().map(|d| d.diagnostic.severity).max() {
+        Some(Severity::Error) => 1,
+        Some(Severity::Warning) if strict => 1,
+        _ => 0,
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Ingress counts for the summary line.
+fn ingress_summary(r: &Run) -> (usize, usize, usize, usize) {
+    let total = r.input.loaded.snapshot.ingresses.len();
+    let of = |codes: &[Code]| -> usize {
+        r.diagnostics
+            .iter()
+            .filter(|d| codes.contains(&d.diagnostic.code))
+            .filter_map(|d| d.diagnostic.object.clone())
+            .collect::<BTreeSet<_>>()
+            .len()
+    };
+    let ignored = of(&[Code::IngressIgnored, Code::IngressClassNotFound]);
+    let dropped = of(&[Code::IngressDropped]);
+    (
+        total,
+        total.saturating_sub(ignored + dropped),
+        dropped,
+        ignored,
+    )
+}
+
+fn print_diagnostics(r: &Run, verbose: bool) -> usize {
+    let renderer = render::renderer();
+    let mut hidden = 0;
+    for d in &r.diagnostics {
+        if d.diagnostic.severity == Severity::Info && !verbose {
+            hidden += 1;
+            continue;
+        }
+        println!("{}\n", render::diagnostic(d, &r.input.texts, &renderer));
+    }
+    hidden
+}
+
+pub(crate) fn validate(args: &InputArgs, strict: bool) -> anyhow::Result<u8> {
+    let r = run(args)?;
+    let counts = json::Counts::of(&r.diagnostics);
+    let (total, served, dropped, ignored) = ingress_summary(&r);
+    if args.output == Output::Json {
+        print_json(&json!({
+            "schema": "ingressctl.validate/v1",
+            "summary": {
+                "files": r.input.files,
+                "objects": r.input.loaded.snapshot.len(),
+                "ingresses": {"total": total, "served": served, "dropped": dropped, "ignored": ignored},
+                "errors": counts.errors,
+                "warnings": counts.warnings,
+                "infos": counts.infos,
+            },
+            "diagnostics": r.diagnostics.iter().map(json::diagnostic).collect::<Vec<_>>(),
+        }))?;
+    } else {
+        let hidden = print_diagnostics(&r, args.verbose);
+        let mut line = format!(
+            "checked {} file{}, {} object{}: {} Ingress{} ({} served, {} left out, {} ignored); {} error{}, {} warning{}",
+            r.input.files,
+            plural(r.input.files),
+            r.input.loaded.snapshot.len(),
+            plural(r.input.loaded.snapshot.len()),
+            total,
+            if total == 1 { "" } else { "es" },
+            served,
+            dropped,
+            ignored,
+            counts.errors,
+            plural(counts.errors),
+            counts.warnings,
+            plural(counts.warnings),
+        );
+        if hidden > 0 {
+            let _ = write!(
+                line,
+                " ({hidden} note{} hidden; -v shows them)",
+                plural(hidden)
+            );
+        }
+        println!("{line}");
+    }
+    Ok(exit_code(&r.diagnostics, strict))
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+const DROPPED: [Code; 6] = [
+    Code::IngressDropped,
+    Code::IngressIgnored,
+    Code::IngressClassNotFound,
+    Code::DuplicateRoute,
+    Code::DefaultBackendConflict,
+    Code::ManifestInvalidObject,
+];
+
+pub(crate) fn routes(args: &InputArgs) -> anyhow::Result<u8> {
+    let r = run(args)?;
+    let t = &r.compiled.table;
+    let dropped: Vec<&Located> = r
+        .diagnostics
+        .iter()
+        .filter(|d| DROPPED.contains(&d.diagnostic.code))
+        .collect();
+    if args.output == Output::Json {
+        let tls: Vec<_> = t
+            .tls_bindings()
+            .iter()
+            .map(|b| {
+                json!({
+                    "host": b.host().to_string(),
+                    "secret": b.secret().map(|s| json!({"namespace": s.namespace, "name": s.name})),
+                    "ingress": {"namespace": b.ingress().namespace, "name": b.ingress().name},
+                    "certificate": b.certificate().map(|c| json!({
+                        "dns_names": c.dns_names,
+                        "not_after": ingress_core::model::Timestamp::from_unix(c.not_after).to_string(),
+                    })),
+                })
+            })
+            .collect();
+        print_json(&json!({
+            "schema": "ingressctl.routes/v1",
+            "profile": t.profile(),
+            "routes": t.routes().iter().map(|rt| json::route(t, rt)).collect::<Vec<_>>(),
+            "tls": tls,
+            "dropped": dropped.iter().map(|d| json::diagnostic(d)).collect::<Vec<_>>(),
+            "diagnostics": r.diagnostics.iter().map(json::diagnostic).collect::<Vec<_>>(),
+        }))?;
+        return Ok(exit_code(&r.diagnostics, false));
+    }
+    print_routes_table(t);
+    if !t.tls_bindings().is_empty() {
+        println!("\nTLS");
+        for b in t.tls_bindings() {
+            let cert = match (b.secret(), b.certificate()) {
+                (None, _) => "default certificate (no secretName)".to_owned(),
+                (Some(s), Some(c)) => format!(
+                    "Secret {}/{} (covers {}; expires {})",
+                    s.namespace.as_deref().unwrap_or(""),
+                    s.name,
+                    c.dns_names.join(", "),
+                    ingress_core::model::Timestamp::from_unix(c.not_after)
+                ),
+                (Some(s), None) => format!(
+                    "default certificate: Secret {}/{} is unusable (see validate)",
+                    s.namespace.as_deref().unwrap_or(""),
+                    s.name
+                ),
+            };
+            println!("  {}  {}  [{}]", b.host(), cert, b.ingress());
+        }
+    }
+    if !dropped.is_empty() {
+        println!("\nDropped or ignored");
+        for d in dropped {
+            let obj = d
+                .diagnostic
+                .object
+                .as_ref()
+                .map(|o| o.to_string())
+                .unwrap_or_default();
+            println!(
+                "  {}{} [{}]: {}",
+                render::short_location(d),
+                obj,
+                d.diagnostic.code,
+                d.diagnostic.message
+            );
+        }
+    }
+    Ok(exit_code(&r.diagnostics, false))
+}
+
+fn print_routes_table(t: &RouteTable) {
+    let mut rows = vec![[
+        "HOST".to_owned(),
+        "PATH".to_owned(),
+        "TYPE".to_owned(),
+        "BACKEND".to_owned(),
+        "ENDPOINTS".to_owned(),
+        "INGRESS".to_owned(),
+    ]];
+    for r in t.routes() {
+        let b = t.backend(r.backend_id());
+        let (path, ty) = match r.matcher() {
+            RouteMatch::Path(p) => (p.as_str().to_owned(), p.path_type().to_string()),
+            RouteMatch::DefaultBackend(s) => (
+                "(default)".to_owned(),
+                match s {
+                    ingress_core::routing::DefaultScope::CatchAll => "catch-all".to_owned(),
+                    ingress_core::routing::DefaultScope::Host => "host-default".to_owned(),
+                },
+            ),
+        };
+        let port = json::port(b);
+        let port = port
+            .as_str()
+            .map_or_else(|| port.to_string(), str::to_owned);
+        let endpoints = if b.endpoints().is_empty() {
+            format!(
+                "none: 503 ({})",
+                serde_json::to_value(b.status())
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        } else {
+            b.endpoints()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        rows.push([
+            r.host().to_string(),
+            path,
+            ty,
+            format!("{}/{}:{}", b.namespace(), b.service(), port),
+            endpoints,
+            format!(
+                "{}/{}",
+                r.ingress().namespace.as_deref().unwrap_or(""),
+                r.ingress().name
+            ),
+        ]);
+    }
+    if rows.len() == 1 {
+        println!("no routes (every request answers 404)");
+        return;
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (w, c)) in widths.iter().zip(row).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c:<w$}  ");
+            }
+        }
+        println!("{}", line.trim_end());
+    }
+}
+
+pub(crate) fn explain(
+    args: &InputArgs,
+    url: &str,
+    method: &str,
+    headers: &[String],
+    client_ip: Option<std::net::IpAddr>,
+) -> anyhow::Result<u8> {
+    let uri: Uri = url
+        .parse()
+        .with_context(|| format!("--url {url:?} is not a URL"))?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::Http,
+        Some("https") => Scheme::Https,
+        Some(s) => bail!("--url scheme {s:?}: use http:// or https://"),
+        None => bail!("--url {url:?} needs a scheme: http:// or https://"),
+    };
+    let method: Method = method
+        .parse()
+        .with_context(|| format!("-X {method:?} is not an HTTP method"))?;
+    let mut header_map = HeaderMap::new();
+    for h in headers {
+        let (name, value) = h
+            .split_once(':')
+            .with_context(|| format!("-H {h:?}: expected 'Name: value'"))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .with_context(|| format!("-H {h:?}: invalid header name"))?;
+        let value = HeaderValue::from_str(value.trim())
+            .with_context(|| format!("-H {h:?}: invalid header value"))?;
+        header_map.append(name, value);
+    }
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let host = header_map
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or(authority);
+    let path = uri.path().to_owned();
+    let query = uri.query().map(str::to_owned);
+
+    let r = run(args)?;
+    let t = &r.compiled.table;
+    let req = RequestView {
+        scheme,
+        host: &host,
+        path: &path,
+        query: query.as_deref(),
+        method: &method,
+        headers: &header_map,
+        client_ip,
+    };
+    let e = t.explain(&req);
+    if args.output == Output::Json {
+        let request = json!({
+            "method": method.as_str(),
+            "scheme": scheme,
+            "host": host,
+            "path": path,
+            "query": query,
+            "client_ip": client_ip.map(|ip| ip.to_string()),
+        });
+        print_json(&json::explain(t, &e, request))?;
+        return Ok(0);
+    }
+    println!("{} {}", method, url);
+    println!(
+        "  compared as host {:?}, path {:?} ({} profile)",
+        e.host,
+        e.path,
+        t.profile()
+    );
+    match &e.decision {
+        Decision::Forward(f) => {
+            println!(
+                "decision: forward to Service {}/{} port {}",
+                f.backend.namespace(),
+                f.backend.service(),
+                json::port(f.backend)
+            );
+            println!(
+                "  endpoints: {}",
+                f.backend
+                    .endpoints()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            println!(
+                "  upstream request: {} {}  Host: {}",
+                method, f.upstream_path, f.upstream_host
+            );
+        }
+        Decision::Redirect(rd) => println!(
+            "decision: redirect {} to {}",
+            rd.status.as_u16(),
+            rd.location
+        ),
+        Decision::Respond(rs) => {
+            let why = match rs.backend {
+                Some(b) => format!(
+                    "{} (Service {}/{})",
+                    rs.reason.as_str(),
+                    b.namespace(),
+                    b.service()
+                ),
+                None => rs.reason.as_str().to_owned(),
+            };
+            println!("decision: respond {} — {}", rs.status.as_u16(), why);
+        }
+        _ => println!("decision: {}", e.decision.kind()),
+    }
+    match e.decision.route() {
+        Some(rt) => println!(
+            "  matched {} {} ({}), {}",
+            rt.ingress(),
+            rt.field(),
+            e.level.describe(),
+            describe_route(rt)
+        ),
+        None => println!("  no route matched (no host, path or default backend applies)"),
+    }
+    if !e.steps.is_empty() {
+        println!("considered:");
+        for s in &e.steps {
+            let (mark, why) = match &s.verdict {
+                Verdict::Chosen => ("✓", "chosen".to_owned()),
+                Verdict::Outranked { by, why } => {
+                    ("✗", format!("lost to route {}: {why}", by.index()))
+                }
+                Verdict::NoMatch { why } => ("✗", format!("no match: {why}")),
+                Verdict::NotConsulted { why } => ("·", format!("not consulted: {why}")),
+            };
+            println!(
+                "  {mark} [{}] {} {} — {}",
+                s.route.id().index(),
+                describe_route(s.route),
+                s.route.ingress(),
+                why
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn describe_route(r: &ingress_core::routing::Route) -> String {
+    match r.matcher() {
+        RouteMatch::Path(p) => format!("{} {} ({})", r.host(), p.as_str(), p.path_type()),
+        RouteMatch::DefaultBackend(_) => format!("{} defaultBackend", r.host()),
+    }
+}
+
+pub(crate) fn codes(output: Output) -> anyhow::Result<u8> {
+    if output == Output::Json {
+        let v: Vec<_> = Code::ALL
+            .iter()
+            .map(|c| json!({"code": c.as_str(), "severity": c.severity(), "doc": c.doc()}))
+            .collect();
+        print_json(&json!(v))?;
+    } else {
+        for c in Code::ALL {
+            println!(
+                "{:<30} {:<8} {}",
+                c.as_str(),
+                c.severity().as_str(),
+                c.doc()
+            );
+        }
+    }
+    Ok(0)
+}
