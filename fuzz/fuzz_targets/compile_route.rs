@@ -98,7 +98,15 @@ vocab!(Class, ["gw", "conformance", "other", ""]);
 vocab!(PortName, ["http", "grpc", "https", ""]);
 vocab!(
     Address,
-    ["10.0.0.1", "10.0.0.2", "::1", "fe80::1", "echo.example", "999.1.1.1", ""]
+    [
+        "10.0.0.1",
+        "10.0.0.2",
+        "::1",
+        "fe80::1",
+        "echo.example",
+        "999.1.1.1",
+        ""
+    ]
 );
 vocab!(AddressType, ["IPv4", "IPv6", "FQDN", "ipv4"]);
 vocab!(
@@ -144,7 +152,9 @@ impl<'a> Arbitrary<'a> for PortNumber {
         if u.ratio(1, 8)? {
             Ok(PortNumber(i64::arbitrary(u)?))
         } else {
-            Ok(PortNumber(*u.choose(&[80, 8080, 443, 3000, 0, 65535, 65536, -1])?))
+            Ok(PortNumber(
+                *u.choose(&[80, 8080, 443, 3000, 0, 65535, 65536, -1])?,
+            ))
         }
     }
 }
@@ -436,10 +446,9 @@ impl FSlice {
     fn build(&self) -> EndpointSlice {
         let mut metadata = self.meta.build();
         if let Some(s) = &self.service {
-            metadata.labels.insert(
-                EndpointSlice::SERVICE_NAME_LABEL.to_owned(),
-                s.0.clone(),
-            );
+            metadata
+                .labels
+                .insert(EndpointSlice::SERVICE_NAME_LABEL.to_owned(), s.0.clone());
         }
         EndpointSlice {
             metadata,
@@ -560,7 +569,10 @@ fuzz_target!(|input: Input| {
             );
         }
         if let Decision::Forward(f) = &decision {
-            assert!(!f.backend.endpoints().is_empty(), "forward without endpoints");
+            assert!(
+                !f.backend.endpoints().is_empty(),
+                "forward without endpoints"
+            );
             if let Some(q) = req.query {
                 assert!(
                     f.upstream_path.ends_with(&format!("?{q}")),
@@ -590,7 +602,8 @@ fn fingerprint(
         d.kind(),
         d.status().map(|s| s.as_u16()),
         d.route().map(|r| r.id().index()),
-        d.backend().map(|b| format!("{}/{}", b.namespace(), b.service())),
+        d.backend()
+            .map(|b| format!("{}/{}", b.namespace(), b.service())),
         upstream,
     )
 }

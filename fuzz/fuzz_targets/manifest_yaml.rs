@@ -39,8 +39,14 @@ fuzz_target!(|data: &[u8]| {
     'outer: for ing in &loaded.snapshot.ingresses {
         for rule in &ing.spec.rules {
             let host = rule.host.clone().unwrap_or_default();
-            let host = host.strip_prefix("*.").map_or(host.clone(), |h| format!("w.{h}"));
-            let paths = rule.http.as_ref().map(|h| h.paths.as_slice()).unwrap_or(&[]);
+            let host = host
+                .strip_prefix("*.")
+                .map_or(host.clone(), |h| format!("w.{h}"));
+            let paths = rule
+                .http
+                .as_ref()
+                .map(|h| h.paths.as_slice())
+                .unwrap_or(&[]);
             for p in paths {
                 let path = p.path.clone().unwrap_or_default();
                 derived.push((host.clone(), format!("{path}/x?y=1")));
@@ -127,6 +133,9 @@ fn check(table: &RouteTable, req: RequestView<'_>) {
         );
     }
     if let Decision::Forward(f) = &decision {
-        assert!(!f.backend.endpoints().is_empty(), "forward without endpoints");
+        assert!(
+            !f.backend.endpoints().is_empty(),
+            "forward without endpoints"
+        );
     }
 }
