@@ -14,6 +14,7 @@
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use http::Uri;
 use ingress_core::manifest::Loaded;
@@ -22,7 +23,18 @@ use ingress_core::{CompileOptions, Decision, Profile, RequestView, RouteTable, S
 
 const USAGE: &str = "usage: route_offline MANIFESTS URL [standard|ingress-nginx]";
 
-fn main() -> Result<(), Box<dyn Error>> {
+fn main() -> ExitCode {
+    // Errors are about the user's input: print them plainly, not as `Debug`.
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("route_offline: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (manifests, url, profile) = match args.as_slice() {
         [m, u] => (m, u, Profile::Standard),

@@ -9,6 +9,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use ingress_core::manifest::load_str;
 use ingress_core::{CompileOptions, Decision, Profile, RequestView, Scheme, Severity, compile};
 
+#[path = "docs.rs"]
+mod docs;
 #[path = "properties.rs"]
 mod properties;
 
