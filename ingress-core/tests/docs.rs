@@ -1,6 +1,8 @@
 //! Docs generated from the code cannot drift: docs/diagnostics.md is rendered from
 //! `Code::ALL`. Run with `UPDATE_DOCS=1` to rewrite it after adding a code.
 
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use ingress_core::Code;
 
 fn render() -> String {

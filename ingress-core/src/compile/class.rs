@@ -20,12 +20,12 @@ pub(crate) struct Classes<'s> {
 }
 
 impl<'s> Classes<'s> {
+    /// `sorted` must already be unique by name (compile dedups it).
     pub(crate) fn new(
-        classes: &'s [IngressClass],
+        mut sorted: Vec<&'s IngressClass>,
         opts: &CompileOptions,
         diags: &mut Vec<Diagnostic>,
     ) -> Self {
-        let mut sorted: Vec<&IngressClass> = classes.iter().collect();
         sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         let defaults: Vec<&&IngressClass> = sorted.iter().filter(|c| c.is_default()).collect();
         if defaults.len() > 1 {

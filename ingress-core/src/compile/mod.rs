@@ -75,7 +75,13 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         |s: &crate::model::Secret| &s.metadata,
         &mut diags,
     );
-    let classes = class::Classes::new(&snapshot.ingress_classes, options, &mut diags);
+    let class_objects = dedup(
+        &snapshot.ingress_classes,
+        ObjectKind::IngressClass,
+        |c: &crate::model::IngressClass| &c.metadata,
+        &mut diags,
+    );
+    let classes = class::Classes::new(class_objects.into_values().collect(), options, &mut diags);
 
     // 2. Ours, valid, in precedence order.
     let ingresses = dedup(
@@ -253,14 +259,16 @@ fn dedup<'s, T: serde::Serialize>(
                 if keep_new {
                     out.insert(key, o);
                 }
+                let r = if kind.is_namespaced() {
+                    ObjectRef::namespaced(kind, key.0, key.1)
+                } else {
+                    ObjectRef::cluster(kind, key.1)
+                };
                 diags.push(Diagnostic::new(
                     Code::DuplicateObject,
-                    Some(ObjectRef::namespaced(kind, key.0, key.1)),
+                    Some(r.clone()),
                     None,
-                    format!(
-                        "{kind} {}/{} appears more than once; one copy is used",
-                        key.0, key.1
-                    ),
+                    format!("{r} appears more than once; one copy is used"),
                 ));
             }
         }
@@ -517,3 +525,6 @@ fn describe(m: &RouteMatch) -> String {
         RouteMatch::DefaultBackend(_) => "defaultBackend".into(),
     }
 }
+
+#[cfg(test)]
+mod tests;
