@@ -107,8 +107,41 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
 
 fn add(input: &mut Input, name: String, bytes: Vec<u8>) -> Result<(), InputError> {
     let text = String::from_utf8(bytes).map_err(|_| InputError::NotUtf8(name.clone()))?;
-    input.loaded.add_str(&name, &text);
+    load_parallel(&mut input.loaded, &name, &text);
     input.texts.insert(name, text);
     input.files += 1;
     Ok(())
+}
+
+/// Texts above this size are split at document boundaries and parsed on every core.
+const PARALLEL_BYTES: usize = 256 * 1024;
+
+/// Load one text, in parallel pieces when it is large; the result is identical to a
+/// sequential `add_str` (pieces are merged in order).
+fn load_parallel(loaded: &mut Loaded, name: &str, text: &str) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if text.len() < PARALLEL_BYTES || cores < 2 {
+        loaded.add_str(name, text);
+        return;
+    }
+    let pieces = ingress_core::manifest::split_documents(text, cores);
+    let results: Vec<Loaded> = std::thread::scope(|s| {
+        let handles: Vec<_> = pieces
+            .iter()
+            .map(|&(line, piece)| {
+                s.spawn(move || {
+                    let mut l = Loaded::default();
+                    l.add_str_from_line(name, piece, line);
+                    l
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for l in results {
+        loaded.extend(l);
+    }
 }

@@ -143,14 +143,96 @@ pub fn load_str(name: &str, text: &str) -> Loaded {
     l
 }
 
+/// Split manifest text into at most `parts` pieces at document boundaries (`---` at
+/// the start of a line), of roughly equal size, so they can be loaded in parallel
+/// with [`Loaded::add_str_from_line`] and merged with [`Loaded::extend`] in order.
+/// Returns each piece with the 1-based line it starts on. A YAML document marker
+/// cannot occur inside a document's content, so a split never cuts a document.
+pub fn split_documents(text: &str, parts: usize) -> Vec<(u32, &str)> {
+    let parts = parts.max(1);
+    let target = text.len() / parts + 1;
+    let mut out = Vec::with_capacity(parts);
+    let (mut start, mut start_line, mut line) = (0usize, 1u32, 1u32);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        // `i` is at the start of a line.
+        let at_marker = bytes[i..].starts_with(b"---")
+            && matches!(bytes.get(i + 3), None | Some(b'\n' | b'\r' | b' ' | b'\t'));
+        if at_marker && i - start >= target && out.len() + 1 < parts {
+            out.push((start_line, &text[start..i]));
+            start = i;
+            start_line = line;
+        }
+        match memchr_newline(&bytes[i..]) {
+            Some(n) => {
+                i += n + 1;
+                line += 1;
+            }
+            None => break,
+        }
+    }
+    out.push((start_line, &text[start..]));
+    out
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
 impl Loaded {
+    /// Append another load's objects, positions and diagnostics (for parallel loads
+    /// of [`split_documents`] pieces: extend in piece order to keep the result
+    /// identical to a sequential load).
+    pub fn extend(&mut self, other: Loaded) {
+        let Loaded {
+            snapshot,
+            sources,
+            diagnostics,
+        } = other;
+        self.snapshot.ingresses.extend(snapshot.ingresses);
+        self.snapshot
+            .ingress_classes
+            .extend(snapshot.ingress_classes);
+        self.snapshot.services.extend(snapshot.services);
+        self.snapshot
+            .endpoint_slices
+            .extend(snapshot.endpoint_slices);
+        self.snapshot.secrets.extend(snapshot.secrets);
+        for (r, src) in sources.objects {
+            self.sources.objects.entry(r).or_insert(src);
+        }
+        self.diagnostics.extend(diagnostics);
+    }
+
     /// Add the objects of one more text (a file, stdin).
     pub fn add_str(&mut self, name: &str, text: &str) {
+        self.add_str_from_line(name, text, 1);
+    }
+
+    /// Like [`Loaded::add_str`], for a piece of a file that starts on line
+    /// `first_line` (1-based) of it.
+    pub fn add_str_from_line(&mut self, name: &str, text: &str, first_line: u32) {
+        let shift = first_line.saturating_sub(1);
+        let moved = |p: Position| Position {
+            line: p.line.saturating_add(shift),
+            column: p.column,
+        };
         let file: Arc<str> = Arc::from(name);
         let docs = match parse_documents(text) {
-            Ok(d) => d,
+            Ok(mut docs) => {
+                if shift > 0 {
+                    for d in &mut docs {
+                        d.position = moved(d.position);
+                        for p in d.positions.values_mut() {
+                            *p = moved(*p);
+                        }
+                    }
+                }
+                docs
+            }
             Err(e) => {
-                let pos = Some(e.position());
+                let pos = Some(moved(e.position()));
                 self.diagnostics.push(Located {
                     location: pos.map(|p| SourceLocation {
                         file: file.clone(),
@@ -354,4 +436,52 @@ fn decode<T: DeserializeOwned>(value: Value) -> Result<T, (String, String)> {
         );
         (field, msg)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: x}]}\n--- # c\napiVersion: v1\nkind: Service\nmetadata: {name: c}\n---\nkey: |\n  ---not a marker\n  text\n---\napiVersion: v1\nkind: Service\nmetadata: {name: d}\nspec: {ports: [{port: 8, name: 9}]}\n";
+
+    #[test]
+    fn split_documents_cuts_only_at_markers() {
+        for parts in 1..8 {
+            let pieces = split_documents(TEXT, parts);
+            assert!(pieces.len() <= parts);
+            let joined: String = pieces.iter().map(|(_, t)| *t).collect();
+            assert_eq!(joined, TEXT);
+            let mut offset = 0;
+            for (line, piece) in &pieces {
+                let want = TEXT[..offset].matches('\n').count() as u32 + 1;
+                assert_eq!(*line, want);
+                assert!(*line == 1 || piece.starts_with("---"), "{parts}: {piece:?}");
+                offset += piece.len();
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_pieces_load_like_the_whole() {
+        let whole = load_str("f.yaml", TEXT);
+        for parts in 2..6 {
+            let mut merged = Loaded::default();
+            for (line, piece) in split_documents(TEXT, parts) {
+                let mut l = Loaded::default();
+                l.add_str_from_line("f.yaml", piece, line);
+                merged.extend(l);
+            }
+            assert_eq!(merged.snapshot, whole.snapshot);
+            assert_eq!(merged.diagnostics, whole.diagnostics);
+            for r in whole.sources.objects.keys() {
+                assert_eq!(
+                    merged.sources.object_location(r),
+                    whole.sources.object_location(r)
+                );
+            }
+        }
+        // The bad port in Service b is reported on its own line, 8.
+        let d = &whole.diagnostics[0];
+        assert_eq!(d.location.as_ref().map(|l| l.line), Some(8), "{d:?}");
+    }
 }

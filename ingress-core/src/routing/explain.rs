@@ -93,10 +93,17 @@ impl RouteTable {
     pub fn explain<'a>(&'a self, req: &RequestView<'a>) -> Explanation<'a> {
         let decision = self.route(req);
         let mut buf = [0u8; 256];
-        let host = request::host_key(req.host, &mut buf)
-            .unwrap_or("")
-            .to_owned();
         let path = normalize_path(req.path).into_owned();
+        let Some(host) = request::host_key(req.host, &mut buf).map(str::to_owned) else {
+            // An unusable Host header: route() answered 400 without looking at routes.
+            return Explanation {
+                decision,
+                host: req.host.to_owned(),
+                path,
+                level: HostLevel::CatchAll,
+                steps: Vec::new(),
+            };
+        };
         let found = self.find(&host, &path);
         let nginx = self.profile == Profile::IngressNginx;
 

@@ -52,7 +52,7 @@ use serde_json::{Map, Value};
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
 
-use scalar::{Scalar, key_string, resolve, scalar_value};
+use scalar::{Scalar, key_string, resolve, scalar_into_value, scalar_value};
 
 mod scalar;
 
@@ -298,6 +298,8 @@ struct Node {
     size: usize,
     /// Collections nested in this node, itself included (0 for a scalar).
     depth: usize,
+    /// Anchored: an alias may copy it, so building must not move its strings out.
+    shared: bool,
 }
 
 /// A sequence or mapping whose end has not been seen yet.
@@ -314,11 +316,18 @@ enum Frame {
         /// Character index of the `MappingStart` marker.
         index: usize,
         entries: Vec<(String, usize)>,
-        seen: HashMap<String, Position>,
+        /// Position of each entry's key, parallel to `entries`.
+        key_positions: Vec<Position>,
+        /// Key index for duplicate checks, built once the mapping is large;
+        /// small mappings are scanned.
+        seen: Option<HashMap<String, Position>>,
         /// Key read, value not yet.
         pending: Option<(String, Position)>,
     },
 }
+
+/// Mappings with fewer keys than this are checked for duplicates by scanning.
+const SCAN_KEYS: usize = 16;
 
 /// Builds documents from parser events without recursion.
 #[derive(Debug, Default)]
@@ -374,8 +383,16 @@ impl Loader {
             position,
             size,
             depth,
+            shared: false,
         });
         self.arena.len() - 1
+    }
+
+    fn anchor(&mut self, anchor: usize, node: usize) {
+        if let Some(n) = self.arena.get_mut(node) {
+            n.shared = true;
+        }
+        self.anchors.insert(anchor, node);
     }
 
     fn count_nodes(&mut self, n: usize, position: Position) -> Result<(), YamlError> {
@@ -410,7 +427,7 @@ impl Loader {
             let key = key_string(&scalar, position)?;
             if anchor != 0 {
                 let node = self.push_node(Kind::Scalar(scalar), position, 1, 0);
-                self.anchors.insert(anchor, node);
+                self.anchor(anchor, node);
             }
             return self.set_key(key, position, index);
         }
@@ -427,7 +444,7 @@ impl Loader {
         self.count_nodes(1, position)?;
         let node = self.push_node(Kind::Scalar(scalar), position, 1, 0);
         if anchor != 0 {
-            self.anchors.insert(anchor, node);
+            self.anchor(anchor, node);
         }
         self.place(node, position)
     }
@@ -436,6 +453,8 @@ impl Loader {
         let Some(Frame::Map {
             position: map_position,
             index: map_index,
+            entries,
+            key_positions,
             seen,
             pending,
             ..
@@ -445,17 +464,24 @@ impl Loader {
         };
         // A block mapping's start marker sits on the first `:`; its node
         // starts at the first key.
-        if seen.is_empty() && index < *map_index {
+        if entries.is_empty() && index < *map_index {
             *map_position = position;
         }
-        if let Some(first) = seen.get(&key) {
+        let first = match seen {
+            Some(seen) => seen.get(&key).copied(),
+            None => entries
+                .iter()
+                .zip(key_positions.iter())
+                .find(|((k, _), _)| *k == key)
+                .map(|(_, p)| *p),
+        };
+        if let Some(first) = first {
             return Err(YamlError::DuplicateKey {
                 position,
                 key,
-                first: *first,
+                first,
             });
         }
-        seen.insert(key.clone(), position);
         *pending = Some((key, position));
         Ok(())
     }
@@ -519,7 +545,8 @@ impl Loader {
                 position,
                 index,
                 entries: Vec::new(),
-                seen: HashMap::new(),
+                key_positions: Vec::new(),
+                seen: None,
                 pending: None,
             }
         } else {
@@ -555,23 +582,25 @@ impl Loader {
                 (anchor, position, Kind::Map(entries))
             }
         };
-        let children: Box<dyn Iterator<Item = &usize>> = match &kind {
-            Kind::Seq(items) => Box::new(items.iter()),
-            Kind::Map(entries) => Box::new(entries.iter().map(|(_, child)| child)),
-            Kind::Scalar(_) | Kind::Alias(_) => Box::new(std::iter::empty()),
-        };
         let mut size: usize = 1;
         let mut depth: usize = 0;
-        for &child in children {
-            let Some(child) = self.arena.get(child) else {
-                return Err(internal(end_position));
-            };
+        let mut add = |child: usize| -> Result<(), YamlError> {
+            let child = self
+                .arena
+                .get(child)
+                .ok_or_else(|| internal(end_position))?;
             size = size.saturating_add(child.size);
             depth = depth.max(child.depth);
+            Ok(())
+        };
+        match &kind {
+            Kind::Seq(items) => items.iter().try_for_each(|&c| add(c))?,
+            Kind::Map(entries) => entries.iter().try_for_each(|&(_, c)| add(c))?,
+            Kind::Scalar(_) | Kind::Alias(_) => {}
         }
         let node = self.push_node(kind, position, size, depth.saturating_add(1));
         if anchor != 0 {
-            self.anchors.insert(anchor, node);
+            self.anchor(anchor, node);
         }
         self.place(node, position)
     }
@@ -583,9 +612,27 @@ impl Loader {
             None => return Err(internal(position)),
             Some(Frame::Seq { items, .. }) => items.push(node),
             Some(Frame::Map {
-                entries, pending, ..
+                entries,
+                key_positions,
+                seen,
+                pending,
+                ..
             }) => match pending.take() {
-                Some((key, _)) => entries.push((key, node)),
+                Some((key, key_position)) => {
+                    if let Some(seen) = seen {
+                        seen.insert(key.clone(), key_position);
+                    } else if entries.len() + 1 >= SCAN_KEYS {
+                        let mut index: HashMap<String, Position> = entries
+                            .iter()
+                            .map(|(k, _)| k.clone())
+                            .zip(key_positions.iter().copied())
+                            .collect();
+                        index.insert(key.clone(), key_position);
+                        *seen = Some(index);
+                    }
+                    entries.push((key, node));
+                    key_positions.push(key_position);
+                }
                 None => return Err(internal(position)),
             },
         }
@@ -600,15 +647,17 @@ impl Loader {
             return Ok(());
         };
         let mut builder = Builder {
-            arena: &self.arena,
-            positions: BTreeMap::new(),
+            arena: &mut self.arena,
+            positions: Vec::new(),
             path: String::new(),
             bytes: self.bytes,
         };
-        let value = builder.build(root, None, 0)?;
+        let value = builder.build(root, None, false, 0)?;
         let Builder {
             positions, bytes, ..
         } = builder;
+        // Bulk-build the map from the collected pairs (paths are unique).
+        let positions: BTreeMap<String, Position> = positions.into_iter().collect();
         self.bytes = bytes;
         if !value.is_null() {
             let position = positions
@@ -630,8 +679,10 @@ impl Loader {
 /// Turns the node tree of one document into JSON and field-path positions.
 #[derive(Debug)]
 struct Builder<'a> {
-    arena: &'a [Node],
-    positions: BTreeMap<String, Position>,
+    /// Consumed while building: strings are moved out of nodes that no alias
+    /// copies, and cloned from the others.
+    arena: &'a mut [Node],
+    positions: Vec<(String, Position)>,
     /// Field path of the node being built.
     path: String,
     /// Output bytes so far, whole input.
@@ -654,23 +705,32 @@ impl Builder<'_> {
     }
 
     /// Builds node `index`. Inside an alias copy, `at` is the alias position,
-    /// used for every copied node. `calls` is the recursion depth, one per
-    /// collection level, which loading has already bounded by [`MAX_DEPTH`].
+    /// used for every copied node. `copy` is set inside anything an alias may
+    /// copy, where strings are cloned instead of moved out. `calls` is the
+    /// recursion depth, one per collection level, which loading has already
+    /// bounded by [`MAX_DEPTH`].
     fn build(
         &mut self,
         index: usize,
         at: Option<Position>,
+        copy: bool,
         calls: usize,
     ) -> Result<Value, YamlError> {
-        let arena = self.arena;
         let fallback = at.unwrap_or(Position { line: 1, column: 1 });
-        let mut node = arena.get(index).ok_or_else(|| internal(fallback))?;
+        let mut index = index;
         let mut at = at;
+        let mut node = self.arena.get(index).ok_or_else(|| internal(fallback))?;
         if let Kind::Alias(target) = node.kind {
             at = Some(at.unwrap_or(node.position));
-            node = arena.get(target).ok_or_else(|| internal(fallback))?;
+            index = target;
+            node = self.arena.get(target).ok_or_else(|| internal(fallback))?;
         }
         let position = at.unwrap_or(node.position);
+        let copy = copy || at.is_some() || node.shared;
+        let text_len = match &node.kind {
+            Kind::Scalar(Scalar::Str(text) | Scalar::NonFinite { text, .. }) => text.len(),
+            _ => 0,
+        };
         if calls > MAX_DEPTH.saturating_add(1) {
             return Err(YamlError::TooDeep {
                 position,
@@ -678,20 +738,31 @@ impl Builder<'_> {
             });
         }
         self.charge(self.path.len().saturating_add(1), position)?;
-        self.positions.insert(self.path.clone(), position);
+        self.positions.push((self.path.clone(), position));
+        self.charge(text_len, position)?;
         let base = self.path.len();
-        Ok(match &node.kind {
+
+        let kind = match &mut self.arena[index].kind {
             Kind::Scalar(scalar) => {
-                if let Scalar::Str(text) | Scalar::NonFinite { text, .. } = scalar {
-                    self.charge(text.len(), position)?;
-                }
-                scalar_value(scalar)
+                return Ok(if copy {
+                    scalar_value(scalar)
+                } else {
+                    scalar_into_value(std::mem::replace(scalar, Scalar::Null))
+                });
             }
+            Kind::Seq(items) if copy => Kind::Seq(items.clone()),
+            Kind::Seq(items) => Kind::Seq(std::mem::take(items)),
+            Kind::Map(entries) if copy => Kind::Map(entries.clone()),
+            Kind::Map(entries) => Kind::Map(std::mem::take(entries)),
+            // An anchor never names an alias.
+            Kind::Alias(_) => return Err(internal(position)),
+        };
+        Ok(match kind {
             Kind::Seq(items) => {
                 let mut out = Vec::with_capacity(items.len());
-                for (i, &child) in items.iter().enumerate() {
+                for (i, child) in items.into_iter().enumerate() {
                     push_index(&mut self.path, i);
-                    let value = self.build(child, at, calls.saturating_add(1));
+                    let value = self.build(child, at, copy, calls.saturating_add(1));
                     self.path.truncate(base);
                     out.push(value?);
                 }
@@ -701,15 +772,14 @@ impl Builder<'_> {
                 let mut out = Map::new();
                 for (key, child) in entries {
                     self.charge(key.len(), position)?;
-                    push_key(&mut self.path, key);
-                    let value = self.build(*child, at, calls.saturating_add(1));
+                    push_key(&mut self.path, &key);
+                    let value = self.build(child, at, copy, calls.saturating_add(1));
                     self.path.truncate(base);
-                    out.insert(key.clone(), value?);
+                    out.insert(key, value?);
                 }
                 Value::Object(out)
             }
-            // An anchor never names an alias.
-            Kind::Alias(_) => return Err(internal(position)),
+            Kind::Scalar(_) | Kind::Alias(_) => return Err(internal(position)),
         })
     }
 }

@@ -39,6 +39,14 @@ pub(super) fn scalar_value(scalar: &Scalar) -> Value {
     }
 }
 
+/// Like [`scalar_value`], moving the string instead of cloning it.
+pub(super) fn scalar_into_value(scalar: Scalar) -> Value {
+    match scalar {
+        Scalar::NonFinite { text, .. } | Scalar::Str(text) => Value::String(text),
+        other => scalar_value(&other),
+    }
+}
+
 /// Go writes an integral float64 below 1e21 without a fraction or exponent,
 /// so Kubernetes reads `1.0` or `1e3` from YAML as the integers 1 and 1000.
 /// Integral floats that fit 64 bits become integers here too.
