@@ -250,6 +250,30 @@ proptest! {
     }
 
     #[test]
+    fn large_hosts_agree_with_reference(
+        paths in prop::collection::vec(arb_path(), 9..30),
+        req_path in "[/a-c]{0,10}",
+    ) {
+        // One host with more paths than the scan threshold: the hashed lookup.
+        let ing = Ingress {
+            metadata: meta("big".into(), Some(1)),
+            spec: IngressSpec {
+                rules: vec![IngressRule { host: Some("a.com".into()), http: Some(HttpIngressRuleValue { paths }) }],
+                ..IngressSpec::default()
+            },
+        };
+        let s = snapshot(vec![ing]);
+        let c = compile(&s, &options(Profile::Standard));
+        let d = c.table.route(&RequestView::get(Scheme::Http, "a.com", &req_path));
+        prop_assert_eq!(normalised_outcome(&d), reference(&s, "a.com", &req_path));
+        for profile in [Profile::Standard, Profile::IngressNginx] {
+            let c = compile(&s, &options(profile));
+            let req = RequestView::get(Scheme::Http, "a.com", &req_path);
+            prop_assert_eq!(outcome(&c.table.route(&req)), outcome(&c.table.explain(&req).decision));
+        }
+    }
+
+    #[test]
     fn route_never_panics_and_agrees_with_reference(
         ings in prop::collection::vec(arb_ingress(), 0..6),
         host in "[a-cA-C.*:]{0,12}",

@@ -15,6 +15,7 @@ pub(crate) struct ServiceIndex<'s> {
 }
 
 /// What resolving found, for diagnostics.
+#[derive(Debug, Clone)]
 pub(crate) enum Resolution {
     Ok,
     OnlyServing,

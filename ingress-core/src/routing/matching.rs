@@ -76,7 +76,15 @@ pub(crate) fn rank(
                     && (path.len() == key.len() || path.as_bytes()[key.len()] == b'/'));
             hit.then(|| Rank {
                 exact: nginx && path.len() == key.len() && path_type == PathType::Prefix,
-                len: key.len() + usize::from(nginx && key != "/" && path_type == PathType::Prefix),
+                // nginx emits Prefix `/p` as `location /p/` (one byte longer) plus
+                // `location = /p` for the exact hit.
+                len: key.len()
+                    + usize::from(
+                        nginx
+                            && key != "/"
+                            && path_type == PathType::Prefix
+                            && path.len() != key.len(),
+                    ),
                 path_type,
             })
         }
@@ -90,13 +98,19 @@ pub(crate) fn rank(
 
 impl HostRoutes {
     /// The best route for a normalised path, as ranked by [`Rank`].
-    /// `types` gives each route's path type and stored key kind.
-    pub(crate) fn lookup(
-        &self,
-        path: &str,
-        nginx: bool,
-        path_type_of: impl Fn(RouteId) -> PathType,
-    ) -> Option<RouteId> {
+    pub(crate) fn lookup(&self, path: &str, nginx: bool) -> Option<RouteId> {
+        if !self.small.is_empty() {
+            // A handful of paths: scanning beats hashing.
+            let mut best: Option<(Rank, RouteId)> = None;
+            for (key, kind, id, ty) in &self.small {
+                if let Some(r) = rank(*kind, key, *ty, path, nginx)
+                    && best.is_none_or(|(b, _)| r > b)
+                {
+                    best = Some((r, *id));
+                }
+            }
+            return best.map(|(_, id)| id);
+        }
         if let Some(&id) = self.exact.get(path) {
             return Some(id);
         }
@@ -105,9 +119,8 @@ impl HostRoutes {
         let mut cand = path;
         loop {
             if (cand == "/" || !cand.ends_with('/'))
-                && let Some(&id) = self.prefix.get(cand)
+                && let Some(&(id, ty)) = self.prefix.get(cand)
             {
-                let ty = path_type_of(id);
                 best = rank(MatchKind::Element, cand, ty, path, nginx).map(|r| (r, id));
                 break;
             }
@@ -119,18 +132,18 @@ impl HostRoutes {
                 Some(i) => &cand[..i],
             };
         }
-        if let Some((r, _)) = best
+        if let Some((r, id)) = best
             && r.exact
         {
-            return best.map(|(_, id)| id);
+            return Some(id);
         }
         // String prefixes, longest first: the first hit is the best of them.
-        for (key, id) in &self.string_prefix {
+        for (key, id, ty) in &self.string_prefix {
             if path.starts_with(&**key) {
                 let r = Rank {
                     exact: false,
                     len: key.len(),
-                    path_type: path_type_of(*id),
+                    path_type: *ty,
                 };
                 if best.is_none_or(|(b, _)| r > b) {
                     best = Some((r, *id));
@@ -181,5 +194,69 @@ mod tests {
         assert!(!m("/foo", "/foobar"));
         assert!(m("/", "/anything"));
         assert!(!m("/foo/bar", "/foo"));
+    }
+
+    /// The hashed lookup (hosts with many paths) picks the same route as the scan
+    /// (hosts with few) for every path, in both profiles.
+    #[test]
+    fn hashed_lookup_equals_scan() {
+        use crate::model::IngressPath;
+        use proptest::prelude::*;
+        let keys = [
+            "/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/a/bc", "/a/b/", "/abc",
+        ];
+        let types = [
+            PathType::Exact,
+            PathType::Prefix,
+            PathType::ImplementationSpecific,
+        ];
+        let strategy = (
+            prop::collection::vec((0..keys.len(), 0..types.len()), 1..30),
+            prop::collection::vec("[/ab]{0,8}", 1..20),
+            any::<bool>(),
+        );
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        runner
+            .run(&strategy, |(rules, paths, nginx)| {
+                let mut hashed = HostRoutes::default();
+                let mut small = HostRoutes::default();
+                let mut seen = std::collections::HashSet::new();
+                for (i, (k, t)) in rules.into_iter().enumerate() {
+                    let Ok(p) = IngressPath::new(types[t], Some(keys[k])) else {
+                        continue;
+                    };
+                    let (kind, key) = match_key(&p, nginx);
+                    if !seen.insert((kind, key.to_owned())) {
+                        continue;
+                    }
+                    let id = RouteId(i as u32);
+                    let ty = p.path_type();
+                    match kind {
+                        MatchKind::Exact => {
+                            hashed.exact.insert(key.into(), id);
+                        }
+                        MatchKind::Element => {
+                            hashed.prefix.insert(key.into(), (id, ty));
+                        }
+                        MatchKind::StringPrefix => hashed.string_prefix.push((key.into(), id, ty)),
+                    }
+                    small.small.push((key.into(), kind, id, ty));
+                }
+                hashed
+                    .string_prefix
+                    .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+                for path in &paths {
+                    let path = crate::routing::normalize_path(path);
+                    prop_assert_eq!(
+                        hashed.lookup(&path, nginx),
+                        small.lookup(&path, nginx),
+                        "path {}",
+                        path
+                    );
+                }
+                Ok(())
+            })
+            .map_err(|e| e.to_string())
+            .expect("lookups agree");
     }
 }

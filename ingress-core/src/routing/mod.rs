@@ -22,14 +22,13 @@ pub use explain::{Explanation, HostLevel, Step, Verdict};
 pub use matching::Rank;
 pub(crate) use matching::{MatchKind, match_key};
 pub use request::{RequestView, Scheme, normalize_path};
-pub(crate) use table::HostRoutes;
 pub use table::{
     Backend, BackendId, BackendStatus, DefaultScope, EndpointAddr, EndpointHost, PortRef, Route,
     RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding,
 };
+pub(crate) use table::{HostRoutes, SMALL_HOST};
 
 use crate::compile::Profile;
-use crate::model::PathType;
 
 /// Which host level answered, and with which route.
 #[derive(Debug, Clone, Copy)]
@@ -51,17 +50,8 @@ impl RouteTable {
         self.decide(found.route, req, path)
     }
 
-    pub(crate) fn path_type(&self, id: RouteId) -> PathType {
-        match &self.routes[id.index()].matcher {
-            RouteMatch::Path(p) => p.path_type(),
-            RouteMatch::DefaultBackend(_) => PathType::Prefix,
-        }
-    }
-
     fn lookup(&self, hr: &HostRoutes, path: &str) -> Option<RouteId> {
-        hr.lookup(path, self.profile == Profile::IngressNginx, |id| {
-            self.path_type(id)
-        })
+        hr.lookup(path, self.profile == Profile::IngressNginx)
     }
 
     /// The route for a normalised lower-case host and a normalised path.

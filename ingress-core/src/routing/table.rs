@@ -1,14 +1,14 @@
 //! The compiled, immutable route table and its parts.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap as HashMap;
 use serde::{Serialize, Serializer};
 
 use crate::compile::Profile;
-use crate::model::{HostPattern, IngressPath, ObjectRef};
+use crate::model::{HostPattern, IngressPath, ObjectRef, PathType};
 use crate::tls::CertifiedKey;
 
 /// Index of a [`Route`] in its table.
@@ -75,7 +75,7 @@ pub struct Route {
     pub(crate) id: RouteId,
     pub(crate) host: RouteHost,
     pub(crate) matcher: RouteMatch,
-    pub(crate) ingress: ObjectRef,
+    pub(crate) ingress: Arc<ObjectRef>,
     pub(crate) field: String,
     pub(crate) backend: BackendId,
 }
@@ -261,15 +261,21 @@ impl TlsBinding {
     }
 }
 
+/// Up to this many paths, a host's paths are scanned rather than hashed.
+pub(crate) const SMALL_HOST: usize = 8;
+
 /// The routes of one host (or of the host-less rules), ready for lookup.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HostRoutes {
+    /// Hosts with at most [`SMALL_HOST`] paths keep them all here, scanned in
+    /// [`HostRoutes::lookup`]; the maps below are then empty.
+    pub(crate) small: Vec<(Box<str>, super::MatchKind, RouteId, PathType)>,
     /// Exact paths.
     pub(crate) exact: HashMap<Box<str>, RouteId>,
     /// Prefix paths by element; key without trailing `/` (root is `/`).
-    pub(crate) prefix: HashMap<Box<str>, RouteId>,
+    pub(crate) prefix: HashMap<Box<str>, (RouteId, PathType)>,
     /// ImplementationSpecific as plain string prefixes (ingress-nginx), longest first.
-    pub(crate) string_prefix: Vec<(Box<str>, RouteId)>,
+    pub(crate) string_prefix: Vec<(Box<str>, RouteId, PathType)>,
     /// What answers when no path of this host matches (ingress-nginx profile: the
     /// `spec.defaultBackend` of the first Ingress that defined the host).
     pub(crate) fallback: Option<RouteId>,
@@ -299,8 +305,8 @@ impl RouteTable {
             profile,
             routes: Vec::new(),
             backends: Vec::new(),
-            exact_hosts: HashMap::new(),
-            wildcard_hosts: HashMap::new(),
+            exact_hosts: HashMap::default(),
+            wildcard_hosts: HashMap::default(),
             any_host: None,
             catch_all: None,
             tls: Vec::new(),
