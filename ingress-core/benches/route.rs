@@ -10,6 +10,8 @@
 //! Each iteration routes the next request of a rotating set of 4096 distinct ones
 //! spread over the hosts, so the figure includes realistic cache misses rather than
 //! one hot key. Setup checks every request gets the decision its group claims.
+//! For comparison, `route/{exact,wildcard,miss}/standard-hot` route one request over
+//! and over (everything stays in the CPU caches).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -54,20 +56,38 @@ fn check(table: &RouteTable, reqs: &[RequestView<'_>], expect: Expect, what: &st
 fn route_benches(c: &mut Criterion) {
     let n = common::INGRESSES;
     let snapshot = common::snapshot(n);
+    // (group, requests, what each must get, also bench one hot request)
     let sets = [
-        ("route/exact", common::exact_requests(n), Expect::ExactHit),
+        (
+            "route/exact",
+            common::exact_requests(n),
+            Expect::ExactHit,
+            true,
+        ),
         (
             "route/wildcard",
             common::wildcard_requests(n),
             Expect::WildcardHit,
+            true,
         ),
-        ("route/miss", common::miss_requests(), Expect::NotFound),
+        (
+            "route/miss",
+            common::miss_requests(),
+            Expect::NotFound,
+            true,
+        ),
         (
             "route/normalize",
             common::normalize_requests(n),
             Expect::ExactHit,
+            false,
         ),
-        ("route/query", common::query_requests(n), Expect::ExactHit),
+        (
+            "route/query",
+            common::query_requests(n),
+            Expect::ExactHit,
+            false,
+        ),
     ];
     let tables: Vec<(&str, RouteTable)> = common::PROFILES
         .iter()
@@ -80,7 +100,7 @@ fn route_benches(c: &mut Criterion) {
         .collect();
     drop(snapshot);
 
-    for (group_name, reqs, expect) in &sets {
+    for (group_name, reqs, expect, hot) in &sets {
         let views = common::views(reqs);
         assert!(views.len().is_power_of_two());
         let mask = views.len() - 1;
@@ -97,6 +117,15 @@ fn route_benches(c: &mut Criterion) {
                     k = k.wrapping_add(1);
                     table.route(black_box(req))
                 });
+            });
+        }
+        if *hot {
+            // For comparison only: one request over and over, so every lookup hits
+            // the CPU caches. The difference to `standard` is the cost of cache misses.
+            let (_, table) = &tables[0];
+            let req = &views[0];
+            group.bench_function("standard-hot", |b| {
+                b.iter(|| table.route(black_box(req)));
             });
         }
         group.finish();

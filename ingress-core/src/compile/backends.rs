@@ -1,6 +1,8 @@
 //! Resolving backends: Service port, targetPort, EndpointSlices.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
 use crate::model::{EndpointSlice, IntOrString, Service, ServicePort};
@@ -10,8 +12,8 @@ use super::validate::BackendSpec;
 
 /// Services and slices indexed by namespace and name.
 pub(crate) struct ServiceIndex<'s> {
-    pub(crate) services: BTreeMap<(&'s str, &'s str), &'s Service>,
-    pub(crate) slices: BTreeMap<(&'s str, &'s str), Vec<&'s EndpointSlice>>,
+    pub(crate) services: FxHashMap<(&'s str, &'s str), &'s Service>,
+    pub(crate) slices: FxHashMap<(&'s str, &'s str), Vec<&'s EndpointSlice>>,
 }
 
 /// What resolving found, for diagnostics.

@@ -220,23 +220,27 @@ impl<'v> Builder<'v> {
         profile: Profile,
         diags: &mut Vec<Diagnostic>,
     ) -> RouteTable {
-        // Stable route order: by host, then matcher; ids are positions in it.
-        let mut order: Vec<usize> = (0..self.routes.len()).collect();
-        fn sort_key<'a>(
-            p: &Pending<'a>,
-        ) -> (
-            &'a RouteHost,
-            (u8, Option<&'a IngressPath>, Option<DefaultScope>),
-        ) {
-            (
-                p.host,
-                match p.matcher {
-                    Matcher::Path(path) => (0u8, Some(path), None),
-                    Matcher::Default(s) => (1u8, None, Some(s)),
-                },
-            )
+        // Stable route order: by host, then path (then the host's default backend),
+        // the catch-all last among the host-less routes; ids are positions in it.
+        let mut hosts: Vec<usize> = (0..self.hosts.len()).collect();
+        hosts.sort_by(|&a, &b| self.hosts[a].0.cmp(self.hosts[b].0));
+        let path_of = |i: usize| match self.routes[i].matcher {
+            Matcher::Path(p) => Some(p),
+            Matcher::Default(_) => None,
+        };
+        let mut order: Vec<usize> = Vec::with_capacity(self.routes.len());
+        let mut catch_all = self.catch_all;
+        for &h in &hosts {
+            let (host, hb) = &self.hosts[h];
+            let start = order.len();
+            order.extend(hb.entries.values().copied());
+            order[start..].sort_by(|&a, &b| path_of(a).cmp(&path_of(b)));
+            order.extend(hb.fallback);
+            if **host == RouteHost::Any {
+                order.extend(catch_all.take());
+            }
         }
-        order.sort_by(|&a, &b| sort_key(&self.routes[a]).cmp(&sort_key(&self.routes[b])));
+        order.extend(catch_all);
         let mut new_id = vec![RouteId(0); self.routes.len()];
         for (new, &old) in order.iter().enumerate() {
             new_id[old] = RouteId(new as u32);

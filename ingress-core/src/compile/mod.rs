@@ -13,7 +13,7 @@ mod options;
 mod tls;
 mod validate;
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 pub use class::LEGACY_CLASS_ANNOTATION;
 pub use options::{CompileOptions, DEFAULT_CONTROLLER_NAME, Profile, UnknownProfile};
@@ -48,7 +48,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         |s: &Service| &s.metadata,
         &mut diags,
     );
-    let mut slices: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
+    let mut slices: FxHashMap<(&str, &str), Vec<&EndpointSlice>> = FxHashMap::default();
     for s in dedup(
         &snapshot.endpoint_slices,
         ObjectKind::EndpointSlice,
@@ -139,8 +139,8 @@ fn dedup<'s, T: serde::Serialize>(
     kind: ObjectKind,
     meta: impl Fn(&T) -> &ObjectMeta,
     diags: &mut Vec<Diagnostic>,
-) -> BTreeMap<(&'s str, &'s str), &'s T> {
-    let mut out: BTreeMap<(&str, &str), &T> = BTreeMap::new();
+) -> FxHashMap<(&'s str, &'s str), &'s T> {
+    let mut out: FxHashMap<(&str, &str), &T> = FxHashMap::default();
     for o in objects {
         let m = meta(o);
         let key = (m.namespace_or_default(), m.name.as_str());

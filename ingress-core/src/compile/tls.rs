@@ -15,7 +15,7 @@ use super::validate::ValidIngress;
 /// Secret leaves the binding without a certificate (the proxy serves its default one).
 pub(crate) fn bindings(
     valid: &[ValidIngress<'_>],
-    secrets: &BTreeMap<(&str, &str), &Secret>,
+    secrets: &rustc_hash::FxHashMap<(&str, &str), &Secret>,
     opts: &CompileOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<TlsBinding> {

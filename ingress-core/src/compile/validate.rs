@@ -74,7 +74,7 @@ pub(crate) fn validate<'s>(
     let default_backend = spec
         .default_backend
         .as_ref()
-        .and_then(|b| backend(b, "spec.defaultBackend", &mut err));
+        .and_then(|b| backend(b, &|| "spec.defaultBackend".to_owned(), &mut err));
 
     let mut rules = Vec::with_capacity(spec.rules.len());
     for (i, rule) in spec.rules.iter().enumerate() {
@@ -169,7 +169,7 @@ pub(crate) fn validate<'s>(
                         },
                     },
                 };
-                let backend = backend(&p.backend, &format!("{field}.backend"), &mut err);
+                let backend = backend(&p.backend, &|| format!("{field}.backend"), &mut err);
                 if let (Some(path), Some(backend)) = (path, backend) {
                     paths.push(ValidPath {
                         path,
@@ -229,14 +229,14 @@ pub(crate) fn validate<'s>(
 
 fn backend(
     b: &IngressBackend,
-    field: &str,
+    field: &dyn Fn() -> String,
     err: &mut impl FnMut(Code, String, String),
 ) -> Option<BackendSpec> {
     match (&b.service, &b.resource) {
         (Some(_), Some(_)) => {
             err(
                 Code::InvalidBackend,
-                field.to_owned(),
+                field(),
                 "backend sets both service and resource; exactly one is allowed".into(),
             );
             None
@@ -244,7 +244,7 @@ fn backend(
         (None, None) => {
             err(
                 Code::InvalidBackend,
-                field.to_owned(),
+                field(),
                 "backend must set service (name and port) or resource".into(),
             );
             None
@@ -253,7 +253,7 @@ fn backend(
             if res.kind.is_empty() || res.name.is_empty() {
                 err(
                     Code::InvalidBackend,
-                    format!("{field}.resource"),
+                    format!("{}.resource", field()),
                     "resource backend needs kind and name".into(),
                 );
                 return None;
@@ -268,7 +268,7 @@ fn backend(
             if let Err(why) = check_dns1035_label(&svc.name) {
                 err(
                     Code::InvalidBackend,
-                    format!("{field}.service.name"),
+                    format!("{}.service.name", field()),
                     format!("service name {:?} {why}", svc.name),
                 );
                 ok = false;
@@ -277,7 +277,7 @@ fn backend(
                 None => {
                     err(
                         Code::InvalidBackend,
-                        format!("{field}.service.port"),
+                        format!("{}.service.port", field()),
                         "service port must be set (name or number)".into(),
                     );
                     None
@@ -286,7 +286,7 @@ fn backend(
                     (Some(n), Some(_)) if !n.is_empty() => {
                         err(
                             Code::InvalidBackend,
-                            format!("{field}.service.port"),
+                            format!("{}.service.port", field()),
                             "service port sets both name and number; exactly one is allowed".into(),
                         );
                         None
@@ -296,7 +296,7 @@ fn backend(
                         _ => {
                             err(
                                 Code::InvalidBackend,
-                                format!("{field}.service.port.number"),
+                                format!("{}.service.port.number", field()),
                                 format!("port number {num} is not between 1 and 65535"),
                             );
                             None
@@ -306,7 +306,7 @@ fn backend(
                         if let Err(why) = check_port_name(n) {
                             err(
                                 Code::InvalidBackend,
-                                format!("{field}.service.port.name"),
+                                format!("{}.service.port.name", field()),
                                 format!("port name {n:?} {why}"),
                             );
                             None
@@ -317,7 +317,7 @@ fn backend(
                     _ => {
                         err(
                             Code::InvalidBackend,
-                            format!("{field}.service.port"),
+                            format!("{}.service.port", field()),
                             "service port must set name or number".into(),
                         );
                         None
