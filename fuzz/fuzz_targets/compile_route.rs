@@ -5,8 +5,8 @@
 //!
 //! Checks: nothing panics; compiling twice gives identical diagnostics; `route` and
 //! `explain(..).decision` agree (kind, status, route, backend, upstream target); the
-//! explanation's `Chosen` step is the deciding route; a forward has endpoints and
-//! keeps the query.
+//! explanation's `Chosen` step is the deciding route, and no step is chosen when no
+//! route decided; a forward has endpoints and keeps the query.
 
 #![no_main]
 
@@ -561,12 +561,16 @@ fuzz_target!(|input: Input| {
             .map(|s| s.route.id().index())
             .collect();
         assert!(chosen.len() <= 1, "several chosen steps: {chosen:?}");
-        if let Some(route) = decision.route() {
-            assert_eq!(
+        match decision.route() {
+            Some(route) => assert_eq!(
                 chosen,
                 [route.id().index()],
                 "the chosen step is not the deciding route ({profile})"
-            );
+            ),
+            None => assert!(
+                chosen.is_empty(),
+                "a step is chosen though no route decided ({profile}): {chosen:?}"
+            ),
         }
         if let Decision::Forward(f) = &decision {
             assert!(

@@ -3,7 +3,9 @@
 //! Checks: nothing panics; compiling the same snapshot twice gives identical
 //! diagnostics; compiling the snapshot with every object list reversed gives the same
 //! diagnostics too (compile documents order independence); `route` and
-//! `explain(..).decision` agree; locating diagnostics in the source never panics.
+//! `explain(..).decision` agree, the explanation's `Chosen` step is the deciding route
+//! and no step is chosen when no route decided; locating diagnostics in the source
+//! never panics.
 
 #![no_main]
 
@@ -125,12 +127,16 @@ fn check(table: &RouteTable, req: RequestView<'_>) {
         .map(|s| s.route.id().index())
         .collect();
     assert!(chosen.len() <= 1, "several chosen steps: {chosen:?}");
-    if let Some(route) = decision.route() {
-        assert_eq!(
+    match decision.route() {
+        Some(route) => assert_eq!(
             chosen,
             [route.id().index()],
             "the chosen step is not the deciding route for {req:?}"
-        );
+        ),
+        None => assert!(
+            chosen.is_empty(),
+            "a step is chosen though no route decided for {req:?}: {chosen:?}"
+        ),
     }
     if let Decision::Forward(f) = &decision {
         assert!(
