@@ -108,7 +108,7 @@ fn describe(decision: &Decision<'_>) -> String {
                 f.backend.port_ref(),
                 endpoints.join(", "),
                 f.upstream_host,
-                f.upstream_path,
+                f.upstream_target(),
             )
         }
         Decision::Respond(r) => {

@@ -149,7 +149,7 @@ fn decision(d: &Decision<'_>) -> String {
                 f.backend.port_ref(),
                 endpoints.join(", "),
                 f.upstream_host,
-                f.upstream_path
+                f.upstream_target()
             )
         }
         Decision::Respond(r) => format!("respond {} ({})", r.status, r.reason.as_str()),

@@ -579,9 +579,9 @@ fuzz_target!(|input: Input| {
             );
             if let Some(q) = req.query {
                 assert!(
-                    f.upstream_path.ends_with(&format!("?{q}")),
+                    f.upstream_target().ends_with(&format!("?{q}")),
                     "query lost: {:?}",
-                    f.upstream_path
+                    f.upstream_target()
                 );
             }
         }
@@ -599,7 +599,7 @@ fn fingerprint(
     Option<String>,
 ) {
     let upstream = match d {
-        Decision::Forward(f) => Some(format!("{} {}", f.upstream_host, f.upstream_path)),
+        Decision::Forward(f) => Some(format!("{} {}", f.upstream_host, f.upstream_target())),
         _ => None,
     };
     (

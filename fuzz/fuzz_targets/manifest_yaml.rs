@@ -101,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
 /// What identifies a decision, for comparing two of them.
 fn fingerprint(d: &Decision<'_>) -> (&'static str, Option<u16>, Option<usize>, Option<String>) {
     let upstream = match d {
-        Decision::Forward(f) => Some(format!("{} {}", f.upstream_host, f.upstream_path)),
+        Decision::Forward(f) => Some(format!("{} {}", f.upstream_host, f.upstream_target())),
         _ => None,
     };
     (

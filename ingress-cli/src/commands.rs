@@ -410,7 +410,9 @@ pub(crate) fn explain(
             );
             println!(
                 "  upstream request: {} {}  Host: {}",
-                method, f.upstream_path, f.upstream_host
+                method,
+                f.upstream_target(),
+                f.upstream_host
             );
         }
         Decision::Redirect(rd) => println!(

@@ -133,7 +133,7 @@ pub(crate) fn explain(t: &RouteTable, e: &Explanation<'_>, request: Value) -> Va
     let (location, upstream, reason) = match d {
         Decision::Forward(f) => (
             Value::Null,
-            json!({"path": f.upstream_path, "host": f.upstream_host}),
+            json!({"path": f.upstream_target(), "host": f.upstream_host}),
             Value::Null,
         ),
         Decision::Redirect(r) => (json!(r.location), Value::Null, Value::Null),

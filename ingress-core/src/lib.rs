@@ -47,7 +47,7 @@
 //!     Decision::Forward(f) => {
 //!         assert_eq!(f.backend.service(), "api");
 //!         assert_eq!(f.backend.endpoints()[0].to_string(), "10.0.0.7:8080");
-//!         assert_eq!(f.upstream_path, "/api/cart?id=1");
+//!         assert_eq!(f.upstream_target(), "/api/cart?id=1");
 //!     }
 //!     other => panic!("expected forward, got {other:?}"),
 //! }

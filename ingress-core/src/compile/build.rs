@@ -287,12 +287,22 @@ impl<'v> Builder<'v> {
         let mut table = RouteTable::empty(profile);
         for (host, hb) in self.hosts {
             let mut hr = HostRoutes::default();
-            for ((kind, key), old) in hb.entries {
-                let rid = new_id[old];
-                let path_type = match self.routes[old].matcher {
-                    Matcher::Path(p) => p.path_type(),
-                    Matcher::Default(_) => continue,
-                };
+            let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = hb
+                .entries
+                .into_iter()
+                .filter_map(|((kind, key), old)| match self.routes[old].matcher {
+                    Matcher::Path(p) => Some((kind, key, new_id[old], p.path_type())),
+                    Matcher::Default(_) => None,
+                })
+                .collect();
+            entries.sort_by_key(|e| e.2);
+            let small = entries.len() <= SMALL_HOST;
+            for (kind, key, rid, path_type) in entries {
+                hr.all.push(rid);
+                if small {
+                    hr.push_small(key, kind, rid, path_type);
+                    continue;
+                }
                 match kind {
                     MatchKind::Exact => {
                         hr.exact.insert(key.into(), rid);
@@ -302,29 +312,9 @@ impl<'v> Builder<'v> {
                     }
                     MatchKind::StringPrefix => hr.string_prefix.push((key.into(), rid, path_type)),
                 }
-                hr.all.push(rid);
             }
             hr.string_prefix
                 .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
-            if hr.all.len() <= SMALL_HOST {
-                hr.small = hr
-                    .exact
-                    .drain()
-                    .map(|(k, id)| (k, MatchKind::Exact, id, PathType::Exact))
-                    .chain(
-                        hr.prefix
-                            .drain()
-                            .map(|(k, (id, ty))| (k, MatchKind::Element, id, ty)),
-                    )
-                    .chain(
-                        hr.string_prefix
-                            .drain(..)
-                            .map(|(k, id, ty)| (k, MatchKind::StringPrefix, id, ty)),
-                    )
-                    .collect();
-                hr.small.sort_by_key(|e| e.2);
-            }
-            hr.all.sort();
             hr.fallback = hb.fallback.map(|old| new_id[old]);
             match host {
                 RouteHost::Pattern(HostPattern::Exact(h)) => {
@@ -350,6 +340,9 @@ fn backend_diagnostic(
     p: &Pending<'_>,
     ingress: &ObjectRef,
 ) -> Option<Diagnostic> {
+    if matches!(res, Resolution::Ok) {
+        return None;
+    }
     let svc = format!("{}/{}", backend.namespace(), backend.service());
     let (code, msg) = match res {
         Resolution::Ok => return None,

@@ -92,7 +92,7 @@ pub(crate) fn validate<'s>(
                 }
             },
         };
-        let mut paths = Vec::new();
+        let mut paths = Vec::with_capacity(rule.http.as_ref().map_or(0, |h| h.paths.len()));
         if let Some(http) = &rule.http {
             if http.paths.is_empty() {
                 err(

@@ -75,12 +75,24 @@ pub struct Forward<'a> {
     pub route: &'a Route,
     /// The backend and its endpoints (non-empty).
     pub backend: &'a Backend,
-    /// Request target to send upstream: normalised path, then `?query` if any.
+    /// Path to send upstream (normalised; later, rewritten).
     pub upstream_path: Cow<'a, str>,
+    /// Query string to send upstream, without `?`, unchanged.
+    pub upstream_query: Option<&'a str>,
     /// Host header to send upstream (the client's, unchanged).
     pub upstream_host: &'a str,
     /// Headers to add to the upstream's response.
     pub response_headers: &'a [(HeaderName, HeaderValue)],
+}
+
+impl<'a> Forward<'a> {
+    /// The request target to send upstream: path, then `?query` if any.
+    pub fn upstream_target(&self) -> Cow<'a, str> {
+        match self.upstream_query {
+            Some(q) => Cow::Owned(format!("{}?{q}", self.upstream_path)),
+            None => self.upstream_path.clone(),
+        }
+    }
 }
 
 /// Answer with a redirect.

@@ -97,16 +97,39 @@ pub(crate) fn rank(
 }
 
 impl HostRoutes {
+    /// Add a path to the scanned form.
+    pub(crate) fn push_small(
+        &mut self,
+        key: &str,
+        kind: MatchKind,
+        id: RouteId,
+        path_type: PathType,
+    ) {
+        let start = self.small_keys.len() as u32;
+        self.small_keys.push_str(key);
+        self.small.push(super::table::SmallEntry {
+            start,
+            len: key.len() as u32,
+            kind,
+            id,
+            path_type,
+        });
+    }
+
     /// The best route for a normalised path, as ranked by [`Rank`].
     pub(crate) fn lookup(&self, path: &str, nginx: bool) -> Option<RouteId> {
         if !self.small.is_empty() {
             // A handful of paths: scanning beats hashing.
             let mut best: Option<(Rank, RouteId)> = None;
-            for (key, kind, id, ty) in &self.small {
-                if let Some(r) = rank(*kind, key, *ty, path, nginx)
+            for e in &self.small {
+                let key = self
+                    .small_keys
+                    .get(e.start as usize..(e.start + e.len) as usize)
+                    .unwrap_or_default();
+                if let Some(r) = rank(e.kind, key, e.path_type, path, nginx)
                     && best.is_none_or(|(b, _)| r > b)
                 {
-                    best = Some((r, *id));
+                    best = Some((r, e.id));
                 }
             }
             return best.map(|(_, id)| id);
@@ -240,7 +263,7 @@ mod tests {
                         }
                         MatchKind::StringPrefix => hashed.string_prefix.push((key.into(), id, ty)),
                     }
-                    small.small.push((key.into(), kind, id, ty));
+                    small.push_small(key, kind, id, ty);
                 }
                 hashed
                     .string_prefix

@@ -140,14 +140,11 @@ impl RouteTable {
         let backend = &self.backends[route.backend.0 as usize];
         let reason = match backend.status {
             BackendStatus::Ready => {
-                let upstream_path = match req.query {
-                    Some(q) => Cow::Owned(format!("{path}?{q}")),
-                    None => path,
-                };
                 return Decision::Forward(Forward {
                     route,
                     backend,
-                    upstream_path,
+                    upstream_path: path,
+                    upstream_query: req.query,
                     upstream_host: req.host,
                     response_headers: &[],
                 });

@@ -56,7 +56,7 @@ impl<'a> RequestView<'a> {
 
 /// The host name routing compares: the Host header without port or trailing dot,
 /// lower-cased into `buf` (no allocation for names up to 255 bytes).
-pub(crate) fn host_key<'b>(host: &str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
+pub(crate) fn host_key<'b>(host: &'b str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
     let host = host.trim();
     let name = if let Some(rest) = host.strip_prefix('[') {
         // IPv6 literal: [::1]:8080
@@ -71,6 +71,9 @@ pub(crate) fn host_key<'b>(host: &str, buf: &'b mut [u8; 256]) -> Option<&'b str
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.len() > buf.len() {
         return None;
+    }
+    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+        return Some(name);
     }
     let out = &mut buf[..name.len()];
     out.copy_from_slice(name.as_bytes());

@@ -261,6 +261,16 @@ impl TlsBinding {
     }
 }
 
+/// One path of a small host: its key is `small_keys[start..start + len]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SmallEntry {
+    pub(crate) start: u32,
+    pub(crate) len: u32,
+    pub(crate) kind: super::MatchKind,
+    pub(crate) id: RouteId,
+    pub(crate) path_type: PathType,
+}
+
 /// Up to this many paths, a host's paths are scanned rather than hashed.
 pub(crate) const SMALL_HOST: usize = 8;
 
@@ -269,7 +279,10 @@ pub(crate) const SMALL_HOST: usize = 8;
 pub(crate) struct HostRoutes {
     /// Hosts with at most [`SMALL_HOST`] paths keep them all here, scanned in
     /// [`HostRoutes::lookup`]; the maps below are then empty.
-    pub(crate) small: Vec<(Box<str>, super::MatchKind, RouteId, PathType)>,
+    pub(crate) small: Vec<SmallEntry>,
+    /// The keys of `small`, back to back in one allocation (one or two cache lines
+    /// for a typical host, instead of one allocation per key).
+    pub(crate) small_keys: String,
     /// Exact paths.
     pub(crate) exact: HashMap<Box<str>, RouteId>,
     /// Prefix paths by element; key without trailing `/` (root is `/`).

@@ -38,7 +38,7 @@ fn request_host_and_path_matching() {
             .table
             .route(&RequestView::get(Scheme::Http, "shop.example.com", target))
         {
-            Decision::Forward(f) => assert_eq!(f.upstream_path, want, "{target}"),
+            Decision::Forward(f) => assert_eq!(f.upstream_target(), want, "{target}"),
             other => panic!("{target}: expected forward, got {other:?}"),
         }
     }
