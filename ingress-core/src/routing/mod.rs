@@ -54,67 +54,34 @@ impl RouteTable {
         hr.lookup(path, self.profile == Profile::IngressNginx)
     }
 
-    /// The route for a normalised lower-case host and a normalised path.
+    /// The route for a normalised lower-case host and a normalised path: the host
+    /// levels in order, then the catch-all. In the ingress-nginx profile a named host
+    /// (exact or wildcard) answers alone: its own default backend, else 404.
     pub(crate) fn find(&self, host: &str, path: &str) -> Found {
-        match self.profile {
-            Profile::Standard => {
-                if let Some(hr) = self.exact_hosts.get(host)
-                    && let Some(id) = self.lookup(hr, path)
-                {
-                    return Found {
-                        route: Some(id),
-                        level: HostLevel::Exact,
-                    };
-                }
-                if let Some(hr) = self.wildcard(host)
-                    && let Some(id) = self.lookup(hr, path)
-                {
-                    return Found {
-                        route: Some(id),
-                        level: HostLevel::Wildcard,
-                    };
-                }
-                if let Some(hr) = &self.any_host
-                    && let Some(id) = self.lookup(hr, path)
-                {
-                    return Found {
-                        route: Some(id),
-                        level: HostLevel::AnyHost,
-                    };
-                }
-                Found {
-                    route: self.catch_all,
-                    level: HostLevel::CatchAll,
-                }
+        let nginx = self.profile == Profile::IngressNginx;
+        for level in [HostLevel::Exact, HostLevel::Wildcard, HostLevel::AnyHost] {
+            let hr = match level {
+                HostLevel::Exact => self.exact_hosts.get(host),
+                HostLevel::Wildcard => self.wildcard(host),
+                _ => self.any_host.as_ref(),
+            };
+            let Some(hr) = hr else { continue };
+            if let Some(id) = self.lookup(hr, path) {
+                return Found {
+                    route: Some(id),
+                    level,
+                };
             }
-            Profile::IngressNginx => {
-                if let Some(hr) = self.exact_hosts.get(host) {
-                    let route = self.lookup(hr, path).or(hr.fallback);
-                    return Found {
-                        route,
-                        level: HostLevel::Exact,
-                    };
-                }
-                if let Some(hr) = self.wildcard(host) {
-                    let route = self.lookup(hr, path).or(hr.fallback);
-                    return Found {
-                        route,
-                        level: HostLevel::Wildcard,
-                    };
-                }
-                if let Some(hr) = &self.any_host
-                    && let Some(id) = self.lookup(hr, path)
-                {
-                    return Found {
-                        route: Some(id),
-                        level: HostLevel::AnyHost,
-                    };
-                }
-                Found {
-                    route: self.catch_all,
-                    level: HostLevel::CatchAll,
-                }
+            if nginx && level != HostLevel::AnyHost {
+                return Found {
+                    route: hr.fallback,
+                    level,
+                };
             }
+        }
+        Found {
+            route: self.catch_all,
+            level: HostLevel::CatchAll,
         }
     }
 
