@@ -3,7 +3,7 @@
 //! These mirror `networking.k8s.io/v1` Ingress and IngressClass, `v1` Service and
 //! Secret, and `discovery.k8s.io/v1` EndpointSlice, keeping only the fields routing
 //! needs. Unknown fields are ignored, as the API server's clients do. The structs hold
-//! the wire values as written (strings stay strings); [`crate::compile`] turns them
+//! the wire values as written (strings stay strings); [`crate::compile()`] turns them
 //! into typed values ([`HostPattern`], [`IngressPath`]...) and reports what is invalid.
 
 mod endpoints;
