@@ -19,6 +19,11 @@ use super::validate::{BackendSpec, ValidIngress};
 static ANY_HOST: RouteHost = RouteHost::Any;
 const DEFAULT_BACKEND_FIELD: &str = "spec.defaultBackend";
 
+fn default_backend_field() -> &'static Arc<str> {
+    static FIELD: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    FIELD.get_or_init(|| Arc::from(DEFAULT_BACKEND_FIELD))
+}
+
 /// What a pending route matches.
 #[derive(Clone, Copy)]
 enum Matcher<'v> {
@@ -33,7 +38,7 @@ struct Pending<'v> {
     matcher: Matcher<'v>,
     /// Index into the validated Ingresses.
     ingress: usize,
-    field: &'v str,
+    field: &'v Arc<str>,
     backend: &'v BackendSpec,
 }
 
@@ -166,7 +171,7 @@ impl<'v> Builder<'v> {
                 host,
                 matcher: Matcher::Default(scope),
                 ingress: vi,
-                field: DEFAULT_BACKEND_FIELD,
+                field: default_backend_field(),
                 backend: spec,
             };
             if !self.nginx || v.rules.is_empty() {
@@ -252,6 +257,7 @@ impl<'v> Builder<'v> {
         let mut resolutions: Vec<Resolution> = Vec::new();
         let mut reported: FxHashSet<(usize, BackendId)> = FxHashSet::default();
         let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
+        let mut host_arcs: FxHashMap<&RouteHost, Arc<RouteHost>> = FxHashMap::default();
         for (new, &old) in order.iter().enumerate() {
             let p = self.routes[old];
             let namespace = self.valid[p.ingress].namespace.as_str();
@@ -273,13 +279,16 @@ impl<'v> Builder<'v> {
             }
             routes.push(Route {
                 id: RouteId(new as u32),
-                host: p.host.clone(),
+                host: host_arcs
+                    .entry(p.host)
+                    .or_insert_with(|| Arc::new(p.host.clone()))
+                    .clone(),
                 matcher: match p.matcher {
                     Matcher::Path(path) => RouteMatch::Path(path.clone()),
                     Matcher::Default(s) => RouteMatch::DefaultBackend(s),
                 },
                 ingress: refs[p.ingress].clone(),
-                field: p.field.to_owned(),
+                field: p.field.clone(),
                 backend: id,
             });
         }
@@ -385,7 +394,7 @@ fn backend_diagnostic(
     };
     let field = match p.matcher {
         Matcher::Path(_) => format!("{}.backend", p.field),
-        Matcher::Default(_) => p.field.to_owned(),
+        Matcher::Default(_) => p.field.to_string(),
     };
     Some(Diagnostic::new(
         code,

@@ -1,5 +1,7 @@
 //! Turning one Ingress's wire fields into typed rules, or errors that drop it.
 
+use std::sync::Arc;
+
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::{
     HostPattern, Ingress, IngressBackend, IngressPath, ObjectKind, ObjectRef, PathType,
@@ -22,7 +24,8 @@ pub(crate) enum BackendSpec {
 pub(crate) struct ValidPath {
     pub(crate) path: IngressPath,
     pub(crate) backend: BackendSpec,
-    pub(crate) field: String,
+    /// `spec.rules[i].http.paths[j]`, shared with the route built from it.
+    pub(crate) field: Arc<str>,
 }
 
 #[derive(Debug)]
@@ -102,7 +105,7 @@ pub(crate) fn validate<'s>(
                 );
             }
             for (j, p) in http.paths.iter().enumerate() {
-                let field = format!("spec.rules[{i}].http.paths[{j}]");
+                let field = path_field(i, j);
                 let path = match p.path_type.as_deref() {
                     None | Some("") => {
                         err(
@@ -376,6 +379,34 @@ fn check_port_name(s: &str) -> Result<(), &'static str> {
         return Err("must not start or end with '-' or contain '--'");
     }
     Ok(())
+}
+
+/// `spec.rules[i].http.paths[j]` without the formatting machinery (this runs for
+/// every path of every Ingress).
+fn path_field(i: usize, j: usize) -> Arc<str> {
+    let mut s = String::with_capacity(32);
+    s.push_str("spec.rules[");
+    push_decimal(&mut s, i);
+    s.push_str("].http.paths[");
+    push_decimal(&mut s, j);
+    s.push(']');
+    Arc::from(s)
+}
+
+fn push_decimal(s: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        s.push(char::from(d));
+    }
 }
 
 /// The reference for an Ingress.

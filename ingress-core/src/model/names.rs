@@ -218,7 +218,8 @@ impl FromStr for PathType {
 /// (`/foo/` is stored as `/foo`; `/` stays `/`), since Prefix matching ignores it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct IngressPath {
-    path: String,
+    /// Shared: routes, listings and diagnostics clone it without allocating.
+    path: std::sync::Arc<str>,
     path_type: PathType,
 }
 
@@ -265,9 +266,13 @@ impl IngressPath {
     /// An empty ImplementationSpecific path means `/`.
     pub fn new(path_type: PathType, path: Option<&str>) -> Result<Self, InvalidPath> {
         let path = path.unwrap_or("");
-        if let Some(c) = path
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
+        let plain = path
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+        if !plain
+            && let Some(c) = path
+                .chars()
+                .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
         {
             return Err(InvalidPath::BadCharacter(c));
         }
@@ -290,7 +295,7 @@ impl IngressPath {
                 if path.is_empty() {
                     return Ok(IngressPath {
                         path_type,
-                        path: "/".to_owned(),
+                        path: "/".into(),
                     });
                 }
                 if !path.starts_with('/') {
@@ -304,7 +309,7 @@ impl IngressPath {
         };
         Ok(IngressPath {
             path_type,
-            path: path.to_owned(),
+            path: path.into(),
         })
     }
 

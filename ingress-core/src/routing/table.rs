@@ -73,10 +73,10 @@ pub enum DefaultScope {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     pub(crate) id: RouteId,
-    pub(crate) host: RouteHost,
+    pub(crate) host: Arc<RouteHost>,
     pub(crate) matcher: RouteMatch,
     pub(crate) ingress: Arc<ObjectRef>,
-    pub(crate) field: String,
+    pub(crate) field: Arc<str>,
     pub(crate) backend: BackendId,
 }
 
