@@ -92,29 +92,24 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
         return Cow::Borrowed(path);
     }
     let decoded = decode_unreserved(path);
-    let mut out: Vec<&str> = Vec::new();
+    // One pass, writing `/segment`s into the output; `..` cuts back to the last `/`.
+    let mut out = String::with_capacity(decoded.len() + 1);
     let mut trailing_slash = false;
     for seg in decoded.split('/') {
-        trailing_slash = false;
+        trailing_slash = matches!(seg, "" | "." | "..");
         match seg {
-            "" => trailing_slash = true,
-            "." => trailing_slash = true,
-            ".." => {
-                out.pop();
-                trailing_slash = true;
+            "" | "." => {}
+            ".." => out.truncate(out.rfind('/').unwrap_or(0)),
+            s => {
+                out.push('/');
+                out.push_str(s);
             }
-            s => out.push(s),
         }
     }
-    let mut s = String::with_capacity(decoded.len() + 1);
-    for seg in &out {
-        s.push('/');
-        s.push_str(seg);
-    }
     if trailing_slash || out.is_empty() {
-        s.push('/');
+        out.push('/');
     }
-    Cow::Owned(s)
+    Cow::Owned(out)
 }
 
 fn is_normal(path: &str) -> bool {
