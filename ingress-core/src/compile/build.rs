@@ -53,7 +53,7 @@ struct HostBuild<'v> {
 
 pub(super) struct Builder<'v> {
     nginx: bool,
-    valid: &'v [ValidIngress<'v>],
+    valid: &'v [ValidIngress],
     /// Hosts in first-seen order (deterministic: Ingresses come in precedence order).
     hosts: Vec<(&'v RouteHost, HostBuild<'v>)>,
     host_index: FxHashMap<&'v RouteHost, usize>,
@@ -62,7 +62,7 @@ pub(super) struct Builder<'v> {
 }
 
 impl<'v> Builder<'v> {
-    pub(super) fn new(nginx: bool, valid: &'v [ValidIngress<'v>]) -> Self {
+    pub(super) fn new(nginx: bool, valid: &'v [ValidIngress]) -> Self {
         Builder {
             nginx,
             valid,

@@ -86,8 +86,11 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         |i: &Ingress| &i.metadata,
         &mut diags,
     );
-    let mut valid: Vec<ValidIngress<'_>> = Vec::new();
-    for ing in ingresses.into_values() {
+    // Sort the references (not the validated structs) into precedence order first.
+    let mut ingresses: Vec<&Ingress> = ingresses.into_values().collect();
+    ingresses.sort_by(|a, b| precedence(&a.metadata, &b.metadata, nginx));
+    let mut valid: Vec<ValidIngress> = Vec::with_capacity(ingresses.len());
+    for ing in ingresses {
         let r = validate::ingress_ref(ing);
         match classes.ownership(ing, &r, options, &mut diags) {
             class::Ownership::Ours => {
@@ -104,7 +107,6 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
             )),
         }
     }
-    valid.sort_by(|a, b| precedence(&a.ingress.metadata, &b.ingress.metadata, nginx));
 
     // 3. Routes per host (the older Ingress wins a conflict), default backends,
     // backends resolved once each, TLS, and the lookup structures.

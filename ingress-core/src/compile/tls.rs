@@ -14,7 +14,7 @@ use super::validate::ValidIngress;
 /// One binding per TLS host; the oldest Ingress wins a host. A problem with the
 /// Secret leaves the binding without a certificate (the proxy serves its default one).
 pub(crate) fn bindings(
-    valid: &[ValidIngress<'_>],
+    valid: &[ValidIngress],
     secrets: &rustc_hash::FxHashMap<(&str, &str), &Secret>,
     opts: &CompileOptions,
     diags: &mut Vec<Diagnostic>,

@@ -44,8 +44,7 @@ pub(crate) struct ValidTls {
 
 /// An Ingress that passed validation.
 #[derive(Debug)]
-pub(crate) struct ValidIngress<'s> {
-    pub(crate) ingress: &'s Ingress,
+pub(crate) struct ValidIngress {
     pub(crate) r: ObjectRef,
     pub(crate) namespace: String,
     pub(crate) rules: Vec<ValidRule>,
@@ -60,7 +59,7 @@ pub(crate) fn validate<'s>(
     r: ObjectRef,
     profile: Profile,
     diags: &mut Vec<Diagnostic>,
-) -> Option<ValidIngress<'s>> {
+) -> Option<ValidIngress> {
     let before = diags.len();
     let mut diags_warn: Vec<Diagnostic> = Vec::new();
     let mut err = |code: Code, field: String, msg: String| {
@@ -221,7 +220,6 @@ pub(crate) fn validate<'s>(
         return None;
     }
     Some(ValidIngress {
-        ingress: ing,
         namespace: r.namespace.clone().unwrap_or_default(),
         r,
         rules,

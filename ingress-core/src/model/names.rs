@@ -258,6 +258,30 @@ pub enum InvalidPath {
 }
 
 const INVALID_SEQUENCES: [&str; 5] = ["//", "/./", "/../", "%2f", "%2F"];
+
+/// The first of [`INVALID_SEQUENCES`] (in that order) that `path` contains. Every
+/// sequence starts with `/` or `%`, so only those bytes need a look (this runs for
+/// every path of every Ingress; building a substring searcher per sequence cost more
+/// than the rest of validation).
+fn find_invalid_sequence(path: &str) -> Option<&'static str> {
+    let b = path.as_bytes();
+    let mut found = [false; 5];
+    for (i, &c) in b.iter().enumerate() {
+        if c != b'/' && c != b'%' {
+            continue;
+        }
+        let rest = &b[i..];
+        for (k, seq) in INVALID_SEQUENCES.iter().enumerate() {
+            if rest.starts_with(seq.as_bytes()) {
+                found[k] = true;
+            }
+        }
+    }
+    INVALID_SEQUENCES
+        .iter()
+        .zip(found)
+        .find_map(|(seq, hit)| hit.then_some(*seq))
+}
 const INVALID_SUFFIXES: [&str; 2] = ["/..", "/."];
 
 impl IngressPath {
@@ -284,7 +308,7 @@ impl IngressPath {
                 if !path.starts_with('/') {
                     return Err(InvalidPath::NotAbsolute);
                 }
-                if let Some(seq) = INVALID_SEQUENCES.iter().find(|s| path.contains(**s)) {
+                if let Some(seq) = find_invalid_sequence(path) {
                     return Err(InvalidPath::BadSequence(seq));
                 }
                 if let Some(suf) = INVALID_SUFFIXES.iter().find(|s| path.ends_with(**s)) {
