@@ -54,8 +54,8 @@ pub(crate) struct ValidIngress {
 
 /// Validate as the API server does (plus the profile's own rules). On any error the
 /// whole Ingress is left out: the API server would have refused it whole.
-pub(crate) fn validate<'s>(
-    ing: &'s Ingress,
+pub(crate) fn validate(
+    ing: &Ingress,
     r: ObjectRef,
     profile: Profile,
     diags: &mut Vec<Diagnostic>,
