@@ -35,6 +35,8 @@ enum Matcher<'v> {
 #[derive(Clone, Copy)]
 struct Pending<'v> {
     host: &'v RouteHost,
+    /// Index into `Builder::hosts`, or `u32::MAX` for the catch-all.
+    host_ix: u32,
     matcher: Matcher<'v>,
     /// Index into the validated Ingresses.
     ingress: usize,
@@ -73,12 +75,12 @@ impl<'v> Builder<'v> {
         }
     }
 
-    fn host(&mut self, host: &'v RouteHost) -> &mut HostBuild<'v> {
+    fn host(&mut self, host: &'v RouteHost) -> (u32, &mut HostBuild<'v>) {
         let i = *self.host_index.entry(host).or_insert_with(|| {
             self.hosts.push((host, HostBuild::default()));
             self.hosts.len() - 1
         });
-        &mut self.hosts[i].1
+        (i as u32, &mut self.hosts[i].1)
     }
 
     /// Add every rule path of the Ingresses, oldest first.
@@ -86,19 +88,20 @@ impl<'v> Builder<'v> {
         let valid = self.valid;
         for (vi, v) in valid.iter().enumerate() {
             for rule in &v.rules {
-                let hb = self.host(&rule.host);
+                let (host_ix, hb) = self.host(&rule.host);
                 hb.owner.get_or_insert(vi);
                 for p in &rule.paths {
                     let (kind, key) = match_key(&p.path, self.nginx);
                     let new = Pending {
                         host: &rule.host,
+                        host_ix,
                         matcher: Matcher::Path(&p.path),
                         ingress: vi,
                         field: &p.field,
                         backend: &p.backend,
                     };
                     let idx = self.routes.len();
-                    let hb = self.host(&rule.host);
+                    let (_, hb) = self.host(&rule.host);
                     let Some(&existing) = hb.entries.get(&(kind, key)) else {
                         hb.entries.insert((kind, key), idx);
                         self.routes.push(new);
@@ -167,8 +170,9 @@ impl<'v> Builder<'v> {
             let Some(spec) = &v.default_backend else {
                 continue;
             };
-            let pending = |host: &'v RouteHost, scope| Pending {
+            let pending = |host: &'v RouteHost, host_ix: u32, scope| Pending {
                 host,
+                host_ix,
                 matcher: Matcher::Default(scope),
                 ingress: vi,
                 field: default_backend_field(),
@@ -178,7 +182,7 @@ impl<'v> Builder<'v> {
                 match self.catch_all {
                     None => {
                         self.catch_all = Some(self.routes.len());
-                        self.routes.push(pending(&ANY_HOST, DefaultScope::CatchAll));
+                        self.routes.push(pending(&ANY_HOST, u32::MAX, DefaultScope::CatchAll));
                     }
                     Some(idx) => diags.push(Diagnostic::new(
                         Code::DefaultBackendConflict,
@@ -198,12 +202,13 @@ impl<'v> Builder<'v> {
                     continue;
                 }
                 let idx = self.routes.len();
-                let hb = self.host(&rule.host);
+                let (host_ix, hb) = self.host(&rule.host);
                 if hb.owner != Some(vi) || hb.fallback.is_some() {
                     continue;
                 }
                 hb.fallback = Some(idx);
-                self.routes.push(pending(&rule.host, DefaultScope::Host));
+                self.routes
+                    .push(pending(&rule.host, host_ix, DefaultScope::Host));
                 used = true;
             }
             if !used {
@@ -256,10 +261,18 @@ impl<'v> Builder<'v> {
         let mut backends: Vec<Backend> = Vec::new();
         let mut resolutions: Vec<Resolution> = Vec::new();
         let mut reported: FxHashSet<(usize, BackendId)> = FxHashSet::default();
-        let mut routes: Vec<Route> = Vec::with_capacity(self.routes.len());
-        let mut host_arcs: FxHashMap<&RouteHost, Arc<RouteHost>> = FxHashMap::default();
-        for (new, &old) in order.iter().enumerate() {
-            let p = self.routes[old];
+        // One shared host value per host; the catch-all's host is `*`.
+        let host_arcs: Vec<Arc<RouteHost>> = self
+            .hosts
+            .iter()
+            .map(|(h, _)| Arc::new((*h).clone()))
+            .collect();
+        let any_host = Arc::new(RouteHost::Any);
+        // Walk the routes in the order they were added (the Ingresses' memory order,
+        // which the cache likes), writing each into its sorted slot.
+        let mut slots: Vec<Option<Route>> = (0..self.routes.len()).map(|_| None).collect();
+        for (old, &p) in self.routes.iter().enumerate() {
+            let new = new_id[old].0 as usize;
             let namespace = self.valid[p.ingress].namespace.as_str();
             let id = *backend_ids
                 .entry((namespace, p.backend))
@@ -277,11 +290,11 @@ impl<'v> Builder<'v> {
                     diags.push(d);
                 }
             }
-            routes.push(Route {
+            slots[new] = Some(Route {
                 id: RouteId(new as u32),
                 host: host_arcs
-                    .entry(p.host)
-                    .or_insert_with(|| Arc::new(p.host.clone()))
+                    .get(p.host_ix as usize)
+                    .unwrap_or(&any_host)
                     .clone(),
                 matcher: match p.matcher {
                     Matcher::Path(path) => RouteMatch::Path(path.clone()),
@@ -292,8 +305,10 @@ impl<'v> Builder<'v> {
                 backend: id,
             });
         }
+        let routes: Vec<Route> = slots.into_iter().flatten().collect();
 
         let mut table = RouteTable::empty(profile);
+        table.exact_hosts.reserve(self.hosts.len());
         for (host, hb) in self.hosts {
             let mut hr = HostRoutes::default();
             let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = hb
