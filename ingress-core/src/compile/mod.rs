@@ -142,7 +142,8 @@ fn dedup<'s, T: serde::Serialize>(
     meta: impl Fn(&T) -> &ObjectMeta,
     diags: &mut Vec<Diagnostic>,
 ) -> FxHashMap<(&'s str, &'s str), &'s T> {
-    let mut out: FxHashMap<(&str, &str), &T> = FxHashMap::default();
+    let mut out: FxHashMap<(&str, &str), &T> =
+        FxHashMap::with_capacity_and_hasher(objects.len(), Default::default());
     for o in objects {
         let m = meta(o);
         let key = (m.namespace_or_default(), m.name.as_str());
