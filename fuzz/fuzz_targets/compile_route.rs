@@ -20,11 +20,10 @@ use ingress_core::model::{
     IngressServiceBackend, IngressSpec, IngressTls, IntOrString, ObjectMeta, Secret, SecretData,
     Service, ServiceBackendPort, ServicePort, ServiceSpec, Timestamp, TypedLocalObjectReference,
 };
-use ingress_core::routing::Verdict;
 use ingress_core::{
-    CompileOptions, DEFAULT_CONTROLLER_NAME, Decision, Profile, RequestView, Scheme, Snapshot,
-    compile,
+    CompileOptions, DEFAULT_CONTROLLER_NAME, Profile, RequestView, Scheme, Snapshot, compile,
 };
+use ingress_core_fuzz::check_route;
 use libfuzzer_sys::fuzz_target;
 
 /// At most this many objects of each kind, rules per Ingress, paths per rule...
@@ -545,69 +544,6 @@ fuzz_target!(|input: Input| {
             "compile is not deterministic ({profile})"
         );
 
-        let table = &compiled.table;
-        let decision = table.route(&req);
-        let explanation = table.explain(&req);
-        assert_eq!(
-            fingerprint(&decision),
-            fingerprint(&explanation.decision),
-            "route and explain disagree ({profile})"
-        );
-
-        let chosen: Vec<usize> = explanation
-            .steps
-            .iter()
-            .filter(|s| s.verdict == Verdict::Chosen)
-            .map(|s| s.route.id().index())
-            .collect();
-        assert!(chosen.len() <= 1, "several chosen steps: {chosen:?}");
-        match decision.route() {
-            Some(route) => assert_eq!(
-                chosen,
-                [route.id().index()],
-                "the chosen step is not the deciding route ({profile})"
-            ),
-            None => assert!(
-                chosen.is_empty(),
-                "a step is chosen though no route decided ({profile}): {chosen:?}"
-            ),
-        }
-        if let Decision::Forward(f) = &decision {
-            assert!(
-                !f.backend.endpoints().is_empty(),
-                "forward without endpoints"
-            );
-            if let Some(q) = req.query {
-                assert!(
-                    f.upstream_target().ends_with(&format!("?{q}")),
-                    "query lost: {:?}",
-                    f.upstream_target()
-                );
-            }
-        }
+        check_route(&compiled.table, &req, profile.as_str());
     }
 });
-
-/// What identifies a decision, for comparing two of them.
-fn fingerprint(
-    d: &Decision<'_>,
-) -> (
-    &'static str,
-    Option<u16>,
-    Option<usize>,
-    Option<String>,
-    Option<String>,
-) {
-    let upstream = match d {
-        Decision::Forward(f) => Some(format!("{} {}", f.upstream_host, f.upstream_target())),
-        _ => None,
-    };
-    (
-        d.kind(),
-        d.status().map(|s| s.as_u16()),
-        d.route().map(|r| r.id().index()),
-        d.backend()
-            .map(|b| format!("{}/{}", b.namespace(), b.service())),
-        upstream,
-    )
-}

@@ -10,8 +10,8 @@
 #![no_main]
 
 use ingress_core::manifest::load_str;
-use ingress_core::routing::Verdict;
-use ingress_core::{CompileOptions, Decision, Profile, RequestView, RouteTable, Scheme, compile};
+use ingress_core::{CompileOptions, Profile, RequestView, Scheme, compile};
+use ingress_core_fuzz::check_route;
 use libfuzzer_sys::fuzz_target;
 
 /// Requests routed against every compiled table, whatever the input.
@@ -89,59 +89,19 @@ fuzz_target!(|data: &[u8]| {
             let _ = loaded.sources.locate_all(first.diagnostics.iter().cloned());
 
             for &(scheme, host, path) in FIXED {
-                check(&first.table, RequestView::get(scheme, host, path));
+                check_route(
+                    &first.table,
+                    &RequestView::get(scheme, host, path),
+                    "manifest",
+                );
             }
             for (host, path) in &derived {
-                check(&first.table, RequestView::get(Scheme::Http, host, path));
+                check_route(
+                    &first.table,
+                    &RequestView::get(Scheme::Http, host, path),
+                    "manifest",
+                );
             }
         }
     }
 });
-
-/// What identifies a decision, for comparing two of them.
-fn fingerprint(d: &Decision<'_>) -> (&'static str, Option<u16>, Option<usize>, Option<String>) {
-    let upstream = match d {
-        Decision::Forward(f) => Some(format!("{} {}", f.upstream_host, f.upstream_target())),
-        _ => None,
-    };
-    (
-        d.kind(),
-        d.status().map(|s| s.as_u16()),
-        d.route().map(|r| r.id().index()),
-        upstream,
-    )
-}
-
-fn check(table: &RouteTable, req: RequestView<'_>) {
-    let decision = table.route(&req);
-    let explanation = table.explain(&req);
-    assert_eq!(
-        fingerprint(&decision),
-        fingerprint(&explanation.decision),
-        "route and explain disagree for {req:?}"
-    );
-    let chosen: Vec<usize> = explanation
-        .steps
-        .iter()
-        .filter(|s| s.verdict == Verdict::Chosen)
-        .map(|s| s.route.id().index())
-        .collect();
-    assert!(chosen.len() <= 1, "several chosen steps: {chosen:?}");
-    match decision.route() {
-        Some(route) => assert_eq!(
-            chosen,
-            [route.id().index()],
-            "the chosen step is not the deciding route for {req:?}"
-        ),
-        None => assert!(
-            chosen.is_empty(),
-            "a step is chosen though no route decided for {req:?}: {chosen:?}"
-        ),
-    }
-    if let Decision::Forward(f) = &decision {
-        assert!(
-            !f.backend.endpoints().is_empty(),
-            "forward without endpoints"
-        );
-    }
-}
