@@ -337,6 +337,10 @@ impl RouteTable {
     }
 
     /// One route.
+    ///
+    /// # Panics
+    ///
+    /// If `id` comes from another table (ids are positions in their own table).
     pub fn route_by_id(&self, id: RouteId) -> &Route {
         &self.routes[id.index()]
     }
@@ -347,6 +351,10 @@ impl RouteTable {
     }
 
     /// One backend.
+    ///
+    /// # Panics
+    ///
+    /// If `id` comes from another table.
     pub fn backend(&self, id: BackendId) -> &Backend {
         &self.backends[id.0 as usize]
     }
