@@ -156,7 +156,7 @@ impl<'v> Builder<'v> {
         };
         diags.push(Diagnostic::new(
             Code::DuplicateRoute,
-            Some(self.valid[loser.ingress].r.clone()),
+            Some(ObjectRef::clone(&self.valid[loser.ingress].r)),
             Some(format!("{}.path", loser.field)),
             msg,
         ));
@@ -186,7 +186,7 @@ impl<'v> Builder<'v> {
                     }
                     Some(idx) => diags.push(Diagnostic::new(
                         Code::DefaultBackendConflict,
-                        Some(v.r.clone()),
+                        Some(ObjectRef::clone(&v.r)),
                         Some(DEFAULT_BACKEND_FIELD.into()),
                         format!(
                             "the catch-all default backend is already set by older {}; this one is not used",
@@ -214,7 +214,7 @@ impl<'v> Builder<'v> {
             if !used {
                 diags.push(Diagnostic::new(
                     Code::DefaultBackendConflict,
-                    Some(v.r.clone()),
+                    Some(ObjectRef::clone(&v.r)),
                     Some(DEFAULT_BACKEND_FIELD.into()),
                     "not used: ingress-nginx takes a host's default backend from the first Ingress that defines the host, and every host here was defined by an older Ingress",
                 ));
@@ -256,7 +256,7 @@ impl<'v> Builder<'v> {
             new_id[old] = RouteId(new as u32);
         }
 
-        let refs: Vec<Arc<ObjectRef>> = self.valid.iter().map(|v| Arc::new(v.r.clone())).collect();
+        let refs: Vec<Arc<ObjectRef>> = self.valid.iter().map(|v| v.r.clone()).collect();
         let mut backend_ids: FxHashMap<(&str, &BackendSpec), BackendId> = FxHashMap::default();
         let mut backends: Vec<Backend> = Vec::new();
         let mut resolutions: Vec<Resolution> = Vec::new();
@@ -273,7 +273,7 @@ impl<'v> Builder<'v> {
         let mut slots: Vec<Option<Route>> = (0..self.routes.len()).map(|_| None).collect();
         for (old, &p) in self.routes.iter().enumerate() {
             let new = new_id[old].0 as usize;
-            let namespace = self.valid[p.ingress].namespace.as_str();
+            let namespace = self.valid[p.ingress].namespace();
             let id = *backend_ids
                 .entry((namespace, p.backend))
                 .or_insert_with(|| {

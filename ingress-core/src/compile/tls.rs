@@ -26,12 +26,12 @@ pub(crate) fn bindings(
             let secret_ref = t
                 .secret
                 .as_deref()
-                .map(|s| ObjectRef::namespaced(ObjectKind::Secret, &v.namespace, s));
+                .map(|s| ObjectRef::namespaced(ObjectKind::Secret, v.namespace(), s));
             if let Some(existing) = out.get(&t.host) {
                 if existing.secret != secret_ref {
                     diags.push(Diagnostic::new(
                         Code::TlsHostConflict,
-                        Some(v.r.clone()),
+                        Some(ObjectRef::clone(&v.r)),
                         Some(t.field.clone()),
                         format!(
                             "TLS host {} already gets its certificate from older {}; this Ingress's Secret is not used for it",
@@ -44,21 +44,19 @@ pub(crate) fn bindings(
             let mut binding = TlsBinding {
                 host: t.host.clone(),
                 secret: secret_ref.clone(),
-                ingress: v.r.clone(),
+                ingress: ObjectRef::clone(&v.r),
                 certificate: None,
             };
             if let Some(name) = &t.secret {
-                let key = (v.namespace.clone(), name.clone());
+                let key = (v.namespace().to_owned(), name.clone());
                 let cert = parsed
                     .entry(key)
-                    .or_insert_with(|| {
-                        load(secrets.get(&(v.namespace.as_str(), name.as_str())).copied())
-                    })
+                    .or_insert_with(|| load(secrets.get(&(v.namespace(), name.as_str())).copied()))
                     .clone();
                 let mut warn = |code: Code, field: &str, msg: String| {
                     diags.push(Diagnostic::new(
                         code,
-                        Some(v.r.clone()),
+                        Some(ObjectRef::clone(&v.r)),
                         Some(field.to_owned()),
                         msg,
                     ));
@@ -69,7 +67,8 @@ pub(crate) fn bindings(
                         &t.secret_field,
                         format!(
                             "Secret {}/{name} is not in the input; host {} is served with the default certificate",
-                            v.namespace, t.host
+                            v.namespace(),
+                            t.host
                         ),
                     ),
                     Err(e) => warn(
@@ -77,7 +76,8 @@ pub(crate) fn bindings(
                         &t.secret_field,
                         format!(
                             "Secret {}/{name}: {e}; host {} is served with the default certificate",
-                            v.namespace, t.host
+                            v.namespace(),
+                            t.host
                         ),
                     ),
                     Ok(cert) => {
@@ -88,7 +88,7 @@ pub(crate) fn bindings(
                                 &t.field,
                                 format!(
                                     "the certificate in Secret {}/{name} does not cover {host} (it covers {}); the default certificate is served for it",
-                                    v.namespace,
+                                    v.namespace(),
                                     names(&cert)
                                 ),
                             );
@@ -101,7 +101,7 @@ pub(crate) fn bindings(
                                     &t.secret_field,
                                     format!(
                                         "the certificate in Secret {}/{name} expired at {}",
-                                        v.namespace,
+                                        v.namespace(),
                                         crate::model::Timestamp::from_unix(cert.not_after)
                                     ),
                                 );

@@ -45,8 +45,7 @@ pub(crate) struct ValidTls {
 /// An Ingress that passed validation.
 #[derive(Debug)]
 pub(crate) struct ValidIngress {
-    pub(crate) r: ObjectRef,
-    pub(crate) namespace: String,
+    pub(crate) r: Arc<ObjectRef>,
     pub(crate) rules: Vec<ValidRule>,
     pub(crate) default_backend: Option<BackendSpec>,
     pub(crate) tls: Vec<ValidTls>,
@@ -220,8 +219,7 @@ pub(crate) fn validate(
         return None;
     }
     Some(ValidIngress {
-        namespace: r.namespace.clone().unwrap_or_default(),
-        r,
+        r: Arc::new(r),
         rules,
         default_backend,
         tls,
@@ -379,20 +377,33 @@ fn check_port_name(s: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+impl ValidIngress {
+    /// The Ingress's namespace.
+    pub(crate) fn namespace(&self) -> &str {
+        self.r.namespace.as_deref().unwrap_or_default()
+    }
+}
+
 /// `spec.rules[i].http.paths[j]` without the formatting machinery (this runs for
 /// every path of every Ingress).
 fn path_field(i: usize, j: usize) -> Arc<str> {
-    let mut s = String::with_capacity(32);
-    s.push_str("spec.rules[");
-    push_decimal(&mut s, i);
-    s.push_str("].http.paths[");
-    push_decimal(&mut s, j);
-    s.push(']');
-    Arc::from(s)
+    // Built on the stack, so the Arc is the only allocation.
+    let mut buf = [0u8; 80]; // 11 + 20 + 13 + 20 + 1 bytes at most
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[n..n + bytes.len()].copy_from_slice(bytes);
+        n += bytes.len();
+    };
+    put(b"spec.rules[");
+    put(decimal(i, &mut [0u8; 20]));
+    put(b"].http.paths[");
+    put(decimal(j, &mut [0u8; 20]));
+    put(b"]");
+    Arc::from(std::str::from_utf8(&buf[..n]).unwrap_or_default())
 }
 
-fn push_decimal(s: &mut String, mut n: usize) {
-    let mut digits = [0u8; 20];
+/// `n` in decimal, written at the end of `digits`.
+fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &[u8] {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -402,9 +413,7 @@ fn push_decimal(s: &mut String, mut n: usize) {
             break;
         }
     }
-    for &d in &digits[at..] {
-        s.push(char::from(d));
-    }
+    &digits[at..]
 }
 
 /// The reference for an Ingress.
