@@ -301,8 +301,11 @@ impl Loaded {
             .unwrap_or("")
             .to_owned();
         if kind_str.ends_with("List") && obj.get("items").is_some_and(Value::is_array) {
-            let Some(Value::Array(items)) = value.as_object().and_then(|o| o.get("items")).cloned()
-            else {
+            // Move the items out: a `kubectl get -o json` List can be large.
+            let Value::Object(mut map) = value else {
+                return;
+            };
+            let Some(Value::Array(items)) = map.remove("items") else {
                 return;
             };
             for (i, item) in items.into_iter().enumerate() {

@@ -91,13 +91,12 @@ impl RouteTable {
     /// Like [`RouteTable::route`], plus which routes were considered and why each one
     /// won, lost or did not match. Slower; for tools, not for the data path.
     pub fn explain<'a>(&'a self, req: &RequestView<'a>) -> Explanation<'a> {
-        let decision = self.route(req);
         let mut buf = [0u8; 256];
         let path = normalize_path(req.path).into_owned();
         let Some(host) = request::host_key(req.host, &mut buf).map(str::to_owned) else {
             // An unusable Host header: route() answered 400 without looking at routes.
             return Explanation {
-                decision,
+                decision: self.route(req),
                 host: req.host.to_owned(),
                 path,
                 level: HostLevel::CatchAll,
@@ -105,6 +104,8 @@ impl RouteTable {
             };
         };
         let found = self.find(&host, &path);
+        // The same decision route() makes, from this very lookup.
+        let decision = self.decide(found.route, req, normalize_path(req.path));
         let nginx = self.profile == Profile::IngressNginx;
 
         let mut levels: Vec<(HostLevel, &HostRoutes)> = Vec::new();
