@@ -136,6 +136,36 @@ codes! {
     TlsCertificateExpired = "tls-certificate-expired", Warning;
     /// Another, older Ingress already sets a certificate for this host; this one is not used.
     TlsHostConflict = "tls-host-conflict", Warning;
+    /// An annotation value does not parse; the routes of its Ingress answer 503 until it is fixed.
+    AnnotationInvalidValue = "annotation-invalid-value", Error;
+    /// A raw-configuration annotation (snippets and the like) is refused; the routes answer 503.
+    AnnotationRefused = "annotation-refused", Error;
+    /// A security annotation this gateway cannot enforce; the routes answer 503 rather than serve unprotected.
+    AnnotationUnenforceable = "annotation-unenforceable", Error;
+    /// An annotation this gateway recognises but does not carry out; it has no effect.
+    AnnotationNotEnforced = "annotation-not-enforced", Warning;
+    /// An annotation carried out with a documented difference from ingress-nginx.
+    AnnotationPartial = "annotation-partial", Info;
+    /// An annotation under one of our prefixes that no family reads (with a suggestion).
+    AnnotationUnknown = "annotation-unknown", Warning;
+    /// An annotation ingress-nginx removed; it has no effect (the message names the replacement).
+    AnnotationRetired = "annotation-retired", Warning;
+    /// The same key is set under two prefixes with different values; the first in lookup order is used.
+    AnnotationShadowed = "annotation-shadowed", Warning;
+    /// An annotation that has no effect in this combination (e.g. `x-forwarded-prefix` without `rewrite-target`).
+    AnnotationIgnored = "annotation-ignored", Warning;
+    /// Ingresses of one host (or one Service) set a host- or backend-scoped annotation differently; the oldest wins.
+    AnnotationConflict = "annotation-conflict", Warning;
+    /// A canary annotation is set without `canary: "true"`; the Ingress is left out.
+    CanaryNotEnabled = "canary-not-enabled", Error;
+    /// A canary Ingress has no primary with the same host and path; it adds no route.
+    CanaryWithoutPrimary = "canary-without-primary", Warning;
+    /// A second canary for one route in the ingress-nginx profile (one canary per route); it is not used.
+    CanaryConflict = "canary-conflict", Error;
+    /// A regex or rewrite on one Ingress turns every path of its host into a case-insensitive regex (ingress-nginx profile).
+    RegexHostContagion = "regex-host-contagion", Warning;
+    /// A path of a regex Ingress is not a valid regex; the Ingress is left out.
+    InvalidRegexPath = "invalid-regex-path", Error;
 }
 
 impl fmt::Display for Code {

@@ -60,6 +60,7 @@
 //! [`routing`], [`diagnostics`], [`tls`], and with the default `manifests` feature,
 //! [`manifest`] (YAML/JSON text to objects, with source positions).
 
+pub mod annotations;
 pub mod compile;
 pub mod diagnostics;
 #[cfg(feature = "manifests")]
