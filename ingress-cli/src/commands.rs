@@ -156,49 +156,17 @@ fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-const DROPPED: [Code; 6] = [
-    Code::IngressDropped,
-    Code::IngressIgnored,
-    Code::IngressClassNotFound,
-    Code::DuplicateRoute,
-    Code::DefaultBackendConflict,
-    Code::ManifestInvalidObject,
-];
-
 pub(crate) fn routes(args: &InputArgs) -> anyhow::Result<u8> {
     let r = run(args)?;
     let t = &r.compiled.table;
-    let dropped: Vec<&Located> = r
-        .diagnostics
-        .iter()
-        .filter(|d| DROPPED.contains(&d.diagnostic.code))
-        .collect();
     if args.output == Output::Json {
-        let tls: Vec<_> = t
-            .tls_bindings()
-            .iter()
-            .map(|b| {
-                json!({
-                    "host": b.host().to_string(),
-                    "secret": b.secret().map(|s| json!({"namespace": s.namespace, "name": s.name})),
-                    "ingress": {"namespace": b.ingress().namespace, "name": b.ingress().name},
-                    "certificate": b.certificate().map(|c| json!({
-                        "dns_names": c.dns_names,
-                        "not_after": ingress_core::model::Timestamp::from_unix(c.not_after).to_string(),
-                    })),
-                })
-            })
-            .collect();
-        print_json(&json!({
-            "schema": "ingressctl.routes/v1",
-            "profile": t.profile(),
-            "routes": t.routes().iter().map(|rt| json::route(t, rt)).collect::<Vec<_>>(),
-            "tls": tls,
-            "dropped": dropped.iter().map(|d| json::diagnostic(d)).collect::<Vec<_>>(),
-            "diagnostics": r.diagnostics.iter().map(json::diagnostic).collect::<Vec<_>>(),
-        }))?;
+        print_json(&ingress_core::report::routes(t, &r.diagnostics))?;
         return Ok(finish(r, false));
     }
+    let dropped = r
+        .diagnostics
+        .iter()
+        .filter(|d| ingress_core::report::DROPPED.contains(&d.diagnostic.code));
     print_routes_table(t);
     if !t.tls_bindings().is_empty() {
         println!("\nTLS");
@@ -221,7 +189,8 @@ pub(crate) fn routes(args: &InputArgs) -> anyhow::Result<u8> {
             println!("  {}  {}  [{}]", b.host(), cert, b.ingress());
         }
     }
-    if !dropped.is_empty() {
+    let mut dropped = dropped.peekable();
+    if dropped.peek().is_some() {
         println!("\nDropped or ignored");
         for d in dropped {
             let obj = d

@@ -2,38 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use ingress_core::manifest::{Located, SourceLocation};
-use ingress_core::model::ObjectRef;
-use ingress_core::routing::{
-    Backend, Decision, EndpointAddr, Explanation, PortRef, Route, RouteMatch, RouteTable, Verdict,
-};
-use ingress_core::{Diagnostic, Severity};
+use ingress_core::Severity;
+use ingress_core::manifest::Located;
+use ingress_core::routing::{Decision, Explanation, RouteMatch, RouteTable, Verdict};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// `{"kind", "namespace", "name"}`.
-pub(crate) fn object(r: &ObjectRef) -> Value {
-    json!({"kind": r.kind.as_str(), "namespace": r.namespace, "name": r.name})
-}
-
-pub(crate) fn location(l: &Option<SourceLocation>) -> Value {
-    match l {
-        Some(l) => json!({"file": &*l.file, "line": l.line, "column": l.column}),
-        None => Value::Null,
-    }
-}
-
-pub(crate) fn diagnostic(l: &Located) -> Value {
-    let d: &Diagnostic = &l.diagnostic;
-    json!({
-        "code": d.code.as_str(),
-        "severity": d.severity.as_str(),
-        "object": d.object.as_ref().map(object),
-        "field": d.field,
-        "message": d.message,
-        "location": location(&l.location),
-    })
-}
+pub(crate) use ingress_core::report::{backend_short, diagnostic, endpoints, port, route};
 
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct Counts {
@@ -54,55 +29,6 @@ impl Counts {
         }
         c
     }
-}
-
-/// The port as the explain contract wants it: the Service port number when the
-/// Service is known, else the name (or number) the Ingress uses.
-pub(crate) fn port(b: &Backend) -> Value {
-    match (b.service_port(), b.port_ref()) {
-        (Some(n), _) => json!(n),
-        (None, PortRef::Number(n)) => json!(n),
-        (None, PortRef::Name(n)) => json!(n),
-    }
-}
-
-pub(crate) fn backend_short(b: &Backend) -> Value {
-    json!({"namespace": b.namespace(), "service": b.service(), "port": port(b)})
-}
-
-pub(crate) fn endpoints(e: &[EndpointAddr]) -> Value {
-    Value::Array(e.iter().map(|e| json!(e.to_string())).collect())
-}
-
-pub(crate) fn route(t: &RouteTable, r: &Route) -> Value {
-    let (kind, path, path_type, scope) = match r.matcher() {
-        RouteMatch::Path(p) => (
-            "path",
-            json!(p.as_str()),
-            json!(p.path_type().as_str()),
-            Value::Null,
-        ),
-        RouteMatch::DefaultBackend(s) => ("default-backend", Value::Null, Value::Null, json!(s)),
-    };
-    let b = t.backend(r.backend_id());
-    json!({
-        "id": r.id().index(),
-        "host": r.host().to_string(),
-        "kind": kind,
-        "path": path,
-        "path_type": path_type,
-        "default_scope": scope,
-        "ingress": {"namespace": r.ingress().namespace, "name": r.ingress().name},
-        "field": r.field(),
-        "backend": {
-            "namespace": b.namespace(),
-            "service": b.service(),
-            "port": port(b),
-            "port_ref": b.port_ref().to_string(),
-            "status": b.status(),
-            "endpoints": endpoints(b.endpoints()),
-        },
-    })
 }
 
 fn verdict(v: &Verdict) -> Value {

@@ -66,6 +66,7 @@ pub mod diagnostics;
 #[cfg(feature = "manifests")]
 pub mod manifest;
 pub mod model;
+pub mod report;
 pub mod routing;
 pub mod snapshot;
 pub mod tls;
