@@ -71,7 +71,7 @@ pub use mirror::MirrorPolicy;
 pub use rate_limit::RateLimitPolicy;
 pub use redirect::RedirectPolicy;
 pub use retries::RetryPolicy;
-pub use routing::RoutingPolicy;
+pub use routing::{RegexMode, RewriteTarget, RoutingPolicy};
 pub use spec::{Family, KeySpec, Prefix, Prefixes, Retired, Risk, Scope, Support};
 pub use timeouts::TimeoutPolicy;
 

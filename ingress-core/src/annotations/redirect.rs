@@ -15,6 +15,8 @@ pub struct RedirectTo {
     pub url: Url,
     /// 3xx status.
     pub status: StatusCode,
+    /// From `temporal-redirect` (else `permanent-redirect`).
+    pub temporal: bool,
 }
 
 /// The redirects one Ingress asks for.
@@ -151,8 +153,16 @@ impl AnnotationFamily for Redirect {
         let pc = code(cx, permanent_code, permanent.is_some(), 308, StatusCode::MOVED_PERMANENTLY);
         let tc = code(cx, temporal_code, temporal.is_some(), 307, StatusCode::FOUND);
         p.to = match (temporal, permanent) {
-            (Some(url), _) => Some(RedirectTo { url, status: tc }),
-            (None, Some(url)) => Some(RedirectTo { url, status: pc }),
+            (Some(url), _) => Some(RedirectTo {
+                url,
+                status: tc,
+                temporal: true,
+            }),
+            (None, Some(url)) => Some(RedirectTo {
+                url,
+                status: pc,
+                temporal: false,
+            }),
             (None, None) => None,
         };
         p.app_root = cx.parse(&KEYS[7], |s| values::path(s, true));

@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use crate::annotations::values::Pattern;
+use crate::annotations::{RegexMode, Scope};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::{HostPattern, IngressPath, ObjectRef, PathType};
 use crate::routing::{
-    Backend, BackendId, DefaultScope, HostRoutes, MatchKind, Route, RouteHost, RouteId, RouteMatch,
-    RouteTable, SMALL_HOST, TlsBinding, match_key,
+    Backend, BackendId, CanaryRoute, DefaultScope, HostPolicy, HostRoutes, MatchKind, Route,
+    RouteHost, RouteId, RouteMatch, RouteTable, SMALL_HOST, TlsBinding, match_key,
 };
 
 use super::Profile;
@@ -42,12 +44,25 @@ struct Pending<'v> {
     ingress: usize,
     field: &'v Arc<str>,
     backend: &'v BackendSpec,
+    kind: MatchKind,
+}
+
+/// A canary Ingress's path, attached to its primary's route.
+#[derive(Clone, Copy)]
+struct CanaryPending<'v> {
+    ingress: usize,
+    field: &'v Arc<str>,
+    backend: &'v BackendSpec,
 }
 
 #[derive(Default)]
 struct HostBuild<'v> {
     /// The first Ingress that defined the host (ingress-nginx: owns its fallback).
     owner: Option<usize>,
+    /// Every Ingress with rules for the host, in precedence order.
+    ingresses: Vec<usize>,
+    /// ingress-nginx: an Ingress of the host uses regex or rewrite.
+    regex: bool,
     fallback: Option<usize>,
     /// (match kind, key) -> index into `routes`.
     entries: FxHashMap<(MatchKind, &'v str), usize>,
@@ -60,6 +75,7 @@ pub(super) struct Builder<'v> {
     hosts: Vec<(&'v RouteHost, HostBuild<'v>)>,
     host_index: FxHashMap<&'v RouteHost, usize>,
     routes: Vec<Pending<'v>>,
+    canaries: FxHashMap<usize, Vec<CanaryPending<'v>>>,
     catch_all: Option<usize>,
 }
 
@@ -71,6 +87,7 @@ impl<'v> Builder<'v> {
             hosts: Vec::new(),
             host_index: FxHashMap::default(),
             routes: Vec::new(),
+            canaries: FxHashMap::default(),
             catch_all: None,
         }
     }
@@ -83,15 +100,39 @@ impl<'v> Builder<'v> {
         (i as u32, &mut self.hosts[i].1)
     }
 
-    /// Add every rule path of the Ingresses, oldest first.
+    /// How a path of Ingress `v` is keyed: standard-profile regex paths (and every
+    /// path of an `ignore-path-case` Ingress) go to the host's regex list.
+    fn key_of<'p>(&self, v: &ValidIngress, path: &'p IngressPath) -> (MatchKind, &'p str) {
+        let routing = &v.policy.routing;
+        let regex = !self.nginx
+            && (routing.ignore_path_case
+                || (path.path_type() == PathType::ImplementationSpecific
+                    && routing.regex_mode(super::Profile::Standard) != RegexMode::Off));
+        if regex {
+            (MatchKind::Regex, path.as_str())
+        } else {
+            match_key(path, self.nginx)
+        }
+    }
+
+    /// Add every rule path of the non-canary Ingresses, oldest first.
     pub(super) fn add_rules(&mut self, diags: &mut Vec<Diagnostic>) {
         let valid = self.valid;
         for (vi, v) in valid.iter().enumerate() {
+            if v.policy.canary.is_some() {
+                continue;
+            }
+            let regex =
+                self.nginx && v.policy.routing.regex_mode(super::Profile::IngressNginx) != RegexMode::Off;
             for rule in &v.rules {
                 let (host_ix, hb) = self.host(&rule.host);
                 hb.owner.get_or_insert(vi);
+                if hb.ingresses.last() != Some(&vi) {
+                    hb.ingresses.push(vi);
+                }
+                hb.regex |= regex;
                 for p in &rule.paths {
-                    let (kind, key) = match_key(&p.path, self.nginx);
+                    let (kind, key) = self.key_of(v, &p.path);
                     let new = Pending {
                         host: &rule.host,
                         host_ix,
@@ -99,6 +140,7 @@ impl<'v> Builder<'v> {
                         ingress: vi,
                         field: &p.field,
                         backend: &p.backend,
+                        kind,
                     };
                     let idx = self.routes.len();
                     let (_, hb) = self.host(&rule.host);
@@ -108,6 +150,75 @@ impl<'v> Builder<'v> {
                         continue;
                     };
                     self.conflict(existing, new, key, diags);
+                }
+            }
+        }
+    }
+
+    /// Attach canary Ingresses to the routes with the same host, path and path type.
+    /// ingress-nginx profile: one canary per route (the oldest); standard: all.
+    pub(super) fn attach_canaries(&mut self, diags: &mut Vec<Diagnostic>) {
+        let valid = self.valid;
+        for (vi, v) in valid.iter().enumerate() {
+            if v.policy.canary.is_none() {
+                continue;
+            }
+            if v.policy.fail_closed.is_some() {
+                diags.push(Diagnostic::new(
+                    Code::IngressDropped,
+                    Some(ObjectRef::clone(&v.r)),
+                    None,
+                    "this canary is not attached because of the errors reported with it; its primaries serve every request",
+                ));
+                continue;
+            }
+            for rule in &v.rules {
+                for p in &rule.paths {
+                    let primary = self.host_index.get(&rule.host).and_then(|&h| {
+                        let hb = &self.hosts[h].1;
+                        let (kind, key) = match_key(&p.path, self.nginx);
+                        hb.entries
+                            .get(&(kind, key))
+                            .or_else(|| hb.entries.get(&(MatchKind::Regex, p.path.as_str())))
+                            .copied()
+                    });
+                    let primary = primary.filter(|&idx| {
+                        matches!(self.routes[idx].matcher, Matcher::Path(pp) if pp == &p.path)
+                    });
+                    let Some(idx) = primary else {
+                        diags.push(Diagnostic::new(
+                            Code::CanaryWithoutPrimary,
+                            Some(ObjectRef::clone(&v.r)),
+                            Some(format!("{}.path", p.field)),
+                            format!(
+                                "canary path {} ({}) of host {} has no non-canary Ingress with the same host, path and path type; it adds no route",
+                                p.path.as_str(),
+                                p.path.path_type(),
+                                rule.host
+                            ),
+                        ));
+                        continue;
+                    };
+                    let list = self.canaries.entry(idx).or_default();
+                    if self.nginx && !list.is_empty() {
+                        diags.push(Diagnostic::new(
+                            Code::CanaryConflict,
+                            Some(ObjectRef::clone(&v.r)),
+                            Some(format!("{}.path", p.field)),
+                            format!(
+                                "host {} path {} already has canary {} (ingress-nginx allows one canary per route); this one is not used",
+                                rule.host,
+                                p.path.as_str(),
+                                self.valid[list[0].ingress].r
+                            ),
+                        ));
+                        continue;
+                    }
+                    list.push(CanaryPending {
+                        ingress: vi,
+                        field: &p.field,
+                        backend: &p.backend,
+                    });
                 }
             }
         }
@@ -170,6 +281,9 @@ impl<'v> Builder<'v> {
             let Some(spec) = &v.default_backend else {
                 continue;
             };
+            if v.policy.canary.is_some() {
+                continue;
+            }
             let pending = |host: &'v RouteHost, host_ix: u32, scope| Pending {
                 host,
                 host_ix,
@@ -177,6 +291,7 @@ impl<'v> Builder<'v> {
                 ingress: vi,
                 field: default_backend_field(),
                 backend: spec,
+                kind: MatchKind::Exact,
             };
             if !self.nginx || v.rules.is_empty() {
                 match self.catch_all {
@@ -220,6 +335,89 @@ impl<'v> Builder<'v> {
                 ));
             }
         }
+    }
+
+    /// The regex a path matches as: ingress-nginx contagion (`(?i)^<path>`), a
+    /// standard-profile regex path (`^<path>`, or `^(?:<path>)$` for
+    /// `full-path-regex`), or a literal path of an `ignore-path-case` Ingress.
+    fn path_regex(&self, ingress: usize, path: &IngressPath, host_regex: bool) -> Result<Pattern, String> {
+        use crate::annotations::values;
+        if host_regex {
+            return values::regex(&format!("^{}", path.as_str()), true).map(Pattern);
+        }
+        let routing = &self.valid[ingress].policy.routing;
+        let mode = routing.regex_mode(super::Profile::Standard);
+        let src = match (mode, path.path_type()) {
+            (RegexMode::Full, PathType::ImplementationSpecific) => format!("^(?:{})$", path.as_str()),
+            (RegexMode::Prefix, PathType::ImplementationSpecific) => format!("^{}", path.as_str()),
+            (_, PathType::Exact) => format!("^{}$", regex::escape(path.as_str())),
+            _ => match path.as_str().trim_end_matches('/') {
+                "" => "^/".to_owned(),
+                t => format!("^{}(?:/|$)", regex::escape(t)),
+            },
+        };
+        values::regex(&src, routing.ignore_path_case).map(Pattern)
+    }
+
+    /// Host-scoped annotations of the Ingresses of one host: the oldest Ingress that
+    /// sets a key wins; a different value on a newer one is diagnosed.
+    fn host_policy(
+        &self,
+        host: &RouteHost,
+        hb: &HostBuild<'_>,
+        tls: &[TlsBinding],
+        diags: &mut Vec<Diagnostic>,
+    ) -> HostPolicy {
+        use crate::annotations::Family;
+        let mut hp = HostPolicy {
+            regex: self.nginx && hb.regex,
+            has_tls: match host {
+                RouteHost::Pattern(p) => tls.iter().any(|b| tls_covers(b.host(), p)),
+                RouteHost::Any => false,
+            },
+            ..HostPolicy::default()
+        };
+        let mut seen: Vec<(&str, &str, usize)> = Vec::new();
+        for &vi in &hb.ingresses {
+            let v = &self.valid[vi];
+            let sets = |name: &str| v.policy.scoped.iter().any(|s| s.name == name);
+            for sv in v.policy.scoped.iter().filter(|s| s.scope == Scope::Host) {
+                match seen.iter().find(|(n, _, _)| *n == sv.name) {
+                    Some((_, value, first)) if *value != sv.value => diags.push(Diagnostic::new(
+                        Code::AnnotationConflict,
+                        Some(ObjectRef::clone(&v.r)),
+                        Some(crate::annotations::annotation_field(&sv.key)),
+                        format!(
+                            "`{}` applies to the whole host {host}, and older {} sets it to {value:?}; that value is used",
+                            sv.key, self.valid[*first].r
+                        ),
+                    )),
+                    Some(_) => {}
+                    None => seen.push((sv.name, &sv.value, vi)),
+                }
+            }
+            let r = &v.policy.redirect;
+            if hp.app_root.is_none() {
+                hp.app_root.clone_from(&r.app_root);
+            }
+            if sets("from-to-www-redirect") && !seen.iter().any(|(n, _, f)| *n == "from-to-www-redirect" && *f != vi) {
+                hp.from_to_www = r.from_to_www;
+            }
+            let a = &v.policy.access;
+            if hp.access.domain_allow.is_none() {
+                hp.access.domain_allow.clone_from(&a.domain_allow);
+            }
+            if hp.access.domain_deny.is_none() {
+                hp.access.domain_deny.clone_from(&a.domain_deny);
+            }
+            let sets_tls = v.policy.scoped.iter().any(|s| {
+                crate::annotations::key(s.name).is_some_and(|k| k.family == Family::ClientTls)
+            });
+            if sets_tls && hp.client_tls == crate::annotations::ClientTlsPolicy::default() {
+                hp.client_tls = v.policy.client_tls.clone();
+            }
+        }
+        hp
     }
 
     /// Resolve backends, build the routes in a stable order and the lookup maps.
@@ -268,26 +466,81 @@ impl<'v> Builder<'v> {
             .map(|(h, _)| Arc::new((*h).clone()))
             .collect();
         let any_host = Arc::new(RouteHost::Any);
+        let host_policies: Vec<Arc<HostPolicy>> = self
+            .hosts
+            .iter()
+            .map(|(h, hb)| Arc::new(self.host_policy(h, hb, &tls, diags)))
+            .collect();
+        let no_host_policy = Arc::new(HostPolicy::default());
+        let mut resolve = |namespace: &'v str,
+                           spec: &'v BackendSpec,
+                           ingress: usize,
+                           field: &dyn Fn() -> String,
+                           diags: &mut Vec<Diagnostic>| {
+            let id = *backend_ids.entry((namespace, spec)).or_insert_with(|| {
+                let id = BackendId(backends.len() as u32);
+                let (backend, res) = index.resolve(id, namespace, spec);
+                backends.push(backend);
+                resolutions.push(res);
+                id
+            });
+            // Each Ingress hears once about each backend it uses that cannot serve.
+            if reported.insert((ingress, id)) {
+                let (b, res) = (&backends[id.0 as usize], &resolutions[id.0 as usize]);
+                if let Some(d) = backend_diagnostic(b, res, field(), &self.valid[ingress].r) {
+                    diags.push(d);
+                }
+            }
+            id
+        };
         // Walk the routes in the order they were added (the Ingresses' memory order,
         // which the cache likes), writing each into its sorted slot.
         let mut slots: Vec<Option<Route>> = (0..self.routes.len()).map(|_| None).collect();
+        let mut patterns: Vec<Option<Pattern>> = vec![None; self.routes.len()];
         for (old, &p) in self.routes.iter().enumerate() {
             let new = new_id[old].0 as usize;
             let namespace = self.valid[p.ingress].namespace();
-            let id = *backend_ids
-                .entry((namespace, p.backend))
-                .or_insert_with(|| {
-                    let id = BackendId(backends.len() as u32);
-                    let (backend, res) = index.resolve(id, namespace, p.backend);
-                    backends.push(backend);
-                    resolutions.push(res);
-                    id
-                });
-            // Each Ingress hears once about each backend it uses that cannot serve.
-            if reported.insert((p.ingress, id)) {
-                let (b, res) = (&backends[id.0 as usize], &resolutions[id.0 as usize]);
-                if let Some(d) = backend_diagnostic(b, res, &p, &self.valid[p.ingress].r) {
-                    diags.push(d);
+            let field = || match p.matcher {
+                Matcher::Path(_) => format!("{}.backend", p.field),
+                Matcher::Default(_) => p.field.to_string(),
+            };
+            let id = resolve(namespace, p.backend, p.ingress, &field, diags);
+            let canaries = self
+                .canaries
+                .get(&old)
+                .map(|list| {
+                    list.iter()
+                        .map(|c| {
+                            let cv = &self.valid[c.ingress];
+                            let cfield = || format!("{}.backend", c.field);
+                            CanaryRoute {
+                                ingress: cv.r.clone(),
+                                field: c.field.clone(),
+                                backend: resolve(cv.namespace(), c.backend, c.ingress, &cfield, diags),
+                                policy: cv.policy.clone(),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let host_regex = self
+                .hosts
+                .get(p.host_ix as usize)
+                .is_some_and(|(_, hb)| self.nginx && hb.regex);
+            if let Matcher::Path(path) = p.matcher
+                && (host_regex || p.kind == MatchKind::Regex)
+            {
+                match self.path_regex(p.ingress, path, host_regex) {
+                    Ok(re) => patterns[old] = Some(re),
+                    Err(why) => diags.push(Diagnostic::new(
+                        Code::InvalidRegexPath,
+                        Some(ObjectRef::clone(&self.valid[p.ingress].r)),
+                        Some(format!("{}.path", p.field)),
+                        format!(
+                            "path {:?} matches as a regex here, and {why}; this path is not served",
+                            path.as_str()
+                        ),
+                    )),
                 }
             }
             slots[new] = Some(Route {
@@ -303,22 +556,46 @@ impl<'v> Builder<'v> {
                 ingress: refs[p.ingress].clone(),
                 field: p.field.clone(),
                 backend: id,
+                policy: self.valid[p.ingress].policy.clone(),
+                host_policy: host_policies
+                    .get(p.host_ix as usize)
+                    .unwrap_or(&no_host_policy)
+                    .clone(),
+                regex: patterns[old].clone(),
+                canaries,
             });
         }
         let routes: Vec<Route> = slots.into_iter().flatten().collect();
 
         let mut table = RouteTable::empty(profile);
         table.exact_hosts.reserve(self.hosts.len());
-        for (host, hb) in self.hosts {
-            let mut hr = HostRoutes::default();
-            let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = hb
-                .entries
-                .into_iter()
-                .filter_map(|((kind, key), old)| match self.routes[old].matcher {
-                    Matcher::Path(p) => Some((kind, key, new_id[old], p.path_type())),
-                    Matcher::Default(_) => None,
-                })
-                .collect();
+        for (hix, (host, hb)) in self.hosts.into_iter().enumerate() {
+            let mut hr = HostRoutes {
+                policy: host_policies.get(hix).cloned(),
+                regex_only: self.nginx && hb.regex,
+                ..HostRoutes::default()
+            };
+            let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = Vec::new();
+            let mut regexes: Vec<(usize, usize, Pattern, RouteId)> = Vec::new();
+            for ((kind, key), old) in hb.entries {
+                let Matcher::Path(p) = self.routes[old].matcher else {
+                    continue;
+                };
+                if hr.regex_only || kind == MatchKind::Regex {
+                    hr.all.push(new_id[old]);
+                    if let Some(re) = patterns[old].take() {
+                        regexes.push((p.as_str().len(), old, re, new_id[old]));
+                    }
+                    continue;
+                }
+                if kind == MatchKind::Element && key == "/" {
+                    hr.root = Some(new_id[old]);
+                }
+                entries.push((kind, key, new_id[old], p.path_type()));
+            }
+            // nginx: regex locations in descending path length, stable (precedence).
+            regexes.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            hr.regex = regexes.into_iter().map(|(_, _, re, id)| (re, id)).collect();
             entries.sort_by_key(|e| e.2);
             let small = entries.len() <= SMALL_HOST;
             for (kind, key, rid, path_type) in entries {
@@ -335,8 +612,10 @@ impl<'v> Builder<'v> {
                         hr.prefix.insert(key.into(), (rid, path_type));
                     }
                     MatchKind::StringPrefix => hr.string_prefix.push((key.into(), rid, path_type)),
+                    MatchKind::Regex => {}
                 }
             }
+            hr.all.sort_unstable();
             hr.string_prefix
                 .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
             hr.fallback = hb.fallback.map(|old| new_id[old]);
@@ -358,10 +637,23 @@ impl<'v> Builder<'v> {
     }
 }
 
+/// Whether a TLS host entry covers a rule host: the same pattern, or a wildcard
+/// entry that covers an exact host (one extra label).
+fn tls_covers(tls: &HostPattern, rule: &HostPattern) -> bool {
+    match (tls, rule) {
+        (a, b) if a == b => true,
+        (HostPattern::Wildcard(suffix), HostPattern::Exact(h)) => h
+            .as_str()
+            .split_once('.')
+            .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix.as_str()),
+        _ => false,
+    }
+}
+
 fn backend_diagnostic(
     backend: &Backend,
     res: &Resolution,
-    p: &Pending<'_>,
+    field: String,
     ingress: &ObjectRef,
 ) -> Option<Diagnostic> {
     if matches!(res, Resolution::Ok) {
@@ -406,10 +698,6 @@ fn backend_diagnostic(
                 backend.service()
             ),
         ),
-    };
-    let field = match p.matcher {
-        Matcher::Path(_) => format!("{}.backend", p.field),
-        Matcher::Default(_) => p.field.to_string(),
     };
     Some(Diagnostic::new(
         code,

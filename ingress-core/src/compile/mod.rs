@@ -89,12 +89,13 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     // Sort the references (not the validated structs) into precedence order first.
     let mut ingresses: Vec<&Ingress> = ingresses.into_values().collect();
     ingresses.sort_by(|a, b| precedence(&a.metadata, &b.metadata, nginx));
+    let annotation_options = options.annotation_options();
     let mut valid: Vec<ValidIngress> = Vec::with_capacity(ingresses.len());
     for ing in ingresses {
         let r = validate::ingress_ref(ing);
         match classes.ownership(ing, &r, options, &mut diags) {
             class::Ownership::Ours => {
-                if let Some(v) = validate::validate(ing, r, options.profile, &mut diags) {
+                if let Some(v) = validate::validate(ing, r, &annotation_options, &mut diags) {
                     valid.push(v);
                 }
             }
@@ -113,6 +114,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let tls = tls::bindings(&valid, &secrets, options, &mut diags);
     let mut b = build::Builder::new(nginx, &valid);
     b.add_rules(&mut diags);
+    b.attach_canaries(&mut diags);
     b.add_default_backends(&mut diags);
     let table = b.finish(&index, tls, options.profile, &mut diags);
     diags.sort();

@@ -68,6 +68,9 @@ pub struct CompileOptions {
     pub watch_ingress_without_class: bool,
     /// The current time, for certificate expiry checks; `None` skips them.
     pub now: Option<Timestamp>,
+    /// A custom annotation prefix (e.g. `example.com/`), read before the standard ones
+    /// (ingress-nginx's `--annotations-prefix`).
+    pub annotation_prefix: Option<String>,
 }
 
 impl Default for CompileOptions {
@@ -78,6 +81,7 @@ impl Default for CompileOptions {
             ingress_class_names: Vec::new(),
             watch_ingress_without_class: false,
             now: None,
+            annotation_prefix: None,
         }
     }
 }
@@ -107,6 +111,20 @@ impl CompileOptions {
     pub fn watch_ingress_without_class(mut self, yes: bool) -> Self {
         self.watch_ingress_without_class = yes;
         self
+    }
+
+    /// Read annotations under this custom prefix too (first). Include the trailing `/`.
+    pub fn annotation_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.annotation_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The options the annotation parser needs.
+    pub fn annotation_options(&self) -> crate::annotations::AnnotationOptions {
+        crate::annotations::AnnotationOptions {
+            profile: self.profile,
+            custom_prefix: self.annotation_prefix.clone(),
+        }
     }
 
     /// Set the time used for certificate expiry checks.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::annotations::{AnnotationOptions, IngressPolicy};
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::{
     HostPattern, Ingress, IngressBackend, IngressPath, ObjectKind, ObjectRef, PathType,
@@ -46,6 +47,8 @@ pub(crate) struct ValidTls {
 #[derive(Debug)]
 pub(crate) struct ValidIngress {
     pub(crate) r: Arc<ObjectRef>,
+    /// The typed policy of its annotations.
+    pub(crate) policy: Arc<IngressPolicy>,
     pub(crate) rules: Vec<ValidRule>,
     pub(crate) default_backend: Option<BackendSpec>,
     pub(crate) tls: Vec<ValidTls>,
@@ -56,9 +59,10 @@ pub(crate) struct ValidIngress {
 pub(crate) fn validate(
     ing: &Ingress,
     r: ObjectRef,
-    profile: Profile,
+    annotation_options: &AnnotationOptions,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<ValidIngress> {
+    let profile = annotation_options.profile;
     let before = diags.len();
     let mut diags_warn: Vec<Diagnostic> = Vec::new();
     let mut err = |code: Code, field: String, msg: String| {
@@ -218,8 +222,11 @@ pub(crate) fn validate(
         ));
         return None;
     }
+    let parsed = crate::annotations::parse(&ing.metadata.annotations, &r, annotation_options);
+    diags.extend(parsed.diagnostics);
     Some(ValidIngress {
         r: Arc::new(r),
+        policy: Arc::new(parsed.policy),
         rules,
         default_backend,
         tls,

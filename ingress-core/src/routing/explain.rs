@@ -91,12 +91,22 @@ impl RouteTable {
     /// Like [`RouteTable::route`], plus which routes were considered and why each one
     /// won, lost or did not match. Slower; for tools, not for the data path.
     pub fn explain<'a>(&'a self, req: &RequestView<'a>) -> Explanation<'a> {
+        self.explain_with(req, &super::RouteInputs::default())
+    }
+
+    /// [`RouteTable::explain`] with caller-supplied randomness (as
+    /// [`RouteTable::route_with`]).
+    pub fn explain_with<'a>(
+        &'a self,
+        req: &RequestView<'a>,
+        inputs: &super::RouteInputs,
+    ) -> Explanation<'a> {
         let mut buf = [0u8; 256];
         let path = normalize_path(req.path).into_owned();
         let Some(host) = request::host_key(req.host, &mut buf).map(str::to_owned) else {
             // An unusable Host header: route() answered 400 without looking at routes.
             return Explanation {
-                decision: self.route(req),
+                decision: self.route_with(req, inputs),
                 host: req.host.to_owned(),
                 path,
                 level: HostLevel::CatchAll,
@@ -105,7 +115,12 @@ impl RouteTable {
         };
         let found = self.find(&host, &path);
         // The same decision route() makes, from this very lookup.
-        let decision = self.decide(found.route, req, normalize_path(req.path));
+        let decision = match found.route {
+            None => self
+                .www_redirect_for(&host, req)
+                .unwrap_or_else(|| self.decide(None, req, normalize_path(req.path), inputs)),
+            route => self.decide(route, req, normalize_path(req.path), inputs),
+        };
         let nginx = self.profile == Profile::IngressNginx;
 
         let mut levels: Vec<(HostLevel, &HostRoutes)> = Vec::new();

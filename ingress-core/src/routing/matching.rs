@@ -53,6 +53,8 @@ pub(crate) enum MatchKind {
     Element,
     /// Plain string prefix (ImplementationSpecific in the ingress-nginx profile).
     StringPrefix,
+    /// A regex (kept in the host's ordered regex list, not ranked).
+    Regex,
 }
 
 /// Rank of a rule (`kind`, `key` as stored, `path_type` as written) against a
@@ -93,6 +95,7 @@ pub(crate) fn rank(
             len: key.len(),
             path_type,
         }),
+        MatchKind::Regex => None,
     }
 }
 
@@ -116,8 +119,30 @@ impl HostRoutes {
         });
     }
 
-    /// The best route for a normalised path, as ranked by [`Rank`].
+    /// The route for a normalised path: in ingress-nginx regex mode the first regex
+    /// that matches; otherwise the best by [`Rank`], except that a regex path
+    /// outranks the root prefix `/` (standard profile: Exact > Prefix > regex > `/`).
     pub(crate) fn lookup(&self, path: &str, nginx: bool) -> Option<RouteId> {
+        if self.regex.is_empty() {
+            return self.lookup_ranked(path, nginx);
+        }
+        let first_regex = || {
+            self.regex
+                .iter()
+                .find(|(re, _)| re.0.is_match(path))
+                .map(|(_, id)| *id)
+        };
+        if self.regex_only {
+            return first_regex();
+        }
+        match self.lookup_ranked(path, nginx) {
+            Some(id) if Some(id) != self.root => Some(id),
+            other => first_regex().or(other),
+        }
+    }
+
+    /// The best route for a normalised path, as ranked by [`Rank`].
+    pub(crate) fn lookup_ranked(&self, path: &str, nginx: bool) -> Option<RouteId> {
         if !self.small.is_empty() {
             // A handful of paths: scanning beats hashing.
             let mut best: Option<(Rank, RouteId)> = None;
@@ -262,6 +287,7 @@ mod tests {
                             hashed.prefix.insert(key.into(), (id, ty));
                         }
                         MatchKind::StringPrefix => hashed.string_prefix.push((key.into(), id, ty)),
+                        MatchKind::Regex => {}
                     }
                     small.push_small(key, kind, id, ty);
                 }

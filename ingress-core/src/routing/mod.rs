@@ -10,6 +10,7 @@
 mod decision;
 mod explain;
 mod matching;
+mod policy;
 mod request;
 mod table;
 
@@ -17,13 +18,14 @@ use std::borrow::Cow;
 
 use http::StatusCode;
 
-pub use decision::{Decision, Forward, Redirect, Respond, RespondReason};
+pub use decision::{Decision, Forward, Redirect, RedirectReason, Respond, RespondReason};
+pub use policy::RouteInputs;
 pub use explain::{Explanation, HostLevel, Step, Verdict};
 pub use matching::Rank;
 pub(crate) use matching::{MatchKind, match_key};
 pub use request::{RequestView, Scheme, normalize_path};
 pub use table::{
-    Backend, BackendId, BackendStatus, DefaultScope, EndpointAddr, EndpointHost, PortRef, Route,
+    Backend, BackendId, CanaryRoute, HostPolicy, BackendStatus, DefaultScope, EndpointAddr, EndpointHost, PortRef, Route,
     RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding,
 };
 pub(crate) use table::{HostRoutes, SMALL_HOST};
@@ -38,16 +40,57 @@ pub(crate) struct Found {
 }
 
 impl RouteTable {
-    /// Decide what to do with one request. Pure and allocation-free unless the path
-    /// needs normalising. "No route" is a decision (404), not an error.
+    /// Decide what to do with one request, without randomness: weighted canaries are
+    /// not chosen (see [`RouteTable::route_with`]). Pure and allocation-free unless
+    /// the path needs normalising or a policy rewrites it. "No route" is a decision
+    /// (404), not an error.
     pub fn route<'a>(&'a self, req: &RequestView<'a>) -> Decision<'a> {
+        self.route_with(req, &RouteInputs::default())
+    }
+
+    /// Decide what to do with one request, with caller-supplied randomness for
+    /// weighted canaries. A data plane calls this with a fresh random roll.
+    pub fn route_with<'a>(&'a self, req: &RequestView<'a>, inputs: &RouteInputs) -> Decision<'a> {
         let mut buf = [0u8; 256];
         let Some(host) = request::host_key(req.host, &mut buf) else {
             return self.respond(None, StatusCode::BAD_REQUEST, RespondReason::BadHost);
         };
         let path = normalize_path(req.path);
         let found = self.find(host, &path);
-        self.decide(found.route, req, path)
+        if found.route.is_none()
+            && let Some(d) = self.www_redirect_for(host, req)
+        {
+            return d;
+        }
+        self.decide(found.route, req, path, inputs)
+    }
+
+    /// `from-to-www-redirect`: `www.<host>` to `<host>` (or the reverse) when the
+    /// other name is a host with the annotation and the requested name has no route.
+    pub(crate) fn www_redirect_for<'a>(&'a self, host: &str, req: &RequestView<'a>) -> Option<Decision<'a>> {
+        let other: std::borrow::Cow<'_, str> = match host.strip_prefix("www.") {
+            Some(bare) => bare.into(),
+            None => format!("www.{host}").into(),
+        };
+        if self.exact_hosts.contains_key(host) {
+            return None;
+        }
+        let hr = self.exact_hosts.get(other.as_ref())?;
+        if !hr.policy.as_ref().is_some_and(|p| p.from_to_www) {
+            return None;
+        }
+        let scheme = match req.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        let query = req.query.map(|q| format!("?{q}")).unwrap_or_default();
+        Some(Decision::Redirect(Redirect {
+            route: None,
+            status: StatusCode::PERMANENT_REDIRECT,
+            location: format!("{scheme}://{other}{}{query}", req.path),
+            reason: RedirectReason::Www,
+            response_headers: Cow::Borrowed(&[]),
+        }))
     }
 
     fn lookup(&self, hr: &HostRoutes, path: &str) -> Option<RouteId> {
@@ -99,35 +142,12 @@ impl RouteTable {
         route: Option<RouteId>,
         req: &RequestView<'a>,
         path: Cow<'a, str>,
+        inputs: &RouteInputs,
     ) -> Decision<'a> {
         let Some(id) = route else {
             return self.respond(None, StatusCode::NOT_FOUND, RespondReason::NoRoute);
         };
-        let route = &self.routes[id.index()];
-        let backend = &self.backends[route.backend.0 as usize];
-        let reason = match backend.status {
-            BackendStatus::Ready => {
-                return Decision::Forward(Forward {
-                    route,
-                    backend,
-                    upstream_path: path,
-                    upstream_query: req.query,
-                    upstream_host: req.host,
-                    response_headers: &[],
-                });
-            }
-            BackendStatus::ServiceNotFound => RespondReason::ServiceNotFound,
-            BackendStatus::PortNotFound => RespondReason::ServicePortNotFound,
-            BackendStatus::NoEndpoints => RespondReason::NoEndpoints,
-            BackendStatus::Unsupported => RespondReason::UnsupportedBackend,
-        };
-        Decision::Respond(Respond {
-            route: Some(route),
-            backend: Some(backend),
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            reason,
-            response_headers: &[],
-        })
+        self.decide_route(&self.routes[id.index()], req, path, inputs)
     }
 
     fn respond<'a>(
@@ -141,7 +161,7 @@ impl RouteTable {
             backend: None,
             status,
             reason,
-            response_headers: &[],
+            response_headers: Cow::Borrowed(&[]),
         })
     }
 }

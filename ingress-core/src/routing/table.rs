@@ -7,6 +7,8 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Serialize, Serializer};
 
+use crate::annotations::IngressPolicy;
+use crate::annotations::values::Pattern;
 use crate::compile::Profile;
 use crate::model::{HostPattern, IngressPath, ObjectRef, PathType};
 use crate::tls::CertifiedKey;
@@ -69,8 +71,9 @@ pub enum DefaultScope {
     Host,
 }
 
-/// One compiled route: a host, a path (or default-backend slot), and its backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One compiled route: a host, a path (or default-backend slot), its backend, the
+/// policy its Ingress's annotations ask for, and the canaries attached to it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     pub(crate) id: RouteId,
     pub(crate) host: Arc<RouteHost>,
@@ -78,6 +81,61 @@ pub struct Route {
     pub(crate) ingress: Arc<ObjectRef>,
     pub(crate) field: Arc<str>,
     pub(crate) backend: BackendId,
+    pub(crate) policy: Arc<IngressPolicy>,
+    pub(crate) host_policy: Arc<HostPolicy>,
+    /// The compiled regex when the path matches as a regex.
+    pub(crate) regex: Option<Pattern>,
+    pub(crate) canaries: Vec<CanaryRoute>,
+}
+
+/// A canary Ingress attached to a route: same host, path and path type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryRoute {
+    pub(crate) ingress: Arc<ObjectRef>,
+    pub(crate) field: Arc<str>,
+    pub(crate) backend: BackendId,
+    pub(crate) policy: Arc<IngressPolicy>,
+}
+
+impl CanaryRoute {
+    /// The canary Ingress.
+    pub fn ingress(&self) -> &ObjectRef {
+        &self.ingress
+    }
+    /// The field path of its rule path.
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+    /// Its backend.
+    pub fn backend_id(&self) -> BackendId {
+        self.backend
+    }
+    /// Its annotations' policy (its canary rules, and the load-balancing, affinity and
+    /// header-control keys it may set for itself; everything else comes from the
+    /// primary).
+    pub fn policy(&self) -> &IngressPolicy {
+        &self.policy
+    }
+}
+
+/// What host-scoped annotations decide for one host: the oldest Ingress that sets a
+/// key wins (conflicts are diagnosed).
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct HostPolicy {
+    /// `app-root`.
+    pub app_root: Option<String>,
+    /// `from-to-www-redirect`.
+    pub from_to_www: bool,
+    /// MSE domain-level IP lists (in `domain_allow` / `domain_deny`).
+    pub access: crate::annotations::AccessPolicy,
+    /// Client certificates and downstream TLS settings.
+    pub client_tls: crate::annotations::ClientTlsPolicy,
+    /// A TLS section of some Ingress names this host (ssl-redirect's condition).
+    pub has_tls: bool,
+    /// ingress-nginx profile: every path of the host matches as a case-insensitive
+    /// regex because an Ingress of the host uses regex or rewrite.
+    pub regex: bool,
 }
 
 impl Route {
@@ -111,6 +169,22 @@ impl Route {
     /// The backend.
     pub fn backend_id(&self) -> BackendId {
         self.backend
+    }
+    /// The typed policy of the Ingress's annotations.
+    pub fn policy(&self) -> &IngressPolicy {
+        &self.policy
+    }
+    /// What host-scoped annotations decide for this route's host.
+    pub fn host_policy(&self) -> &HostPolicy {
+        &self.host_policy
+    }
+    /// The path regex, when the path matches as a regex.
+    pub fn regex(&self) -> Option<&str> {
+        self.regex.as_ref().map(Pattern::as_str)
+    }
+    /// Canary Ingresses attached to this route, in precedence order.
+    pub fn canaries(&self) -> &[CanaryRoute] {
+        &self.canaries
     }
 }
 
@@ -289,6 +363,15 @@ pub(crate) struct HostRoutes {
     pub(crate) prefix: HashMap<Box<str>, (RouteId, PathType)>,
     /// ImplementationSpecific as plain string prefixes (ingress-nginx), longest first.
     pub(crate) string_prefix: Vec<(Box<str>, RouteId, PathType)>,
+    /// Regex paths in match order (longest path string first, then precedence): the
+    /// first that matches wins.
+    pub(crate) regex: Vec<(Pattern, RouteId)>,
+    /// ingress-nginx regex contagion: only `regex` is consulted.
+    pub(crate) regex_only: bool,
+    /// The root prefix route (`/`), which regex paths outrank in the standard profile.
+    pub(crate) root: Option<RouteId>,
+    /// Host-scoped policy (shared with the host's routes).
+    pub(crate) policy: Option<Arc<HostPolicy>>,
     /// What answers when no path of this host matches (ingress-nginx profile: the
     /// `spec.defaultBackend` of the first Ingress that defined the host).
     pub(crate) fallback: Option<RouteId>,
