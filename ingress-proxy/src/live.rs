@@ -1,0 +1,167 @@
+//! The live route table: what requests are routed with, swapped atomically.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
+use ingress_core::manifest::Located;
+use ingress_core::routing::{EndpointAddr, Route, RouteMatch};
+use ingress_core::{Profile, RouteTable};
+use rustls::sign::CertifiedKey;
+
+/// One compiled table as served: the table, its version, the diagnostics it was
+/// compiled with, and what the data plane derives from it once (rustls certificates,
+/// round-robin counters, metric labels).
+#[derive(Debug)]
+pub struct Live {
+    table: RouteTable,
+    version: u64,
+    diagnostics: Vec<Located>,
+    /// Parallel to `table.tls_bindings()`: the rustls form of each certificate.
+    certs: Vec<Option<Arc<CertifiedKey>>>,
+    /// Parallel to `table.routes()`: the next endpoint to pick.
+    next: Vec<AtomicUsize>,
+    /// Parallel to `table.routes()`: metric and log labels.
+    labels: Vec<RouteLabel>,
+}
+
+/// How a route is named in metrics and access logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteLabel {
+    /// The route's host (`*.example.com`, `*` for rules without a host).
+    pub host: String,
+    /// `namespace/ingress path` (or `(default)` for a default backend).
+    pub route: String,
+}
+
+impl RouteLabel {
+    fn of(r: &Route) -> Self {
+        let path = match r.matcher() {
+            RouteMatch::Path(p) => p.as_str(),
+            RouteMatch::DefaultBackend(_) => "(default)",
+        };
+        let ing = r.ingress();
+        RouteLabel {
+            host: r.host().to_string(),
+            route: format!(
+                "{}/{} {path}",
+                ing.namespace.as_deref().unwrap_or(""),
+                ing.name
+            ),
+        }
+    }
+}
+
+impl Live {
+    /// Prepare a table for serving. Certificates whose key rustls cannot use are left
+    /// out (the default certificate is served for their hosts) and logged.
+    pub fn new(table: RouteTable, version: u64, diagnostics: Vec<Located>) -> Self {
+        let provider = rustls::crypto::ring::default_provider();
+        let certs = table
+            .tls_bindings()
+            .iter()
+            .map(|b| {
+                let c = b.certificate()?;
+                match provider.key_provider.load_private_key(c.key.clone_key()) {
+                    Ok(key) => Some(Arc::new(CertifiedKey::new(c.chain.clone(), key))),
+                    Err(e) => {
+                        tracing::warn!(host = %b.host(), error = %e, "TLS key not usable; serving the default certificate");
+                        None
+                    }
+                }
+            })
+            .collect();
+        let next = table.routes().iter().map(|_| AtomicUsize::new(0)).collect();
+        let labels = table.routes().iter().map(RouteLabel::of).collect();
+        Live {
+            table,
+            version,
+            diagnostics,
+            certs,
+            next,
+            labels,
+        }
+    }
+
+    /// The table served before any configuration is loaded (version 0: not ready).
+    pub fn empty(profile: Profile) -> Self {
+        Live::new(RouteTable::empty(profile), 0, Vec::new())
+    }
+
+    /// The route table.
+    pub fn table(&self) -> &RouteTable {
+        &self.table
+    }
+
+    /// 1 for the first table applied, then one more per applied change; 0 before any.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The diagnostics of the load and compile that produced this table.
+    pub fn diagnostics(&self) -> &[Located] {
+        &self.diagnostics
+    }
+
+    /// The certificate for an SNI name, if a TLS binding covers it and its
+    /// certificate is usable; `None` means the default certificate.
+    pub fn certificate_for(&self, sni: &str) -> Option<Arc<CertifiedKey>> {
+        let bindings = self.table.tls_bindings();
+        let found = self.table.tls_for_sni(sni)?;
+        let i = bindings.iter().position(|b| std::ptr::eq(b, found))?;
+        self.certs.get(i)?.clone()
+    }
+
+    /// The labels of a route of this table.
+    pub fn label(&self, route: &Route) -> Option<&RouteLabel> {
+        self.labels.get(route.id().index())
+    }
+
+    /// The next endpoint of a route's backend, round robin.
+    pub fn pick<'e>(
+        &self,
+        route: &Route,
+        endpoints: &'e [EndpointAddr],
+    ) -> Option<&'e EndpointAddr> {
+        if endpoints.is_empty() {
+            return None;
+        }
+        let n = self
+            .next
+            .get(route.id().index())
+            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed));
+        endpoints.get(n % endpoints.len())
+    }
+}
+
+/// The shared handle to the live table: one atomic load per request, no locks.
+/// A request keeps the `Arc<Live>` it loaded, so it finishes on the table it
+/// started with even if a new one is stored meanwhile.
+#[derive(Debug)]
+pub struct LiveTable {
+    current: ArcSwap<Live>,
+}
+
+impl LiveTable {
+    /// A handle serving `live`.
+    pub fn new(live: Live) -> Self {
+        LiveTable {
+            current: ArcSwap::from_pointee(live),
+        }
+    }
+
+    /// The table to serve one request (or handshake) with.
+    pub fn load(&self) -> Arc<Live> {
+        self.current.load_full()
+    }
+
+    /// Serve `live` from now on.
+    pub fn store(&self, live: Live) {
+        self.current.store(Arc::new(live));
+    }
+
+    /// Whether a configuration has been applied.
+    pub fn is_ready(&self) -> bool {
+        self.current.load().version > 0
+    }
+}

@@ -1,0 +1,128 @@
+//! Prometheus metrics (OpenMetrics text on the admin listener's `GET /metrics`).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a served request.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    host: String,
+    route: String,
+    status: u16,
+}
+
+/// Labels of an upstream error.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+/// Labels of a configuration apply.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ApplyLabels {
+    outcome: &'static str,
+}
+
+/// Every metric the proxy keeps.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: Histogram,
+    upstream_connect_errors: Family<UpstreamLabels, Counter>,
+    applies: Family<ApplyLabels, Counter>,
+    version: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered under the `ingress_proxy` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ingress_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let upstream_connect_errors = Family::<UpstreamLabels, Counter>::default();
+        let applies = Family::<ApplyLabels, Counter>::default();
+        let version = Gauge::default();
+        registry.register(
+            "requests",
+            "Requests served, by route host, route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time from request head to the end of the response body",
+            duration.clone(),
+        );
+        registry.register(
+            "upstream_connect_errors",
+            "Upstream requests that failed to connect, by endpoint",
+            upstream_connect_errors.clone(),
+        );
+        registry.register(
+            "config_applies",
+            "Configuration loads, by outcome (applied or rejected)",
+            applies.clone(),
+        );
+        registry.register(
+            "table_version",
+            "Version of the live route table (0: none yet)",
+            version.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_connect_errors,
+            applies,
+            version,
+        }
+    }
+
+    /// Count one finished request.
+    pub fn request(&self, host: &str, route: &str, status: u16, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                host: host.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
+    /// Count a failed upstream connect.
+    pub fn upstream_connect_error(&self, upstream: &str) {
+        self.upstream_connect_errors
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a configuration load; `version` is the table served after it.
+    pub fn config_applied(&self, applied: bool, version: u64) {
+        let outcome = if applied { "applied" } else { "rejected" };
+        self.applies.get_or_create(&ApplyLabels { outcome }).inc();
+        self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,507 @@
+//! [`ProxyService`]: a tower `Service` that routes each request with the live table
+//! and carries out the [`Decision`]: forward upstream, redirect, or answer.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Body;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ingress_core::routing::EndpointAddr;
+use ingress_core::{Decision, RequestView, Scheme};
+
+use crate::access::{Access, LoggedBody};
+use crate::headers::{
+    RequestIds, TrustedProxies, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
+    X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID, remove_hop_by_hop, valid_request_id,
+};
+use crate::live::{LiveTable, RouteLabel};
+use crate::metrics::Metrics;
+
+/// The error type of bodies the proxy passes on.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Request and response bodies as the proxy streams them (never buffered).
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// What the proxy knows about the connection a request came on. The server inserts
+/// it into each request's extensions; an embedding gateway should do the same
+/// (without it the request counts as plain HTTP from an unknown peer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The local address the connection was accepted on.
+    pub local: SocketAddr,
+    /// Plain HTTP or TLS.
+    pub scheme: Scheme,
+}
+
+/// How [`ProxyService`] talks to clients and upstreams.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ServiceOptions {
+    /// Peers allowed to set `X-Forwarded-For` and `X-Forwarded-Proto/-Host/-Port`.
+    pub trusted: TrustedProxies,
+    /// Upstream TCP connect timeout (504 when it expires).
+    pub connect_timeout: Duration,
+    /// Time allowed from sending the request upstream to its response head (504).
+    pub read_timeout: Duration,
+    /// How long an idle upstream connection stays in the pool.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            trusted: TrustedProxies::default(),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Routes each request with the live table and carries out the decision. Cheap to
+/// clone (one shared state); upstream connections are pooled and kept alive per
+/// endpoint across requests and table swaps.
+#[derive(Debug, Clone)]
+pub struct ProxyService {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    live: Arc<LiveTable>,
+    metrics: Arc<Metrics>,
+    options: ServiceOptions,
+    client: Client<HttpConnector, ProxyBody>,
+    ids: RequestIds,
+}
+
+/// What a decision asks for, owned, so the request can be taken apart after routing.
+enum Plan {
+    Forward {
+        endpoint: EndpointAddr,
+        target: String,
+        upstream_host: String,
+        response_headers: Vec<(HeaderName, HeaderValue)>,
+        label: Option<RouteLabel>,
+    },
+    Answer {
+        status: StatusCode,
+        location: Option<String>,
+        why: &'static str,
+        response_headers: Vec<(HeaderName, HeaderValue)>,
+        label: Option<RouteLabel>,
+    },
+}
+
+impl ProxyService {
+    /// A service routing with `live`, counting into `metrics`.
+    pub fn new(live: Arc<LiveTable>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(options.connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        ProxyService {
+            inner: Arc::new(Inner {
+                live,
+                metrics,
+                options,
+                client,
+                ids: RequestIds::default(),
+            }),
+        }
+    }
+
+    /// Handle one request (what `Service::call` does, without the boxing).
+    pub async fn handle(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
+        self.inner.handle(req).await
+    }
+}
+
+impl<B> tower::Service<Request<B>> for ProxyService
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<ProxyBody>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let inner = self.inner.clone();
+        let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+        Box::pin(async move { Ok(inner.handle(req).await) })
+    }
+}
+
+/// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1
+/// absolute form), else the Host header. `Err` when Host appears more than once.
+fn request_host<B>(req: &Request<B>) -> Result<&str, ()> {
+    if let Some(a) = req.uri().authority() {
+        return Ok(a.as_str());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(());
+    }
+    Ok(first.and_then(|h| h.to_str().ok()).unwrap_or(""))
+}
+
+fn is_upgrade<B>(req: &Request<B>) -> bool {
+    req.version() == Version::HTTP_11
+        && req.headers().contains_key(header::UPGRADE)
+        && req.headers().get_all(header::CONNECTION).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+        })
+}
+
+fn text(status: StatusCode, why: &str) -> ProxyBody {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = if why.is_empty() {
+        format!("{} {reason}\n", status.as_u16())
+    } else {
+        format!("{} {reason} ({why})\n", status.as_u16())
+    };
+    Full::new(Bytes::from(body))
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn empty() -> ProxyBody {
+    Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Whether an upstream error is a timeout (connect timeout): 504, else 502.
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+impl Inner {
+    async fn handle(&self, mut req: Request<ProxyBody>) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let live = self.live.load();
+        let conn = req.extensions().get::<ConnInfo>().copied();
+        let scheme = conn.map_or(Scheme::Http, |c| c.scheme);
+        let peer = conn.map(|c| c.peer.ip().to_canonical());
+        let client_ip = peer.map(|p| self.options.trusted.client_ip(p, req.headers()));
+        let request_id = match req.headers().get(X_REQUEST_ID) {
+            Some(v) if valid_request_id(v) => v.clone(),
+            _ => self.ids.next(),
+        };
+        let host = request_host(&req);
+        let mut access = Access {
+            start,
+            metrics: self.metrics.clone(),
+            method: req.method().clone(),
+            host: host.unwrap_or("").to_owned(),
+            path: req.uri().path().to_owned(),
+            client: client_ip,
+            request_id: request_id.clone(),
+            label: None,
+            decision: "respond",
+            upstream: None,
+            upstream_elapsed: None,
+            status: 0,
+            bytes: 0,
+        };
+        let plan = match host {
+            Err(()) => Plan::Answer {
+                status: StatusCode::BAD_REQUEST,
+                location: None,
+                why: "duplicate-host",
+                response_headers: Vec::new(),
+                label: None,
+            },
+            Ok(_) if live.version() == 0 => Plan::Answer {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                location: None,
+                why: "no-configuration",
+                response_headers: Vec::new(),
+                label: None,
+            },
+            Ok(host) => {
+                let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                let mut view = RequestView::get(scheme, host, path_and_query);
+                view.method = req.method();
+                view.headers = req.headers();
+                view.client_ip = client_ip;
+                plan(&live, live.table().route(&view))
+            }
+        };
+        drop(live);
+        let response = match plan {
+            Plan::Answer {
+                status,
+                location,
+                why,
+                response_headers,
+                label,
+            } => {
+                access.label = label;
+                let mut resp = Response::new(text(status, why));
+                *resp.status_mut() = status;
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                    access.decision = "redirect";
+                    h.insert(header::LOCATION, loc);
+                }
+                for (n, v) in response_headers {
+                    h.append(n, v);
+                }
+                resp
+            }
+            Plan::Forward {
+                endpoint,
+                target,
+                upstream_host,
+                response_headers,
+                label,
+            } => {
+                access.label = label;
+                access.decision = "forward";
+                access.upstream = Some(endpoint.to_string());
+                if let Some(p) = peer {
+                    req.extensions_mut().insert(PeerIp(p));
+                }
+                let fwd = Forwarding {
+                    endpoint: &endpoint,
+                    target: &target,
+                    upstream_host: &upstream_host,
+                    scheme,
+                    conn,
+                    client_ip,
+                    request_id,
+                };
+                let mut resp = self.forward(req, fwd, &mut access).await;
+                for (n, v) in response_headers {
+                    resp.headers_mut().append(n, v);
+                }
+                resp
+            }
+        };
+        access.status = response.status().as_u16();
+        let (parts, body) = response.into_parts();
+        Response::from_parts(parts, LoggedBody::new(body, access).boxed_unsync())
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<ProxyBody>,
+        f: Forwarding<'_>,
+        access: &mut Access,
+    ) -> Response<ProxyBody> {
+        let upgrade = is_upgrade(&req);
+        let protocol = upgrade
+            .then(|| req.headers().get(header::UPGRADE).cloned())
+            .flatten();
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let trusted_peer = parts
+            .extensions
+            .get::<PeerIp>()
+            .is_some_and(|p| self.options.trusted.contains(p.0));
+        parts.extensions = http::Extensions::new();
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        if let Some(p) = protocol {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, p);
+        }
+        if let Some(c) = f.conn {
+            // Append the peer; several incoming lines are joined into one.
+            let mut xff: Vec<String> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
+            xff.push(c.peer.ip().to_canonical().to_string());
+            if let Ok(v) = HeaderValue::from_str(&xff.join(", ")) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
+        }
+        if let Some(ip) = f.client_ip
+            && let Ok(v) = HeaderValue::from_str(&ip.to_string())
+        {
+            headers.insert(X_REAL_IP, v);
+        }
+        let mut set_forwarded = |name: HeaderName, value: Option<HeaderValue>| {
+            if trusted_peer && headers.contains_key(&name) {
+                return;
+            }
+            match value {
+                Some(v) => {
+                    headers.insert(name, v);
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        };
+        let proto = match f.scheme {
+            Scheme::Https => "https",
+            _ => "http",
+        };
+        set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
+        set_forwarded(
+            X_FORWARDED_HOST,
+            HeaderValue::from_str(f.upstream_host).ok(),
+        );
+        let port = f.conn.map(|c| HeaderValue::from(c.local.port()));
+        set_forwarded(X_FORWARDED_PORT, port);
+        headers.insert(X_REQUEST_ID, f.request_id);
+        match HeaderValue::from_str(f.upstream_host) {
+            Ok(h) => {
+                headers.insert(header::HOST, h);
+            }
+            Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
+        }
+        let uri = format!("http://{}{}", f.endpoint, f.target);
+        parts.uri = match uri.parse::<Uri>() {
+            Ok(u) => u,
+            Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
+        };
+        parts.version = Version::HTTP_11;
+        let sent = Instant::now();
+        let call = self.client.request(Request::from_parts(parts, body));
+        let result = tokio::time::timeout(self.options.read_timeout, call).await;
+        access.upstream_elapsed = Some(sent.elapsed());
+        let mut resp = match result {
+            Err(_) => return self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+            Ok(Err(e)) => {
+                let upstream = access.upstream.as_deref().unwrap_or("");
+                if e.is_connect() {
+                    self.metrics.upstream_connect_error(upstream);
+                }
+                tracing::debug!(upstream, error = %e, "upstream request failed");
+                return if is_timeout(&e) {
+                    self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-connect-timeout")
+                } else {
+                    self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable")
+                };
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return self.error(StatusCode::BAD_GATEWAY, "unexpected-upgrade");
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            tokio::spawn(crate::upgrade::tunnel(client_upgrade, upstream_upgrade));
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, empty());
+        }
+        let (mut parts, body) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
+    }
+
+    fn error(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
+        let mut resp = Response::new(text(status, why));
+        *resp.status_mut() = status;
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+/// The peer address, carried from routing to forwarding.
+#[derive(Debug, Clone, Copy)]
+struct PeerIp(IpAddr);
+
+/// What forwarding one request needs.
+struct Forwarding<'a> {
+    endpoint: &'a EndpointAddr,
+    target: &'a str,
+    upstream_host: &'a str,
+    scheme: Scheme,
+    conn: Option<ConnInfo>,
+    client_ip: Option<IpAddr>,
+    request_id: HeaderValue,
+}
+
+fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
+    let label = d.route().and_then(|r| live.label(r)).cloned();
+    let response_headers = d.response_headers().to_vec();
+    match d {
+        Decision::Forward(f) => match live.pick(f.route, f.backend.endpoints()) {
+            Some(endpoint) => Plan::Forward {
+                endpoint: endpoint.clone(),
+                target: f.upstream_target().into_owned(),
+                upstream_host: f.upstream_host.to_owned(),
+                response_headers,
+                label,
+            },
+            None => Plan::Answer {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                location: None,
+                why: "no-endpoints",
+                response_headers,
+                label,
+            },
+        },
+        Decision::Redirect(r) => Plan::Answer {
+            status: r.status,
+            location: Some(r.location),
+            why: "",
+            response_headers,
+            label,
+        },
+        Decision::Respond(r) => Plan::Answer {
+            status: r.status,
+            location: None,
+            why: r.reason.as_str(),
+            response_headers,
+            label,
+        },
+        _ => Plan::Answer {
+            status: StatusCode::NOT_IMPLEMENTED,
+            location: None,
+            why: "unsupported-decision",
+            response_headers,
+            label,
+        },
+    }
+}

@@ -1,0 +1,198 @@
+//! The manifests folder as a configuration source: load, compile, publish, watch.
+//!
+//! A load whose files cannot be read, or have syntax or schema errors, is not
+//! applied: the last good table keeps serving and the diagnostics are logged. A load
+//! that reads cleanly is applied even when compile drops some Ingresses (one bad
+//! object is left out alone; its diagnostics are logged and shown by `GET /routes`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ingress_core::manifest::Located;
+use ingress_core::{CompileOptions, RouteTable, Severity, compile};
+use notify::{EventKind, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::live::{Live, LiveTable};
+use crate::metrics::Metrics;
+
+/// Why a load was not applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    /// A file or folder could not be read.
+    #[error(transparent)]
+    Read(#[from] ingress_files::InputError),
+    /// Manifest syntax or schema errors (the located diagnostics say where).
+    #[error("{} manifest error(s); first: {}", .0.len(), .0.first().map(|d| d.diagnostic.message.as_str()).unwrap_or(""))]
+    Manifest(Vec<Located>),
+    /// The blocking load task failed.
+    #[error("load task failed: {0}")]
+    Task(String),
+}
+
+/// Errors starting the folder watch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WatchError {
+    /// The watcher could not be set up.
+    #[error("cannot watch {path}: {source}")]
+    Notify {
+        /// The folder.
+        path: String,
+        /// Why.
+        source: notify::Error,
+    },
+}
+
+/// Read and compile a manifests folder (or file). Diagnostics come back sorted.
+pub fn load(
+    path: &Path,
+    options: &CompileOptions,
+) -> Result<(RouteTable, Vec<Located>), LoadError> {
+    let input = ingress_files::read_without_texts(&[path.to_owned()])?;
+    let loaded = input.loaded;
+    if loaded
+        .diagnostics
+        .iter()
+        .any(|d| d.diagnostic.severity == Severity::Error)
+    {
+        let mut d = loaded.diagnostics;
+        d.sort();
+        return Err(LoadError::Manifest(d));
+    }
+    let compiled = compile(&loaded.snapshot, options);
+    let mut diagnostics = loaded.diagnostics;
+    diagnostics.extend(loaded.sources.locate_all(compiled.diagnostics));
+    diagnostics.sort();
+    Ok((compiled.table, diagnostics))
+}
+
+/// Loads a folder and publishes its tables into a [`LiveTable`].
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    path: PathBuf,
+    options: CompileOptions,
+    live: Arc<LiveTable>,
+    metrics: Arc<Metrics>,
+}
+
+impl FileSource {
+    /// A source for `path`, publishing into `live`.
+    pub fn new(
+        path: PathBuf,
+        options: CompileOptions,
+        live: Arc<LiveTable>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        FileSource {
+            path,
+            options,
+            live,
+            metrics,
+        }
+    }
+
+    /// Load, compile and publish once (blocking work runs off the async threads).
+    /// On error the current table stays.
+    pub async fn apply(&self) -> Result<u64, LoadError> {
+        let started = Instant::now();
+        let (path, options) = (self.path.clone(), self.options.clone());
+        let result = tokio::task::spawn_blocking(move || load(&path, &options))
+            .await
+            .map_err(|e| LoadError::Task(e.to_string()))
+            .and_then(|r| r);
+        match result {
+            Ok((table, diagnostics)) => {
+                let version = self.live.load().version() + 1;
+                log_diagnostics(&diagnostics);
+                let (routes, dropped) = (table.routes().len(), count_errors(&diagnostics));
+                self.live.store(Live::new(table, version, diagnostics));
+                self.metrics.config_applied(true, version);
+                tracing::info!(
+                    version,
+                    routes,
+                    errors = dropped,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "configuration applied"
+                );
+                Ok(version)
+            }
+            Err(e) => {
+                if let LoadError::Manifest(d) = &e {
+                    log_diagnostics(d);
+                }
+                self.metrics
+                    .config_applied(false, self.live.load().version());
+                tracing::error!(error = %e, version = self.live.load().version(), "configuration rejected; the last good table keeps serving");
+                Err(e)
+            }
+        }
+    }
+
+    /// Watch the folder and apply every change, `debounce` after the last event of a
+    /// burst (at most `10 × debounce` after the first). Runs until the returned task
+    /// is aborted.
+    pub fn watch(&self, debounce: Duration) -> Result<tokio::task::JoinHandle<()>, WatchError> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            match res {
+                // Our own reads show up as access events; they change nothing.
+                Ok(ev) if matches!(ev.kind, EventKind::Access(_)) => {}
+                Ok(_) => {
+                    let _ = tx.send(());
+                }
+                Err(e) => tracing::warn!(error = %e, "file watch error"),
+            }
+        })
+        .map_err(|source| WatchError::Notify {
+            path: self.path.display().to_string(),
+            source,
+        })?;
+        watcher
+            .watch(&self.path, RecursiveMode::Recursive)
+            .map_err(|source| WatchError::Notify {
+                path: self.path.display().to_string(),
+                source,
+            })?;
+        let this = self.clone();
+        Ok(tokio::spawn(async move {
+            let _watcher = watcher;
+            while rx.recv().await.is_some() {
+                let deadline = tokio::time::Instant::now() + debounce * 10;
+                loop {
+                    let quiet = tokio::time::sleep(debounce);
+                    tokio::select! {
+                        _ = quiet => break,
+                        _ = tokio::time::sleep_until(deadline) => break,
+                        more = rx.recv() => if more.is_none() { return },
+                    }
+                }
+                let _ = this.apply().await;
+            }
+        }))
+    }
+}
+
+fn count_errors(d: &[Located]) -> usize {
+    d.iter()
+        .filter(|d| d.diagnostic.severity == Severity::Error)
+        .count()
+}
+
+fn log_diagnostics(diagnostics: &[Located]) {
+    for d in diagnostics {
+        let at = d
+            .location
+            .as_ref()
+            .map(|l| format!("{}:{}:{}", l.file, l.line, l.column))
+            .unwrap_or_default();
+        let (code, msg) = (d.diagnostic.code.as_str(), &d.diagnostic.message);
+        match d.diagnostic.severity {
+            Severity::Error => tracing::warn!(code, at, "{msg}"),
+            Severity::Warning => tracing::warn!(code, at, "{msg}"),
+            Severity::Info => tracing::debug!(code, at, "{msg}"),
+        }
+    }
+}

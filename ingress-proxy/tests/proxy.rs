@@ -1,0 +1,634 @@
+//! End-to-end tests of the proxy on loopback: real sockets, real HTTP/1.1, HTTP/2
+//! and TLS clients, echo upstreams that report what they received.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+use ingress_proxy::headers::TrustedProxies;
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn empty() -> Full<Bytes> {
+    Full::default()
+}
+
+/// A folder with one Ingress: app.test `/` to `a`, `/b` to `b`.
+fn basic(a: &Upstream, b: &Upstream) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "app.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress(
+                "app",
+                &[("app.test", "/", "a"), ("app.test", "/b", "b")],
+                &[],
+            ),
+            service("a", &[a.addr]),
+            service("b", &[b.addr]),
+        ]),
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_forwards_path_query_host_and_forwarded_headers() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+
+    let r = h1(addr, get("App.Test", "/b/x/../y?q=1&r=%20").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let seen = r.json();
+    assert_eq!(seen["server"], "b");
+    assert_eq!(seen["method"], "GET");
+    assert_eq!(
+        seen["uri"], "/b/y?q=1&r=%20",
+        "normalised path, query unchanged"
+    );
+    assert_eq!(seen["version"], "HTTP/1.1");
+    assert_eq!(r.seen("host").as_deref(), Some("App.Test"));
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(r.seen("x-forwarded-host").as_deref(), Some("App.Test"));
+    assert_eq!(r.seen("x-forwarded-port"), Some(addr.port().to_string()));
+    assert_eq!(r.seen("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(r.seen("x-real-ip").as_deref(), Some("127.0.0.1"));
+    let id = r.seen("x-request-id").expect("request id generated");
+    assert_eq!(id.len(), 32);
+    assert!(id.bytes().all(|c| c.is_ascii_hexdigit()));
+    // The upstream's own hop-by-hop headers do not reach the client.
+    assert!(!r.headers.contains_key("x-upstream-private"));
+
+    let r = h1(addr, get("app.test", "/other").body(empty())?).await;
+    assert_eq!(r.json()["server"], "a");
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_stream_upstream() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let body = Bytes::from(vec![b'x'; 3 * 1024 * 1024]);
+    let req = http::Request::post("http://app.test/upload").body(Full::new(body.clone()))?;
+    let r = h1(p.http_addr().expect("http"), req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["method"], "POST");
+    assert_eq!(r.json()["body_len"], body.len());
+    let req = http::Request::post("http://app.test/upload").body(Full::new(body.clone()))?;
+    let r = h2(p.http_addr().expect("http"), req).await;
+    assert_eq!(r.json()["body_len"], body.len());
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_prior_knowledge_on_the_plain_listener() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let r = h2(
+        p.http_addr().expect("http"),
+        get("app.test", "/b?x=1").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = r.json();
+    assert_eq!(seen["server"], "b");
+    assert_eq!(seen["uri"], "/b?x=1");
+    assert_eq!(
+        seen["version"], "HTTP/1.1",
+        "upstreams are spoken to in HTTP/1.1"
+    );
+    assert_eq!(r.seen("host").as_deref(), Some("app.test"));
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_picks_the_certificate_by_sni_and_serves_the_default_otherwise() -> TestResult {
+    let a = echo("a").await;
+    let (ca, cb) = (cert(&["a.test"]), cert(&["*.b.test"]));
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "tls.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress(
+                "app",
+                &[("a.test", "/", "a"), ("x.b.test", "/", "a")],
+                &[("a.test", "a-tls"), ("*.b.test", "b-tls")],
+            ),
+            service("a", &[a.addr]),
+            tls_secret("a-tls", &ca),
+            tls_secret("b-tls", &cb),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.https_addr().expect("https");
+
+    let t = tls(addr, "a.test", &[b"h2", b"http/1.1"], false).await;
+    assert_eq!(t.leaf, der(&ca.0), "a.test gets its own certificate");
+    assert_eq!(t.alpn.as_deref(), Some(&b"h2"[..]));
+    assert_eq!(t.version, Some(rustls::ProtocolVersion::TLSv1_3));
+    let r = h2_on(
+        TokioIo::new(t.stream),
+        get("a.test", "/hello").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("https"));
+
+    let t = tls(addr, "x.b.test", &[b"http/1.1"], true).await;
+    assert_eq!(t.leaf, der(&cb.0), "a wildcard binding covers one label");
+    assert_eq!(t.version, Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(t.alpn.as_deref(), Some(&b"http/1.1"[..]));
+    let r = h1_on(TokioIo::new(t.stream), get("x.b.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let t = tls(addr, "unknown.test", &[], false).await;
+    assert!(!t.leaf.is_empty());
+    assert_ne!(t.leaf, der(&ca.0));
+    assert_ne!(t.leaf, der(&cb.0));
+
+    // Rotation: a new Secret in the folder means a new certificate, no restart.
+    let ca2 = cert(&["a.test"]);
+    write(dir.path(), "rotated.yaml", &tls_secret("a-tls", &ca2));
+    std::fs::remove_file(dir.path().join("tls.yaml"))?;
+    write(
+        dir.path(),
+        "tls.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("app", &[("a.test", "/", "a")], &[("a.test", "a-tls")]),
+            service("a", &[a.addr]),
+        ]),
+    );
+    let want = der(&ca2.0);
+    eventually("the rotated certificate is served", || {
+        let want = want.clone();
+        async move { tls(addr, "a.test", &[], false).await.leaf == want }
+    })
+    .await;
+    p.shutdown().await;
+    Ok(())
+}
+
+/// Send an upgrade request on `io` and return the upgraded stream.
+async fn upgrade(addr: std::net::SocketAddr) -> hyper::upgrade::Upgraded {
+    let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("handshake");
+    tokio::spawn(conn.with_upgrades());
+    let req = http::Request::get("/chat")
+        .header("host", "app.test")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let resp = send.send_request(req).await.expect("upgrade request");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(resp.headers()["upgrade"], "websocket");
+    hyper::upgrade::on(resp).await.expect("upgraded")
+}
+
+async fn round_trip(io: &mut TokioIo<hyper::upgrade::Upgraded>, msg: &[u8]) -> Vec<u8> {
+    io.write_all(msg).await.expect("write");
+    let mut buf = vec![0; msg.len()];
+    tokio::time::timeout(DEADLINE, io.read_exact(&mut buf))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    buf
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_is_spliced_and_survives_a_table_swap() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let mut io = TokioIo::new(upgrade(p.http_addr().expect("http")).await);
+    assert_eq!(
+        round_trip(&mut io, b"hello over the tunnel").await,
+        b"hello over the tunnel"
+    );
+
+    let before = p.live().load().version();
+    write(
+        dir.path(),
+        "more.yaml",
+        &ingress("more", &[("more.test", "/", "a")], &[]),
+    );
+    eventually("the new table is live", || async {
+        p.live().load().version() > before
+    })
+    .await;
+    assert_eq!(round_trip(&mut io, b"still here").await, b"still here");
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_peers() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let spoof = |path: &str| {
+        get("app.test", path)
+            .header("x-forwarded-for", "203.0.113.7")
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "evil.test")
+            .body(empty())
+            .expect("request")
+    };
+
+    let untrusted = proxy(dir.path(), |_| {}).await;
+    let r = h1(untrusted.http_addr().expect("http"), spoof("/")).await;
+    assert_eq!(r.seen("x-real-ip").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        r.seen("x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(r.seen("x-forwarded-host").as_deref(), Some("app.test"));
+    untrusted.shutdown().await;
+
+    let trusted = proxy(dir.path(), |c| {
+        c.service.trusted = TrustedProxies::new(vec!["127.0.0.0/8".parse().expect("cidr")]);
+    })
+    .await;
+    let r = h1(trusted.http_addr().expect("http"), spoof("/")).await;
+    assert_eq!(r.seen("x-real-ip").as_deref(), Some("203.0.113.7"));
+    assert_eq!(
+        r.seen("x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("https"));
+    assert_eq!(r.seen("x-forwarded-host").as_deref(), Some("evil.test"));
+    trusted.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_by_hop_headers_are_removed_and_request_ids_kept_when_valid() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let req = get("app.test", "/")
+        .header("connection", "keep-alive, x-private")
+        .header("x-private", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("te", "trailers")
+        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+        .header("proxy-connection", "keep-alive")
+        .header("x-request-id", "order-42.retry_1")
+        .header("x-kept", "yes")
+        .body(empty())?;
+    let r = h1(addr, req).await;
+    let headers = r.json()["headers"].clone();
+    for gone in [
+        "x-private",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "upgrade",
+    ] {
+        assert!(
+            headers.get(gone).is_none(),
+            "{gone} reached the upstream: {headers}"
+        );
+    }
+    assert_eq!(r.seen("te").as_deref(), Some("trailers"));
+    assert_eq!(r.seen("x-kept").as_deref(), Some("yes"));
+    assert_eq!(r.seen("x-request-id").as_deref(), Some("order-42.retry_1"));
+
+    let bad_id = get("app.test", "/")
+        .header("x-request-id", "a b\"c")
+        .body(empty())?;
+    let r = h1(addr, bad_id).await;
+    assert_eq!(r.seen("x-request-id").map(|s| s.len()), Some(32));
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_404_503_502_504_and_400() -> TestResult {
+    let slow = echo("slow").await;
+    let closed = closed_port().await;
+    let dir = tempfile::tempdir()?;
+    let closed_addr = std::net::SocketAddr::from(([127, 0, 0, 1], closed));
+    write(
+        dir.path(),
+        "all.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress(
+                "app",
+                &[
+                    ("app.test", "/api", "slow"),
+                    ("app.test", "/down", "down"),
+                    ("app.test", "/missing", "missing"),
+                ],
+                &[],
+            ),
+            service("slow", &[slow.addr]),
+            service("down", &[closed_addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |c| {
+        c.service.read_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let addr = p.http_addr().expect("http");
+    let status = |host: &'static str, path: &'static str| async move {
+        h1(addr, get(host, path).body(empty()).expect("request")).await
+    };
+    let r = status("app.test", "/nothing").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text().contains("no-route"), "{}", r.text());
+    assert_eq!(
+        status("other.test", "/api").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = status("app.test", "/missing").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().contains("service-not-found"), "{}", r.text());
+    assert_eq!(
+        status("app.test", "/down").await.status,
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(status("app.test", "/api/fast").await.status, StatusCode::OK);
+    let r = h1(addr, get("app.test", "/slow?ms=3000").body(empty())?).await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "/slow is not routed: {}",
+        r.text()
+    );
+
+    // 504: the route is /api; send the slow request there with the echo's /slow
+    // behaviour reached through a second Ingress path.
+    write(
+        dir.path(),
+        "slow.yaml",
+        &ingress("slow", &[("slow.test", "/slow", "slow")], &[]),
+    );
+    eventually("slow.test is routed", || async {
+        h1(
+            addr,
+            get("slow.test", "/slow?ms=0")
+                .body(empty())
+                .expect("request"),
+        )
+        .await
+        .status
+            == StatusCode::OK
+    })
+    .await;
+    let r = h1(addr, get("slow.test", "/slow?ms=3000").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+
+    // Two Host headers: 400, nothing forwarded.
+    let req = http::Request::get("/api")
+        .header("host", "app.test")
+        .header("host", "other.test")
+        .body(empty())?;
+    assert_eq!(h1(addr, req).await.status, StatusCode::BAD_REQUEST);
+
+    let metrics = admin(&p, "/metrics").await.text();
+    let errors =
+        format!("ingress_proxy_upstream_connect_errors_total{{upstream=\"{closed_addr}\"}}");
+    assert_eq!(metric(&metrics, &errors), Some(1.0), "{metrics}");
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_over_endpoints() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "rr.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("app", &[("app.test", "/", "both")], &[]),
+            service("both", &[a.addr, b.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let mut servers = Vec::new();
+    for _ in 0..4 {
+        let r = h1(
+            p.http_addr().expect("http"),
+            get("app.test", "/").body(empty())?,
+        )
+        .await;
+        servers.push(r.json()["server"].as_str().unwrap_or("").to_owned());
+    }
+    assert_eq!(
+        servers.iter().filter(|s| *s == "a").count(),
+        2,
+        "{servers:?}"
+    );
+    assert_eq!(
+        servers.iter().filter(|s| *s == "b").count(),
+        2,
+        "{servers:?}"
+    );
+    assert_ne!(servers[0], servers[1]);
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hot_reload_applies_changes_and_keeps_the_last_good_table() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let new_route = || async {
+        h1(addr, get("new.test", "/").body(empty()).expect("request"))
+            .await
+            .status
+    };
+    assert_eq!(new_route().await, StatusCode::NOT_FOUND);
+
+    write(
+        dir.path(),
+        "new.yaml",
+        &ingress("new", &[("new.test", "/", "b")], &[]),
+    );
+    eventually("the new route serves", || async {
+        new_route().await == StatusCode::OK
+    })
+    .await;
+    let good = p.live().load().version();
+
+    // A broken edit: rejected, the last good table keeps serving.
+    write(
+        dir.path(),
+        "new.yaml",
+        "kind: Ingress\nmetadata: {name: [unclosed\n",
+    );
+    eventually("the broken edit is rejected", || async {
+        let m = admin(&p, "/metrics").await.text();
+        metric(
+            &m,
+            "ingress_proxy_config_applies_total{outcome=\"rejected\"}",
+        )
+        .unwrap_or(0.0)
+            >= 1.0
+    })
+    .await;
+    assert_eq!(p.live().load().version(), good);
+    assert_eq!(new_route().await, StatusCode::OK);
+    assert_eq!(admin(&p, "/readyz").await.status, StatusCode::OK);
+
+    // Fixing the file applies again; deleting it removes the route.
+    std::fs::remove_file(dir.path().join("new.yaml"))?;
+    eventually("the route is gone", || async {
+        new_route().await == StatusCode::NOT_FOUND
+    })
+    .await;
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_first_good_load() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = tempfile::tempdir()?;
+    write(dir.path(), "app.yaml", "kind: [broken\n");
+    let p = proxy(dir.path(), |_| {}).await;
+    assert_eq!(
+        admin(&p, "/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(admin(&p, "/healthz").await.status, StatusCode::OK);
+    let r = h1(
+        p.http_addr().expect("http"),
+        get("app.test", "/").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let fixed = basic(&a, &b);
+    let text = std::fs::read_to_string(fixed.path().join("app.yaml"))?;
+    write(dir.path(), "app.yaml", &text);
+    eventually("ready", || async {
+        admin(&p, "/readyz").await.status == StatusCode::OK
+    })
+    .await;
+    let r = h1(
+        p.http_addr().expect("http"),
+        get("app.test", "/").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    assert_eq!(admin(&p, "/healthz").await.status, StatusCode::OK);
+    assert_eq!(admin(&p, "/readyz").await.status, StatusCode::OK);
+    assert_eq!(admin(&p, "/nope").await.status, StatusCode::NOT_FOUND);
+
+    let r = h1(
+        p.http_addr().expect("http"),
+        get("app.test", "/b").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let m = admin(&p, "/metrics").await.text();
+    let sample =
+        "ingress_proxy_requests_total{host=\"app.test\",route=\"t/app /b\",status=\"200\"}";
+    // The access line (and its count) is written when the response body ends.
+    eventually("the request is counted", || async {
+        metric(&admin(&p, "/metrics").await.text(), sample) == Some(1.0)
+    })
+    .await;
+    assert_eq!(metric(&m, "ingress_proxy_table_version"), Some(1.0), "{m}");
+    assert_eq!(
+        metric(
+            &m,
+            "ingress_proxy_config_applies_total{outcome=\"applied\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(m.contains("ingress_proxy_request_duration_seconds_bucket"));
+
+    // /routes: the same document as `ingressctl routes -o json`, plus the version.
+    let mut doc = admin(&p, "/routes").await.json();
+    assert_eq!(doc["version"], 1);
+    if let Some(m) = doc.as_object_mut() {
+        m.remove("version");
+    }
+    let (table, diagnostics) =
+        ingress_proxy::source::load(dir.path(), &ingress_core::CompileOptions::default())?;
+    assert_eq!(doc, ingress_core::report::routes(&table, &diagnostics));
+    assert_eq!(doc["schema"], "ingressctl.routes/v1");
+    assert_eq!(doc["routes"].as_array().map(Vec::len), Some(2));
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_requests() -> TestResult {
+    let slow = echo("slow").await;
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "slow.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("slow", &[("slow.test", "/slow", "slow")], &[]),
+            service("slow", &[slow.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |c| c.shutdown_grace = Duration::from_secs(10)).await;
+    let addr = p.http_addr().expect("http");
+    let in_flight = tokio::spawn(async move {
+        h1(
+            addr,
+            get("slow.test", "/slow?ms=700")
+                .body(empty())
+                .expect("request"),
+        )
+        .await
+    });
+    eventually("the request reached the upstream", || async {
+        slow.hits.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    let started = std::time::Instant::now();
+    p.shutdown().await;
+    let r = in_flight.await?;
+    assert_eq!(r.status, StatusCode::OK, "the in-flight request finished");
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "no need to wait out the grace"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+    Ok(())
+}

@@ -1,0 +1,461 @@
+//! Test helpers: echo upstreams that report what they received, real HTTP/1.1,
+//! HTTP/2 and TLS clients, manifests on disk, and polling with generous deadlines.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ingress_proxy::{Listeners, Proxy, ProxyConfig};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Generous: the machine is small and shared.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Poll `check` until it returns true, or fail after [`DEADLINE`].
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An echo upstream on loopback.
+#[derive(Debug)]
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    /// Requests received so far (counted when their head arrives).
+    pub hits: Arc<AtomicUsize>,
+}
+
+/// Start an echo upstream. It answers every request with JSON describing it
+/// (`server`, `method`, `uri`, `version`, `headers` as name -> [values], `body`).
+/// `/slow?ms=N` waits N ms first. A request with `Upgrade` gets 101 and then every
+/// byte it sends is echoed back.
+pub async fn echo(name: &'static str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    echo_handle(name, req)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, name, hits }
+}
+
+async fn echo_handle(
+    name: &'static str,
+    mut req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Some(proto) = req.headers().get(header::UPGRADE).cloned() {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let (mut r, mut w) = tokio::io::split(TokioIo::new(up));
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            }
+        });
+        let mut resp = Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        resp.headers_mut().insert(header::UPGRADE, proto);
+        return Ok(resp);
+    }
+    if req.uri().path() == "/slow" {
+        let ms = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1000);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut headers = BTreeMap::<String, Vec<String>>::new();
+    for (k, v) in req.headers() {
+        headers
+            .entry(k.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
+    let (method, uri, version) = (
+        req.method().to_string(),
+        req.uri().to_string(),
+        format!("{:?}", req.version()),
+    );
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let doc = json!({
+        "server": name, "method": method, "uri": uri, "version": version,
+        "headers": headers, "body_len": body.len(),
+        "body": String::from_utf8_lossy(&body[..body.len().min(1024)]),
+    });
+    let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        "connection",
+        HeaderValue::from_static("keep-alive, x-upstream-private"),
+    );
+    resp.headers_mut()
+        .insert("x-upstream-private", HeaderValue::from_static("1"));
+    Ok(resp)
+}
+
+/// A port with nothing listening on it.
+pub async fn closed_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A self-signed certificate and key (PEM) for `names`.
+pub fn cert(names: &[&str]) -> (String, String) {
+    let c =
+        rcgen::generate_simple_self_signed(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .expect("rcgen");
+    (c.cert.pem(), c.signing_key.serialize_pem())
+}
+
+fn indent(pem: &str) -> String {
+    pem.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// A TLS Secret manifest.
+pub fn tls_secret(name: &str, (cert, key): &(String, String)) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: t}}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n{}  tls.key: |\n{}",
+        indent(cert),
+        indent(key)
+    )
+}
+
+/// A Service `name` (port 80) with one EndpointSlice listing `ports` on 127.0.0.1
+/// (one endpoint per distinct address: ports share a slice port, so give one port;
+/// use several names for several upstreams).
+pub fn service(name: &str, addrs: &[SocketAddr]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: t}}\nspec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n"
+    );
+    for (i, a) in addrs.iter().enumerate() {
+        out += &format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{i}, namespace: t, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\n",
+            a.port(),
+            a.ip()
+        );
+    }
+    out
+}
+
+/// An IngressClass `gw` of our controller.
+pub const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: gw}\nspec: {controller: ingress-rs.dev/gateway}\n";
+
+/// An Ingress `name` with `rules` as (host, path, service) and TLS hosts with their secret.
+pub fn ingress(name: &str, rules: &[(&str, &str, &str)], tls: &[(&str, &str)]) -> String {
+    let mut out = format!(
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  ingressClassName: gw\n"
+    );
+    if !tls.is_empty() {
+        out += "  tls:\n";
+        for (host, secret) in tls {
+            out += &format!("  - {{hosts: [\"{host}\"], secretName: {secret}}}\n");
+        }
+    }
+    out += "  rules:\n";
+    for (host, path, svc) in rules {
+        out += &format!(
+            "  - host: \"{host}\"\n    http:\n      paths:\n      - {{path: \"{path}\", pathType: Prefix, backend: {{service: {{name: {svc}, port: {{number: 80}}}}}}}}\n"
+        );
+    }
+    out
+}
+
+/// Join documents into one YAML stream.
+pub fn docs(parts: &[String]) -> String {
+    parts.join("---\n")
+}
+
+/// Write a file atomically (write a hidden temporary, then rename), as editors and
+/// Kubernetes volume updates do, so the watcher never reads half a file.
+pub fn write(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, text).expect("write manifest");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename manifest");
+}
+
+/// Start a proxy on port 0 listeners serving `dir`.
+pub async fn proxy(dir: &Path, tweak: impl FnOnce(&mut ProxyConfig)) -> Proxy {
+    let mut config = ProxyConfig::new(dir);
+    config.debounce = Duration::from_millis(20);
+    tweak(&mut config);
+    let bind = || async { Some(TcpListener::bind("127.0.0.1:0").await.expect("bind")) };
+    let listeners = Listeners {
+        http: bind().await,
+        https: bind().await,
+        admin: bind().await,
+    };
+    Proxy::start(config, listeners).await.expect("proxy starts")
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    /// One request header the upstream saw (first value).
+    pub fn seen(&self, name: &str) -> Option<String> {
+        self.json()["headers"][name][0].as_str().map(str::to_owned)
+    }
+}
+
+/// A request for `host` and `path_and_query` (absolute URI, so it works for both
+/// HTTP/1.1, where the Host header is set from it, and HTTP/2).
+pub fn get(host: &str, path: &str) -> http::request::Builder {
+    Request::get(format!("http://{host}{path}"))
+}
+
+async fn read(resp: Response<Incoming>) -> Reply {
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+/// Send one HTTP/1.1 request on a new connection (origin form, Host header set).
+pub async fn h1(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
+    h1_on(io, req).await
+}
+
+pub async fn h1_on<I>(io: TokioIo<I>, req: Request<Full<Bytes>>) -> Reply
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let req = origin_form(req);
+    read(send.send_request(req).await.expect("h1 request")).await
+}
+
+/// Absolute URI to origin form plus a Host header (unless one is set).
+pub fn origin_form<B>(mut req: Request<B>) -> Request<B> {
+    if let Some(a) = req.uri().authority().cloned()
+        && !req.headers().contains_key(header::HOST)
+    {
+        req.headers_mut().insert(
+            header::HOST,
+            HeaderValue::from_str(a.as_str()).expect("host"),
+        );
+    }
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    *req.uri_mut() = pq.parse().expect("path");
+    req
+}
+
+/// Send one HTTP/2 request with prior knowledge (h2c) on a new connection.
+pub async fn h2(addr: SocketAddr, req: Request<Full<Bytes>>) -> Reply {
+    let io = TokioIo::new(TcpStream::connect(addr).await.expect("connect"));
+    h2_on(io, req).await
+}
+
+pub async fn h2_on<I>(io: TokioIo<I>, req: Request<Full<Bytes>>) -> Reply
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    read(send.send_request(req).await.expect("h2 request")).await
+}
+
+/// Accepts any server certificate: the tests look at which one was served.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// What a TLS connection negotiated.
+#[derive(Debug)]
+pub struct Tls {
+    pub stream: tokio_rustls::client::TlsStream<TcpStream>,
+    pub leaf: Vec<u8>,
+    pub alpn: Option<Vec<u8>>,
+    pub version: Option<rustls::ProtocolVersion>,
+}
+
+/// Connect with TLS, SNI `sni`, offering `alpn`; `tls12_only` restricts to TLS 1.2.
+pub async fn tls(addr: SocketAddr, sni: &str, alpn: &[&[u8]], tls12_only: bool) -> Tls {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from(sni.to_owned()).expect("sni");
+    let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    let (_, conn) = stream.get_ref();
+    let leaf = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| c.as_ref().to_vec())
+        .unwrap_or_default();
+    let alpn = conn.alpn_protocol().map(<[u8]>::to_vec);
+    let version = conn.protocol_version();
+    Tls {
+        stream,
+        leaf,
+        alpn,
+        version,
+    }
+}
+
+/// The DER of a PEM certificate.
+pub fn der(pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .expect("pem")
+        .as_ref()
+        .to_vec()
+}
+
+/// GET a path on the admin listener.
+pub async fn admin(proxy: &Proxy, path: &str) -> Reply {
+    let addr = proxy.admin_addr().expect("admin listener");
+    h1(
+        addr,
+        get("admin", path).body(Full::default()).expect("request"),
+    )
+    .await
+}
+
+/// The value of one metric sample line (`name{labels}`), if present.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
+}
