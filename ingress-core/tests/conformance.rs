@@ -23,6 +23,8 @@ struct Case {
     path: String,
     query: Option<String>,
     headers: HeaderMap,
+    client_ip: Option<std::net::IpAddr>,
+    roll: Option<u32>,
     expect: String,
 }
 
@@ -37,10 +39,22 @@ fn parse_case(line_no: usize, line: &str) -> Result<Case, String> {
     }
     let (method, rest) = lhs.split_once(' ').ok_or("missing URL")?;
     let rest = rest.trim();
-    let (url, mut hdrs) = match rest.find(" -H ") {
+    let (url, mut hdrs) = match rest.find(" -") {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
+    let mut client_ip = None;
+    let mut roll = None;
+    for (flag, slot) in [("--client-ip ", 0), ("--roll ", 1)] {
+        if let Some(i) = hdrs.find(flag) {
+            let v = hdrs[i + flag.len()..].split_whitespace().next().unwrap_or("");
+            if slot == 0 {
+                client_ip = Some(v.parse().map_err(|_| "bad --client-ip")?);
+            } else {
+                roll = Some(v.parse().map_err(|_| "bad --roll")?);
+            }
+        }
+    }
     let mut headers = HeaderMap::new();
     while let Some(start) = hdrs.find("-H '") {
         let after = &hdrs[start + 4..];
@@ -75,8 +89,64 @@ fn parse_case(line_no: usize, line: &str) -> Result<Case, String> {
         path,
         query,
         headers,
+        client_ip,
+        roll,
         expect: expect.trim().to_owned(),
     })
+}
+
+/// Check one `key=value` assertion of an EXPECT against a decision.
+fn assertion(d: &Decision<'_>, key: &str, want: &str) -> Result<(), String> {
+    let got: String = match (key, d) {
+        ("target", Decision::Forward(f)) => f.upstream_target().into_owned(),
+        ("host", Decision::Forward(f)) => f.upstream_host.to_owned(),
+        ("canary", Decision::Forward(f)) => f.canary.map_or("none".into(), |(_, r)| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        }),
+        ("prefix", Decision::Forward(f)) => f.forwarded_prefix.unwrap_or("none").to_owned(),
+        ("reason", Decision::Respond(r)) => r.reason.as_str().to_owned(),
+        ("reason", Decision::Redirect(r)) => r.reason.as_str().to_owned(),
+        ("header", d) => {
+            let (name, value) = want.split_once(':').ok_or("header=NAME:VALUE")?;
+            let found: Vec<&str> = d
+                .response_headers()
+                .iter()
+                .filter(|(n, _)| n.as_str() == name)
+                .filter_map(|(_, v)| v.to_str().ok())
+                .collect();
+            if found.contains(&value) {
+                return Ok(());
+            }
+            return Err(format!("response header {name}: got {found:?}"));
+        }
+        ("noheader", d) => {
+            if d.response_headers().iter().any(|(n, _)| n.as_str() == want) {
+                return Err(format!("response header {want} is set"));
+            }
+            return Ok(());
+        }
+        (k, _) => return Err(format!("assertion {k} does not apply to this decision")),
+    };
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{key}: got {got}"))
+    }
+}
+
+/// Split an EXPECT into the outcome (`forward X`, `respond N`, `redirect N URL`) and
+/// the `key=value` assertions after it.
+fn split_expect(expect: &str) -> (String, Vec<(&str, &str)>) {
+    let toks: Vec<&str> = expect.split_whitespace().collect();
+    let n = if toks.first() == Some(&"redirect") { 3 } else { 2 }.min(toks.len());
+    let checks = toks[n..]
+        .iter()
+        .map(|t| t.split_once('=').unwrap_or((t, "")))
+        .collect();
+    (toks[..n].join(" "), checks)
 }
 
 fn outcome(d: &Decision<'_>) -> String {
@@ -129,11 +199,21 @@ fn run_fixture(dir: &Path, name: &str) -> Vec<String> {
                 query: case.query.as_deref(),
                 method: &case.method,
                 headers: &case.headers,
-                client_ip: None,
+                client_ip: case.client_ip,
             };
-            let got = outcome(&compiled.table.route(&req));
-            if got != case.expect {
-                let explained = compiled.table.explain(&req);
+            let inputs = ingress_core::routing::RouteInputs { roll: case.roll };
+            let decision = compiled.table.route_with(&req, &inputs);
+            let (want, checks) = split_expect(&case.expect);
+            let mut got = outcome(&decision);
+            let mut ok = got == want;
+            for (k, v) in &checks {
+                if let Err(e) = assertion(&decision, k, v) {
+                    ok = false;
+                    got.push_str(&format!(" [{e}]"));
+                }
+            }
+            if !ok {
+                let explained = compiled.table.explain_with(&req, &inputs);
                 failures.push(format!(
                     "{name}.cases:{} [{profile}] {line}\n    got: {got}\n    steps: {:?}",
                     case.line,
