@@ -436,7 +436,9 @@ impl<'a> Cx<'a> {
                 || c == '\u{2028}'
                 || c == '\u{2029}'
         };
-        if value.contains(bad_control) {
+        // Check the value as written (trimming would hide a trailing CR); a final
+        // newline from a YAML block scalar is allowed.
+        if raw_value.trim_end_matches('\n').contains(bad_control) {
             self.invalid_raw(
                 key,
                 "",

@@ -377,6 +377,38 @@ impl<'v> Builder<'v> {
             },
             ..HostPolicy::default()
         };
+        if hp.regex {
+            let is_regex = |vi: usize| {
+                self.valid[vi]
+                    .policy
+                    .routing
+                    .regex_mode(super::Profile::IngressNginx)
+                    != RegexMode::Off
+            };
+            let others: Vec<String> = hb
+                .ingresses
+                .iter()
+                .filter(|&&vi| !is_regex(vi))
+                .map(|&vi| self.valid[vi].r.to_string())
+                .collect();
+            if !others.is_empty() {
+                for &vi in hb.ingresses.iter().filter(|&&vi| is_regex(vi)) {
+                    let r = &self.valid[vi].policy.routing;
+                    let key = if r.use_regex { "use-regex" } else { "rewrite-target" };
+                    diags.push(Diagnostic::new(
+                        Code::RegexHostContagion,
+                        Some(ObjectRef::clone(&self.valid[vi].r)),
+                        Some(crate::annotations::annotation_field(&format!(
+                            "nginx.ingress.kubernetes.io/{key}"
+                        ))),
+                        format!(
+                            "{key} makes every path of host {host} a case-insensitive regex matched by path length, also the paths of {} (Exact paths then match as prefixes)",
+                            others.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
         let mut seen: Vec<(&str, &str, usize)> = Vec::new();
         for &vi in &hb.ingresses {
             let v = &self.valid[vi];
