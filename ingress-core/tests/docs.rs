@@ -38,3 +38,17 @@ fn diagnostics_doc_is_current() {
         "docs/diagnostics.md is stale; run UPDATE_DOCS=1 cargo test -p ingress-core --test conformance docs"
     );
 }
+
+#[test]
+fn annotations_doc_is_current() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/annotations.md");
+    let want = ingress_core::annotations::docs::markdown();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &want).expect("write docs/annotations.md");
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/annotations.md is stale; run UPDATE_DOCS=1 cargo test -p ingress-core --test conformance docs"
+    );
+}
