@@ -619,6 +619,47 @@ fn name_matches(name: &str, pattern: &str) -> bool {
     }
 }
 
+/// What one annotation key (with prefix) is to this gateway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyClass {
+    /// Not under any of our prefixes: not ours to judge.
+    Foreign,
+    /// A registered key under a prefix it is read under.
+    Known(Prefix, &'static KeySpec),
+    /// A registered key under a prefix it is not read under.
+    WrongPrefix(Prefix, &'static KeySpec),
+    /// A retired ingress-nginx name.
+    Retired(&'static Retired),
+    /// Under our prefix but unknown, with the closest registered name.
+    Unknown(Option<&'static str>),
+}
+
+/// Classify an annotation key, as [`parse`] would read it.
+pub fn classify_key(key: &str, custom_prefix: Option<&str>) -> KeyClass {
+    let custom = custom_prefix.filter(|p| !p.is_empty());
+    let found = custom
+        .and_then(|c| key.strip_prefix(c).map(|n| (Prefix::Custom, n)))
+        .or_else(|| {
+            Prefix::FIXED
+                .iter()
+                .find_map(|(p, text)| key.strip_prefix(text).map(|n| (*p, n)))
+        });
+    let Some((prefix, name)) = found else {
+        return KeyClass::Foreign;
+    };
+    if let Some(spec) = all_keys().find(|k| name_matches(name, k.name)) {
+        return if prefix.accepts(spec.prefixes) {
+            KeyClass::Known(prefix, spec)
+        } else {
+            KeyClass::WrongPrefix(prefix, spec)
+        };
+    }
+    if let Some(r) = RETIRED.iter().find(|r| r.name == name) {
+        return KeyClass::Retired(r);
+    }
+    KeyClass::Unknown(suggest(name))
+}
+
 /// The field path of an annotation key, as diagnostics and source maps use it.
 pub fn annotation_field(key: &str) -> String {
     format!("metadata.annotations[\"{key}\"]")

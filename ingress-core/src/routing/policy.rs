@@ -241,9 +241,23 @@ impl RouteTable {
         route: &'a Route,
         req: &RequestView<'a>,
     ) -> Option<Option<(&'a CanaryRoute, CanaryReason)>> {
-        // Affinity pinning lands with the affinity family.
-        let _ = (route, req, self);
-        None
+        if route.policy.canary_affinity_legacy {
+            return None;
+        }
+        let aff = route.policy.affinity.as_ref()?;
+        let value = aff.request_cookie(req.headers)?;
+        let holds = |b: BackendId| {
+            self.backends[b.0 as usize]
+                .endpoints
+                .iter()
+                .any(|e| crate::annotations::affinity::cookie_value(&e.to_string()) == value)
+        };
+        for c in &route.canaries {
+            if holds(c.backend) {
+                return Some(Some((c, CanaryReason::Affinity)));
+            }
+        }
+        holds(route.backend).then_some(None)
     }
 }
 
