@@ -30,6 +30,9 @@ pub(crate) struct Access {
     pub(crate) upstream_elapsed: Option<Duration>,
     pub(crate) status: u16,
     pub(crate) bytes: u64,
+    /// Write the access line (`enable-access-log: "false"` turns it off; metrics
+    /// still count the request).
+    pub(crate) log: bool,
 }
 
 impl Access {
@@ -40,6 +43,9 @@ impl Access {
             .as_ref()
             .map_or(("", ""), |l| (l.host.as_str(), l.route.as_str()));
         self.metrics.request(host, route, self.status, total);
+        if !self.log {
+            return;
+        }
         tracing::info!(
             target: "ingress_proxy::access",
             request_id = %String::from_utf8_lossy(self.request_id.as_bytes()),

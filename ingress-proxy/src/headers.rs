@@ -17,6 +17,8 @@ pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-p
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// `x-forwarded-port`.
 pub const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+/// `x-forwarded-prefix`.
+pub const X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 /// `x-real-ip`.
 pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 /// `x-request-id`.
@@ -136,6 +138,12 @@ impl Default for RequestIds {
 }
 
 impl RequestIds {
+    /// A random number for the core's weighted choices (canary weights).
+    pub fn roll(&self) -> u32 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        (self.keys.0.hash_one(!n) >> 32) as u32
+    }
+
     /// The next id.
     pub fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);

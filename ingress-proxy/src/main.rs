@@ -175,10 +175,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin: Some(bind(args.listen_admin, "admin").await?),
     };
     let proxy = Proxy::start(config, listeners).await?;
+    let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(
-        http = ?proxy.http_addr(),
-        https = ?proxy.https_addr(),
-        admin = ?proxy.admin_addr(),
+        http = addr(proxy.http_addr()),
+        https = addr(proxy.https_addr()),
+        admin = addr(proxy.admin_addr()),
         manifests = %args.manifests.display(),
         "listening"
     );

@@ -18,13 +18,16 @@ use hyper::body::Body;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ingress_core::annotations::HeaderPolicy;
 use ingress_core::routing::EndpointAddr;
+use ingress_core::routing::RouteInputs;
 use ingress_core::{Decision, RequestView, Scheme};
 
 use crate::access::{Access, LoggedBody};
 use crate::headers::{
     RequestIds, TrustedProxies, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
-    X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID, remove_hop_by_hop, valid_request_id,
+    X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID, remove_hop_by_hop,
+    valid_request_id,
 };
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
@@ -98,6 +101,11 @@ enum Plan {
         upstream_host: String,
         response_headers: Vec<(HeaderName, HeaderValue)>,
         label: Option<RouteLabel>,
+        /// `X-Forwarded-Prefix` (the path was rewritten).
+        forwarded_prefix: Option<String>,
+        /// The route's header control, when it has any.
+        headers: Option<Box<HeaderPolicy>>,
+        access_log: bool,
     },
     Answer {
         status: StatusCode,
@@ -237,6 +245,7 @@ impl Inner {
             upstream_elapsed: None,
             status: 0,
             bytes: 0,
+            log: true,
         };
         let plan = match host {
             Err(()) => Plan::Answer {
@@ -259,7 +268,8 @@ impl Inner {
                 view.method = req.method();
                 view.headers = req.headers();
                 view.client_ip = client_ip;
-                plan(&live, live.table().route(&view))
+                let inputs = RouteInputs::with_roll(self.ids.roll());
+                plan(&live, live.table().route_with(&view, &inputs))
             }
         };
         drop(live);
@@ -294,21 +304,29 @@ impl Inner {
                 upstream_host,
                 response_headers,
                 label,
+                forwarded_prefix,
+                headers,
+                access_log,
             } => {
                 access.label = label;
                 access.decision = "forward";
+                access.log = access_log;
                 access.upstream = Some(endpoint.to_string());
                 if let Some(p) = peer {
                     req.extensions_mut().insert(PeerIp(p));
                 }
+                let client_host = access.host.clone();
                 let fwd = Forwarding {
                     endpoint: &endpoint,
                     target: &target,
                     upstream_host: &upstream_host,
+                    client_host: &client_host,
                     scheme,
                     conn,
                     client_ip,
                     request_id,
+                    forwarded_prefix: forwarded_prefix.as_deref(),
+                    headers: headers.as_deref(),
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
                 for (n, v) in response_headers {
@@ -341,6 +359,10 @@ impl Inner {
         parts.extensions = http::Extensions::new();
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
+        // The route's header control first, so the gateway's own headers below win.
+        if let Some(h) = f.headers {
+            h.request.apply(headers);
+        }
         if let Some(p) = protocol {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, p);
@@ -383,13 +405,18 @@ impl Inner {
             _ => "http",
         };
         set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
-        set_forwarded(
-            X_FORWARDED_HOST,
-            HeaderValue::from_str(f.upstream_host).ok(),
-        );
+        set_forwarded(X_FORWARDED_HOST, HeaderValue::from_str(f.client_host).ok());
         let port = f.conn.map(|c| HeaderValue::from(c.local.port()));
         set_forwarded(X_FORWARDED_PORT, port);
         headers.insert(X_REQUEST_ID, f.request_id);
+        match f.forwarded_prefix.map(HeaderValue::from_str) {
+            Some(Ok(v)) => {
+                headers.insert(X_FORWARDED_PREFIX, v);
+            }
+            _ => {
+                headers.remove(X_FORWARDED_PREFIX);
+            }
+        }
         match HeaderValue::from_str(f.upstream_host) {
             Ok(h) => {
                 headers.insert(header::HOST, h);
@@ -433,6 +460,9 @@ impl Inner {
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);
+        if let Some(h) = f.headers {
+            h.response.apply(&mut parts.headers);
+        }
         Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
     }
 
@@ -456,10 +486,13 @@ struct Forwarding<'a> {
     endpoint: &'a EndpointAddr,
     target: &'a str,
     upstream_host: &'a str,
+    client_host: &'a str,
     scheme: Scheme,
     conn: Option<ConnInfo>,
     client_ip: Option<IpAddr>,
     request_id: HeaderValue,
+    forwarded_prefix: Option<&'a str>,
+    headers: Option<&'a HeaderPolicy>,
 }
 
 fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
@@ -473,6 +506,11 @@ fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
                 upstream_host: f.upstream_host.to_owned(),
                 response_headers,
                 label,
+                forwarded_prefix: f.forwarded_prefix.map(str::to_owned),
+                headers: Some(f.header_policy())
+                    .filter(|h| !h.is_empty())
+                    .map(|h| Box::new(h.clone())),
+                access_log: f.policy.access_log,
             },
             None => Plan::Answer {
                 status: StatusCode::SERVICE_UNAVAILABLE,

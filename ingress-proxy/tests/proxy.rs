@@ -632,3 +632,147 @@ async fn graceful_shutdown_finishes_in_flight_requests() -> TestResult {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_rewrites_and_upstream_host_from_annotations() -> TestResult {
+    let a = echo("a").await;
+    let dir = tempfile::tempdir()?;
+    let nginx = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
+    write(
+        dir.path(),
+        "annotated.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "moved",
+                &[(&nginx("permanent-redirect"), "https://example.org/new")],
+                &[("moved.test", "/", "a")],
+                &[],
+            ),
+            ingress_with(
+                "rw",
+                &[
+                    (&nginx("rewrite-target"), "/"),
+                    (&nginx("x-forwarded-prefix"), "/app"),
+                    (&nginx("upstream-vhost"), "internal.svc"),
+                ],
+                &[("rw.test", "/app", "a")],
+                &[],
+            ),
+            service("a", &[a.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let routes = admin(&p, "/routes").await.json();
+    assert_eq!(
+        routes["diagnostics"].as_array().map(Vec::len),
+        Some(0),
+        "{routes}"
+    );
+
+    let r = h1(addr, get("moved.test", "/old").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::MOVED_PERMANENTLY);
+    assert_eq!(r.headers["location"], "https://example.org/new");
+    assert_eq!(
+        a.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing forwarded"
+    );
+
+    let r = h1(addr, get("rw.test", "/app/items?id=3").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["uri"], "/items?id=3");
+    assert_eq!(r.seen("x-forwarded-prefix").as_deref(), Some("/app"));
+    assert_eq!(r.seen("host").as_deref(), Some("internal.svc"));
+    assert_eq!(r.seen("x-forwarded-host").as_deref(), Some("rw.test"));
+    p.shutdown().await;
+    Ok(())
+}
+
+/// The binary itself: flags from the environment, JSON logs with one access line per
+/// request, and SIGTERM ends it with exit code 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_serves_logs_json_and_exits_0_on_sigterm() -> TestResult {
+    use std::io::BufRead;
+    let exited = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ingress-proxy"))
+        .env("INGRESS_PROXY_MANIFESTS", dir.path())
+        .env("INGRESS_PROXY_LISTEN_HTTP", "127.0.0.1:0")
+        .env("INGRESS_PROXY_LISTEN_HTTPS", "127.0.0.1:0")
+        .env("INGRESS_PROXY_LISTEN_ADMIN", "127.0.0.1:0")
+        .env("INGRESS_PROXY_LOG_FORMAT", "json")
+        .env("INGRESS_PROXY_SHUTDOWN_GRACE", "5s")
+        .env_remove("INGRESS_PROXY_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let _reap = Reap(child.id(), exited.clone());
+    let stderr = child.stderr.take().ok_or("stderr")?;
+    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let v = serde_json::from_str(&line).unwrap_or(serde_json::Value::String(line));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let mut next_line = async |want: &dyn Fn(&serde_json::Value) -> bool| {
+        loop {
+            let line = tokio::time::timeout(DEADLINE, lines.recv())
+                .await
+                .expect("a log line in time")
+                .expect("the log goes on");
+            if want(&line) {
+                return line;
+            }
+        }
+    };
+    let listening = next_line(&|l| l["message"] == "listening").await;
+    let http: std::net::SocketAddr = listening["http"].as_str().ok_or("http addr")?.parse()?;
+    let req = get("app.test", "/b/x")
+        .header("x-request-id", "binary-1")
+        .body(empty())?;
+    let r = h1(http, req).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let access = next_line(&|l| l["request_id"] == "binary-1").await;
+    assert_eq!(access["target"], "ingress_proxy::access");
+    assert_eq!(access["route"], "t/app /b");
+    assert_eq!(access["upstream"], b.addr.to_string());
+    assert_eq!(access["status"], 200);
+    assert_eq!(access["bytes"], r.body.len());
+    assert!(
+        access["duration_ms"].as_f64().is_some_and(|d| d > 0.0),
+        "{access}"
+    );
+    assert!(access["upstream_ms"].as_f64().is_some(), "{access}");
+
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(killed.success());
+    let status = tokio::time::timeout(DEADLINE, tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .expect("the proxy exits in time")??;
+    exited.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+/// Kills a child process that a failed test left running.
+struct Reap(u32, std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if !self.1.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}

@@ -205,9 +205,29 @@ pub const CLASS: &str = "apiVersion: networking.k8s.io/v1\nkind: IngressClass\nm
 
 /// An Ingress `name` with `rules` as (host, path, service) and TLS hosts with their secret.
 pub fn ingress(name: &str, rules: &[(&str, &str, &str)], tls: &[(&str, &str)]) -> String {
+    ingress_with(name, &[], rules, tls)
+}
+
+/// [`ingress`] with annotations.
+pub fn ingress_with(
+    name: &str,
+    annotations: &[(&str, &str)],
+    rules: &[(&str, &str, &str)],
+    tls: &[(&str, &str)],
+) -> String {
     let mut out = format!(
-        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  ingressClassName: gw\n"
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: {name}\n  namespace: t\n  annotations:\n"
     );
+    for (k, v) in annotations {
+        out += &format!(
+            "    {k}: {}\n",
+            serde_json::to_string(v).expect("json string")
+        );
+    }
+    if annotations.is_empty() {
+        out = out.replace("  annotations:\n", "");
+    }
+    out += "spec:\n  ingressClassName: gw\n";
     if !tls.is_empty() {
         out += "  tls:\n";
         for (host, secret) in tls {
