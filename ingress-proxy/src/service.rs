@@ -543,3 +543,46 @@ fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connect error")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn timeouts_are_found_in_the_source_chain() {
+        let timed_out = Wrapped(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"));
+        let refused = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_timeout(&timed_out));
+        assert!(!is_timeout(&refused));
+    }
+
+    #[test]
+    fn upgrade_needs_http11_connection_upgrade_and_upgrade() {
+        let req = |version, connection: &str| {
+            Request::builder()
+                .version(version)
+                .header(header::CONNECTION, connection)
+                .header(header::UPGRADE, "websocket")
+                .body(())
+                .expect("request")
+        };
+        assert!(is_upgrade(&req(Version::HTTP_11, "keep-alive, Upgrade")));
+        assert!(!is_upgrade(&req(Version::HTTP_11, "keep-alive")));
+        assert!(!is_upgrade(&req(Version::HTTP_10, "upgrade")));
+    }
+}

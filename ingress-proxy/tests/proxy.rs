@@ -1,6 +1,8 @@
 //! End-to-end tests of the proxy on loopback: real sockets, real HTTP/1.1, HTTP/2
 //! and TLS clients, echo upstreams that report what they received.
 
+#[path = "proxy/reload.rs"]
+mod reload;
 mod support;
 
 use std::time::Duration;
@@ -12,30 +14,6 @@ use hyper_util::rt::TokioIo;
 use ingress_proxy::headers::TrustedProxies;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn empty() -> Full<Bytes> {
-    Full::default()
-}
-
-/// A folder with one Ingress: app.test `/` to `a`, `/b` to `b`.
-fn basic(a: &Upstream, b: &Upstream) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("tempdir");
-    write(
-        dir.path(),
-        "app.yaml",
-        &docs(&[
-            CLASS.to_owned(),
-            ingress(
-                "app",
-                &[("app.test", "/", "a"), ("app.test", "/b", "b")],
-                &[],
-            ),
-            service("a", &[a.addr]),
-            service("b", &[b.addr]),
-        ]),
-    );
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_forwards_path_query_host_and_forwarded_headers() -> TestResult {
@@ -449,95 +427,6 @@ async fn round_robin_over_endpoints() -> TestResult {
         "{servers:?}"
     );
     assert_ne!(servers[0], servers[1]);
-    p.shutdown().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hot_reload_applies_changes_and_keeps_the_last_good_table() -> TestResult {
-    let (a, b) = (echo("a").await, echo("b").await);
-    let dir = basic(&a, &b);
-    let p = proxy(dir.path(), |_| {}).await;
-    let addr = p.http_addr().expect("http");
-    let new_route = || async {
-        h1(addr, get("new.test", "/").body(empty()).expect("request"))
-            .await
-            .status
-    };
-    assert_eq!(new_route().await, StatusCode::NOT_FOUND);
-
-    write(
-        dir.path(),
-        "new.yaml",
-        &ingress("new", &[("new.test", "/", "b")], &[]),
-    );
-    eventually("the new route serves", || async {
-        new_route().await == StatusCode::OK
-    })
-    .await;
-    let good = p.live().load().version();
-
-    // A broken edit: rejected, the last good table keeps serving.
-    write(
-        dir.path(),
-        "new.yaml",
-        "kind: Ingress\nmetadata: {name: [unclosed\n",
-    );
-    eventually("the broken edit is rejected", || async {
-        let m = admin(&p, "/metrics").await.text();
-        metric(
-            &m,
-            "ingress_proxy_config_applies_total{outcome=\"rejected\"}",
-        )
-        .unwrap_or(0.0)
-            >= 1.0
-    })
-    .await;
-    assert_eq!(p.live().load().version(), good);
-    assert_eq!(new_route().await, StatusCode::OK);
-    assert_eq!(admin(&p, "/readyz").await.status, StatusCode::OK);
-
-    // Fixing the file applies again; deleting it removes the route.
-    std::fs::remove_file(dir.path().join("new.yaml"))?;
-    eventually("the route is gone", || async {
-        new_route().await == StatusCode::NOT_FOUND
-    })
-    .await;
-    p.shutdown().await;
-    Ok(())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn not_ready_until_the_first_good_load() -> TestResult {
-    let (a, b) = (echo("a").await, echo("b").await);
-    let dir = tempfile::tempdir()?;
-    write(dir.path(), "app.yaml", "kind: [broken\n");
-    let p = proxy(dir.path(), |_| {}).await;
-    assert_eq!(
-        admin(&p, "/readyz").await.status,
-        StatusCode::SERVICE_UNAVAILABLE
-    );
-    assert_eq!(admin(&p, "/healthz").await.status, StatusCode::OK);
-    let r = h1(
-        p.http_addr().expect("http"),
-        get("app.test", "/").body(empty())?,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-
-    let fixed = basic(&a, &b);
-    let text = std::fs::read_to_string(fixed.path().join("app.yaml"))?;
-    write(dir.path(), "app.yaml", &text);
-    eventually("ready", || async {
-        admin(&p, "/readyz").await.status == StatusCode::OK
-    })
-    .await;
-    let r = h1(
-        p.http_addr().expect("http"),
-        get("app.test", "/").body(empty())?,
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::OK);
     p.shutdown().await;
     Ok(())
 }

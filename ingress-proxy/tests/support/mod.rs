@@ -479,3 +479,27 @@ pub fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
 }
+
+pub fn empty() -> Full<Bytes> {
+    Full::default()
+}
+
+/// A folder with one Ingress: app.test `/` to `a`, `/b` to `b`.
+pub fn basic(a: &Upstream, b: &Upstream) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "app.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress(
+                "app",
+                &[("app.test", "/", "a"), ("app.test", "/b", "b")],
+                &[],
+            ),
+            service("a", &[a.addr]),
+            service("b", &[b.addr]),
+        ]),
+    );
+    dir
+}
