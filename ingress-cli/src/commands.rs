@@ -66,7 +66,7 @@ fn finish(r: Run, strict: bool) -> u8 {
     code
 }
 
-fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+pub(crate) fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -293,6 +293,7 @@ pub(crate) fn explain(
     method: &str,
     headers: &[String],
     client_ip: Option<std::net::IpAddr>,
+    canary_roll: Option<u32>,
 ) -> anyhow::Result<u8> {
     let uri: Uri = url
         .parse()
@@ -340,7 +341,11 @@ pub(crate) fn explain(
         headers: &header_map,
         client_ip,
     };
-    let e = t.explain(&req);
+    let e = t.explain_with(
+        &req,
+        &ingress_core::routing::RouteInputs { roll: canary_roll },
+    );
+    let applied = policies(&e.decision, &path);
     if args.output == Output::Json {
         let request = json!({
             "method": method.as_str(),
@@ -350,7 +355,19 @@ pub(crate) fn explain(
             "query": query,
             "client_ip": client_ip.map(|ip| ip.to_string()),
         });
-        print_json(&json::explain(t, &e, request))?;
+        let mut v = json::explain(t, &e, request);
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert(
+                "policies".into(),
+                json!(
+                    applied
+                        .iter()
+                        .map(|(k, d)| json!({"policy": k, "detail": d}))
+                        .collect::<Vec<_>>()
+                ),
+            );
+        }
+        print_json(&v)?;
         return Ok(0);
     }
     println!("{} {}", method, url);
@@ -403,6 +420,9 @@ pub(crate) fn explain(
         }
         _ => println!("decision: {}", e.decision.kind()),
     }
+    for (k, d) in &applied {
+        println!("  policy {k}: {d}");
+    }
     match e.decision.route() {
         Some(rt) => println!(
             "  matched {} {} ({}), {}",
@@ -434,6 +454,79 @@ pub(crate) fn explain(
         }
     }
     Ok(0)
+}
+
+/// The policies that shaped a decision, as (policy, detail) lines.
+fn policies(d: &Decision<'_>, path: &str) -> Vec<(&'static str, String)> {
+    use ingress_core::routing::RespondReason;
+    let mut out = Vec::new();
+    match d {
+        Decision::Forward(f) => {
+            if let Some((c, reason)) = f.canary {
+                let reason = serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                out.push((
+                    "canary",
+                    format!("canary {} took the request (by {reason})", c.ingress()),
+                ));
+            } else if f.route.canaries().iter().len() > 0 {
+                out.push((
+                    "canary",
+                    "no canary rule fired; the primary serves".to_owned(),
+                ));
+            }
+            if f.rewritten {
+                out.push(("rewrite", format!("{path} -> {}", f.upstream_target())));
+            }
+            if let Some(p) = f.forwarded_prefix {
+                out.push(("x-forwarded-prefix", p.to_owned()));
+            }
+            if f.policy.routing.upstream_vhost.is_some() {
+                out.push(("upstream-vhost", format!("Host: {}", f.upstream_host)));
+            }
+            if f.policy.cors.is_some() && !f.response_headers.is_empty() {
+                out.push((
+                    "cors",
+                    "the origin is allowed; CORS headers are added to the answer".to_owned(),
+                ));
+            }
+            if f.policy.access.is_set() || f.route.host_policy().access.is_set() {
+                out.push((
+                    "access",
+                    "the client address passed the IP lists".to_owned(),
+                ));
+            }
+        }
+        Decision::Redirect(r) => out.push((
+            "redirect",
+            format!("{} ({})", r.reason.as_str(), r.location),
+        )),
+        Decision::Respond(r) => match r.reason {
+            RespondReason::Forbidden => out.push((
+                "access",
+                "the client address is denied or not in the allow list".to_owned(),
+            )),
+            RespondReason::InvalidPolicy => {
+                let keys = d
+                    .route()
+                    .and_then(|rt| rt.policy().fail_closed.as_ref())
+                    .map(|f| f.keys.join(", "))
+                    .unwrap_or_default();
+                out.push((
+                    "fail-closed",
+                    format!("annotations that cannot be honoured: {keys}"),
+                ));
+            }
+            RespondReason::CorsPreflight => {
+                out.push(("cors", "preflight answered by the gateway".to_owned()))
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    out
 }
 
 fn describe_route(r: &ingress_core::routing::Route) -> String {

@@ -5,6 +5,8 @@
 //! with `--strict`), 2 when the input cannot be read or the arguments are unusable.
 
 mod commands;
+mod compat;
+mod diff;
 mod input;
 mod json;
 mod render;
@@ -55,6 +57,29 @@ enum Command {
         /// The client address (for IP-based policies).
         #[arg(long)]
         client_ip: Option<std::net::IpAddr>,
+        /// The random number a data plane would draw for weighted canaries (any u32);
+        /// without it, weighted canaries are not chosen.
+        #[arg(long)]
+        canary_roll: Option<u32>,
+    },
+    /// Report what the gateway does with each annotation the manifests use (supported,
+    /// partial, not enforced, refused, retired, unknown), with a triage of every snippet.
+    Compat {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Print the whole annotation registry instead (no PATH needed).
+        #[arg(long)]
+        list: bool,
+    },
+    /// Route-level differences between two manifest sets, or between two profiles on
+    /// one set (`--profiles ingress-nginx,standard PATH`), with a sample request for
+    /// each difference.
+    Diff {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Compare these two profiles on the same manifests instead of two sets.
+        #[arg(long, value_name = "A,B", value_delimiter = ',', num_args = 1)]
+        profiles: Vec<String>,
     },
     /// List every diagnostic code with its severity and meaning.
     Codes {
@@ -94,6 +119,9 @@ struct InputArgs {
     /// Also serve Ingresses that name no class.
     #[arg(long)]
     watch_ingress_without_class: bool,
+    /// A custom annotation prefix (e.g. `example.com/`), read before the standard ones.
+    #[arg(long, env = "INGRESS_ANNOTATION_PREFIX", value_name = "PREFIX")]
+    annotation_prefix: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -119,6 +147,9 @@ impl InputArgs {
         for c in &self.ingress_classes {
             o = o.ingress_class(c.clone());
         }
+        if let Some(p) = &self.annotation_prefix {
+            o = o.annotation_prefix(p.clone());
+        }
         o
     }
 }
@@ -134,7 +165,13 @@ fn main() -> ExitCode {
             method,
             headers,
             client_ip,
-        } => commands::explain(input, url, method, headers, *client_ip),
+            canary_roll,
+        } => commands::explain(input, url, method, headers, *client_ip, *canary_roll),
+        Command::Compat { input, list: true } => compat::list(input.output),
+        Command::Compat { input, list: false } => {
+            compat::compat(input, input.annotation_prefix.as_deref())
+        }
+        Command::Diff { input, profiles } => diff::diff(input, profiles),
         Command::Codes { output } => commands::codes(*output),
     };
     match result {

@@ -47,7 +47,10 @@ fn parse_case(line_no: usize, line: &str) -> Result<Case, String> {
     let mut roll = None;
     for (flag, slot) in [("--client-ip ", 0), ("--roll ", 1)] {
         if let Some(i) = hdrs.find(flag) {
-            let v = hdrs[i + flag.len()..].split_whitespace().next().unwrap_or("");
+            let v = hdrs[i + flag.len()..]
+                .split_whitespace()
+                .next()
+                .unwrap_or("");
             if slot == 0 {
                 client_ip = Some(v.parse().map_err(|_| "bad --client-ip")?);
             } else {
@@ -141,7 +144,12 @@ fn assertion(d: &Decision<'_>, key: &str, want: &str) -> Result<(), String> {
 /// the `key=value` assertions after it.
 fn split_expect(expect: &str) -> (String, Vec<(&str, &str)>) {
     let toks: Vec<&str> = expect.split_whitespace().collect();
-    let n = if toks.first() == Some(&"redirect") { 3 } else { 2 }.min(toks.len());
+    let n = if toks.first() == Some(&"redirect") {
+        3
+    } else {
+        2
+    }
+    .min(toks.len());
     let checks = toks[n..]
         .iter()
         .map(|t| t.split_once('=').unwrap_or((t, "")))

@@ -107,7 +107,14 @@ const DOMAIN_DENY: KeySpec = KeySpec::new("domain-blacklist-source-range", Famil
     .risk(Risk::Medium)
     .security();
 
-static KEYS: &[KeySpec] = &[ALLOW, ALLOW_ALIAS, DENY, BLACKLIST, DOMAIN_ALLOW, DOMAIN_DENY];
+static KEYS: &[KeySpec] = &[
+    ALLOW,
+    ALLOW_ALIAS,
+    DENY,
+    BLACKLIST,
+    DOMAIN_ALLOW,
+    DOMAIN_DENY,
+];
 
 /// The family.
 #[derive(Debug)]
@@ -166,8 +173,14 @@ mod tests {
             ..Default::default()
         };
         let open = AccessPolicy::default();
-        assert_eq!(open.check(ip("192.168.1.1"), Some(&host)), AccessVerdict::Denied);
-        assert_eq!(open.check(ip("10.1.1.1"), Some(&host)), AccessVerdict::Allowed);
+        assert_eq!(
+            open.check(ip("192.168.1.1"), Some(&host)),
+            AccessVerdict::Denied
+        );
+        assert_eq!(
+            open.check(ip("10.1.1.1"), Some(&host)),
+            AccessVerdict::Allowed
+        );
         // Route-level lists take precedence over domain-level ones.
         assert_eq!(p.check(ip("10.0.0.8"), Some(&host)), AccessVerdict::Allowed);
     }

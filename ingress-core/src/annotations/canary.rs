@@ -176,7 +176,9 @@ const BY_HEADER_PATTERN: KeySpec = KeySpec::new("canary-by-header-pattern", Fami
     .risk(Risk::Medium);
 const BY_COOKIE: KeySpec = KeySpec::new("canary-by-cookie", Family::Canary)
     .grammar("cookie name")
-    .doc("Cookie value `always` → canary, `never` → primary, anything else falls through to weight.")
+    .doc(
+        "Cookie value `always` → canary, `never` → primary, anything else falls through to weight.",
+    )
     .risk(Risk::Medium);
 const WEIGHT: KeySpec = KeySpec::new("canary-weight", Family::Canary)
     .grammar("whole number from 0")
@@ -237,14 +239,15 @@ impl AnnotationFamily for Canary {
         KEYS
     }
     fn parse(&self, cx: &mut Cx<'_>, policy: &mut IngressPolicy) {
-        policy.canary_affinity_legacy = cx
-            .parse(&KEYS[9], |s| values::one_of(s, &["sticky", "legacy"]))
-            == Some(1);
+        policy.canary_affinity_legacy =
+            cx.parse(&KEYS[9], |s| values::one_of(s, &["sticky", "legacy"])) == Some(1);
         let enabled = cx.boolean(&KEYS[0]);
         if enabled != Some(true) {
             // Canary annotations without `canary: "true"` make the Ingress invalid.
-            let stray: Vec<&'static KeySpec> =
-                KEYS[1..9].iter().filter(|k| cx.any_present(std::slice::from_ref(*k))).collect();
+            let stray: Vec<&'static KeySpec> = KEYS[1..9]
+                .iter()
+                .filter(|k| cx.any_present(std::slice::from_ref(*k)))
+                .collect();
             for k in stray {
                 if let Some(raw) = cx.take(k) {
                     cx.report(
@@ -263,11 +266,22 @@ impl AnnotationFamily for Canary {
         let mut matcher = HeaderMatch::Keywords;
         if let Some(raw) = value {
             if header.is_none() {
-                cx.report(Code::AnnotationIgnored, raw.key, format!("`{}` has no effect without canary-by-header", raw.key));
+                cx.report(
+                    Code::AnnotationIgnored,
+                    raw.key,
+                    format!("`{}` has no effect without canary-by-header", raw.key),
+                );
             }
             matcher = HeaderMatch::Value(raw.value.to_string());
             if let Some(p) = pattern {
-                cx.report(Code::AnnotationIgnored, p.key, format!("`{}` is ignored because canary-by-header-value is set", p.key));
+                cx.report(
+                    Code::AnnotationIgnored,
+                    p.key,
+                    format!(
+                        "`{}` is ignored because canary-by-header-value is set",
+                        p.key
+                    ),
+                );
             }
         } else if let Some(raw) = pattern {
             match values::regex(raw.value, false) {
@@ -275,11 +289,17 @@ impl AnnotationFamily for Canary {
                 Err(why) => cx.invalid(&raw, &why),
             }
             if header.is_none() {
-                cx.report(Code::AnnotationIgnored, raw.key, format!("`{}` has no effect without canary-by-header", raw.key));
+                cx.report(
+                    Code::AnnotationIgnored,
+                    raw.key,
+                    format!("`{}` has no effect without canary-by-header", raw.key),
+                );
             }
         }
         let cookie = cx.parse(&KEYS[4], token);
-        let weight = cx.parse(&KEYS[5], |s| values::uint_max(s, 1_000_000)).unwrap_or(0);
+        let weight = cx
+            .parse(&KEYS[5], |s| values::uint_max(s, 1_000_000))
+            .unwrap_or(0);
         let weight_total = cx
             .parse(&KEYS[6], |s| {
                 let n = values::uint_max(s, 1_000_000)?;
@@ -293,7 +313,11 @@ impl AnnotationFamily for Canary {
         let query_value = cx.take(&KEYS[8]);
         if query_value.is_some() && query_name.is_none() {
             if let Some(raw) = &query_value {
-                cx.report(Code::AnnotationIgnored, raw.key, format!("`{}` has no effect without canary-by-query", raw.key));
+                cx.report(
+                    Code::AnnotationIgnored,
+                    raw.key,
+                    format!("`{}` has no effect without canary-by-query", raw.key),
+                );
             }
         }
         policy.canary = Some(CanaryPolicy {
@@ -331,14 +355,29 @@ mod tests {
         let mut h = HeaderMap::new();
         assert_eq!(p.decide_by_request(&h, None), CanaryVerdict::FallThrough);
         h.insert("cookie", "a=b; canary=always".parse().expect("v"));
-        assert_eq!(p.decide_by_request(&h, None), CanaryVerdict::Canary(CanaryReason::Cookie));
+        assert_eq!(
+            p.decide_by_request(&h, None),
+            CanaryVerdict::Canary(CanaryReason::Cookie)
+        );
         h.insert("x-canary", "never".parse().expect("v"));
-        assert_eq!(p.decide_by_request(&h, None), CanaryVerdict::Primary(CanaryReason::Header));
+        assert_eq!(
+            p.decide_by_request(&h, None),
+            CanaryVerdict::Primary(CanaryReason::Header)
+        );
         h.insert("x-canary", "other".parse().expect("v"));
-        assert_eq!(p.decide_by_request(&h, None), CanaryVerdict::Canary(CanaryReason::Cookie));
+        assert_eq!(
+            p.decide_by_request(&h, None),
+            CanaryVerdict::Canary(CanaryReason::Cookie)
+        );
         h.remove("cookie");
-        assert_eq!(p.decide_by_request(&h, Some("x=1&c=yes")), CanaryVerdict::Canary(CanaryReason::Query));
-        assert_eq!(p.decide_by_request(&h, Some("c=no")), CanaryVerdict::FallThrough);
+        assert_eq!(
+            p.decide_by_request(&h, Some("x=1&c=yes")),
+            CanaryVerdict::Canary(CanaryReason::Query)
+        );
+        assert_eq!(
+            p.decide_by_request(&h, Some("c=no")),
+            CanaryVerdict::FallThrough
+        );
     }
 
     #[test]

@@ -8,9 +8,9 @@
 
 use http::{HeaderName, HeaderValue};
 
+use super::spec::Risk;
 use super::values;
 use super::{AnnotationFamily, Cx, Family, IngressPolicy, KeySpec};
-use super::spec::Risk;
 
 /// One allowed origin.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,11 +50,9 @@ impl CorsOrigin {
                     return false;
                 }
                 match host.strip_prefix("*.") {
-                    Some(suffix) => h
-                        .split_once('.')
-                        .is_some_and(|(first, tail)| {
-                            !first.is_empty() && tail.eq_ignore_ascii_case(suffix)
-                        }),
+                    Some(suffix) => h.split_once('.').is_some_and(|(first, tail)| {
+                        !first.is_empty() && tail.eq_ignore_ascii_case(suffix)
+                    }),
                     None => h.eq_ignore_ascii_case(host),
                 }
             }
@@ -112,7 +110,10 @@ impl CorsPolicy {
         use http::header::*;
         let mut out = vec![(ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin)];
         if self.credentials {
-            out.push((ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true")));
+            out.push((
+                ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            ));
         }
         out.push((ACCESS_CONTROL_ALLOW_METHODS, self.methods.clone()));
         out.push((ACCESS_CONTROL_ALLOW_HEADERS, self.headers.clone()));
@@ -121,7 +122,10 @@ impl CorsPolicy {
         }
         if preflight {
             out.push((ACCESS_CONTROL_MAX_AGE, HeaderValue::from(self.max_age)));
-            out.push((CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8")));
+            out.push((
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            ));
             out.push((CONTENT_LENGTH, HeaderValue::from_static("0")));
         }
         out
@@ -146,14 +150,21 @@ fn origins(s: &str) -> Result<CorsOrigins, values::Invalid> {
             out.push(CorsOrigin::Null);
             continue;
         }
-        let bad = || format!("`{item}` is not an origin (`https://host[:port]`, `https://*.host`, `*` or `null`)");
+        let bad = || {
+            format!(
+                "`{item}` is not an origin (`https://host[:port]`, `https://*.host`, `*` or `null`)"
+            )
+        };
         let (scheme, rest) = item.split_once("://").ok_or_else(bad)?;
         let scheme = scheme.to_ascii_lowercase();
         if scheme != "http" && scheme != "https" {
             return Err(bad());
         }
         let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) => (h, Some(values::uint_max(p, 65535).map_err(|_| bad())? as u16)),
+            Some((h, p)) => (
+                h,
+                Some(values::uint_max(p, 65535).map_err(|_| bad())? as u16),
+            ),
             None => (rest, None),
         };
         let check = host.strip_prefix("*.").unwrap_or(host);
@@ -171,15 +182,27 @@ fn origins(s: &str) -> Result<CorsOrigins, values::Invalid> {
 }
 
 fn methods(s: &str) -> Result<HeaderValue, values::Invalid> {
-    let items: Vec<&str> = s.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
-    if items.is_empty() || !items.iter().all(|m| m.bytes().all(|b| b.is_ascii_alphabetic())) {
+    let items: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
+    if items.is_empty()
+        || !items
+            .iter()
+            .all(|m| m.bytes().all(|b| b.is_ascii_alphabetic()))
+    {
         return Err("expected a comma-separated list of methods (letters only)".into());
     }
     values::header_value(&items.join(", "))
 }
 
 fn header_list(s: &str, allow_star: bool) -> Result<HeaderValue, values::Invalid> {
-    let items: Vec<&str> = s.split(',').map(str::trim).filter(|i| !i.is_empty()).collect();
+    let items: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+        .collect();
     for i in &items {
         if !(allow_star && *i == "*") {
             values::header_name(i)?;
@@ -302,7 +325,13 @@ mod tests {
         assert!(!any("https://x.def.com"));
         assert!(any("null"));
         assert_eq!(origins("*"), Ok(CorsOrigins::Any));
-        for bad in ["ftp://a.com", "abc.com", "https://a b.com", "https://a.com:99999", ""] {
+        for bad in [
+            "ftp://a.com",
+            "abc.com",
+            "https://a b.com",
+            "https://a.com:99999",
+            "",
+        ] {
             assert!(origins(bad).is_err(), "{bad:?}");
         }
     }

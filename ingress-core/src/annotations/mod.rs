@@ -31,6 +31,7 @@ pub mod body;
 pub mod canary;
 pub mod client_tls;
 pub mod cors;
+pub mod docs;
 pub mod fallback;
 pub mod headers;
 pub mod load_balance;
@@ -41,10 +42,9 @@ pub mod redirect;
 pub mod retries;
 pub mod routing;
 pub mod snippets;
-pub mod timeouts;
-pub mod docs;
 mod spec;
 pub mod template;
+pub mod timeouts;
 pub mod values;
 
 #[cfg(test)]
@@ -130,33 +130,114 @@ pub fn key(name: &str) -> Option<&'static KeySpec> {
 
 /// Retired ingress-nginx names still found in manifests, and their replacements.
 pub static RETIRED: &[Retired] = &[
-    Retired { name: "secure-backends", replacement: "backend-protocol: HTTPS" },
-    Retired { name: "grpc-backend", replacement: "backend-protocol: GRPC" },
-    Retired { name: "upstream-max-fails", replacement: "proxy-next-upstream-tries" },
-    Retired { name: "upstream-fail-timeout", replacement: "proxy-next-upstream-timeout" },
-    Retired { name: "add-base-url", replacement: "rewrite-target" },
-    Retired { name: "base-url-scheme", replacement: "rewrite-target" },
-    Retired { name: "session-cookie-hash", replacement: "nothing: the cookie value is chosen by the gateway" },
-    Retired { name: "lua-resty-waf", replacement: "a WAF in front of the gateway" },
-    Retired { name: "lua-resty-waf-debug", replacement: "a WAF in front of the gateway" },
-    Retired { name: "lua-resty-waf-ignore-rulesets", replacement: "a WAF in front of the gateway" },
-    Retired { name: "lua-resty-waf-extra-rules", replacement: "a WAF in front of the gateway" },
-    Retired { name: "lua-resty-waf-allow-unknown-content-types", replacement: "a WAF in front of the gateway" },
-    Retired { name: "lua-resty-waf-score-threshold", replacement: "a WAF in front of the gateway" },
-    Retired { name: "lua-resty-waf-process-multipart-body", replacement: "a WAF in front of the gateway" },
-    Retired { name: "mirror-uri", replacement: "mirror-target" },
-    Retired { name: "enable-influxdb", replacement: "the /metrics endpoint" },
-    Retired { name: "influxdb-measurement", replacement: "the /metrics endpoint" },
-    Retired { name: "influxdb-port", replacement: "the /metrics endpoint" },
-    Retired { name: "influxdb-host", replacement: "the /metrics endpoint" },
-    Retired { name: "influxdb-server-name", replacement: "the /metrics endpoint" },
-    Retired { name: "secure-verify-ca-secret", replacement: "proxy-ssl-secret" },
-    Retired { name: "enable-opentracing", replacement: "enable-opentelemetry" },
-    Retired { name: "opentracing-trust-incoming-span", replacement: "opentelemetry-trust-incoming-span" },
-    Retired { name: "global-rate-limit", replacement: "limit-rps with the gateway's global limit store" },
-    Retired { name: "global-rate-limit-window", replacement: "limit-rps / limit-rpm" },
-    Retired { name: "global-rate-limit-key", replacement: "limit-rps (keyed by client address)" },
-    Retired { name: "global-rate-limit-ignored-cidrs", replacement: "limit-allowlist" },
+    Retired {
+        name: "secure-backends",
+        replacement: "backend-protocol: HTTPS",
+    },
+    Retired {
+        name: "grpc-backend",
+        replacement: "backend-protocol: GRPC",
+    },
+    Retired {
+        name: "upstream-max-fails",
+        replacement: "proxy-next-upstream-tries",
+    },
+    Retired {
+        name: "upstream-fail-timeout",
+        replacement: "proxy-next-upstream-timeout",
+    },
+    Retired {
+        name: "add-base-url",
+        replacement: "rewrite-target",
+    },
+    Retired {
+        name: "base-url-scheme",
+        replacement: "rewrite-target",
+    },
+    Retired {
+        name: "session-cookie-hash",
+        replacement: "nothing: the cookie value is chosen by the gateway",
+    },
+    Retired {
+        name: "lua-resty-waf",
+        replacement: "a WAF in front of the gateway",
+    },
+    Retired {
+        name: "lua-resty-waf-debug",
+        replacement: "a WAF in front of the gateway",
+    },
+    Retired {
+        name: "lua-resty-waf-ignore-rulesets",
+        replacement: "a WAF in front of the gateway",
+    },
+    Retired {
+        name: "lua-resty-waf-extra-rules",
+        replacement: "a WAF in front of the gateway",
+    },
+    Retired {
+        name: "lua-resty-waf-allow-unknown-content-types",
+        replacement: "a WAF in front of the gateway",
+    },
+    Retired {
+        name: "lua-resty-waf-score-threshold",
+        replacement: "a WAF in front of the gateway",
+    },
+    Retired {
+        name: "lua-resty-waf-process-multipart-body",
+        replacement: "a WAF in front of the gateway",
+    },
+    Retired {
+        name: "mirror-uri",
+        replacement: "mirror-target",
+    },
+    Retired {
+        name: "enable-influxdb",
+        replacement: "the /metrics endpoint",
+    },
+    Retired {
+        name: "influxdb-measurement",
+        replacement: "the /metrics endpoint",
+    },
+    Retired {
+        name: "influxdb-port",
+        replacement: "the /metrics endpoint",
+    },
+    Retired {
+        name: "influxdb-host",
+        replacement: "the /metrics endpoint",
+    },
+    Retired {
+        name: "influxdb-server-name",
+        replacement: "the /metrics endpoint",
+    },
+    Retired {
+        name: "secure-verify-ca-secret",
+        replacement: "proxy-ssl-secret",
+    },
+    Retired {
+        name: "enable-opentracing",
+        replacement: "enable-opentelemetry",
+    },
+    Retired {
+        name: "opentracing-trust-incoming-span",
+        replacement: "opentelemetry-trust-incoming-span",
+    },
+    Retired {
+        name: "global-rate-limit",
+        replacement: "limit-rps with the gateway's global limit store",
+    },
+    Retired {
+        name: "global-rate-limit-window",
+        replacement: "limit-rps / limit-rpm",
+    },
+    Retired {
+        name: "global-rate-limit-key",
+        replacement: "limit-rps (keyed by client address)",
+    },
+    Retired {
+        name: "global-rate-limit-ignored-cidrs",
+        replacement: "limit-allowlist",
+    },
 ];
 
 /// Options for reading annotations (part of `CompileOptions`).
@@ -461,7 +542,11 @@ impl<'a> Cx<'a> {
         }
         match spec.support {
             Support::Refused(why) => {
-                let d = self.diag(Code::AnnotationRefused, key, format!("`{key}` is refused: {why}"));
+                let d = self.diag(
+                    Code::AnnotationRefused,
+                    key,
+                    format!("`{key}` is refused: {why}"),
+                );
                 self.diags.push(d);
                 self.failed.push(key.to_string());
                 return None;
@@ -528,7 +613,9 @@ impl<'a> Cx<'a> {
         let d = self.diag(
             Code::AnnotationInvalidValue,
             key,
-            format!("`{key}`{shown}: {why}; the routes of this Ingress answer 503 until it is fixed"),
+            format!(
+                "`{key}`{shown}: {why}; the routes of this Ingress answer 503 until it is fixed"
+            ),
         );
         self.diags.push(d);
         self.failed.push(key.to_string());

@@ -15,16 +15,40 @@ static KEYS: &[KeySpec] = &[
     KeySpec::new("enable-access-log", Family::Observability)
         .grammar("boolean")
         .default("true")
-        .doc("Per-route access log switch: `false` turns off the access log line for these routes."),
-    boolean("enable-rewrite-log", "nginx rewrite debug log.", "there is no nginx rewrite log; `ingressctl explain` shows rewrites"),
-    boolean("enable-opentelemetry", "Per-location tracing switch.", "tracing is configured for the whole gateway"),
-    boolean("opentelemetry-trust-incoming-span", "Continue incoming trace context.", "tracing is configured for the whole gateway"),
+        .doc(
+            "Per-route access log switch: `false` turns off the access log line for these routes.",
+        ),
+    boolean(
+        "enable-rewrite-log",
+        "nginx rewrite debug log.",
+        "there is no nginx rewrite log; `ingressctl explain` shows rewrites",
+    ),
+    boolean(
+        "enable-opentelemetry",
+        "Per-location tracing switch.",
+        "tracing is configured for the whole gateway",
+    ),
+    boolean(
+        "opentelemetry-trust-incoming-span",
+        "Continue incoming trace context.",
+        "tracing is configured for the whole gateway",
+    ),
     KeySpec::new("opentelemetry-operation-name", Family::Observability)
         .grammar("`[A-Za-z0-9_-]*`")
         .doc("Span name.")
-        .support(Support::NotEnforced("tracing is configured for the whole gateway")),
-    boolean("enable-modsecurity", "ModSecurity WAF.", "there is no embedded WAF; put one in front or use a plugin"),
-    boolean("enable-owasp-core-rules", "OWASP core rule set.", "there is no embedded WAF; put one in front or use a plugin"),
+        .support(Support::NotEnforced(
+            "tracing is configured for the whole gateway",
+        )),
+    boolean(
+        "enable-modsecurity",
+        "ModSecurity WAF.",
+        "there is no embedded WAF; put one in front or use a plugin",
+    ),
+    boolean(
+        "enable-owasp-core-rules",
+        "OWASP core rule set.",
+        "there is no embedded WAF; put one in front or use a plugin",
+    ),
     KeySpec::new("modsecurity-transaction-id", Family::Observability)
         .grammar("nginx variable")
         .doc("ModSecurity transaction id.")
@@ -39,7 +63,11 @@ static KEYS: &[KeySpec] = &[
         .doc("ConfigMap of FastCGI params.")
         .risk(Risk::Medium)
         .support(Support::NotEnforced("FastCGI upstreams are not supported")),
-    boolean("http2-push-preload", "HTTP/2 server push of preload links.", "HTTP/2 server push is obsolete and not offered"),
+    boolean(
+        "http2-push-preload",
+        "HTTP/2 server push of preload links.",
+        "HTTP/2 server push is obsolete and not offered",
+    ),
     KeySpec::new("limit-rate", Family::Observability)
         .grammar("whole KB/s")
         .default("0")

@@ -85,17 +85,23 @@ const RELATIVE: KeySpec = KeySpec::new("relative-redirects", Family::Redirect)
     .grammar("boolean")
     .default("false")
     .doc("nginx `absolute_redirect off`.")
-    .support(Support::NotEnforced("the gateway's own Locations are always absolute"));
+    .support(Support::NotEnforced(
+        "the gateway's own Locations are always absolute",
+    ));
 const PROXY_REDIRECT_FROM: KeySpec = KeySpec::new("proxy-redirect-from", Family::Redirect)
     .grammar("string, `off` or `default`")
     .doc("Rewrite the upstream's Location header (first argument of nginx proxy_redirect).")
     .risk(Risk::Medium)
-    .support(Support::NotEnforced("upstream Location headers are passed unchanged"));
+    .support(Support::NotEnforced(
+        "upstream Location headers are passed unchanged",
+    ));
 const PROXY_REDIRECT_TO: KeySpec = KeySpec::new("proxy-redirect-to", Family::Redirect)
     .grammar("string")
     .doc("Second argument of nginx proxy_redirect.")
     .risk(Risk::Medium)
-    .support(Support::NotEnforced("upstream Location headers are passed unchanged"));
+    .support(Support::NotEnforced(
+        "upstream Location headers are passed unchanged",
+    ));
 
 static KEYS: &[KeySpec] = &[
     SSL_REDIRECT,
@@ -150,8 +156,20 @@ impl AnnotationFamily for Redirect {
                 }
             }
         };
-        let pc = code(cx, permanent_code, permanent.is_some(), 308, StatusCode::MOVED_PERMANENTLY);
-        let tc = code(cx, temporal_code, temporal.is_some(), 307, StatusCode::FOUND);
+        let pc = code(
+            cx,
+            permanent_code,
+            permanent.is_some(),
+            308,
+            StatusCode::MOVED_PERMANENTLY,
+        );
+        let tc = code(
+            cx,
+            temporal_code,
+            temporal.is_some(),
+            307,
+            StatusCode::FOUND,
+        );
         p.to = match (temporal, permanent) {
             (Some(url), _) => Some(RedirectTo {
                 url,

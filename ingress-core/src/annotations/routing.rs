@@ -43,7 +43,9 @@ pub struct RewriteTarget {
 impl RewriteTarget {
     /// Whether the target refers to capture groups.
     pub fn has_groups(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, RewritePart::Group(_)))
+        self.parts
+            .iter()
+            .any(|p| matches!(p, RewritePart::Group(_)))
     }
 
     /// Substitute capture groups (`group(n)` gives group `n`, `None` when it did not
@@ -76,7 +78,10 @@ pub fn rewrite_target(s: &str) -> Result<RewriteTarget, values::Invalid> {
                 if braced {
                     chars.next();
                 }
-                let d = chars.next().and_then(|d| d.to_digit(10)).filter(|d| *d >= 1);
+                let d = chars
+                    .next()
+                    .and_then(|d| d.to_digit(10))
+                    .filter(|d| *d >= 1);
                 if braced && chars.next() != Some('}') {
                     return Err("expected `${1}`..`${9}`".into());
                 }
@@ -136,9 +141,7 @@ impl RoutingPolicy {
     /// rewrite target with capture references, for this Ingress only.
     pub fn regex_mode(&self, profile: Profile) -> RegexMode {
         match profile {
-            Profile::IngressNginx if self.use_regex || self.rewrite.is_some() => {
-                RegexMode::Prefix
-            }
+            Profile::IngressNginx if self.use_regex || self.rewrite.is_some() => RegexMode::Prefix,
             Profile::IngressNginx => RegexMode::Off,
             Profile::Standard if self.full_path_regex => RegexMode::Full,
             Profile::Standard
@@ -188,7 +191,9 @@ const MATCH_METHOD: KeySpec = KeySpec::new("match-method", Family::Routing)
     .grammar("space-separated HTTP methods")
     .doc("Higress: the route matches only these methods.")
     .prefixes(Prefixes::Extension)
-    .support(Support::Refused("method conditions are not supported yet; the route would match more requests than asked"));
+    .support(Support::Refused(
+        "method conditions are not supported yet; the route would match more requests than asked",
+    ));
 const MATCH_HEADER: KeySpec = KeySpec::new("*-match-header-*", Family::Routing)
     .grammar("exact value, prefix or regex")
     .doc("Higress: extra header (and `-query-`, `-pseudo-header-`) match conditions.")
@@ -209,7 +214,9 @@ const SERVER_ALIAS: KeySpec = KeySpec::new("server-alias", Family::Routing)
     .doc("Extra host names for the host.")
     .scope(Scope::Host)
     .risk(Risk::High)
-    .support(Support::NotEnforced("write the extra hosts as rules of the Ingress instead"));
+    .support(Support::NotEnforced(
+        "write the extra hosts as rules of the Ingress instead",
+    ));
 
 static KEYS: &[KeySpec] = &[
     REWRITE_TARGET,
@@ -254,7 +261,10 @@ impl AnnotationFamily for Routing {
                 cx.report(
                     crate::diagnostics::Code::AnnotationIgnored,
                     raw.key,
-                    format!("`{}` has no effect without rewrite-target (as in ingress-nginx)", raw.key),
+                    format!(
+                        "`{}` has no effect without rewrite-target (as in ingress-nginx)",
+                        raw.key
+                    ),
                 );
             } else {
                 match values::path(raw.value, false) {

@@ -88,12 +88,39 @@ pub struct Directive {
 
 /// Directives that run code, touch files or reconfigure nginx itself.
 const UNSAFE: &[&str] = &[
-    "load_module", "include", "alias", "root", "ssl_engine", "proxy_pass", "grpc_pass",
-    "fastcgi_pass", "uwsgi_pass", "scgi_pass", "location", "access_log", "error_log",
-    "log_format", "perl", "perl_set", "js_content", "js_set", "js_import", "env",
-    "lua_package_path", "lua_package_cpath", "lua_shared_dict", "lua_code_cache",
-    "client_body_temp_path", "proxy_temp_path", "ssl_certificate", "ssl_certificate_key",
-    "auth_basic_user_file", "internal", "server", "upstream", "resolver",
+    "load_module",
+    "include",
+    "alias",
+    "root",
+    "ssl_engine",
+    "proxy_pass",
+    "grpc_pass",
+    "fastcgi_pass",
+    "uwsgi_pass",
+    "scgi_pass",
+    "location",
+    "access_log",
+    "error_log",
+    "log_format",
+    "perl",
+    "perl_set",
+    "js_content",
+    "js_set",
+    "js_import",
+    "env",
+    "lua_package_path",
+    "lua_package_cpath",
+    "lua_shared_dict",
+    "lua_code_cache",
+    "client_body_temp_path",
+    "proxy_temp_path",
+    "ssl_certificate",
+    "ssl_certificate_key",
+    "auth_basic_user_file",
+    "internal",
+    "server",
+    "upstream",
+    "resolver",
 ];
 
 /// Directives with a typed counterpart.
@@ -244,8 +271,14 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                ("more_set_headers", Triage::MapsTo("response-header-control-update")),
-                ("proxy_set_header", Triage::MapsTo("request-header-control-update")),
+                (
+                    "more_set_headers",
+                    Triage::MapsTo("response-header-control-update")
+                ),
+                (
+                    "proxy_set_header",
+                    Triage::MapsTo("request-header-control-update")
+                ),
                 ("if", Triage::NeedsPlugin),
                 ("access_by_lua_block", Triage::Unsafe),
                 ("return", Triage::MapsTo("permanent-redirect")),

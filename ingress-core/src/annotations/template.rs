@@ -107,7 +107,11 @@ fn var(name: &str) -> Result<Var, Invalid> {
             "`${name}` is not a supported variable (supported: $request_uri, $escaped_request_uri, $uri, $host, $scheme, $request_method, $remote_addr, $binary_remote_addr, $http_<header>, $arg_<name>, $cookie_<name>)"
         )
     };
-    let simple = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let simple = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
     Ok(match name {
         "request_uri" => Var::RequestUri,
         "escaped_request_uri" => Var::EscapedRequestUri,

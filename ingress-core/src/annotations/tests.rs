@@ -45,10 +45,16 @@ fn no_annotations_of_ours_cost_nothing() {
 fn nginx_prefix_wins_and_a_different_value_elsewhere_is_reported() {
     let (a, b) = (k(N, "upstream-vhost"), k(H, "upstream-vhost"));
     let p = run(&[(&a, "one.example"), (&b, "two.example")]);
-    assert_eq!(p.policy.routing.upstream_vhost.as_deref(), Some("one.example"));
+    assert_eq!(
+        p.policy.routing.upstream_vhost.as_deref(),
+        Some("one.example")
+    );
     assert_eq!(codes(&p), ["annotation-shadowed"]);
     let d = &p.diagnostics[0];
-    assert_eq!(d.field.as_deref(), Some("metadata.annotations[\"higress.io/upstream-vhost\"]"));
+    assert_eq!(
+        d.field.as_deref(),
+        Some("metadata.annotations[\"higress.io/upstream-vhost\"]")
+    );
     // The same value under two prefixes is fine.
     let p = run(&[(&a, "one.example"), (&b, "one.example")]);
     assert!(p.diagnostics.is_empty());
@@ -63,7 +69,11 @@ fn extension_keys_are_read_under_extension_prefixes_only() {
     let p = run(&[(&k(N, "rewrite-path"), "/v2")]);
     assert_eq!(p.policy.routing.rewrite_path, None);
     assert_eq!(codes(&p), ["annotation-unknown"]);
-    assert!(p.diagnostics[0].message.contains("not read under this prefix"));
+    assert!(
+        p.diagnostics[0]
+            .message
+            .contains("not read under this prefix")
+    );
     // MSE-only keys: only under mse.
     let p = run(&[(&k(H, "canary-by-query"), "v")]);
     assert_eq!(codes(&p), ["annotation-unknown"]);
@@ -76,7 +86,10 @@ fn custom_prefix_is_read_first() {
         ..AnnotationOptions::default()
     };
     let p = run_with(
-        &[("example.com/use-regex", "true"), (&k(N, "use-regex"), "false")],
+        &[
+            ("example.com/use-regex", "true"),
+            (&k(N, "use-regex"), "false"),
+        ],
         &options,
     );
     assert!(p.policy.routing.use_regex);
@@ -106,7 +119,10 @@ fn invalid_values_fail_closed_and_name_the_key() {
             pairs.push(("nginx.ingress.kubernetes.io/enable-cors", "true"));
         }
         if name == "permanent-redirect-code" {
-            pairs.push(("nginx.ingress.kubernetes.io/permanent-redirect", "https://e.com/"));
+            pairs.push((
+                "nginx.ingress.kubernetes.io/permanent-redirect",
+                "https://e.com/",
+            ));
         }
         let p = run(&pairs);
         assert!(
@@ -129,7 +145,12 @@ fn invalid_values_fail_closed_and_name_the_key() {
 #[test]
 fn control_characters_and_huge_values_are_rejected() {
     let key = k(N, "upstream-vhost");
-    for value in ["a.example\nproxy_pass x", "a.example\r", "a\u{0}b", "a\u{2028}b"] {
+    for value in [
+        "a.example\nproxy_pass x",
+        "a.example\r",
+        "a\u{0}b",
+        "a\u{2028}b",
+    ] {
         let p = run(&[(&key, value)]);
         assert_eq!(codes(&p), ["annotation-invalid-value"], "{value:?}");
         assert!(p.policy.routing.upstream_vhost.is_none());
@@ -160,7 +181,11 @@ fn snippets_are_refused_and_fail_closed() {
 fn unknown_keys_get_a_suggestion_and_retired_keys_a_replacement() {
     let p = run(&[(&k(N, "rewrite-targt"), "/")]);
     assert_eq!(codes(&p), ["annotation-unknown"]);
-    assert!(p.diagnostics[0].message.contains("did you mean `rewrite-target`"));
+    assert!(
+        p.diagnostics[0]
+            .message
+            .contains("did you mean `rewrite-target`")
+    );
     assert!(p.policy.fail_closed.is_none());
     let p = run(&[(&k(N, "no-such-thing-at-all"), "1")]);
     assert!(p.diagnostics[0].message.contains("has no effect"));
@@ -260,10 +285,18 @@ fn registry_is_consistent() {
             "{}",
             spec.name
         );
-        assert!(RETIRED.iter().all(|r| r.name != spec.name), "{} is retired", spec.name);
+        assert!(
+            RETIRED.iter().all(|r| r.name != spec.name),
+            "{} is retired",
+            spec.name
+        );
     }
     for f in REGISTRY {
-        assert!(f.keys().iter().all(|k| k.family == f.family()), "{:?}", f.family());
+        assert!(
+            f.keys().iter().all(|k| k.family == f.family()),
+            "{:?}",
+            f.family()
+        );
     }
 }
 
@@ -273,6 +306,9 @@ fn glob_names() {
     assert!(name_matches("regex-match-header-x", "*-match-header-*"));
     assert!(!name_matches("-match-header-x", "*-match-header-*"));
     assert!(!name_matches("exact-match-header-", "*-match-header-*"));
-    assert!(!name_matches("exact-match-pseudo-header-x", "*-match-header-*"));
+    assert!(!name_matches(
+        "exact-match-pseudo-header-x",
+        "*-match-header-*"
+    ));
     assert!(name_matches("use-regex", "use-regex"));
 }

@@ -188,7 +188,11 @@ pub fn regex(pattern: &str, case_insensitive: bool) -> Result<Regex, Invalid> {
         .build()
         .map_err(|e| {
             let msg = e.to_string();
-            let last = msg.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = msg
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
             let hint = if pattern.contains("(?=")
                 || pattern.contains("(?!")
                 || pattern.contains("(?<=")
@@ -198,7 +202,10 @@ pub fn regex(pattern: &str, case_insensitive: bool) -> Result<Regex, Invalid> {
             } else {
                 ""
             };
-            format!("not a valid regex: {}{hint}", last.trim().trim_start_matches("error: "))
+            format!(
+                "not a valid regex: {}{hint}",
+                last.trim().trim_start_matches("error: ")
+            )
         })
 }
 
@@ -240,20 +247,20 @@ pub struct Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}{}", self.scheme, self.authority, self.path_and_query)
+        write!(
+            f,
+            "{}://{}{}",
+            self.scheme, self.authority, self.path_and_query
+        )
     }
 }
 
 /// An absolute `http://` or `https://` URL with a host.
 pub fn url(s: &str) -> Result<Url, Invalid> {
     if s.contains(char::is_whitespace) || s.contains('$') {
-        return Err(
-            "expected an absolute http(s) URL without spaces or nginx variables".into(),
-        );
+        return Err("expected an absolute http(s) URL without spaces or nginx variables".into());
     }
-    let uri: http::Uri = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a valid URL"))?;
+    let uri: http::Uri = s.parse().map_err(|_| format!("`{s}` is not a valid URL"))?;
     let scheme = uri
         .scheme()
         .filter(|sc| **sc == http::uri::Scheme::HTTP || **sc == http::uri::Scheme::HTTPS)
@@ -335,7 +342,9 @@ pub fn object_name(s: &str) -> Result<String, Invalid> {
     if ok {
         Ok(s.to_string())
     } else {
-        Err(format!("`{s}` is not a valid object name (lower-case DNS-1123)"))
+        Err(format!(
+            "`{s}` is not a valid object name (lower-case DNS-1123)"
+        ))
     }
 }
 
@@ -465,7 +474,10 @@ mod tests {
 
     #[test]
     fn headers_and_codes() {
-        assert_eq!(header_name("X-Canary").map(|h| h.to_string()), Ok("x-canary".into()));
+        assert_eq!(
+            header_name("X-Canary").map(|h| h.to_string()),
+            Ok("x-canary".into())
+        );
         assert!(header_name("X Canary").is_err());
         assert!(header_name("").is_err());
         assert_eq!(header_names("a, b ,c").map(|v| v.len()), Ok(3));

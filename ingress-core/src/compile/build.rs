@@ -122,8 +122,8 @@ impl<'v> Builder<'v> {
             if v.policy.canary.is_some() {
                 continue;
             }
-            let regex =
-                self.nginx && v.policy.routing.regex_mode(super::Profile::IngressNginx) != RegexMode::Off;
+            let regex = self.nginx
+                && v.policy.routing.regex_mode(super::Profile::IngressNginx) != RegexMode::Off;
             for rule in &v.rules {
                 let (host_ix, hb) = self.host(&rule.host);
                 hb.owner.get_or_insert(vi);
@@ -340,7 +340,12 @@ impl<'v> Builder<'v> {
     /// The regex a path matches as: ingress-nginx contagion (`(?i)^<path>`), a
     /// standard-profile regex path (`^<path>`, or `^(?:<path>)$` for
     /// `full-path-regex`), or a literal path of an `ignore-path-case` Ingress.
-    fn path_regex(&self, ingress: usize, path: &IngressPath, host_regex: bool) -> Result<Pattern, String> {
+    fn path_regex(
+        &self,
+        ingress: usize,
+        path: &IngressPath,
+        host_regex: bool,
+    ) -> Result<Pattern, String> {
         use crate::annotations::values;
         if host_regex {
             return values::regex(&format!("^{}", path.as_str()), true).map(Pattern);
@@ -348,7 +353,9 @@ impl<'v> Builder<'v> {
         let routing = &self.valid[ingress].policy.routing;
         let mode = routing.regex_mode(super::Profile::Standard);
         let src = match (mode, path.path_type()) {
-            (RegexMode::Full, PathType::ImplementationSpecific) => format!("^(?:{})$", path.as_str()),
+            (RegexMode::Full, PathType::ImplementationSpecific) => {
+                format!("^(?:{})$", path.as_str())
+            }
             (RegexMode::Prefix, PathType::ImplementationSpecific) => format!("^{}", path.as_str()),
             (_, PathType::Exact) => format!("^{}$", regex::escape(path.as_str())),
             _ => match path.as_str().trim_end_matches('/') {
@@ -394,7 +401,11 @@ impl<'v> Builder<'v> {
             if !others.is_empty() {
                 for &vi in hb.ingresses.iter().filter(|&&vi| is_regex(vi)) {
                     let r = &self.valid[vi].policy.routing;
-                    let key = if r.use_regex { "use-regex" } else { "rewrite-target" };
+                    let key = if r.use_regex {
+                        "use-regex"
+                    } else {
+                        "rewrite-target"
+                    };
                     diags.push(Diagnostic::new(
                         Code::RegexHostContagion,
                         Some(ObjectRef::clone(&self.valid[vi].r)),
@@ -432,7 +443,11 @@ impl<'v> Builder<'v> {
             if hp.app_root.is_none() {
                 hp.app_root.clone_from(&r.app_root);
             }
-            if sets("from-to-www-redirect") && !seen.iter().any(|(n, _, f)| *n == "from-to-www-redirect" && *f != vi) {
+            if sets("from-to-www-redirect")
+                && !seen
+                    .iter()
+                    .any(|(n, _, f)| *n == "from-to-www-redirect" && *f != vi)
+            {
                 hp.from_to_www = r.from_to_www;
             }
             let a = &v.policy.access;
@@ -548,7 +563,13 @@ impl<'v> Builder<'v> {
                             CanaryRoute {
                                 ingress: cv.r.clone(),
                                 field: c.field.clone(),
-                                backend: resolve(cv.namespace(), c.backend, c.ingress, &cfield, diags),
+                                backend: resolve(
+                                    cv.namespace(),
+                                    c.backend,
+                                    c.ingress,
+                                    &cfield,
+                                    diags,
+                                ),
                                 policy: cv.policy.clone(),
                             }
                         })

@@ -19,14 +19,14 @@ use std::borrow::Cow;
 use http::StatusCode;
 
 pub use decision::{Decision, Forward, Redirect, RedirectReason, Respond, RespondReason};
-pub use policy::RouteInputs;
 pub use explain::{Explanation, HostLevel, Step, Verdict};
 pub use matching::Rank;
 pub(crate) use matching::{MatchKind, match_key};
+pub use policy::RouteInputs;
 pub use request::{RequestView, Scheme, normalize_path};
 pub use table::{
-    Backend, BackendId, CanaryRoute, HostPolicy, BackendStatus, DefaultScope, EndpointAddr, EndpointHost, PortRef, Route,
-    RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding,
+    Backend, BackendId, BackendStatus, CanaryRoute, DefaultScope, EndpointAddr, EndpointHost,
+    HostPolicy, PortRef, Route, RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding,
 };
 pub(crate) use table::{HostRoutes, SMALL_HOST};
 
@@ -67,7 +67,11 @@ impl RouteTable {
 
     /// `from-to-www-redirect`: `www.<host>` to `<host>` (or the reverse) when the
     /// other name is a host with the annotation and the requested name has no route.
-    pub(crate) fn www_redirect_for<'a>(&'a self, host: &str, req: &RequestView<'a>) -> Option<Decision<'a>> {
+    pub(crate) fn www_redirect_for<'a>(
+        &'a self,
+        host: &str,
+        req: &RequestView<'a>,
+    ) -> Option<Decision<'a>> {
         let other: std::borrow::Cow<'_, str> = match host.strip_prefix("www.") {
             Some(bare) => bare.into(),
             None => format!("www.{host}").into(),

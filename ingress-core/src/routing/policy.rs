@@ -64,7 +64,10 @@ impl RouteTable {
             })
         };
         if pol.fail_closed.is_some() {
-            return respond(StatusCode::SERVICE_UNAVAILABLE, RespondReason::InvalidPolicy);
+            return respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                RespondReason::InvalidPolicy,
+            );
         }
         if path == "/"
             && let Some(root) = &hp.app_root
@@ -168,7 +171,11 @@ impl RouteTable {
             if t.has_query {
                 upstream_query = new_query.map(Cow::Owned);
             }
-            upstream_path = Cow::Owned(if new_path.is_empty() { "/".into() } else { new_path });
+            upstream_path = Cow::Owned(if new_path.is_empty() {
+                "/".into()
+            } else {
+                new_path
+            });
             rewritten = true;
         }
         Decision::Forward(Forward {
@@ -288,7 +295,9 @@ fn https_location(req: &RequestView<'_>, preserve: bool) -> String {
 
 fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     match host.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
