@@ -261,14 +261,14 @@ impl AnnotationFamily for LoadBalanceFamily {
                 }
             }
         }
-        if let Some((key, _)) = keyed(cx, &MCP_SSE_PARAM, param_name) {
-            if !mcp_sse {
-                cx.report(
-                    Code::AnnotationIgnored,
-                    key,
-                    format!("`{key}` has no effect without `load-balance: mcp-sse`"),
-                );
-            }
+        if let Some((key, _)) = keyed(cx, &MCP_SSE_PARAM, param_name)
+            && !mcp_sse
+        {
+            cx.report(
+                Code::AnnotationIgnored,
+                key,
+                format!("`{key}` has no effect without `load-balance: mcp-sse`"),
+            );
         }
         let p = &mut policy.load_balance;
         p.hash = template.map(|template| HashKey {
