@@ -4,6 +4,8 @@
 #[path = "proxy/reload.rs"]
 mod reload;
 mod support;
+#[path = "proxy/upstreams.rs"]
+mod upstreams;
 
 use std::time::Duration;
 

@@ -57,6 +57,8 @@ pub struct Upstream {
     pub name: &'static str,
     /// Requests received so far (counted when their head arrives).
     pub hits: Arc<AtomicUsize>,
+    /// Connections accepted so far.
+    pub conns: Arc<AtomicUsize>,
 }
 
 /// Start an echo upstream. It answers every request with JSON describing it
@@ -70,11 +72,14 @@ pub async fn echo(name: &'static str) -> Upstream {
     let addr = listener.local_addr().expect("upstream addr");
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let accepted = conns.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
+            accepted.fetch_add(1, Ordering::SeqCst);
             let counter = counter.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| {
@@ -88,7 +93,12 @@ pub async fn echo(name: &'static str) -> Upstream {
             });
         }
     });
-    Upstream { addr, name, hits }
+    Upstream {
+        addr,
+        name,
+        hits,
+        conns,
+    }
 }
 
 async fn echo_handle(

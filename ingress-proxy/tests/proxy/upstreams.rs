@@ -1,0 +1,114 @@
+//! The upstream side: pooled keep-alive connections and streamed bodies.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_connections_are_pooled_and_kept_alive() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    for _ in 0..6 {
+        // A new client connection each time: only the upstream side is pooled.
+        let r = h1(
+            p.http_addr().expect("http"),
+            get("app.test", "/").body(empty())?,
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let conns = a.conns.load(Ordering::SeqCst);
+    assert!(conns <= 2, "6 requests opened {conns} upstream connections");
+    p.shutdown().await;
+    Ok(())
+}
+
+/// A response body fed by a channel.
+struct Chan(mpsc::UnboundedReceiver<Bytes>);
+
+impl Body for Chan {
+    type Data = Bytes;
+    type Error = Infallible;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_bodies_stream_without_buffering() -> TestResult {
+    // An upstream that sends "first", then waits for the test before "second".
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream = listener.local_addr()?;
+    let release: Arc<Mutex<Option<oneshot::Receiver<()>>>> = Arc::default();
+    let (go, wait) = oneshot::channel();
+    *release.lock().map_err(|_| "lock")? = Some(wait);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let release = release.clone();
+            let svc = service_fn(move |_req| {
+                let wait = release.lock().ok().and_then(|mut r| r.take());
+                async move {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    let _ = tx.send(Bytes::from_static(b"first"));
+                    tokio::spawn(async move {
+                        if let Some(wait) = wait {
+                            let _ = wait.await;
+                        }
+                        let _ = tx.send(Bytes::from_static(b"second"));
+                    });
+                    Ok::<_, Infallible>(Response::new(Chan(rx)))
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "stream.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("stream", &[("stream.test", "/", "s")], &[]),
+            service("s", &[upstream]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let io = TokioIo::new(tokio::net::TcpStream::connect(p.http_addr().expect("http")).await?);
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    let req = origin_form(get("stream.test", "/events").body(empty())?);
+    let resp = send.send_request(req).await?;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let first = tokio::time::timeout(DEADLINE, body.frame())
+        .await
+        .expect("the first chunk arrives while the upstream is still sending")
+        .ok_or("body ended")??;
+    assert_eq!(first.into_data().ok().as_deref(), Some(&b"first"[..]));
+    let _ = go.send(());
+    let rest = tokio::time::timeout(DEADLINE, body.collect())
+        .await??
+        .to_bytes();
+    assert_eq!(&rest[..], b"second");
+    p.shutdown().await;
+    Ok(())
+}
