@@ -348,7 +348,7 @@ impl<'v> Builder<'v> {
     ) -> Result<Pattern, String> {
         use crate::annotations::values;
         if host_regex {
-            return values::regex(&format!("^{}", path.as_str()), true).map(Pattern);
+            return values::regex(&format!("(?i)^{}", path.as_str()), false).map(Pattern);
         }
         let routing = &self.valid[ingress].policy.routing;
         let mode = routing.regex_mode(super::Profile::Standard);
@@ -363,7 +363,12 @@ impl<'v> Builder<'v> {
                 t => format!("^{}(?:/|$)", regex::escape(t)),
             },
         };
-        values::regex(&src, routing.ignore_path_case).map(Pattern)
+        let src = if routing.ignore_path_case {
+            format!("(?i){src}")
+        } else {
+            src
+        };
+        values::regex(&src, false).map(Pattern)
     }
 
     /// Host-scoped annotations of the Ingresses of one host: the oldest Ingress that

@@ -202,6 +202,9 @@ impl RouteTable {
 
     fn rank_of(&self, id: RouteId, path: &str) -> Option<super::Rank> {
         let route = self.route_by_id(id);
+        if route.regex.is_some() {
+            return None;
+        }
         let RouteMatch::Path(p) = &route.matcher else {
             return None;
         };
@@ -229,6 +232,30 @@ impl RouteTable {
                 why: "used only when no path of this host matches".into(),
             };
         };
+        if let Some(re) = &route.regex {
+            if !re.0.is_match(path) {
+                return Verdict::NoMatch {
+                    why: format!("regex {} does not match {path}", re.as_str()),
+                };
+            }
+            let Some(by) = winner else {
+                return Verdict::NoMatch {
+                    why: "no route chosen".into(),
+                };
+            };
+            let why = if level != winner_level {
+                format!(
+                    "the {} is consulted before the {}",
+                    winner_level.describe(),
+                    level.describe()
+                )
+            } else if self.route_by_id(by).regex.is_some() {
+                "an earlier regex in the host's order (longest path first) matched".to_owned()
+            } else {
+                "Exact and Prefix paths win over regex paths".to_owned()
+            };
+            return Verdict::Outranked { by, why };
+        }
         let Some(r) = self.rank_of(route.id, path) else {
             let why = match p.path_type() {
                 super::super::model::PathType::Exact => {
