@@ -58,10 +58,10 @@ impl AccessPolicy {
         } else {
             (None, None)
         };
-        if let (Some(deny), Some(ip)) = (deny, client) {
-            if values::ip_in(deny, ip) {
-                return AccessVerdict::Denied;
-            }
+        if let (Some(deny), Some(ip)) = (deny, client)
+            && values::ip_in(deny, ip)
+        {
+            return AccessVerdict::Denied;
         }
         match (allow, client) {
             (Some(allow), Some(ip)) if values::ip_in(allow, ip) => AccessVerdict::Allowed,

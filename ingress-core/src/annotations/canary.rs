@@ -97,23 +97,23 @@ impl CanaryPolicy {
     /// Header, cookie and query rules, in that order (weight is decided by the caller,
     /// because several canaries share one roll).
     pub fn decide_by_request(&self, headers: &HeaderMap, query: Option<&str>) -> CanaryVerdict {
-        if let Some(rule) = &self.header {
-            if let Some(v) = headers.get(&rule.name).and_then(|v| v.to_str().ok()) {
-                match &rule.matcher {
-                    HeaderMatch::Value(want) if v == want => {
-                        return CanaryVerdict::Canary(CanaryReason::Header);
-                    }
-                    HeaderMatch::Pattern(p) if p.0.is_match(v) => {
-                        return CanaryVerdict::Canary(CanaryReason::Header);
-                    }
-                    HeaderMatch::Keywords if v == "always" => {
-                        return CanaryVerdict::Canary(CanaryReason::Header);
-                    }
-                    HeaderMatch::Keywords if v == "never" => {
-                        return CanaryVerdict::Primary(CanaryReason::Header);
-                    }
-                    _ => {}
+        if let Some(rule) = &self.header
+            && let Some(v) = headers.get(&rule.name).and_then(|v| v.to_str().ok())
+        {
+            match &rule.matcher {
+                HeaderMatch::Value(want) if v == want => {
+                    return CanaryVerdict::Canary(CanaryReason::Header);
                 }
+                HeaderMatch::Pattern(p) if p.0.is_match(v) => {
+                    return CanaryVerdict::Canary(CanaryReason::Header);
+                }
+                HeaderMatch::Keywords if v == "always" => {
+                    return CanaryVerdict::Canary(CanaryReason::Header);
+                }
+                HeaderMatch::Keywords if v == "never" => {
+                    return CanaryVerdict::Primary(CanaryReason::Header);
+                }
+                _ => {}
             }
         }
         if let Some(name) = &self.cookie {
@@ -123,14 +123,14 @@ impl CanaryPolicy {
                 _ => {}
             }
         }
-        if let Some(rule) = &self.query {
-            if let Some(v) = query_param(query, &rule.name) {
-                match &rule.value {
-                    Some(want) if v == want => return CanaryVerdict::Canary(CanaryReason::Query),
-                    None if v == "always" => return CanaryVerdict::Canary(CanaryReason::Query),
-                    None if v == "never" => return CanaryVerdict::Primary(CanaryReason::Query),
-                    _ => {}
-                }
+        if let Some(rule) = &self.query
+            && let Some(v) = query_param(query, &rule.name)
+        {
+            match &rule.value {
+                Some(want) if v == want => return CanaryVerdict::Canary(CanaryReason::Query),
+                None if v == "always" => return CanaryVerdict::Canary(CanaryReason::Query),
+                None if v == "never" => return CanaryVerdict::Primary(CanaryReason::Query),
+                _ => {}
             }
         }
         CanaryVerdict::FallThrough
@@ -311,14 +311,14 @@ impl AnnotationFamily for Canary {
             .unwrap_or(100);
         let query_name = cx.parse(&KEYS[7], token);
         let query_value = cx.take(&KEYS[8]);
-        if query_value.is_some() && query_name.is_none() {
-            if let Some(raw) = &query_value {
-                cx.report(
-                    Code::AnnotationIgnored,
-                    raw.key,
-                    format!("`{}` has no effect without canary-by-query", raw.key),
-                );
-            }
+        if query_name.is_none()
+            && let Some(raw) = &query_value
+        {
+            cx.report(
+                Code::AnnotationIgnored,
+                raw.key,
+                format!("`{}` has no effect without canary-by-query", raw.key),
+            );
         }
         policy.canary = Some(CanaryPolicy {
             header: header.map(|name| HeaderRule { name, matcher }),
