@@ -224,6 +224,19 @@ pub(crate) fn validate(
     }
     let parsed = crate::annotations::parse(&ing.metadata.annotations, &r, annotation_options);
     diags.extend(parsed.diagnostics);
+    if let Some(aff) = &parsed.policy.affinity
+        && aff.cookie.path.is_none()
+        && parsed.policy.routing.regex_mode(profile) != crate::annotations::RegexMode::Off
+    {
+        diags.push(Diagnostic::new(
+            Code::AnnotationIgnored,
+            Some(r.clone()),
+            Some(crate::annotations::annotation_field(
+                "nginx.ingress.kubernetes.io/session-cookie-path",
+            )),
+            "affinity on regex paths needs session-cookie-path (a regex is not a cookie path, as ingress-nginx warns); the cookie is set with the literal path text",
+        ));
+    }
     Some(ValidIngress {
         r: Arc::new(r),
         policy: Arc::new(parsed.policy),
