@@ -106,6 +106,7 @@ pub struct Proxy {
     stop: watch::Sender<bool>,
     servers: Vec<JoinHandle<()>>,
     watcher: Option<JoinHandle<()>>,
+    grace: Duration,
 }
 
 impl Proxy {
@@ -178,6 +179,7 @@ impl Proxy {
             stop,
             servers,
             watcher,
+            grace: config.shutdown_grace,
         })
     }
 
@@ -216,13 +218,16 @@ impl Proxy {
         self.source.apply().await
     }
 
-    /// Stop accepting, let in-flight requests finish (up to the grace period), and
-    /// return once every listener is closed.
+    /// Stop accepting, let in-flight requests and open tunnels finish (up to the
+    /// grace period, then cut what is left), and return once every listener is closed.
     pub async fn shutdown(self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
         let _ = self.stop.send(true);
         for s in self.servers {
             let _ = s.await;
         }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        self.service.close_tunnels(left).await;
         if let Some(w) = self.watcher {
             w.abort();
         }

@@ -31,6 +31,7 @@ use crate::headers::{
 };
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
+use crate::upgrade::Tunnels;
 
 /// The error type of bodies the proxy passes on.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -91,6 +92,7 @@ struct Inner {
     options: ServiceOptions,
     client: Client<HttpConnector, ProxyBody>,
     ids: RequestIds,
+    tunnels: Arc<Tunnels>,
 }
 
 /// What a decision asks for, owned, so the request can be taken apart after routing.
@@ -133,8 +135,20 @@ impl ProxyService {
                 options,
                 client,
                 ids: RequestIds::default(),
+                tunnels: Arc::default(),
             }),
         }
+    }
+
+    /// How many upgraded connections (WebSocket tunnels) are open.
+    pub fn open_tunnels(&self) -> usize {
+        self.inner.tunnels.open()
+    }
+
+    /// Wait for the open tunnels to close, up to `grace`; then cut the rest. New
+    /// tunnels should no longer be accepted (stop the listeners first).
+    pub async fn close_tunnels(&self, grace: Duration) {
+        self.inner.tunnels.close(grace).await;
     }
 
     /// Handle one request (what `Service::call` does, without the boxing).
@@ -454,7 +468,7 @@ impl Inner {
                 return self.error(StatusCode::BAD_GATEWAY, "unexpected-upgrade");
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            tokio::spawn(crate::upgrade::tunnel(client_upgrade, upstream_upgrade));
+            self.tunnels.spawn(client_upgrade, upstream_upgrade);
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, empty());
         }

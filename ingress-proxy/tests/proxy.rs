@@ -15,7 +15,6 @@ use http_body_util::Full;
 use hyper_util::rt::TokioIo;
 use ingress_proxy::headers::TrustedProxies;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http1_forwards_path_query_host_and_forwarded_headers() -> TestResult {
@@ -163,37 +162,6 @@ async fn tls_picks_the_certificate_by_sni_and_serves_the_default_otherwise() -> 
     Ok(())
 }
 
-/// Send an upgrade request on `io` and return the upgraded stream.
-async fn upgrade(addr: std::net::SocketAddr) -> hyper::upgrade::Upgraded {
-    let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.expect("connect"));
-    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .expect("handshake");
-    tokio::spawn(conn.with_upgrades());
-    let req = http::Request::get("/chat")
-        .header("host", "app.test")
-        .header("connection", "Upgrade")
-        .header("upgrade", "websocket")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .body(Full::<Bytes>::default())
-        .expect("request");
-    let resp = send.send_request(req).await.expect("upgrade request");
-    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
-    assert_eq!(resp.headers()["upgrade"], "websocket");
-    hyper::upgrade::on(resp).await.expect("upgraded")
-}
-
-async fn round_trip(io: &mut TokioIo<hyper::upgrade::Upgraded>, msg: &[u8]) -> Vec<u8> {
-    io.write_all(msg).await.expect("write");
-    let mut buf = vec![0; msg.len()];
-    tokio::time::timeout(DEADLINE, io.read_exact(&mut buf))
-        .await
-        .expect("echo in time")
-        .expect("read");
-    buf
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_spliced_and_survives_a_table_swap() -> TestResult {
     let (a, b) = (echo("a").await, echo("b").await);
@@ -216,6 +184,11 @@ async fn websocket_upgrade_is_spliced_and_survives_a_table_swap() -> TestResult 
     })
     .await;
     assert_eq!(round_trip(&mut io, b"still here").await, b"still here");
+    drop(io);
+    eventually("the tunnel closes with its client", || async {
+        p.service().open_tunnels() == 0
+    })
+    .await;
     p.shutdown().await;
     Ok(())
 }

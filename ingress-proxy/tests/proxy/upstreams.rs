@@ -1,4 +1,5 @@
-//! The upstream side: pooled keep-alive connections and streamed bodies.
+//! The upstream side: pooled keep-alive connections, streamed bodies, and tunnels
+//! at shutdown.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -12,6 +13,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -110,5 +112,34 @@ async fn response_bodies_stream_without_buffering() -> TestResult {
         .to_bytes();
     assert_eq!(&rest[..], b"second");
     p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_tunnels_run_for_the_grace_period_then_cuts_them() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |c| {
+        c.shutdown_grace = std::time::Duration::from_secs(3)
+    })
+    .await;
+    let mut io = TokioIo::new(upgrade(p.http_addr().expect("http")).await);
+    assert_eq!(round_trip(&mut io, b"before").await, b"before");
+    assert_eq!(p.service().open_tunnels(), 1);
+    let started = std::time::Instant::now();
+    let shutdown = tokio::spawn(p.shutdown());
+    // The listener closes at once, but the tunnel keeps working during the grace.
+    assert_eq!(round_trip(&mut io, b"during").await, b"during");
+    tokio::time::timeout(DEADLINE, shutdown).await??;
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "waited for the tunnel"
+    );
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(DEADLINE, io.read(&mut buf)).await?;
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the tunnel was cut: {read:?}"
+    );
     Ok(())
 }

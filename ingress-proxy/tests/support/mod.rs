@@ -24,6 +24,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
@@ -512,4 +513,35 @@ pub fn basic(a: &Upstream, b: &Upstream) -> tempfile::TempDir {
         ]),
     );
     dir
+}
+
+/// Open a WebSocket-style upgrade through the proxy at `addr` (host app.test).
+pub async fn upgrade(addr: std::net::SocketAddr) -> hyper::upgrade::Upgraded {
+    let io = TokioIo::new(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    let (mut send, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .expect("handshake");
+    tokio::spawn(conn.with_upgrades());
+    let req = http::Request::get("/chat")
+        .header("host", "app.test")
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(Full::<Bytes>::default())
+        .expect("request");
+    let resp = send.send_request(req).await.expect("upgrade request");
+    assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+    assert_eq!(resp.headers()["upgrade"], "websocket");
+    hyper::upgrade::on(resp).await.expect("upgraded")
+}
+
+pub async fn round_trip(io: &mut TokioIo<hyper::upgrade::Upgraded>, msg: &[u8]) -> Vec<u8> {
+    io.write_all(msg).await.expect("write");
+    let mut buf = vec![0; msg.len()];
+    tokio::time::timeout(DEADLINE, io.read_exact(&mut buf))
+        .await
+        .expect("echo in time")
+        .expect("read");
+    buf
 }
