@@ -1,6 +1,6 @@
 //! The `backend` family: the protocol spoken to the upstream, TLS to the upstream
 //! (`proxy-ssl-*`), HTTP version, `Connection` header, Set-Cookie rewriting and
-//! `service-upstream`.
+//! `service-upstream`; `ssl-passthrough` is recognised and not enforced.
 //!
 //! Scope: ingress-nginx applies these to the paths of the Ingress that carries them,
 //! and so does this gateway. Higress applies `backend-protocol` and `proxy-ssl-*` per
@@ -13,7 +13,7 @@
 use crate::diagnostics::Code;
 
 use super::client_tls::{self, CipherSuite, TlsVersion};
-use super::spec::{Risk, Support};
+use super::spec::{Risk, Scope, Support};
 use super::values::{self, ObjectName};
 use super::{AnnotationFamily, Cx, Family, IngressPolicy, KeySpec};
 
@@ -271,6 +271,15 @@ const COOKIE_PATH: KeySpec = KeySpec::new("proxy-cookie-path", Family::Backend)
     .risk(Risk::Medium)
     .support(Support::Partial("literal path prefixes only: no regex (`~`) and no variables"));
 
+const SSL_PASSTHROUGH: KeySpec = KeySpec::new("ssl-passthrough", Family::Backend)
+    .grammar("boolean")
+    .default("false")
+    .doc("ingress-nginx (with --enable-ssl-passthrough): hand the client's TLS connection to the backend unopened, by SNI.")
+    .scope(Scope::Host)
+    .support(Support::NotEnforced(
+        "TLS passthrough is not offered: TLS ends at the gateway, as in ingress-nginx without --enable-ssl-passthrough; use backend-protocol: HTTPS to re-encrypt",
+    ));
+
 static KEYS: &[KeySpec] = &[
     PROTOCOL,
     SERVICE_UPSTREAM,
@@ -285,6 +294,7 @@ static KEYS: &[KeySpec] = &[
     CONNECTION,
     COOKIE_DOMAIN,
     COOKIE_PATH,
+    SSL_PASSTHROUGH,
 ];
 
 /// The family.
@@ -430,6 +440,7 @@ impl AnnotationFamily for Backend {
         p.cookie_path = cx
             .parse(&KEYS[12], |s| cookie_rewrite(s, cookie_path))
             .flatten();
+        cx.boolean(&KEYS[13]);
     }
 }
 
@@ -624,6 +635,7 @@ mod tests {
             ("proxy-cookie-domain", "a.com b.com c.com"),
             ("proxy-cookie-path", "two /"),
             ("proxy-cookie-path", "/a $uri"),
+            ("ssl-passthrough", "on"),
         ] {
             let p = run(&[("backend-protocol", "HTTPS"), (key, value)]);
             assert!(
