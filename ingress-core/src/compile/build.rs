@@ -472,6 +472,48 @@ impl<'v> Builder<'v> {
         hp
     }
 
+    /// Backend-scoped annotations (Higress's Service scope) set differently by two
+    /// Ingresses that route to the same Service port: the oldest wins, the others
+    /// are told.
+    fn backend_conflicts(
+        &self,
+        users: FxHashMap<BackendId, Vec<usize>>,
+        backends: &[Backend],
+        diags: &mut Vec<Diagnostic>,
+    ) {
+        let mut users: Vec<(BackendId, Vec<usize>)> = users.into_iter().collect();
+        users.sort_by_key(|(id, _)| *id);
+        for (id, mut vis) in users {
+            vis.sort_unstable();
+            vis.dedup();
+            let mut seen: Vec<(&str, &str, usize)> = Vec::new();
+            for vi in vis {
+                let v = &self.valid[vi];
+                for sv in v.policy.scoped.iter().filter(|s| s.scope == Scope::Backend) {
+                    match seen.iter().find(|(n, _, _)| *n == sv.name) {
+                        Some((_, value, first)) if *value != sv.value => {
+                            let b = &backends[id.0 as usize];
+                            diags.push(Diagnostic::new(
+                                Code::AnnotationConflict,
+                                Some(ObjectRef::clone(&v.r)),
+                                Some(crate::annotations::annotation_field(&sv.key)),
+                                format!(
+                                    "`{}` applies to every route to Service {}/{} in Higress, and older {} sets it to {value:?}; here each Ingress's routes keep their own value, so set the same one everywhere",
+                                    sv.key,
+                                    b.namespace(),
+                                    b.service(),
+                                    self.valid[*first].r
+                                ),
+                            ));
+                        }
+                        Some(_) => {}
+                        None => seen.push((sv.name, &sv.value, vi)),
+                    }
+                }
+            }
+        }
+    }
+
     /// Resolve backends, build the routes in a stable order and the lookup maps.
     pub(super) fn finish(
         self,
@@ -549,6 +591,8 @@ impl<'v> Builder<'v> {
         // which the cache likes), writing each into its sorted slot.
         let mut slots: Vec<Option<Route>> = (0..self.routes.len()).map(|_| None).collect();
         let mut patterns: Vec<Option<Pattern>> = vec![None; self.routes.len()];
+        // Which Ingresses use each backend (for backend-scoped annotation conflicts).
+        let mut users: FxHashMap<BackendId, Vec<usize>> = FxHashMap::default();
         for (old, &p) in self.routes.iter().enumerate() {
             let new = new_id[old].0 as usize;
             let namespace = self.valid[p.ingress].namespace();
@@ -557,6 +601,9 @@ impl<'v> Builder<'v> {
                 Matcher::Default(_) => p.field.to_string(),
             };
             let id = resolve(namespace, p.backend, p.ingress, &field, diags);
+            if !self.valid[p.ingress].policy.scoped.is_empty() {
+                users.entry(id).or_default().push(p.ingress);
+            }
             let canaries = self
                 .canaries
                 .get(&old)
@@ -621,9 +668,54 @@ impl<'v> Builder<'v> {
                     .clone(),
                 regex: patterns[old].clone(),
                 canaries,
+                fallback: None,
             });
         }
-        let routes: Vec<Route> = slots.into_iter().flatten().collect();
+        let mut routes: Vec<Route> = slots.into_iter().flatten().collect();
+        self.backend_conflicts(users, &backends, diags);
+
+        // `default-backend` annotations: the Service (first port) that answers when
+        // the route's own backend cannot. Same namespace only.
+        let mut fallback_ids: FxHashMap<(String, String), BackendId> = FxHashMap::default();
+        for route in &mut routes {
+            let Some(target) = &route.policy.fallback.default_backend else {
+                continue;
+            };
+            let namespace = route.ingress.namespace.clone().unwrap_or_default();
+            if target.namespace.as_ref().is_some_and(|ns| *ns != namespace) {
+                let key = "nginx.ingress.kubernetes.io/default-backend";
+                diags.push(Diagnostic::new(
+                    Code::AnnotationIgnored,
+                    Some(ObjectRef::clone(&route.ingress)),
+                    Some(crate::annotations::annotation_field(key)),
+                    format!(
+                        "default-backend {}/{} is in another namespace; only Services of the Ingress's own namespace are used",
+                        target.namespace.as_deref().unwrap_or(""),
+                        target.name
+                    ),
+                ));
+                continue;
+            }
+            let id = *fallback_ids
+                .entry((namespace.clone(), target.name.clone()))
+                .or_insert_with(|| {
+                    let port = index
+                        .services
+                        .get(&(namespace.as_str(), target.name.as_str()))
+                        .and_then(|s| s.spec.ports.first())
+                        .and_then(|p| u16::try_from(p.port).ok())
+                        .unwrap_or(0);
+                    let spec = BackendSpec::Service {
+                        name: target.name.clone(),
+                        port: crate::routing::PortRef::Number(port),
+                    };
+                    let id = BackendId(backends.len() as u32);
+                    let (backend, _) = index.resolve(id, &namespace, &spec);
+                    backends.push(backend);
+                    id
+                });
+            route.fallback = Some(id);
+        }
 
         let mut table = RouteTable::empty(profile);
         table.exact_hosts.reserve(self.hosts.len());

@@ -91,6 +91,9 @@ pub struct Forward<'a> {
     pub policy: &'a IngressPolicy,
     /// The canary that took the request, if one did, and why.
     pub canary: Option<(&'a CanaryRoute, CanaryReason)>,
+    /// The route's backend could not serve, and the `default-backend` annotation's
+    /// Service does.
+    pub via_default_backend: bool,
     /// The path was rewritten (`rewrite-target` / `rewrite-path`).
     pub rewritten: bool,
     /// `X-Forwarded-Prefix` to send upstream (only when rewritten).

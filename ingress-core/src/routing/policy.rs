@@ -121,7 +121,16 @@ impl RouteTable {
         }
         let canary = self.pick_canary(route, req, inputs);
         let backend_id: BackendId = canary.map_or(route.backend, |(c, _)| c.backend);
-        let backend = &self.backends[backend_id.0 as usize];
+        let mut backend = &self.backends[backend_id.0 as usize];
+        let mut via_default_backend = false;
+        // `default-backend`: serves when the route's Service has no endpoints.
+        if backend.status != BackendStatus::Ready
+            && let Some(fb) = route.fallback
+            && self.backends[fb.0 as usize].status == BackendStatus::Ready
+        {
+            backend = &self.backends[fb.0 as usize];
+            via_default_backend = true;
+        }
         let reason = match backend.status {
             BackendStatus::Ready => None,
             BackendStatus::ServiceNotFound => Some(RespondReason::ServiceNotFound),
@@ -187,6 +196,7 @@ impl RouteTable {
             response_headers,
             policy: pol,
             canary,
+            via_default_backend,
             rewritten,
             forwarded_prefix: if rewritten {
                 pol.routing.x_forwarded_prefix.as_deref()

@@ -86,6 +86,8 @@ pub struct Route {
     /// The compiled regex when the path matches as a regex.
     pub(crate) regex: Option<Pattern>,
     pub(crate) canaries: Vec<CanaryRoute>,
+    /// The `default-backend` annotation's Service, resolved.
+    pub(crate) fallback: Option<BackendId>,
 }
 
 /// A canary Ingress attached to a route: same host, path and path type.
@@ -181,6 +183,11 @@ impl Route {
     /// The path regex, when the path matches as a regex.
     pub fn regex(&self) -> Option<&str> {
         self.regex.as_ref().map(Pattern::as_str)
+    }
+    /// The backend of the `default-backend` annotation: it serves when this route's
+    /// backend cannot, and answers `custom-http-errors`.
+    pub fn fallback_backend(&self) -> Option<BackendId> {
+        self.fallback
     }
     /// Canary Ingresses attached to this route, in precedence order.
     pub fn canaries(&self) -> &[CanaryRoute] {

@@ -16,6 +16,7 @@ use crate::{
     compile,
 };
 
+mod annotations;
 mod backends;
 mod classes;
 mod conflicts;

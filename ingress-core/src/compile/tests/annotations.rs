@@ -1,0 +1,318 @@
+//! Annotations through compile and route: canaries attach to primaries, regex and
+//! rewrite per profile, host-scoped conflicts, fail closed, default-backend.
+
+use super::*;
+use crate::routing::{Decision, RedirectReason, RouteInputs};
+
+fn ann(pairs: &[(&str, &str)]) -> String {
+    let body: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("'nginx.ingress.kubernetes.io/{k}': '{v}'"))
+        .collect();
+    format!(", annotations: {{{}}}", body.join(", "))
+}
+
+fn with_roll(c: &Compiled, req: &RequestView<'_>, roll: u32) -> String {
+    match c.table.route_with(req, &RouteInputs::with_roll(roll)) {
+        Decision::Forward(f) => f.backend.service().to_owned(),
+        other => format!("{:?}", other.status()),
+    }
+}
+
+#[test]
+fn canary_attaches_to_the_same_host_and_path_only() {
+    let yaml = [
+        simple("default", "main", T2020, "a.com", "Prefix", "/", "main"),
+        simple(
+            "default",
+            "canary",
+            &format!(
+                "{T2021}{}",
+                ann(&[("canary", "true"), ("canary-by-header", "X-C")])
+            ),
+            "a.com",
+            "Prefix",
+            "/",
+            "beta",
+        ),
+        simple(
+            "default",
+            "lost",
+            &format!(
+                "{T2021}{}",
+                ann(&[("canary", "true"), ("canary-weight", "100")])
+            ),
+            "a.com",
+            "Prefix",
+            "/other",
+            "beta",
+        ),
+        svc("default", "main", "10.0.0.1"),
+        svc("default", "beta", "10.0.0.2"),
+    ]
+    .concat();
+    let c = run(&yaml, &opts());
+    let mut h = http::HeaderMap::new();
+    h.insert("x-c", "always".parse().expect("value"));
+    let mut req = RequestView::get(Scheme::Http, "a.com", "/x");
+    assert_eq!(with_roll(&c, &req, 0), "main");
+    req.headers = &h;
+    assert_eq!(with_roll(&c, &req, 0), "beta");
+    // A canary without a primary adds no route and says so.
+    assert_eq!(outcome(&c, "a.com", "/other"), "main");
+    assert_diag(
+        &c,
+        Code::CanaryWithoutPrimary,
+        &ing_ref("default", "lost"),
+        Some("spec.rules[0].http.paths[0].path"),
+    );
+    // The canary's Ingress routes nothing by itself.
+    assert_eq!(
+        c.table
+            .routes()
+            .iter()
+            .filter(|r| r.ingress().name == "canary")
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn weights_one_canary_in_nginx_several_summed_in_standard() {
+    let canary = |name: &str, t: &str, w: &str, svc_name: &str| {
+        simple(
+            "default",
+            name,
+            &format!("{t}{}", ann(&[("canary", "true"), ("canary-weight", w)])),
+            "a.com",
+            "Prefix",
+            "/",
+            svc_name,
+        )
+    };
+    let yaml = [
+        simple("default", "main", T2020, "a.com", "Prefix", "/", "main"),
+        canary("c1", T2021, "30", "one"),
+        canary("c2", T2024, "20", "two"),
+        svc("default", "main", "10.0.0.1"),
+        svc("default", "one", "10.0.0.2"),
+        svc("default", "two", "10.0.0.3"),
+    ]
+    .concat();
+    let req = RequestView::get(Scheme::Http, "a.com", "/");
+    // roll % 100 + 1 = r; canary iff r <= cumulative weight.
+    let s = run(&yaml, &opts());
+    assert_eq!(with_roll(&s, &req, 0), "one");
+    assert_eq!(with_roll(&s, &req, 29), "one");
+    assert_eq!(with_roll(&s, &req, 30), "two");
+    assert_eq!(with_roll(&s, &req, 49), "two");
+    assert_eq!(with_roll(&s, &req, 50), "main");
+    let n = run(&yaml, &nginx());
+    assert_eq!(with_roll(&n, &req, 29), "one");
+    assert_eq!(with_roll(&n, &req, 30), "main");
+    assert_diag(
+        &n,
+        Code::CanaryConflict,
+        &ing_ref("default", "c2"),
+        Some("spec.rules[0].http.paths[0].path"),
+    );
+    // Without a roll, weighted canaries are not chosen.
+    assert_eq!(outcome(&s, "a.com", "/"), "main");
+}
+
+#[test]
+fn regex_contagion_in_nginx_only() {
+    let yaml = [
+        simple(
+            "default",
+            "api",
+            &format!("{T2020}{}", ann(&[("use-regex", "true")])),
+            "a.com",
+            "ImplementationSpecific",
+            "/api/[0-9]+",
+            "api",
+        ),
+        simple("default", "docs", T2021, "a.com", "Exact", "/docs", "docs"),
+        svc("default", "api", "10.0.0.1"),
+        svc("default", "docs", "10.0.0.2"),
+    ]
+    .concat();
+    let s = run(&yaml, &opts());
+    assert_eq!(outcome(&s, "a.com", "/api/12"), "api");
+    assert_eq!(outcome(&s, "a.com", "/API/12"), "404 NoRoute");
+    assert_eq!(outcome(&s, "a.com", "/docs"), "docs");
+    assert_eq!(outcome(&s, "a.com", "/docs/x"), "404 NoRoute");
+    let n = run(&yaml, &nginx());
+    assert_eq!(outcome(&n, "a.com", "/API/12"), "api");
+    // The other team's Exact path became a case-insensitive regex prefix.
+    assert_eq!(outcome(&n, "a.com", "/DOCS/x"), "docs");
+    assert_diag(
+        &n,
+        Code::RegexHostContagion,
+        &ing_ref("default", "api"),
+        Some("metadata.annotations[\"nginx.ingress.kubernetes.io/use-regex\"]"),
+    );
+    assert!(find(&s, Code::RegexHostContagion, &ing_ref("default", "api")).is_empty());
+}
+
+#[test]
+fn rewrite_whole_path_in_nginx_prefix_in_standard() {
+    let yaml = [
+        simple(
+            "default",
+            "api",
+            &format!("{T2020}{}", ann(&[("rewrite-target", "/")])),
+            "a.com",
+            "Prefix",
+            "/api",
+            "api",
+        ),
+        svc("default", "api", "10.0.0.1"),
+    ]
+    .concat();
+    let target =
+        |c: &Compiled, p: &str| match c.table.route(&RequestView::get(Scheme::Http, "a.com", p)) {
+            Decision::Forward(f) => f.upstream_target().into_owned(),
+            other => format!("{other:?}"),
+        };
+    let s = run(&yaml, &opts());
+    assert_eq!(target(&s, "/api/users?x=1"), "/users?x=1");
+    assert_eq!(target(&s, "/api"), "/");
+    let n = run(&yaml, &nginx());
+    assert_eq!(target(&n, "/api/users?x=1"), "/?x=1");
+}
+
+#[test]
+fn invalid_annotation_fails_closed_without_falling_through() {
+    let yaml = [
+        simple("default", "root", T2020, "a.com", "Prefix", "/", "open"),
+        simple(
+            "default",
+            "admin",
+            &format!(
+                "{T2021}{}",
+                ann(&[("whitelist-source-range", "10.0.0.0/8,oops")])
+            ),
+            "a.com",
+            "Prefix",
+            "/admin",
+            "admin",
+        ),
+        svc("default", "open", "10.0.0.1"),
+        svc("default", "admin", "10.0.0.2"),
+    ]
+    .concat();
+    let c = run(&yaml, &opts());
+    // The admin path answers 503: it never falls through to the open root route.
+    assert_eq!(outcome(&c, "a.com", "/admin/users"), "503 InvalidPolicy");
+    assert_eq!(outcome(&c, "a.com", "/"), "open");
+    assert_diag(
+        &c,
+        Code::AnnotationInvalidValue,
+        &ing_ref("default", "admin"),
+        Some("metadata.annotations[\"nginx.ingress.kubernetes.io/whitelist-source-range\"]"),
+    );
+}
+
+#[test]
+fn host_scoped_app_root_conflict_oldest_wins() {
+    let yaml = [
+        simple(
+            "default",
+            "old",
+            &format!("{T2020}{}", ann(&[("app-root", "/old")])),
+            "a.com",
+            "Prefix",
+            "/",
+            "web",
+        ),
+        simple(
+            "default",
+            "new",
+            &format!("{T2021}{}", ann(&[("app-root", "/new")])),
+            "a.com",
+            "Prefix",
+            "/new",
+            "web",
+        ),
+        svc("default", "web", "10.0.0.1"),
+    ]
+    .concat();
+    let c = run(&yaml, &opts());
+    match c.table.route(&RequestView::get(Scheme::Http, "a.com", "/")) {
+        Decision::Redirect(r) => {
+            assert_eq!(r.status.as_u16(), 302);
+            assert_eq!(r.location, "http://a.com/old");
+            assert_eq!(r.reason, RedirectReason::AppRoot);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_diag(
+        &c,
+        Code::AnnotationConflict,
+        &ing_ref("default", "new"),
+        Some("metadata.annotations[\"nginx.ingress.kubernetes.io/app-root\"]"),
+    );
+}
+
+#[test]
+fn ssl_redirect_defaults_per_profile() {
+    let spec = format!(
+        "{{ingressClassName: gw, tls: [{{hosts: [a.com]}}], rules: [{}]}}",
+        rule("a.com", &[path("Prefix", "/", "web")])
+    );
+    let yaml = [
+        ingress("default", "web", T2020, &spec),
+        svc("default", "web", "10.0.0.1"),
+    ]
+    .concat();
+    assert_eq!(outcome(&run(&yaml, &opts()), "a.com", "/x/"), "web");
+    match run(&yaml, &nginx())
+        .table
+        .route(&RequestView::get(Scheme::Http, "a.com:8080", "/x/"))
+    {
+        Decision::Redirect(r) => {
+            assert_eq!(r.status.as_u16(), 308);
+            assert_eq!(r.location, "https://a.com/x");
+        }
+        other => panic!("{other:?}"),
+    }
+    // ACME challenges are never redirected.
+    assert_eq!(
+        outcome(
+            &run(&yaml, &nginx()),
+            "a.com",
+            "/.well-known/acme-challenge/t"
+        ),
+        "web"
+    );
+}
+
+#[test]
+fn default_backend_annotation_serves_when_the_service_cannot() {
+    let yaml = [
+        simple(
+            "default",
+            "web",
+            &format!("{T2020}{}", ann(&[("default-backend", "sorry")])),
+            "a.com",
+            "Prefix",
+            "/",
+            "web",
+        ),
+        svc_eps("default", "web", "[]"),
+        svc("default", "sorry", "10.0.0.9"),
+    ]
+    .concat();
+    let c = run(&yaml, &opts());
+    match c
+        .table
+        .route(&RequestView::get(Scheme::Http, "a.com", "/x"))
+    {
+        Decision::Forward(f) => {
+            assert_eq!(f.backend.service(), "sorry");
+            assert!(f.via_default_backend);
+        }
+        other => panic!("{other:?}"),
+    }
+}
