@@ -7,6 +7,10 @@
 //! Service (an Istio DestinationRule), so two Ingresses pointing at one Service with
 //! different values affect each other there; here they do not.
 //!
+//! `proxy-ssl-*` without `proxy-ssl-secret`: ingress-nginx ignores every one of them;
+//! this gateway applies them (reported), and `proxy-ssl-verify: on` then verifies
+//! against the gateway's default trust roots.
+//!
 //! `FCGI` upstreams cannot be served: an Ingress asking for one fails closed
 //! (`annotation-unenforceable`) rather than talk HTTP to a FastCGI server.
 
@@ -194,6 +198,10 @@ fn protocols(s: &str) -> Result<(Vec<TlsVersion>, bool), values::Invalid> {
     let mut out = Vec::new();
     let mut dropped = false;
     for item in s.split_whitespace() {
+        if item == "SSLv2" || item == "SSLv3" {
+            dropped = true;
+            continue;
+        }
         let v = client_tls::tls_version(item)?;
         if v < TlsVersion::MIN_OFFERED {
             dropped = true;
@@ -238,7 +246,7 @@ const SSL_CIPHERS: KeySpec = KeySpec::new("proxy-ssl-ciphers", Family::Backend)
     .doc("TLS 1.2 cipher suites offered to the upstream, in order.")
     .support(Support::Partial("only the ECDHE AEAD suites the gateway offers count; OpenSSL aliases and other suites are dropped"));
 const SSL_PROTOCOLS: KeySpec = KeySpec::new("proxy-ssl-protocols", Family::Backend)
-    .grammar("space-separated `TLSv1.2`, `TLSv1.3` (`TLSv1`, `TLSv1.1` are dropped, reported)")
+    .grammar("space-separated `TLSv1.2`, `TLSv1.3` (`SSLv2`, `SSLv3`, `TLSv1`, `TLSv1.1` are dropped, reported)")
     .default("TLSv1.2 TLSv1.3")
     .doc("TLS versions offered to the upstream.");
 const SSL_NAME: KeySpec = KeySpec::new("proxy-ssl-name", Family::Backend)
@@ -353,22 +361,14 @@ impl AnnotationFamily for Backend {
         let verify = cx.take(&KEYS[3]);
         if let Some(raw) = verify {
             match on_off(raw.value) {
-                Ok(v) => {
-                    tls.verify = v;
-                    if v && tls.secret.is_none() && !cx.any_present(&KEYS[2..3]) {
-                        cx.report(
-                            Code::AnnotationPartial,
-                            raw.key,
-                            format!("`{}` without proxy-ssl-secret: the upstream is verified against the gateway's default roots (ingress-nginx skips verification without a secret)", raw.key),
-                        );
-                    }
-                }
+                Ok(v) => tls.verify = v,
                 Err(why) => cx.invalid(&raw, &why),
             }
         }
+        // ingress-nginx reads 0 as the default 1.
         tls.verify_depth = cx
             .parse(&KEYS[4], |s| values::uint_max(s, 255))
-            .map_or(1, |n| n as u8);
+            .map_or(1, |n| (n as u8).max(1));
         if let Some(raw) = cx.take(&KEYS[5]) {
             match client_tls::cipher_list(raw.value) {
                 Ok(list) if list.suites.is_empty() && raw.value != "DEFAULT" => cx.report(
@@ -404,6 +404,17 @@ impl AnnotationFamily for Backend {
         tls.name = cx.parse(&KEYS[7], |s| values::host(s, false));
         tls.server_name = cx.parse(&KEYS[8], on_off).unwrap_or(false);
         if tls_present {
+            if !cx.any_present(&KEYS[2..3]) {
+                let k = KEYS[3..9]
+                    .iter()
+                    .find(|k| cx.any_present(std::slice::from_ref(*k)))
+                    .map_or("proxy-ssl-*", |k| k.name);
+                cx.report(
+                    Code::AnnotationPartial,
+                    k,
+                    "proxy-ssl-* without proxy-ssl-secret: ingress-nginx ignores them all; here they apply, and proxy-ssl-verify checks against the gateway's default roots",
+                );
+            }
             if matches!(
                 p.protocol,
                 BackendProtocol::Http | BackendProtocol::Grpc | BackendProtocol::Http2
@@ -554,7 +565,20 @@ mod tests {
         let t = p.policy.backend.upstream_tls.expect("tls");
         assert_eq!((t.verify, t.protocols), (true, vec![TlsVersion::Tls12]));
         let p = run(&[
+            ("proxy-ssl-verify-depth", "0"),
+            ("backend-protocol", "HTTPS"),
+        ]);
+        assert_eq!(
+            codes(&p),
+            vec![Code::AnnotationNotEnforced, Code::AnnotationPartial]
+        );
+        assert_eq!(
+            p.policy.backend.upstream_tls.map(|t| t.verify_depth),
+            Some(1)
+        );
+        let p = run(&[
             ("proxy-ssl-verify-depth", "2"),
+            ("proxy-ssl-secret", "ca"),
             ("backend-protocol", "HTTPS"),
         ]);
         assert_eq!(codes(&p), vec![Code::AnnotationNotEnforced]);
@@ -624,6 +648,7 @@ mod tests {
             ("proxy-ssl-verify-depth", "x"),
             ("proxy-ssl-ciphers", "A;B"),
             ("proxy-ssl-protocols", "SSLv3"),
+            ("proxy-ssl-protocols", "TLSv1.4"),
             ("proxy-ssl-protocols", "TLSv1 TLSv1.1"),
             ("proxy-ssl-name", "$host"),
             ("proxy-ssl-name", "a b"),

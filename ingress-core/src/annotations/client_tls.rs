@@ -189,6 +189,11 @@ pub fn error_page(s: &str) -> Result<ErrorPage, values::Invalid> {
     if s.starts_with('/') {
         return values::path(s, true).map(ErrorPage::Path);
     }
+    if !(s.starts_with("http://") || s.starts_with("https://")) {
+        return Err(
+            "expected an absolute http(s) URL or a path starting with `/` (a scheme-less `host/path` is ambiguous: add https://)".into(),
+        );
+    }
     values::url(s).map(ErrorPage::Url)
 }
 
@@ -292,7 +297,7 @@ const VERIFY: KeySpec = KeySpec::new("auth-tls-verify-client", Family::ClientTls
     .scope(Scope::Host)
     .security();
 const DEPTH: KeySpec = KeySpec::new("auth-tls-verify-depth", Family::ClientTls)
-    .grammar("whole number 0..255")
+    .grammar("whole number 0..255 (0 reads as 1, as in ingress-nginx)")
     .default("1")
     .doc("The most certificates a client may send above its own.")
     .scope(Scope::Host)
@@ -392,9 +397,10 @@ impl AnnotationFamily for ClientTls {
         };
         let secret_present = cx.any_present(&KEYS[..1]);
         p.verify = cx.parse(&KEYS[1], verify_client).unwrap_or_default();
+        // ingress-nginx reads 0 as the default 1.
         p.verify_depth = cx
             .parse(&KEYS[2], |s| values::uint_max(s, 255))
-            .map_or(1, |n| n as u8);
+            .map_or(1, |n| (n as u8).max(1));
         if let Some(raw) = cx.take(&KEYS[3]) {
             match error_page(raw.value) {
                 Ok(page) => {
@@ -581,6 +587,11 @@ mod tests {
             p.policy.client_tls.error_page,
             Some(ErrorPage::Path("/cert-error".into()))
         );
+        let p = run(&[("auth-tls-secret", "ca"), ("auth-tls-verify-depth", "0")]);
+        assert_eq!(
+            p.policy.client_tls.verify_depth, 1,
+            "0 reads as 1, as in ingress-nginx"
+        );
     }
 
     #[test]
@@ -673,6 +684,7 @@ mod tests {
             ("auth-tls-secret", "ns/Bad"),
             ("auth-tls-verify-client", "require"),
             ("auth-tls-verify-depth", "256"),
+            ("auth-tls-error-page", "ok.com/error"),
             ("auth-tls-verify-depth", "-1"),
             ("auth-tls-error-page", "@cert_error"),
             ("auth-tls-error-page", "errors.example.com"),

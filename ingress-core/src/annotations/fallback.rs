@@ -6,9 +6,10 @@
 //! which the compile step accepts only when cross-namespace references are allowed.
 //!
 //! Custom error pages: an upstream answer whose status is in `custom-http-errors` is
-//! replaced by the default backend's answer to a GET of the same URI with the
-//! `X-Code`, `X-Format`, `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`,
-//! `X-Service-Name`, `X-Service-Port` and `X-Request-ID` headers ingress-nginx sends.
+//! replaced by the default backend's answer to the same request with its path
+//! rewritten to `/` and the `X-Code`, `X-Format` (the client's `Accept`),
+//! `X-Original-URI`, `X-Namespace`, `X-Ingress-Name`, `X-Service-Name`,
+//! `X-Service-Port` and `X-Request-ID` headers ingress-nginx sends.
 //! The client always gets the **original status code**, whatever the error backend
 //! answers: a 401 or 403 (from the upstream or from external auth) can never be
 //! turned into a success by an error page (CVE-2026-24513). When the error backend
@@ -67,7 +68,7 @@ const DEFAULT_BACKEND: KeySpec = KeySpec::new("default-backend", Family::Fallbac
 const CUSTOM_HTTP_ERRORS: KeySpec = KeySpec::new("custom-http-errors", Family::Fallback)
     .grammar("comma-separated 4xx/5xx status codes")
     .default("the global list")
-    .doc("Upstream answers with these codes are replaced by the default backend's page (GET, X-Code and related headers). The client always gets the original status code: a 401/403 never becomes a success (CVE-2026-24513).");
+    .doc("Upstream answers with these codes are replaced by the default backend's answer to the request for `/` with X-Code, X-Original-URI and related headers. The client always gets the original status code: a 401/403 never becomes a success (CVE-2026-24513).");
 const DISABLE_INTERCEPT: KeySpec = KeySpec::new("disable-proxy-intercept-errors", Family::Fallback)
     .grammar("boolean")
     .default("false")
