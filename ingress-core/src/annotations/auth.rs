@@ -292,21 +292,31 @@ fn nginx_duration(s: &str) -> Result<Duration, values::Invalid> {
 fn cache_durations(s: &str) -> Result<Vec<AuthCacheDuration>, values::Invalid> {
     let mut out = Vec::new();
     for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let words: Vec<&str> = item.split_whitespace().collect();
-        let Some((last, codes)) = words.split_last() else {
-            continue;
-        };
         let mut entry = AuthCacheDuration {
             statuses: Vec::new(),
             any: false,
-            ttl: nginx_duration(last)?,
+            ttl: Duration::ZERO,
         };
-        for c in codes {
-            if *c == "any" {
+        let mut timed = false;
+        for w in item.split_whitespace() {
+            if !timed && w == "any" {
                 entry.any = true;
+            } else if !timed && w.len() == 3 && w.bytes().all(|b| b.is_ascii_digit()) {
+                entry.statuses.push(values::status_in(w, 100, 599)?);
+            } else if w.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!(
+                    "`{item}`: status codes come before the duration, and a duration needs a unit"
+                ));
             } else {
-                entry.statuses.push(values::status_in(c, 100, 599)?);
+                // nginx time: one or more parts (`1h 30m`), summed.
+                entry.ttl = entry.ttl.saturating_add(nginx_duration(w)?);
+                timed = true;
             }
+        }
+        if !timed {
+            return Err(format!(
+                "`{item}` has no duration (`<codes...> <duration>`)"
+            ));
         }
         out.push(entry);
     }

@@ -118,7 +118,7 @@ fn external_auth_knobs_not_enforced() {
         ("auth-url", "https://auth.example.com/check"),
         ("auth-proxy-set-headers", "ns/auth-headers"),
         ("auth-cache-key", "$remote_user$http_authorization"),
-        ("auth-cache-duration", "200 202 10m, 401 5m, any 1h"),
+        ("auth-cache-duration", "200 202 10m, 401 5m, any 1h 30m"),
         ("auth-keepalive", "10"),
         ("auth-keepalive-share-vars", "true"),
         ("auth-keepalive-requests", "100"),
@@ -139,6 +139,7 @@ fn external_auth_knobs_not_enforced() {
     assert_eq!(e.cache_duration[0].statuses.len(), 2);
     assert_eq!(e.cache_duration[0].ttl, Duration::from_secs(600));
     assert!(e.cache_duration[2].any);
+    assert_eq!(e.cache_duration[2].ttl, Duration::from_secs(5400));
     assert_eq!(
         e.keepalive,
         AuthKeepalive {
@@ -208,6 +209,8 @@ fn invalid_values_fail_closed() {
         ("auth-cache-key", "$a;b"),
         ("auth-cache-duration", "200 5x"),
         ("auth-cache-duration", "999 5m"),
+        ("auth-cache-duration", "200 202"),
+        ("auth-cache-duration", "5m 200"),
         ("auth-keepalive", "-1"),
         ("auth-keepalive-timeout", "1m"),
         ("auth-always-set-cookie", "yes"),
