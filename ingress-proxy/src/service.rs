@@ -233,7 +233,7 @@ fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 impl Inner {
-    async fn handle(&self, mut req: Request<ProxyBody>) -> Response<ProxyBody> {
+    async fn handle(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
         let start = Instant::now();
         let live = self.live.load();
         let conn = req.extensions().get::<ConnInfo>().copied();
@@ -326,9 +326,6 @@ impl Inner {
                 access.decision = "forward";
                 access.log = access_log;
                 access.upstream = Some(endpoint.to_string());
-                if let Some(p) = peer {
-                    req.extensions_mut().insert(PeerIp(p));
-                }
                 let client_host = access.host.clone();
                 let fwd = Forwarding {
                     endpoint: &endpoint,
@@ -366,10 +363,9 @@ impl Inner {
             .flatten();
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        let trusted_peer = parts
-            .extensions
-            .get::<PeerIp>()
-            .is_some_and(|p| self.options.trusted.contains(p.0));
+        let trusted_peer = f
+            .conn
+            .is_some_and(|c| self.options.trusted.contains(c.peer.ip()));
         parts.extensions = http::Extensions::new();
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
@@ -490,10 +486,6 @@ impl Inner {
         resp
     }
 }
-
-/// The peer address, carried from routing to forwarding.
-#[derive(Debug, Clone, Copy)]
-struct PeerIp(IpAddr);
 
 /// What forwarding one request needs.
 struct Forwarding<'a> {
