@@ -197,4 +197,54 @@ mod tests {
             assert!(p.policy.fail_closed.is_some(), "{key}: {value:?}");
         }
     }
+
+    /// Arbitrary values for the keys of the auth, client-tls, backend, headers,
+    /// mirror and fallback families never panic, and anything reported as an error
+    /// fails the routes closed (and nothing else does).
+    #[test]
+    fn arbitrary_values_never_panic_and_errors_fail_closed() {
+        use crate::annotations::Family;
+        use crate::diagnostics::Severity;
+        use proptest::prelude::*;
+        let families = [
+            Family::Auth,
+            Family::ClientTls,
+            Family::Backend,
+            Family::Headers,
+            Family::Mirror,
+            Family::Fallback,
+        ];
+        let keys: Vec<&'static str> = crate::annotations::all_keys()
+            .filter(|k| families.contains(&k.family))
+            .map(|k| k.name)
+            .collect();
+        let prefixes = ["nginx.ingress.kubernetes.io/", "higress.io/"];
+        let strategy = prop::collection::vec(
+            (
+                0..keys.len(),
+                0..prefixes.len(),
+                "[ -~\\n]{0,48}|(https?://|CN=|\\$host|on|off|TLSv1\\.[0-3]|[a-z]{1,6}/[a-z]{1,6})[ -~]{0,16}",
+            ),
+            1..6,
+        );
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        runner
+            .run(&strategy, |items| {
+                let map: BTreeMap<String, String> = items
+                    .iter()
+                    .map(|(k, p, v)| (format!("{}{}", prefixes[*p], keys[*k]), v.clone()))
+                    .collect();
+                let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "name");
+                let p = crate::annotations::parse(&map, &obj, &AnnotationOptions::default());
+                let errors = p.diagnostics.iter().any(|d| d.severity == Severity::Error);
+                prop_assert_eq!(
+                    errors,
+                    p.policy.fail_closed.is_some(),
+                    "{:?}",
+                    p.diagnostics
+                );
+                Ok(())
+            })
+            .expect("no counterexample");
+    }
 }
