@@ -241,7 +241,7 @@ pub struct Url {
     pub scheme: http::uri::Scheme,
     /// Host and optional port.
     pub authority: http::uri::Authority,
-    /// Path and query (at least `/`).
+    /// Path and query as written (empty when the URL names none).
     pub path_and_query: String,
 }
 
@@ -271,17 +271,18 @@ pub fn url(s: &str) -> Result<Url, Invalid> {
         .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
         .cloned()
         .ok_or_else(|| "expected a URL with a host (and no user info)".to_string())?;
-    let path_and_query = uri
-        .path_and_query()
-        .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
+    // `http::Uri` reports `/` for a URL without a path; keep what was written.
+    let after_authority = &s[s.find("://").map_or(0, |i| i + 3) + authority.as_str().len()..];
+    let path_and_query = if after_authority.is_empty() {
+        String::new()
+    } else {
+        uri.path_and_query()
+            .map_or_else(String::new, |p| p.as_str().to_string())
+    };
     Ok(Url {
         scheme,
         authority,
-        path_and_query: if path_and_query.is_empty() {
-            "/".into()
-        } else {
-            path_and_query
-        },
+        path_and_query,
     })
 }
 
@@ -449,7 +450,9 @@ mod tests {
     fn urls_are_parsed_with_a_scheme_allow_list() {
         let u = url("https://example.com/new?x=1").expect("valid");
         assert_eq!(u.to_string(), "https://example.com/new?x=1");
-        assert_eq!(url("http://e.com").expect("valid").path_and_query, "/");
+        assert_eq!(url("http://e.com").expect("valid").path_and_query, "");
+        assert_eq!(url("http://e.com").expect("valid").to_string(), "http://e.com");
+        assert_eq!(url("http://e.com/").expect("valid").to_string(), "http://e.com/");
         for bad in [
             "ftp://e.com/",
             "/relative",

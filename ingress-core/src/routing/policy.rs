@@ -83,9 +83,12 @@ impl RouteTable {
             let r = &pol.redirect;
             let nginx = self.profile == Profile::IngressNginx;
             if r.force_ssl_redirect || (r.ssl_redirect.unwrap_or(nginx) && hp.has_tls) {
+                // ingress-nginx strips one trailing `/` unless asked not to; Envoy
+                // (Higress) keeps the path as it is.
+                let preserve = r.preserve_trailing_slash || !nginx;
                 return redirect(
                     StatusCode::PERMANENT_REDIRECT,
-                    https_location(req, r.preserve_trailing_slash),
+                    https_location(req, preserve),
                     RedirectReason::Https,
                 );
             }
@@ -102,14 +105,31 @@ impl RouteTable {
             } else {
                 RedirectReason::Permanent
             };
-            return redirect(to.status, to.url.to_string(), reason);
+            // ingress-nginx answers `return <code> <url>` (the URL as written); Higress
+            // keeps the request's path and query when the URL names no path.
+            let mut location = to.url.to_string();
+            if self.profile == Profile::Standard && to.url.path_and_query.is_empty() {
+                location.push_str(req.path);
+                if let Some(q) = req.query {
+                    location.push('?');
+                    location.push_str(q);
+                }
+            }
+            return redirect(to.status, location, reason);
         }
         let cors = pol.cors.as_ref().and_then(|c| {
             c.allow_origin(req.headers.get(http::header::ORIGIN))
                 .map(|o| (c, o))
         });
+        // A preflight: ingress-nginx answers every OPTIONS of a CORS location; Envoy
+        // (Higress) only an OPTIONS with Access-Control-Request-Method.
+        let preflight = *req.method == Method::OPTIONS
+            && (self.profile == Profile::IngressNginx
+                || req
+                    .headers
+                    .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD));
         if let Some((c, origin)) = &cors
-            && *req.method == Method::OPTIONS
+            && preflight
         {
             return Decision::Respond(Respond {
                 route: Some(route),
