@@ -1,6 +1,8 @@
 //! End-to-end tests of the proxy on loopback: real sockets, real HTTP/1.1, HTTP/2
 //! and TLS clients, echo upstreams that report what they received.
 
+#[path = "proxy/framing.rs"]
+mod framing;
 #[path = "proxy/reload.rs"]
 mod reload;
 mod support;
