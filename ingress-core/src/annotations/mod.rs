@@ -333,6 +333,62 @@ impl Default for IngressPolicy {
     }
 }
 
+/// A security control a route's policy asks the data plane to enforce. The core
+/// decides IP lists, redirects and CORS itself; these need the data plane's IO. A data
+/// plane that cannot carry one out must answer 503 rather than serve without it
+/// (fail closed): compare [`IngressPolicy::requirements`] with what it supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Requirement {
+    /// `auth-type: basic` with `auth-secret`.
+    BasicAuth,
+    /// `auth-url`: an external authorization call per request.
+    ExternalAuth,
+    /// `auth-tls-*`: a verified client certificate.
+    ClientCertificate,
+    /// `limit-rps` / `limit-rpm` / `route-limit-*`.
+    RateLimit,
+    /// `limit-connections`.
+    ConnectionLimit,
+}
+
+impl Requirement {
+    /// The stable kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Requirement::BasicAuth => "basic-auth",
+            Requirement::ExternalAuth => "external-auth",
+            Requirement::ClientCertificate => "client-certificate",
+            Requirement::RateLimit => "rate-limit",
+            Requirement::ConnectionLimit => "connection-limit",
+        }
+    }
+}
+
+impl IngressPolicy {
+    /// The security controls this policy asks the data plane to enforce.
+    pub fn requirements(&self) -> Vec<Requirement> {
+        let mut out = Vec::new();
+        if self.auth.basic.is_some() {
+            out.push(Requirement::BasicAuth);
+        }
+        if self.auth.external.is_some() {
+            out.push(Requirement::ExternalAuth);
+        }
+        if self.client_tls.ca_secret.is_some() {
+            out.push(Requirement::ClientCertificate);
+        }
+        if !self.rate_limit.per_client.is_empty() || self.rate_limit.route.is_some() {
+            out.push(Requirement::RateLimit);
+        }
+        if self.rate_limit.connections.is_some_and(|c| c > 0) {
+            out.push(Requirement::ConnectionLimit);
+        }
+        out
+    }
+}
+
 /// A host- or backend-scoped key as one Ingress set it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ScopedValue {
