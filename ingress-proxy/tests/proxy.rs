@@ -642,3 +642,28 @@ impl Drop for Reap {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_default_certificate_is_served_for_unknown_names() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let fallback = cert(&["fallback.invalid"]);
+    let pem = (
+        fallback.0.clone().into_bytes(),
+        fallback.1.clone().into_bytes(),
+    );
+    let p = proxy(dir.path(), |c| c.default_certificate = Some(pem)).await;
+    let t = tls(
+        p.https_addr().expect("https"),
+        "app.test",
+        &[b"http/1.1"],
+        false,
+    )
+    .await;
+    assert_eq!(t.leaf, der(&fallback.0));
+    let r = h1_on(TokioIo::new(t.stream), get("app.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.seen("x-forwarded-proto").as_deref(), Some("https"));
+    p.shutdown().await;
+    Ok(())
+}
