@@ -35,6 +35,11 @@ pub fn markdown() -> String {
         "# Annotations\n\n<!-- Generated from ingress-core's annotation registry by `UPDATE_DOCS=1 cargo test -p ingress-core --test conformance docs`; do not edit. -->\n\n\
 {total} keys: {} supported, {} partial, {} recognised but not enforced, {} refused. \
 `ingressctl compat --list` prints the same registry; `ingressctl compat PATH` reports what your manifests use.\n\n\
+The status is about `ingress-core`: the key is parsed into a type and is part of the route and of the \
+per-request decision (redirects, IP lists, CORS, canaries and rewrites are decided by the core itself). \
+Controls that need the data plane's IO (authentication, client certificates, rate limits) are listed by \
+`IngressPolicy::requirements()`; a data plane that cannot carry one out answers 503 for that route rather \
+than serve without it. docs/proxy.md says what the reference proxy carries out.\n\n\
 Prefixes: an ingress-nginx key is read under the custom prefix (if configured), `nginx.ingress.kubernetes.io/`, \
 `higress.io/`, `mse.ingress.kubernetes.io/` and `higress.ingress.kubernetes.io/`, first present wins \
 (a different value under a later prefix is reported as `annotation-shadowed`). Higress extension keys \
