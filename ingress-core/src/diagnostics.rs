@@ -154,6 +154,8 @@ codes! {
     AnnotationShadowed = "annotation-shadowed", Warning;
     /// An annotation that has no effect in this combination (e.g. `x-forwarded-prefix` without `rewrite-target`).
     AnnotationIgnored = "annotation-ignored", Warning;
+    /// An annotation names a Secret in another namespace, or one that is missing or unusable; the routes answer 503.
+    AnnotationReferenceInvalid = "annotation-reference-invalid", Error;
     /// Ingresses of one host (or one Service) set a host- or backend-scoped annotation differently; the oldest wins.
     AnnotationConflict = "annotation-conflict", Warning;
     /// A canary annotation is set without `canary: "true"`; the Ingress is left out.

@@ -56,6 +56,10 @@ pub struct BasicAuth {
     pub secret_type: SecretType,
     /// `auth-realm`: the realm of the `WWW-Authenticate` challenge (empty if unset).
     pub realm: Option<String>,
+    /// The users of the Secret, read by compile (`auth` key for `auth-file`, one key
+    /// per user for `auth-map`). Empty until compiled; a Secret that is missing,
+    /// unreadable or holds no user fails the routes closed.
+    pub users: Vec<HtpasswdEntry>,
 }
 
 /// `auth-method`.
@@ -485,6 +489,7 @@ impl Auth {
                 SecretType::AuthFile
             },
             realm,
+            users: Vec::new(),
         })
     }
 

@@ -10,6 +10,7 @@ mod backends;
 mod build;
 mod class;
 mod options;
+mod references;
 mod tls;
 mod validate;
 
@@ -111,6 +112,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
 
     // 3. Routes per host (the older Ingress wins a conflict), default backends,
     // backends resolved once each, TLS, and the lookup structures.
+    references::resolve(&mut valid, &secrets, &mut diags);
     let tls = tls::bindings(&valid, &secrets, options, &mut diags);
     let mut b = build::Builder::new(nginx, &valid);
     b.add_rules(&mut diags);

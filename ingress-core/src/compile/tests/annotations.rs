@@ -316,3 +316,61 @@ fn default_backend_annotation_serves_when_the_service_cannot() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn auth_secrets_are_resolved_or_fail_closed() {
+    let secret = "---
+apiVersion: v1
+kind: Secret
+metadata: {name: users, namespace: default}
+type: Opaque
+stringData: {auth: 'admin:{SHA}0DPiKuNIrrVmD8IUCuw1hQxNqZc='}
+";
+    let ing = |name: &str, host: &str, secret_name: &str| {
+        simple(
+            "default",
+            name,
+            &format!(
+                "{T2020}{}",
+                ann(&[("auth-type", "basic"), ("auth-secret", secret_name)])
+            ),
+            host,
+            "Prefix",
+            "/",
+            "web",
+        )
+    };
+    let yaml = [
+        ing("good", "a.com", "users"),
+        ing("missing", "b.com", "nobody"),
+        ing("foreign", "c.com", "other/users"),
+        secret.to_owned(),
+        svc("default", "web", "10.0.0.1"),
+    ]
+    .concat();
+    let c = run(&yaml, &opts());
+    let route = |host: &str| {
+        c.table
+            .routes()
+            .iter()
+            .find(|r| r.host().to_string() == host)
+            .expect("route")
+    };
+    let basic = route("a.com").policy().auth.basic.as_ref().expect("basic auth");
+    assert_eq!(basic.users.len(), 1);
+    assert_eq!(basic.users[0].user, "admin");
+    assert_eq!(outcome(&c, "a.com", "/"), "web");
+    assert_eq!(
+        route("a.com").policy().requirements(),
+        [crate::annotations::Requirement::BasicAuth]
+    );
+    for (host, name) in [("b.com", "missing"), ("c.com", "foreign")] {
+        assert_eq!(outcome(&c, host, "/"), "503 InvalidPolicy", "{host}");
+        assert_diag(
+            &c,
+            Code::AnnotationReferenceInvalid,
+            &ing_ref("default", name),
+            Some("metadata.annotations[\"nginx.ingress.kubernetes.io/auth-secret\"]"),
+        );
+    }
+}
