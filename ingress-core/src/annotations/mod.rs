@@ -435,6 +435,28 @@ pub fn parse(
     }
 }
 
+/// [`parse`], with the policy in an `Arc`; objects without any annotation under our
+/// prefixes (most of them) share one default policy instead of allocating their own.
+pub fn parse_shared(
+    annotations: &BTreeMap<String, String>,
+    object: &ObjectRef,
+    options: &AnnotationOptions,
+) -> (std::sync::Arc<IngressPolicy>, Vec<Diagnostic>) {
+    static DEFAULT: std::sync::OnceLock<std::sync::Arc<IngressPolicy>> =
+        std::sync::OnceLock::new();
+    let custom = options.custom_prefix.as_deref().filter(|p| !p.is_empty());
+    let ours = annotations.keys().any(|k| {
+        custom.is_some_and(|c| k.starts_with(c))
+            || Prefix::FIXED.iter().any(|(_, text)| k.starts_with(text))
+    });
+    if !ours {
+        let d = DEFAULT.get_or_init(|| std::sync::Arc::new(IngressPolicy::default()));
+        return (d.clone(), Vec::new());
+    }
+    let parsed = parse(annotations, object, options);
+    (std::sync::Arc::new(parsed.policy), parsed.diagnostics)
+}
+
 /// One annotation under one of our prefixes.
 #[derive(Debug)]
 struct Entry<'a> {

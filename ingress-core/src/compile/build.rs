@@ -560,12 +560,26 @@ impl<'v> Builder<'v> {
             .map(|(h, _)| Arc::new((*h).clone()))
             .collect();
         let any_host = Arc::new(RouteHost::Any);
+        // Hosts without host-scoped policy (most) share one value.
+        let no_host_policy = Arc::new(HostPolicy::default());
+        let with_tls = Arc::new(HostPolicy {
+            has_tls: true,
+            ..HostPolicy::default()
+        });
         let host_policies: Vec<Arc<HostPolicy>> = self
             .hosts
             .iter()
-            .map(|(h, hb)| Arc::new(self.host_policy(h, hb, &tls, diags)))
+            .map(|(h, hb)| {
+                let hp = self.host_policy(h, hb, &tls, diags);
+                if hp == *no_host_policy {
+                    no_host_policy.clone()
+                } else if hp == *with_tls {
+                    with_tls.clone()
+                } else {
+                    Arc::new(hp)
+                }
+            })
             .collect();
-        let no_host_policy = Arc::new(HostPolicy::default());
         let mut resolve = |namespace: &'v str,
                            spec: &'v BackendSpec,
                            ingress: usize,

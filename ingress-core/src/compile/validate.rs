@@ -222,11 +222,12 @@ pub(crate) fn validate(
         ));
         return None;
     }
-    let parsed = crate::annotations::parse(&ing.metadata.annotations, &r, annotation_options);
-    diags.extend(parsed.diagnostics);
-    if let Some(aff) = &parsed.policy.affinity
+    let (policy, annotation_diags) =
+        crate::annotations::parse_shared(&ing.metadata.annotations, &r, annotation_options);
+    diags.extend(annotation_diags);
+    if let Some(aff) = &policy.affinity
         && aff.cookie.path.is_none()
-        && parsed.policy.routing.regex_mode(profile) != crate::annotations::RegexMode::Off
+        && policy.routing.regex_mode(profile) != crate::annotations::RegexMode::Off
     {
         diags.push(Diagnostic::new(
             Code::AnnotationIgnored,
@@ -239,7 +240,7 @@ pub(crate) fn validate(
     }
     Some(ValidIngress {
         r: Arc::new(r),
-        policy: Arc::new(parsed.policy),
+        policy,
         rules,
         default_backend,
         tls,
