@@ -451,8 +451,14 @@ mod tests {
         let u = url("https://example.com/new?x=1").expect("valid");
         assert_eq!(u.to_string(), "https://example.com/new?x=1");
         assert_eq!(url("http://e.com").expect("valid").path_and_query, "");
-        assert_eq!(url("http://e.com").expect("valid").to_string(), "http://e.com");
-        assert_eq!(url("http://e.com/").expect("valid").to_string(), "http://e.com/");
+        assert_eq!(
+            url("http://e.com").expect("valid").to_string(),
+            "http://e.com"
+        );
+        assert_eq!(
+            url("http://e.com/").expect("valid").to_string(),
+            "http://e.com/"
+        );
         for bad in [
             "ftp://e.com/",
             "/relative",
