@@ -63,6 +63,8 @@
 pub mod annotations;
 pub mod compile;
 pub mod diagnostics;
+pub mod lb;
+pub mod limits;
 #[cfg(feature = "manifests")]
 pub mod manifest;
 pub mod model;

@@ -1,0 +1,1 @@
+//! Load balancing: pure endpoint choice (not written yet).

@@ -1,0 +1,1 @@
+//! Rate and connection limits: pure state machines (not written yet).
