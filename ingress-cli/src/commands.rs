@@ -345,7 +345,7 @@ pub(crate) fn explain(
         &req,
         &ingress_core::routing::RouteInputs { roll: canary_roll },
     );
-    let applied = policies(&e.decision, &path);
+    let applied = policies(&e.decision, &path, client_ip);
     if args.output == Output::Json {
         let request = json!({
             "method": method.as_str(),
@@ -457,7 +457,11 @@ pub(crate) fn explain(
 }
 
 /// The policies that shaped a decision, as (policy, detail) lines.
-fn policies(d: &Decision<'_>, path: &str) -> Vec<(&'static str, String)> {
+fn policies(
+    d: &Decision<'_>,
+    path: &str,
+    client_ip: Option<std::net::IpAddr>,
+) -> Vec<(&'static str, String)> {
     use ingress_core::routing::RespondReason;
     let mut out = Vec::new();
     match d {
@@ -504,10 +508,28 @@ fn policies(d: &Decision<'_>, path: &str) -> Vec<(&'static str, String)> {
             format!("{} ({})", r.reason.as_str(), r.location),
         )),
         Decision::Respond(r) => match r.reason {
-            RespondReason::Forbidden => out.push((
-                "access",
-                "the client address is denied or not in the allow list".to_owned(),
-            )),
+            RespondReason::Forbidden => {
+                use ingress_core::annotations::access::AccessVerdict;
+                let detail = d.route().map(|rt| {
+                    let host = &rt.host_policy().access;
+                    let own = &rt.policy().access;
+                    let level = if own.allow.is_some() || own.deny.is_some() {
+                        "route"
+                    } else {
+                        "host (MSE domain)"
+                    };
+                    match (own.check(client_ip, Some(host)), client_ip) {
+                        (AccessVerdict::Denied, Some(ip)) => {
+                            format!("{ip} is in the {level} deny list")
+                        }
+                        (_, None) => format!(
+                            "the client address is unknown and the {level} allow list admits only listed addresses"
+                        ),
+                        (_, Some(ip)) => format!("{ip} is not in the {level} allow list"),
+                    }
+                });
+                out.push(("access", detail.unwrap_or_default()));
+            }
             RespondReason::InvalidPolicy => {
                 let keys = d
                     .route()
