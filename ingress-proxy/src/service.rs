@@ -501,10 +501,30 @@ struct Forwarding<'a> {
     headers: Option<&'a HeaderPolicy>,
 }
 
+/// The security controls (`IngressPolicy::requirements`) this proxy carries out. A
+/// route that asks for any other answers 503.
+pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[];
+
 fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
     let label = d.route().and_then(|r| live.label(r)).cloned();
     let response_headers = d.response_headers().to_vec();
     match d {
+        // Security controls this data plane does not carry out yet: answer 503 rather
+        // than serve without them (fail closed).
+        Decision::Forward(f)
+            if f.policy.unmet(SUPPORTED_REQUIREMENTS).is_some()
+                || f
+                    .canary
+                    .is_some_and(|(c, _)| c.policy().unmet(SUPPORTED_REQUIREMENTS).is_some()) =>
+        {
+            Plan::Answer {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                location: None,
+                why: "unenforced-policy",
+                response_headers: Vec::new(),
+                label,
+            }
+        }
         Decision::Forward(f) => match live.pick(f.route, f.backend.endpoints()) {
             Some(endpoint) => Plan::Forward {
                 endpoint: endpoint.clone(),

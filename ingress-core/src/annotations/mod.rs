@@ -367,6 +367,28 @@ impl Requirement {
 }
 
 impl IngressPolicy {
+    /// The first security control this policy asks for that is not in `supported`
+    /// (no allocation: data planes call this per request and fail closed on `Some`).
+    pub fn unmet(&self, supported: &[Requirement]) -> Option<Requirement> {
+        let needs = [
+            (Requirement::BasicAuth, self.auth.basic.is_some()),
+            (Requirement::ExternalAuth, self.auth.external.is_some()),
+            (Requirement::ClientCertificate, self.client_tls.ca_secret.is_some()),
+            (
+                Requirement::RateLimit,
+                !self.rate_limit.per_client.is_empty() || self.rate_limit.route.is_some(),
+            ),
+            (
+                Requirement::ConnectionLimit,
+                self.rate_limit.connections.is_some_and(|c| c > 0),
+            ),
+        ];
+        needs
+            .into_iter()
+            .find(|(r, needed)| *needed && !supported.contains(r))
+            .map(|(r, _)| r)
+    }
+
     /// The security controls this policy asks the data plane to enforce.
     pub fn requirements(&self) -> Vec<Requirement> {
         let mut out = Vec::new();
