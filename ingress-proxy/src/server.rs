@@ -136,17 +136,29 @@ impl Proxy {
         let resolver = Arc::new(SniResolver::new(live.clone(), default_certificate(pem)?));
         let acceptor = TlsAcceptor::from(server_config(resolver)?);
 
+        // Every limit is set here rather than left to hyper's defaults, which hyper
+        // documents as unstable (edge values as Envoy's edge guide recommends).
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(config.header_read_timeout)
-            .max_buf_size(64 * 1024);
+            .max_buf_size(64 * 1024)
+            .max_headers(100)
+            .keep_alive(true)
+            .half_close(false);
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(100)
-            .max_header_list_size(64 * 1024);
+            .max_header_list_size(64 * 1024)
+            .initial_stream_window_size(64 * 1024)
+            .initial_connection_window_size(1024 * 1024)
+            .max_pending_accept_reset_streams(20)
+            .max_local_error_reset_streams(1024)
+            .max_send_buf_size(64 * 1024)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
         let (stop, _) = watch::channel(false);
         let mut addrs = [None; 3];
         let mut servers = Vec::new();

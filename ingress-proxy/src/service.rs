@@ -513,8 +513,7 @@ fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
         // than serve without them (fail closed).
         Decision::Forward(f)
             if f.policy.unmet(SUPPORTED_REQUIREMENTS).is_some()
-                || f
-                    .canary
+                || f.canary
                     .is_some_and(|(c, _)| c.policy().unmet(SUPPORTED_REQUIREMENTS).is_some()) =>
         {
             Plan::Answer {

@@ -69,3 +69,21 @@ async fn oversized_request_heads_are_refused() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_than_100_headers_are_refused() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let headers: String = (0..120).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let req = format!("GET / HTTP/1.1\r\nHost: app.test\r\n{headers}\r\n");
+    let out = raw(p.http_addr().expect("http"), req.as_bytes()).await;
+    assert!(
+        out.starts_with("HTTP/1.1 431"),
+        "{}",
+        &out[..out.len().min(200)]
+    );
+    assert_eq!(a.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    p.shutdown().await;
+    Ok(())
+}
