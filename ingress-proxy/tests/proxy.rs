@@ -667,3 +667,38 @@ async fn a_given_default_certificate_is_served_for_unknown_names() -> TestResult
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_asking_for_controls_not_carried_out_yet_fail_closed() -> TestResult {
+    let a = echo("a").await;
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "limited.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "limited",
+                &[("nginx.ingress.kubernetes.io/limit-rps", "5")],
+                &[("limited.test", "/", "a")],
+                &[],
+            ),
+            ingress("open", &[("open.test", "/", "a")], &[]),
+            service("a", &[a.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let r = h1(addr, get("limited.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().contains("unenforced-policy"), "{}", r.text());
+    assert_eq!(
+        a.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing forwarded"
+    );
+    let r = h1(addr, get("open.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK, "other routes keep serving");
+    p.shutdown().await;
+    Ok(())
+}
