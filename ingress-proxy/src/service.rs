@@ -202,7 +202,25 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
         })
 }
 
+/// Add a decision's response headers. Framing and connection headers are the
+/// server's to set (hyper frames the body it is given), so they are skipped.
+fn append_headers(h: &mut http::HeaderMap, extra: Vec<(HeaderName, HeaderValue)>) {
+    for (n, v) in extra {
+        if !ingress_core::annotations::headers::is_protected(&n) {
+            h.append(n, v);
+        }
+    }
+}
+
+/// The gateway's own answer: a one-line text body, none for statuses that have no
+/// content (1xx, 204, 304).
 fn text(status: StatusCode, why: &str) -> ProxyBody {
+    if status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return empty();
+    }
     let reason = status.canonical_reason().unwrap_or("");
     let body = if why.is_empty() {
         format!("{} {reason}\n", status.as_u16())
@@ -296,20 +314,22 @@ impl Inner {
                 label,
             } => {
                 access.label = label;
-                let mut resp = Response::new(text(status, why));
+                let body = text(status, why);
+                let has_body = !body.is_end_stream();
+                let mut resp = Response::new(body);
                 *resp.status_mut() = status;
                 let h = resp.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; charset=utf-8"),
-                );
+                if has_body {
+                    h.insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
+                }
                 if let Some(loc) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
                     access.decision = "redirect";
                     h.insert(header::LOCATION, loc);
                 }
-                for (n, v) in response_headers {
-                    h.append(n, v);
-                }
+                append_headers(h, response_headers);
                 resp
             }
             Plan::Forward {
@@ -340,9 +360,7 @@ impl Inner {
                     headers: headers.as_deref(),
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
-                for (n, v) in response_headers {
-                    resp.headers_mut().append(n, v);
-                }
+                append_headers(resp.headers_mut(), response_headers);
                 resp
             }
         };

@@ -702,3 +702,56 @@ async fn routes_asking_for_controls_not_carried_out_yet_fail_closed() -> TestRes
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decisions_response_headers_reach_the_client() -> TestResult {
+    let a = echo("a").await;
+    let dir = tempfile::tempdir()?;
+    let nginx = |k: &str| format!("nginx.ingress.kubernetes.io/{k}");
+    write(
+        dir.path(),
+        "cors.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "cors",
+                &[
+                    (&nginx("enable-cors"), "true"),
+                    (&nginx("cors-allow-origin"), "https://app.example"),
+                ],
+                &[("cors.test", "/", "a")],
+                &[],
+            ),
+            service("a", &[a.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let origin = "https://app.example";
+    // Forwarded: added to the upstream's answer.
+    let r = h1(
+        addr,
+        get("cors.test", "/x")
+            .header("origin", origin)
+            .body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["access-control-allow-origin"], origin);
+    assert_eq!(r.json()["server"], "a");
+    // Preflight: answered by the gateway with the same headers.
+    let preflight = http::Request::options("http://cors.test/x")
+        .header("origin", origin)
+        .header("access-control-request-method", "PUT")
+        .body(empty())?;
+    let r = h1(addr, preflight).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(r.headers["access-control-allow-origin"], origin);
+    assert_eq!(
+        a.hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "preflight not forwarded"
+    );
+    p.shutdown().await;
+    Ok(())
+}
