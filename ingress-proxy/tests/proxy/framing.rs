@@ -1,22 +1,20 @@
 //! HTTP/1.1 framing at the edge, with raw bytes: ambiguous messages are never
 //! forwarded as they came, and oversized heads are refused.
 
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::*;
 
 /// Write raw bytes, then read whatever comes back until the proxy closes the
-/// connection or stays quiet for a while.
+/// connection (each case here closes it) or stays quiet past the deadline.
 async fn raw(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
     let mut tcp = TcpStream::connect(addr).await.expect("connect");
     tcp.write_all(bytes).await.expect("write");
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
-        match tokio::time::timeout(Duration::from_secs(2), tcp.read(&mut buf)).await {
+        match tokio::time::timeout(DEADLINE, tcp.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
         }
