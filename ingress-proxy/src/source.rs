@@ -143,7 +143,11 @@ impl FileSource {
                 Ok(_) => {
                     let _ = tx.send(());
                 }
-                Err(e) => tracing::warn!(error = %e, "file watch error"),
+                // A lost event (queue overflow...) could hide a change: reload anyway.
+                Err(e) => {
+                    tracing::warn!(error = %e, "file watch error; reloading");
+                    let _ = tx.send(());
+                }
             }
         })
         .map_err(|source| WatchError::Notify {
