@@ -122,6 +122,13 @@ impl Proxy {
             live.clone(),
             metrics.clone(),
         );
+        let pem = config
+            .default_certificate
+            .as_ref()
+            .map(|(c, k)| (c.as_slice(), k.as_slice()));
+        let resolver = Arc::new(SniResolver::new(live.clone(), default_certificate(pem)?));
+        let acceptor = TlsAcceptor::from(server_config(resolver)?);
+        // Watch before the first load, so a change made meanwhile is not missed.
         let watcher = if config.watch {
             Some(source.watch(config.debounce)?)
         } else {
@@ -129,12 +136,6 @@ impl Proxy {
         };
         let _ = source.apply().await;
         let service = ProxyService::new(live.clone(), metrics.clone(), config.service.clone());
-        let pem = config
-            .default_certificate
-            .as_ref()
-            .map(|(c, k)| (c.as_slice(), k.as_slice()));
-        let resolver = Arc::new(SniResolver::new(live.clone(), default_certificate(pem)?));
-        let acceptor = TlsAcceptor::from(server_config(resolver)?);
 
         // Every limit is set here rather than left to hyper's defaults, which hyper
         // documents as unstable (edge values as Envoy's edge guide recommends).
