@@ -23,7 +23,7 @@ use ingress_core::model::{
 use ingress_core::{
     CompileOptions, DEFAULT_CONTROLLER_NAME, Profile, RequestView, Scheme, Snapshot, compile,
 };
-use ingress_core_fuzz::check_route;
+use ingress_core_fuzz::check_route_with;
 use libfuzzer_sys::fuzz_target;
 
 /// At most this many objects of each kind, rules per Ingress, paths per rule...
@@ -94,6 +94,78 @@ vocab!(
     ["Exact", "Prefix", "ImplementationSpecific", "prefix", ""]
 );
 vocab!(Class, ["gw", "conformance", "other", ""]);
+vocab!(
+    AnnKey,
+    [
+        "nginx.ingress.kubernetes.io/use-regex",
+        "nginx.ingress.kubernetes.io/rewrite-target",
+        "nginx.ingress.kubernetes.io/canary",
+        "nginx.ingress.kubernetes.io/canary-by-header",
+        "nginx.ingress.kubernetes.io/canary-by-header-value",
+        "nginx.ingress.kubernetes.io/canary-by-header-pattern",
+        "nginx.ingress.kubernetes.io/canary-by-cookie",
+        "nginx.ingress.kubernetes.io/canary-weight",
+        "nginx.ingress.kubernetes.io/canary-weight-total",
+        "nginx.ingress.kubernetes.io/app-root",
+        "nginx.ingress.kubernetes.io/ssl-redirect",
+        "nginx.ingress.kubernetes.io/force-ssl-redirect",
+        "nginx.ingress.kubernetes.io/permanent-redirect",
+        "nginx.ingress.kubernetes.io/temporal-redirect",
+        "nginx.ingress.kubernetes.io/from-to-www-redirect",
+        "nginx.ingress.kubernetes.io/enable-cors",
+        "nginx.ingress.kubernetes.io/cors-allow-origin",
+        "nginx.ingress.kubernetes.io/whitelist-source-range",
+        "nginx.ingress.kubernetes.io/denylist-source-range",
+        "nginx.ingress.kubernetes.io/upstream-vhost",
+        "nginx.ingress.kubernetes.io/x-forwarded-prefix",
+        "nginx.ingress.kubernetes.io/affinity",
+        "nginx.ingress.kubernetes.io/configuration-snippet",
+        "nginx.ingress.kubernetes.io/auth-url",
+        "nginx.ingress.kubernetes.io/auth-tls-match-cn",
+        "nginx.ingress.kubernetes.io/mirror-target",
+        "higress.io/rewrite-path",
+        "higress.io/ignore-path-case",
+        "higress.io/full-path-regex",
+        "higress.io/response-header-control-add",
+        "mse.ingress.kubernetes.io/canary-by-query",
+        "mse.ingress.kubernetes.io/domain-whitelist-source-range",
+    ]
+);
+vocab!(
+    AnnValue,
+    [
+        "true",
+        "false",
+        "/",
+        "/$1",
+        "/$2",
+        "/v2/$1?x=1",
+        "https://example.com/$1",
+        "https://new.example.com/",
+        "X-Canary",
+        "always",
+        "never",
+        "v2",
+        "^v[0-9]$",
+        "(?!x)",
+        "30",
+        "100",
+        "0",
+        "cookie",
+        "10.0.0.0/8",
+        "::1, 10.0.0.1",
+        "https://a.example.com, https://*.example.com",
+        "*",
+        "svc.ns.svc.cluster.local",
+        "/api",
+        "/foo;\n}\nlocation ~* ^/x { alias /var/run/secrets/kubernetes.io/serviceaccount/; }",
+        "http://x/#;\nload_module /tmp/x.so;",
+        "CN=(a)\"\n}",
+        "more_set_headers \"X: y\";",
+        "X-A 1\nX-B 2",
+        "a\rb",
+    ]
+);
 vocab!(PortName, ["http", "grpc", "https", ""]);
 vocab!(
     Address,
@@ -284,6 +356,7 @@ struct FTls {
 #[derive(Debug, Arbitrary)]
 struct FIngress {
     meta: Meta,
+    annotations: Few<(AnnKey, AnnValue)>,
     class: Option<Class>,
     legacy_class: Option<Class>,
     default_backend: Option<FBackend>,
@@ -294,6 +367,9 @@ struct FIngress {
 impl FIngress {
     fn build(&self) -> Ingress {
         let mut metadata = self.meta.build();
+        for (k, v) in &self.annotations.0 {
+            metadata.annotations.insert(k.0.clone(), v.0.clone());
+        }
         if let Some(c) = &self.legacy_class {
             metadata
                 .annotations
@@ -507,6 +583,11 @@ struct FRequest {
     host: ReqHost,
     path: ReqPath,
     query: Option<String>,
+    method_options: bool,
+    canary_header: Option<AnnValue>,
+    origin: Option<AnnValue>,
+    client_ip: Option<[u8; 4]>,
+    roll: Option<u32>,
 }
 
 #[derive(Debug, Arbitrary)]
@@ -532,6 +613,19 @@ fuzz_target!(|input: Input| {
     let scheme = if r.https { Scheme::Https } else { Scheme::Http };
     let mut req = RequestView::get(scheme, &r.host.0, &r.path.0);
     req.query = r.query.as_deref();
+    let mut headers = http::HeaderMap::new();
+    if let Some(v) = r.canary_header.as_ref().and_then(|v| http::HeaderValue::from_str(&v.0).ok()) {
+        headers.insert("x-canary", v);
+    }
+    if let Some(v) = r.origin.as_ref().and_then(|v| http::HeaderValue::from_str(&v.0).ok()) {
+        headers.insert(http::header::ORIGIN, v);
+    }
+    req.headers = &headers;
+    if r.method_options {
+        req.method = &http::Method::OPTIONS;
+    }
+    req.client_ip = r.client_ip.map(|o| std::net::IpAddr::from(o));
+    let inputs = ingress_core::routing::RouteInputs { roll: r.roll };
 
     for profile in [Profile::Standard, Profile::IngressNginx] {
         let options = CompileOptions::with_profile(profile)
@@ -544,6 +638,6 @@ fuzz_target!(|input: Input| {
             "compile is not deterministic ({profile})"
         );
 
-        check_route(&compiled.table, &req, profile.as_str());
+        check_route_with(&compiled.table, &req, &inputs, profile.as_str());
     }
 });

@@ -1,6 +1,6 @@
 //! Checks shared by the fuzz targets.
 
-use ingress_core::routing::Verdict;
+use ingress_core::routing::{RouteInputs, Verdict};
 use ingress_core::{Decision, RequestView, RouteTable};
 
 /// What identifies a decision, for comparing two of them: kind, status, route,
@@ -32,8 +32,18 @@ pub fn fingerprint(
 /// explanation's chosen step (none when no route decided); a forward has endpoints
 /// and keeps the query string.
 pub fn check_route(table: &RouteTable, req: &RequestView<'_>, what: &str) {
-    let decision = table.route(req);
-    let explanation = table.explain(req);
+    check_route_with(table, req, &RouteInputs::default(), what);
+}
+
+/// [`check_route`] with a canary roll.
+pub fn check_route_with(
+    table: &RouteTable,
+    req: &RequestView<'_>,
+    inputs: &RouteInputs,
+    what: &str,
+) {
+    let decision = table.route_with(req, inputs);
+    let explanation = table.explain_with(req, inputs);
     assert_eq!(
         fingerprint(&decision),
         fingerprint(&explanation.decision),
@@ -62,12 +72,64 @@ pub fn check_route(table: &RouteTable, req: &RequestView<'_>, what: &str) {
             !f.backend.endpoints().is_empty(),
             "forward without endpoints"
         );
-        if let Some(q) = req.query {
+        assert!(
+            f.route.policy().fail_closed.is_none(),
+            "a fail-closed route forwarded ({what}) for {req:?}"
+        );
+        let target = f.upstream_target();
+        assert!(target.starts_with('/'), "upstream target {target:?} is not origin-form");
+        assert!(
+            !target.contains(|c: char| c.is_control() || c == ' '),
+            "upstream target {target:?} holds control characters or spaces"
+        );
+        if let Some(q) = req.query.filter(|_| !f.rewritten) {
             assert!(
                 f.upstream_target().ends_with(&format!("?{q}")),
                 "query lost: {:?}",
                 f.upstream_target()
             );
+        }
+    }
+}
+
+/// Checks on one parsed annotation map: diagnostics name keys of the map, the
+/// fail-closed keys are keys of the map, and parsing is deterministic.
+pub fn check_annotations(
+    map: &std::collections::BTreeMap<String, String>,
+    options: &ingress_core::annotations::AnnotationOptions,
+) {
+    use ingress_core::model::{ObjectKind, ObjectRef};
+    let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "fuzz");
+    let parsed = ingress_core::annotations::parse(map, &obj, options);
+    let again = ingress_core::annotations::parse(map, &obj, options);
+    assert_eq!(parsed.diagnostics, again.diagnostics, "parse is not deterministic");
+    assert_eq!(parsed.policy, again.policy, "parse is not deterministic");
+    for d in &parsed.diagnostics {
+        let field = d.field.as_deref().unwrap_or("");
+        let named = map
+            .keys()
+            .any(|k| field == ingress_core::annotations::annotation_field(k))
+            || field.starts_with("metadata.annotations[\"nginx.ingress.kubernetes.io/");
+        assert!(named, "diagnostic names no key of the map: {d:?}");
+    }
+    if let Some(fc) = &parsed.policy.fail_closed {
+        for k in &fc.keys {
+            assert!(map.contains_key(k), "fail-closed key {k} is not in the map");
+        }
+        assert!(
+            parsed
+                .diagnostics
+                .iter()
+                .any(|d| d.severity == ingress_core::Severity::Error),
+            "fail closed without an error diagnostic"
+        );
+    }
+    // No value with a line break or NUL gets into a typed string.
+    let dbg = format!("{:?}", parsed.policy);
+    for (k, v) in map {
+        if v.trim_end_matches('\n').contains(['\r', '\0']) {
+            let _ = k;
+            assert!(!dbg.contains(v.as_str()), "a value with CR/NUL reached the policy");
         }
     }
 }

@@ -723,14 +723,33 @@ impl<'a> Cx<'a> {
 
     /// Report a problem with `key` under `code` (the family's own judgement, e.g.
     /// "has no effect without rewrite-target").
+    /// `key` may be the full key or a registry name; a name is resolved to the key
+    /// as written, so the diagnostic points at the right line.
     pub fn report(&mut self, code: Code, key: &str, message: impl Into<String>) {
-        let d = self.diag(code, key, message.into());
+        let full = self.full_key(key);
+        let d = self.diag(code, &full, message.into());
         self.diags.push(d);
+    }
+
+    /// The key as written for a registry name (or `key` itself when it is already a
+    /// full key); the nginx spelling when the name is not present.
+    fn full_key(&self, key: &str) -> String {
+        if key.contains('/') {
+            return key.to_owned();
+        }
+        self.entries
+            .iter()
+            .find(|e| name_matches(e.name, key))
+            .map_or_else(
+                || format!("nginx.ingress.kubernetes.io/{key}"),
+                |e| e.key.to_owned(),
+            )
     }
 
     /// Fail the routes closed because of `key` (after reporting it).
     pub fn fail_closed(&mut self, key: &str) {
-        self.failed.push(key.to_string());
+        let full = self.full_key(key);
+        self.failed.push(full);
     }
 
     fn diag(&self, code: Code, key: &str, message: String) -> Diagnostic {

@@ -312,3 +312,15 @@ fn glob_names() {
     ));
     assert!(name_matches("use-regex", "use-regex"));
 }
+
+/// Found by the `annotation_value` fuzz target: a family reporting by registry name
+/// must still point at the key as written (here under `higress.io/`).
+#[test]
+fn reports_by_name_point_at_the_written_key() {
+    let key = k(H, "auth-method");
+    let p = run(&[(&key, "GET")]);
+    assert!(!p.diagnostics.is_empty());
+    for d in &p.diagnostics {
+        assert_eq!(d.field, Some(annotation_field(&key)), "{d:?}");
+    }
+}

@@ -1,0 +1,41 @@
+//! One annotation value for one registered key: the first byte picks the key, the
+//! second the prefix and profile, the rest is the value (lossy UTF-8).
+//!
+//! Checks: nothing panics; the checks of `check_annotations` (diagnostics name the
+//! key, fail-closed keys exist, deterministic); a value with a line break is never
+//! accepted for a single-line key.
+
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use ingress_core::annotations::{AnnotationOptions, Prefix, all_keys};
+use ingress_core::Profile;
+use ingress_core_fuzz::check_annotations;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let [k, p, rest @ ..] = data else { return };
+    let keys: Vec<_> = all_keys().collect();
+    let spec = keys[usize::from(*k) % keys.len()];
+    let prefix = Prefix::FIXED[usize::from(*p & 3)].1;
+    let name = spec.name.replace('*', "x-test");
+    let value = String::from_utf8_lossy(rest).into_owned();
+    let key = format!("{prefix}{name}");
+    let mut map = BTreeMap::new();
+    map.insert(key.clone(), value.clone());
+    let profile = if p & 4 == 0 { Profile::Standard } else { Profile::IngressNginx };
+    let options = AnnotationOptions { profile, custom_prefix: None };
+    check_annotations(&map, &options);
+    let parsed = ingress_core::annotations::parse(
+        &map,
+        &ingress_core::model::ObjectRef::namespaced(ingress_core::model::ObjectKind::Ingress, "ns", "fuzz"),
+        &options,
+    );
+    if !spec.multiline && value.trim_end_matches('\n').contains(['\n', '\r']) {
+        assert!(
+            parsed.diagnostics.iter().any(|d| d.code.as_str() == "annotation-invalid-value"),
+            "{key} accepted a line break: {value:?}"
+        );
+    }
+});
