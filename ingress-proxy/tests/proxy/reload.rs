@@ -54,7 +54,26 @@ async fn hot_reload_applies_changes_and_keeps_the_last_good_table() -> TestResul
     assert_eq!(new_route().await, StatusCode::OK);
     assert_eq!(admin(&p, "/readyz").await.status, StatusCode::OK);
 
-    // Fixing the file applies again; deleting it removes the route.
+    // A schema error (valid YAML, wrong shape) is rejected the same way.
+    write(
+        dir.path(),
+        "new.yaml",
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: new, namespace: t}\nspec: {rules: not-a-list}\n",
+    );
+    eventually("the schema error is rejected", || async {
+        let m = admin(&p, "/metrics").await.text();
+        metric(
+            &m,
+            "ingress_proxy_config_applies_total{outcome=\"rejected\"}",
+        )
+        .unwrap_or(0.0)
+            >= 2.0
+    })
+    .await;
+    assert_eq!(p.live().load().version(), good);
+    assert_eq!(new_route().await, StatusCode::OK);
+
+    // Deleting the file is a good change: the route goes.
     std::fs::remove_file(dir.path().join("new.yaml"))?;
     eventually("the route is gone", || async {
         new_route().await == StatusCode::NOT_FOUND
