@@ -19,8 +19,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ingress_core::annotations::HeaderPolicy;
-use ingress_core::routing::EndpointAddr;
 use ingress_core::routing::RouteInputs;
+use ingress_core::routing::{BackendId, EndpointAddr};
 use ingress_core::{Decision, RequestView, Scheme};
 
 use crate::access::{Access, LoggedBody};
@@ -99,6 +99,8 @@ struct Inner {
 enum Plan {
     Forward {
         endpoint: EndpointAddr,
+        /// The backend, for the other endpoints when a connect fails.
+        backend: BackendId,
         target: String,
         upstream_host: String,
         response_headers: Vec<(HeaderName, HeaderValue)>,
@@ -236,6 +238,23 @@ fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
 }
 
+/// How many endpoints a request without a body tries when connects fail.
+const MAX_CONNECT_TRIES: usize = 3;
+
+/// The absolute URI the pooled client sends to: `http://endpoint/target`.
+fn upstream_uri(endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
+    format!("http://{endpoint}{target}").parse().ok()
+}
+
+/// The endpoint after `current` in the backend's list, wrapping around.
+fn next_endpoint<'e>(endpoints: &'e [EndpointAddr], current: &'e EndpointAddr) -> &'e EndpointAddr {
+    let i = endpoints
+        .iter()
+        .position(|e| e == current)
+        .map_or(0, |i| i + 1);
+    endpoints.get(i % endpoints.len().max(1)).unwrap_or(current)
+}
+
 /// Whether an upstream error is a timeout (connect timeout): 504, else 502.
 fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
@@ -304,7 +323,6 @@ impl Inner {
                 plan(&live, live.table().route_with(&view, &inputs))
             }
         };
-        drop(live);
         let response = match plan {
             Plan::Answer {
                 status,
@@ -334,6 +352,7 @@ impl Inner {
             }
             Plan::Forward {
                 endpoint,
+                backend,
                 target,
                 upstream_host,
                 response_headers,
@@ -345,10 +364,10 @@ impl Inner {
                 access.label = label;
                 access.decision = "forward";
                 access.log = access_log;
-                access.upstream = Some(endpoint.to_string());
                 let client_host = access.host.clone();
                 let fwd = Forwarding {
                     endpoint: &endpoint,
+                    endpoints: live.table().backend(backend).endpoints(),
                     target: &target,
                     upstream_host: &upstream_host,
                     client_host: &client_host,
@@ -451,31 +470,56 @@ impl Inner {
             }
             Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
         }
-        let uri = format!("http://{}{}", f.endpoint, f.target);
-        parts.uri = match uri.parse::<Uri>() {
-            Ok(u) => u,
-            Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
-        };
         parts.version = Version::HTTP_11;
-        let sent = Instant::now();
-        let call = self.client.request(Request::from_parts(parts, body));
-        let result = tokio::time::timeout(self.options.read_timeout, call).await;
-        access.upstream_elapsed = Some(sent.elapsed());
-        let mut resp = match result {
-            Err(_) => return self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
-            Ok(Err(e)) => {
-                let upstream = access.upstream.as_deref().unwrap_or("");
-                if e.is_connect() {
-                    self.metrics.upstream_connect_error(upstream);
+        // A failed connect sends nothing upstream, so a request without a body moves
+        // on to the backend's next endpoint (as nginx's default `proxy_next_upstream
+        // error` does), up to MAX_CONNECT_TRIES endpoints.
+        let retry = (body.is_end_stream() && f.endpoints.len() > 1)
+            .then(|| (parts.method.clone(), parts.headers.clone()));
+        let mut endpoint = f.endpoint;
+        let mut next = Some((parts, body));
+        let mut tries = 0;
+        let mut resp = loop {
+            tries += 1;
+            let (mut parts, body) = match next.take() {
+                Some(p) => p,
+                None => return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable"),
+            };
+            parts.uri = match upstream_uri(endpoint, f.target) {
+                Some(u) => u,
+                None => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
+            };
+            access.upstream = Some(endpoint.to_string());
+            let sent = Instant::now();
+            let call = self.client.request(Request::from_parts(parts, body));
+            let result = tokio::time::timeout(self.options.read_timeout, call).await;
+            access.upstream_elapsed = Some(sent.elapsed());
+            let e = match result {
+                Err(_) => return self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
+                Ok(Ok(resp)) => break resp,
+                Ok(Err(e)) => e,
+            };
+            let upstream = endpoint.to_string();
+            tracing::debug!(upstream, tries, error = %e, "upstream request failed");
+            if e.is_connect() {
+                self.metrics.upstream_connect_error(&upstream);
+                if let Some((method, headers)) = &retry
+                    && tries < MAX_CONNECT_TRIES.min(f.endpoints.len())
+                {
+                    endpoint = next_endpoint(f.endpoints, endpoint);
+                    let mut again = Request::new(empty());
+                    *again.method_mut() = method.clone();
+                    *again.version_mut() = Version::HTTP_11;
+                    *again.headers_mut() = headers.clone();
+                    next = Some(again.into_parts());
+                    continue;
                 }
-                tracing::debug!(upstream, error = %e, "upstream request failed");
-                return if is_timeout(&e) {
-                    self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-connect-timeout")
-                } else {
-                    self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable")
-                };
             }
-            Ok(Ok(resp)) => resp,
+            return if is_timeout(&e) {
+                self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-connect-timeout")
+            } else {
+                self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable")
+            };
         };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -508,6 +552,8 @@ impl Inner {
 /// What forwarding one request needs.
 struct Forwarding<'a> {
     endpoint: &'a EndpointAddr,
+    /// Every endpoint of the backend (the chosen one among them).
+    endpoints: &'a [EndpointAddr],
     target: &'a str,
     upstream_host: &'a str,
     client_host: &'a str,
@@ -545,6 +591,7 @@ fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
         Decision::Forward(f) => match live.pick(f.route, f.backend.endpoints()) {
             Some(endpoint) => Plan::Forward {
                 endpoint: endpoint.clone(),
+                backend: f.backend.id(),
                 target: f.upstream_target().into_owned(),
                 upstream_host: f.upstream_host.to_owned(),
                 response_headers,

@@ -143,3 +143,40 @@ async fn shutdown_lets_tunnels_run_for_the_grace_period_then_cuts_them() -> Test
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connect_moves_a_request_without_body_to_the_next_endpoint() -> TestResult {
+    let a = echo("a").await;
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], closed_port().await));
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "half.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("half", &[("half.test", "/", "half")], &[]),
+            service("half", &[a.addr, closed]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    for _ in 0..4 {
+        let r = h1(addr, get("half.test", "/").body(empty())?).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["server"], "a");
+    }
+    // A request with a body is not replayed: one of two goes to the closed endpoint.
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let req = http::Request::post("http://half.test/")
+            .body(http_body_util::Full::new(Bytes::from_static(b"payload")))?;
+        statuses.push(h1(addr, req).await.status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::BAD_GATEWAY]);
+    let m = admin(&p, "/metrics").await.text();
+    let sample = format!("ingress_proxy_upstream_connect_errors_total{{upstream=\"{closed}\"}}");
+    assert!(metric(&m, &sample).unwrap_or(0.0) >= 3.0, "{m}");
+    p.shutdown().await;
+    Ok(())
+}
