@@ -181,16 +181,29 @@ where
 
 /// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1
 /// absolute form), else the Host header. `Err` when Host appears more than once.
-fn request_host<B>(req: &Request<B>) -> Result<&str, ()> {
-    if let Some(a) = req.uri().authority() {
-        return Ok(a.as_str());
+fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
+    let host = if let Some(a) = req.uri().authority() {
+        a.as_str()
+    } else {
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        let first = hosts.next();
+        if hosts.next().is_some() {
+            return Err("duplicate-host");
+        }
+        match first {
+            Some(h) => h.to_str().map_err(|_| "bad-host")?,
+            // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+            None if req.version() == Version::HTTP_11 => return Err("missing-host"),
+            None => "",
+        }
+    };
+    if !host
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._~:[]".contains(&b))
+    {
+        return Err("bad-host");
     }
-    let mut hosts = req.headers().get_all(header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
-        return Err(());
-    }
-    Ok(first.and_then(|h| h.to_str().ok()).unwrap_or(""))
+    Ok(host)
 }
 
 fn is_upgrade<B>(req: &Request<B>) -> bool {
@@ -282,6 +295,7 @@ impl Inner {
             _ => self.ids.next(),
         };
         let host = request_host(&req);
+        let http1 = req.version() <= Version::HTTP_11;
         let mut access = Access {
             start,
             metrics: self.metrics.clone(),
@@ -299,10 +313,10 @@ impl Inner {
             log: true,
         };
         let plan = match host {
-            Err(()) => Plan::Answer {
+            Err(why) => Plan::Answer {
                 status: StatusCode::BAD_REQUEST,
                 location: None,
-                why: "duplicate-host",
+                why,
                 response_headers: Vec::new(),
                 label: None,
             },
@@ -348,6 +362,10 @@ impl Inner {
                     h.insert(header::LOCATION, loc);
                 }
                 append_headers(h, response_headers);
+                // A malformed HTTP/1 request ends its connection (400 + close).
+                if status == StatusCode::BAD_REQUEST && http1 {
+                    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
                 resp
             }
             Plan::Forward {

@@ -85,3 +85,45 @@ async fn more_than_100_headers_are_refused() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_header_rules() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    for (case, req) in [
+        ("no Host on HTTP/1.1", "GET / HTTP/1.1\r\n\r\n"),
+        (
+            "two Host headers",
+            "GET / HTTP/1.1\r\nHost: app.test\r\nHost: b.test\r\n\r\n",
+        ),
+        (
+            "a space in Host",
+            "GET / HTTP/1.1\r\nHost: app.test evil\r\n\r\n",
+        ),
+        (
+            "userinfo in Host",
+            "GET / HTTP/1.1\r\nHost: user@app.test\r\n\r\n",
+        ),
+    ] {
+        let out = raw(addr, req.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{case}: {out}");
+    }
+    assert_eq!(
+        a.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "nothing forwarded"
+    );
+    // The absolute form wins over Host (RFC 9112 §3.2.2); case, a trailing dot and a
+    // port are normalised away for matching.
+    for req in [
+        "GET http://app.test/ HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: APP.Test.:8080\r\nConnection: close\r\n\r\n",
+    ] {
+        let out = raw(addr, req.as_bytes()).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{req:?}: {out}");
+    }
+    p.shutdown().await;
+    Ok(())
+}
