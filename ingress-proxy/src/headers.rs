@@ -66,6 +66,23 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Remove request headers whose names contain `_`, as nginx does by default
+/// (`underscores_in_headers off`): `Transfer_Encoding` and the like are never
+/// forwarded for an upstream to read as something else.
+pub fn remove_underscored(headers: &mut HeaderMap) {
+    if !headers.keys().any(|k| k.as_str().contains('_')) {
+        return;
+    }
+    let gone: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for n in gone {
+        headers.remove(n);
+    }
+}
+
 /// Which peers may tell us the client address (`X-Forwarded-For`) and the original
 /// scheme, host and port (`X-Forwarded-Proto/-Host/-Port`).
 #[derive(Debug, Clone, Default)]

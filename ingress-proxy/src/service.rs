@@ -27,7 +27,7 @@ use crate::access::{Access, LoggedBody};
 use crate::headers::{
     RequestIds, TrustedProxies, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
     X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID, remove_hop_by_hop,
-    valid_request_id,
+    remove_underscored, valid_request_id,
 };
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
@@ -424,6 +424,7 @@ impl Inner {
         parts.extensions = http::Extensions::new();
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
+        remove_underscored(headers);
         // The route's header control first, so the gateway's own headers below win.
         if let Some(h) = f.headers {
             h.request.apply(headers);
