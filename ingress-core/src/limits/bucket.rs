@@ -68,6 +68,11 @@ impl Rate {
     /// inverse of [`Rate::drained`] (`drained(time_for(m)) >= m`, and one
     /// nanosecond less drains less than `m`).
     fn time_for(&self, milli: u64) -> u64 {
+        // 64-bit division when the product fits (it does for any realistic drain):
+        // a 128-bit one costs several times more.
+        if let Some(n) = milli.checked_mul(self.period_ns) {
+            return n.div_ceil(self.milli_per_period);
+        }
         let n = u128::from(milli) * u128::from(self.period_ns);
         let d = u128::from(self.milli_per_period);
         u64::try_from(n.div_ceil(d)).unwrap_or(u64::MAX)

@@ -4,8 +4,9 @@
 //! takes `now`, a [`Duration`] since an origin the caller picks (a monotonic one, e.g.
 //! the proxy's start `Instant`; wall-clock time only for [`global`] windows, which
 //! replicas must agree on). The same inputs give the same answers, so every test is
-//! deterministic. State that threads share sits behind sharded [`std::sync::Mutex`]es;
-//! no lock is global.
+//! deterministic. Per-client state that threads share sits behind sharded
+//! [`std::sync::Mutex`]es; the only lock every request of a route takes is that
+//! route's own Higress bucket, when it has one.
 //!
 //! - [`LeakyBucket`]: nginx `limit_req ... burst=B nodelay`, as ingress-nginx's
 //!   `limit-rps` / `limit-rpm` use it (the exact formula is on the type).
