@@ -38,6 +38,7 @@ pub struct Metrics {
     upstream_connect_errors: Family<UpstreamLabels, Counter>,
     applies: Family<ApplyLabels, Counter>,
     version: Gauge,
+    tunnels: Gauge,
 }
 
 impl Default for Metrics {
@@ -55,6 +56,7 @@ impl Metrics {
         let upstream_connect_errors = Family::<UpstreamLabels, Counter>::default();
         let applies = Family::<ApplyLabels, Counter>::default();
         let version = Gauge::default();
+        let tunnels = Gauge::default();
         registry.register(
             "requests",
             "Requests served, by route host, route and status",
@@ -80,6 +82,11 @@ impl Metrics {
             "Version of the live route table (0: none yet)",
             version.clone(),
         );
+        registry.register(
+            "open_tunnels",
+            "Upgraded connections (WebSocket) being spliced",
+            tunnels.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -87,6 +94,7 @@ impl Metrics {
             upstream_connect_errors,
             applies,
             version,
+            tunnels,
         }
     }
 
@@ -116,6 +124,11 @@ impl Metrics {
         let outcome = if applied { "applied" } else { "rejected" };
         self.applies.get_or_create(&ApplyLabels { outcome }).inc();
         self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
+    /// Set the number of open tunnels.
+    pub fn open_tunnels(&self, n: usize) {
+        self.tunnels.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics text exposition.

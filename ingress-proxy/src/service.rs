@@ -130,6 +130,7 @@ impl ProxyService {
             .pool_idle_timeout(options.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
             .build(connector);
+        let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         ProxyService {
             inner: Arc::new(Inner {
                 live,
@@ -137,7 +138,7 @@ impl ProxyService {
                 options,
                 client,
                 ids: RequestIds::default(),
-                tunnels: Arc::default(),
+                tunnels,
             }),
         }
     }

@@ -10,20 +10,14 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
+
 /// The open tunnels: how many, and the switch that cuts them all.
 #[derive(Debug)]
 pub(crate) struct Tunnels {
     open: watch::Sender<usize>,
     cut: watch::Sender<bool>,
-}
-
-impl Default for Tunnels {
-    fn default() -> Self {
-        Tunnels {
-            open: watch::Sender::new(0),
-            cut: watch::Sender::new(false),
-        }
-    }
+    metrics: Arc<Metrics>,
 }
 
 /// Counts one open tunnel for as long as it lives.
@@ -32,14 +26,25 @@ struct Open(Arc<Tunnels>);
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.open.send_modify(|n| *n = n.saturating_sub(1));
+        self.0.metrics.open_tunnels(self.0.open());
     }
 }
 
 impl Tunnels {
+    /// No tunnels yet; the count is also kept in `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Tunnels {
+            open: watch::Sender::new(0),
+            cut: watch::Sender::new(false),
+            metrics,
+        }
+    }
+
     /// Wait for both upgrades, then copy bytes both ways until either side closes
     /// (or the tunnels are cut).
     pub(crate) fn spawn(self: &Arc<Self>, client: OnUpgrade, upstream: OnUpgrade) {
         self.open.send_modify(|n| *n += 1);
+        self.metrics.open_tunnels(self.open());
         let open = Open(self.clone());
         let mut cut = self.cut.subscribe();
         tokio::spawn(async move {

@@ -126,6 +126,8 @@ async fn shutdown_lets_tunnels_run_for_the_grace_period_then_cuts_them() -> Test
     let mut io = TokioIo::new(upgrade(p.http_addr().expect("http")).await);
     assert_eq!(round_trip(&mut io, b"before").await, b"before");
     assert_eq!(p.service().open_tunnels(), 1);
+    let m = admin(&p, "/metrics").await.text();
+    assert_eq!(metric(&m, "ingress_proxy_open_tunnels"), Some(1.0), "{m}");
     let started = std::time::Instant::now();
     let shutdown = tokio::spawn(p.shutdown());
     // The listener closes at once, but the tunnel keeps working during the grace.
