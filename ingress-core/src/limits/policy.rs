@@ -92,8 +92,13 @@ impl RouteBucket {
 /// lock, after the client's rates accepted, and they are counted only if it does);
 /// a connection slot is given back when a later limit refuses.
 ///
-/// State is per gateway replica, as nginx's zones are per controller pod. See the
-/// [module docs](super) for an example and for what the proxy must do.
+/// State is per gateway replica, as nginx's zones are per controller pod, and per
+/// `Limits` value: ingress-nginx gives each Ingress one zone that all its paths
+/// share, so a data plane shares one `Limits` (in an `Arc`) among the routes of one
+/// Ingress, found by the forwarded route's Ingress and
+/// [`Forward::policy`](crate::routing::Forward)`.rate_limit`, and keeps it while
+/// that pair is unchanged across route table swaps. See the [module docs](super) for
+/// an example.
 #[derive(Debug)]
 pub struct Limits {
     policy: RateLimitPolicy,
@@ -226,6 +231,15 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("address")
+    }
+
+    #[test]
+    fn shareable_across_threads_and_tasks() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        fn send<T: Send + 'static>() {}
+        send_sync::<Limits>();
+        send::<Admitted>();
+        send::<Rejected>();
     }
 
     #[test]
