@@ -7,8 +7,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method};
+use http::{HeaderValue, Method, Version};
 use hyper::body::{Body, Frame, SizeHint};
+use ingress_core::Scheme;
 
 use crate::live::RouteLabel;
 use crate::metrics::Metrics;
@@ -20,6 +21,8 @@ pub(crate) struct Access {
     pub(crate) start: Instant,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) method: Method,
+    pub(crate) version: Version,
+    pub(crate) scheme: Scheme,
     pub(crate) host: String,
     pub(crate) path: String,
     pub(crate) client: Option<std::net::IpAddr>,
@@ -51,6 +54,11 @@ impl Access {
             request_id = %String::from_utf8_lossy(self.request_id.as_bytes()),
             client = self.client.map(tracing::field::display),
             method = %self.method,
+            protocol = ?self.version,
+            scheme = match self.scheme {
+                Scheme::Https => "https",
+                _ => "http",
+            },
             host = %self.host,
             path = %self.path,
             route = route,

@@ -301,6 +301,8 @@ impl Inner {
             start,
             metrics: self.metrics.clone(),
             method: req.method().clone(),
+            version: req.version(),
+            scheme,
             host: host.unwrap_or("").to_owned(),
             path: req.uri().path().to_owned(),
             client: client_ip,

@@ -614,6 +614,10 @@ async fn binary_serves_logs_json_and_exits_0_on_sigterm() -> TestResult {
     let access = next_line(&|l| l["request_id"] == "binary-1").await;
     assert_eq!(access["target"], "ingress_proxy::access");
     assert_eq!(access["route"], "t/app /b");
+    assert_eq!(access["protocol"], "HTTP/1.1");
+    assert_eq!(access["scheme"], "http");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["path"], "/b/x");
     assert_eq!(access["upstream"], b.addr.to_string());
     assert_eq!(access["status"], 200);
     assert_eq!(access["bytes"], r.body.len());
