@@ -2,7 +2,7 @@
 //!
 //! Per request, in order (ingress-nginx's balancer.lua): session affinity (decided by
 //! the routing code), header, cookie, query (MSE), weight. See
-//! [`CanaryPolicy::decide`].
+//! [`CanaryPolicy::decide_by_request`].
 
 use http::{HeaderMap, HeaderName};
 
