@@ -78,6 +78,7 @@ impl Sticky {
         }
     }
 
+    #[inline]
     pub(crate) fn value(&self, i: usize) -> Option<&str> {
         self.values.get(i).map(String::as_str)
     }

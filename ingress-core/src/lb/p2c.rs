@@ -46,10 +46,12 @@ fn weight(elapsed_ns: u64) -> f64 {
 }
 
 impl EndpointStats {
+    #[inline]
     pub(crate) fn start(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn end(&self, latency_ns: u64, now_ns: u64) {
         // Saturating: an unpaired end must not wrap the count.
         let _ = self
@@ -78,6 +80,7 @@ impl EndpointStats {
         self.stamp.fetch_max(now_ns, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn in_flight(&self) -> u64 {
         self.in_flight.load(Ordering::Relaxed)
     }

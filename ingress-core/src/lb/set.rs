@@ -34,6 +34,7 @@ impl EndpointSet {
         }
     }
 
+    #[inline]
     fn word_mut(&mut self, w: usize) -> &mut u64 {
         if w < INLINE_WORDS {
             return &mut self.inline[w];
@@ -46,6 +47,7 @@ impl EndpointSet {
     }
 
     /// Add endpoint `i`; `true` if it was not in the set.
+    #[inline]
     pub fn insert(&mut self, i: usize) -> bool {
         let (w, bit) = (i / 64, 1u64 << (i % 64));
         let word = self.word_mut(w);
@@ -128,6 +130,7 @@ impl EndpointSet {
 
     /// The `rank`-th (from 0, ascending) index of `0..n` not in the set; `None` when
     /// there are not that many.
+    #[inline]
     pub(crate) fn nth_free(&self, n: usize, rank: usize) -> Option<usize> {
         if self.is_empty() {
             return (rank < n).then_some(rank);

@@ -384,6 +384,22 @@ fn ring_is_even_deterministic_and_falls_back_clockwise() {
 }
 
 #[test]
+fn ring_buckets_find_what_a_full_binary_search_finds() {
+    for n in [1, 2, 3, 7, 100, 300] {
+        let b = Balancer::new(&eps(n), &hashed(None), None);
+        let ring = b.ring.as_ref().expect("ring");
+        let mut probes = vec![0, 1, u64::MAX - 1, u64::MAX, 1 << 63, (1 << 63) - 1];
+        for &p in ring.points().iter().step_by(7) {
+            probes.extend([p.wrapping_sub(1), p, p.wrapping_add(1)]);
+        }
+        probes.extend((0..2_000u64).map(|k| hash64(&k.to_le_bytes())));
+        for h in probes {
+            assert_eq!(ring.start_fast(h), ring.start_slow(h), "n={n} h={h:#x}");
+        }
+    }
+}
+
+#[test]
 fn ring_moves_only_the_keys_it_must() {
     let keys: Vec<String> = (0..10_000).map(|k| format!("user-{k}")).collect();
     let all = eps(9);
