@@ -373,7 +373,10 @@ impl IngressPolicy {
         let needs = [
             (Requirement::BasicAuth, self.auth.basic.is_some()),
             (Requirement::ExternalAuth, self.auth.external.is_some()),
-            (Requirement::ClientCertificate, self.client_tls.ca_secret.is_some()),
+            (
+                Requirement::ClientCertificate,
+                self.client_tls.ca_secret.is_some(),
+            ),
             (
                 Requirement::RateLimit,
                 !self.rate_limit.per_client.is_empty() || self.rate_limit.route.is_some(),
@@ -464,8 +467,7 @@ pub fn parse_shared(
     object: &ObjectRef,
     options: &AnnotationOptions,
 ) -> (std::sync::Arc<IngressPolicy>, Vec<Diagnostic>) {
-    static DEFAULT: std::sync::OnceLock<std::sync::Arc<IngressPolicy>> =
-        std::sync::OnceLock::new();
+    static DEFAULT: std::sync::OnceLock<std::sync::Arc<IngressPolicy>> = std::sync::OnceLock::new();
     let custom = options.custom_prefix.as_deref().filter(|p| !p.is_empty());
     let ours = annotations.keys().any(|k| {
         custom.is_some_and(|c| k.starts_with(c))

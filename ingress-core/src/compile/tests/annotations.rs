@@ -356,7 +356,12 @@ stringData: {auth: 'admin:{SHA}0DPiKuNIrrVmD8IUCuw1hQxNqZc='}
             .find(|r| r.host().to_string() == host)
             .expect("route")
     };
-    let basic = route("a.com").policy().auth.basic.as_ref().expect("basic auth");
+    let basic = route("a.com")
+        .policy()
+        .auth
+        .basic
+        .as_ref()
+        .expect("basic auth");
     assert_eq!(basic.users.len(), 1);
     assert_eq!(basic.users[0].user, "admin");
     assert_eq!(outcome(&c, "a.com", "/"), "web");
