@@ -161,6 +161,12 @@ impl RequestIds {
         (self.keys.0.hash_one(!n) >> 32) as u32
     }
 
+    /// 64 random bits for load balancing (cheap: one keyed hash of a counter).
+    pub fn random(&self) -> u64 {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.keys.1.hash_one(!n)
+    }
+
     /// The next id.
     pub fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);

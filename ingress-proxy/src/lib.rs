@@ -37,7 +37,10 @@
 
 mod access;
 pub mod admin;
+mod balance;
+mod forward;
 pub mod headers;
+mod limits;
 pub mod live;
 pub mod metrics;
 pub mod server;

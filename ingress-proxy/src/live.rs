@@ -1,17 +1,19 @@
 //! The live route table: what requests are routed with, swapped atomically.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use ingress_core::manifest::Located;
-use ingress_core::routing::{EndpointAddr, Route, RouteMatch};
+use ingress_core::routing::{Route, RouteMatch};
 use ingress_core::{Profile, RouteTable};
 use rustls::sign::CertifiedKey;
 
+use crate::balance::Balancers;
+use crate::limits::LimitSet;
+
 /// One compiled table as served: the table, its version, the diagnostics it was
 /// compiled with, and what the data plane derives from it once (rustls certificates,
-/// round-robin counters, metric labels).
+/// load balancers, rate limits, metric labels).
 #[derive(Debug)]
 pub struct Live {
     table: RouteTable,
@@ -19,8 +21,10 @@ pub struct Live {
     diagnostics: Vec<Located>,
     /// Parallel to `table.tls_bindings()`: the rustls form of each certificate.
     certs: Vec<Option<Arc<CertifiedKey>>>,
-    /// Parallel to `table.routes()`: the next endpoint to pick.
-    next: Vec<AtomicUsize>,
+    /// One balancer per (backend, balancing policy) the routes use.
+    pub(crate) balancers: Balancers,
+    /// The routes' rate and connection limits.
+    pub(crate) limits: LimitSet,
     /// Parallel to `table.routes()`: metric and log labels.
     labels: Vec<RouteLabel>,
 }
@@ -71,14 +75,16 @@ impl Live {
                 }
             })
             .collect();
-        let next = table.routes().iter().map(|_| AtomicUsize::new(0)).collect();
+        let balancers = Balancers::new(&table);
+        let limits = LimitSet::new(&table, None);
         let labels = table.routes().iter().map(RouteLabel::of).collect();
         Live {
             table,
             version,
             diagnostics,
             certs,
-            next,
+            balancers,
+            limits,
             labels,
         }
     }
@@ -117,20 +123,12 @@ impl Live {
         self.labels.get(route.id().index())
     }
 
-    /// The next endpoint of a route's backend, round robin.
-    pub fn pick<'e>(
-        &self,
-        route: &Route,
-        endpoints: &'e [EndpointAddr],
-    ) -> Option<&'e EndpointAddr> {
-        if endpoints.is_empty() {
-            return None;
-        }
-        let n = self
-            .next
-            .get(route.id().index())
-            .map_or(0, |c| c.fetch_add(1, Ordering::Relaxed));
-        endpoints.get(n % endpoints.len())
+    /// Carry over what must outlive a table swap from the table served before:
+    /// the balancers' in-flight counts, latency averages and round-robin
+    /// positions, and the limits of Ingresses whose rate-limit policy is unchanged.
+    pub fn inherit(&mut self, previous: &Live) {
+        self.balancers.inherit(&previous.balancers);
+        self.limits = LimitSet::new(&self.table, Some(&previous.limits));
     }
 }
 
@@ -155,8 +153,10 @@ impl LiveTable {
         self.current.load_full()
     }
 
-    /// Serve `live` from now on.
-    pub fn store(&self, live: Live) {
+    /// Serve `live` from now on, after it inherits the live state of the table
+    /// served until now ([`Live::inherit`]).
+    pub fn store(&self, mut live: Live) {
+        live.inherit(&self.current.load());
         self.current.store(Arc::new(live));
     }
 

@@ -36,6 +36,7 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     duration: Histogram,
     upstream_connect_errors: Family<UpstreamLabels, Counter>,
+    upstream_retries: Family<UpstreamLabels, Counter>,
     applies: Family<ApplyLabels, Counter>,
     version: Gauge,
     tunnels: Gauge,
@@ -54,6 +55,7 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let upstream_connect_errors = Family::<UpstreamLabels, Counter>::default();
+        let upstream_retries = Family::<UpstreamLabels, Counter>::default();
         let applies = Family::<ApplyLabels, Counter>::default();
         let version = Gauge::default();
         let tunnels = Gauge::default();
@@ -71,6 +73,11 @@ impl Metrics {
             "upstream_connect_errors",
             "Upstream requests that failed to connect, by endpoint",
             upstream_connect_errors.clone(),
+        );
+        registry.register(
+            "upstream_retries",
+            "Upstream tries followed by a try on another endpoint, by the endpoint that failed",
+            upstream_retries.clone(),
         );
         registry.register(
             "config_applies",
@@ -92,6 +99,7 @@ impl Metrics {
             requests,
             duration,
             upstream_connect_errors,
+            upstream_retries,
             applies,
             version,
             tunnels,
@@ -113,6 +121,15 @@ impl Metrics {
     /// Count a failed upstream connect.
     pub fn upstream_connect_error(&self, upstream: &str) {
         self.upstream_connect_errors
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a try on `upstream` that is retried on another endpoint.
+    pub fn upstream_retry(&self, upstream: &str) {
+        self.upstream_retries
             .get_or_create(&UpstreamLabels {
                 upstream: upstream.to_owned(),
             })

@@ -1,17 +1,19 @@
 //! [`ProxyService`]: a tower `Service` that routes each request with the live table
 //! and carries out the [`Decision`]: forward upstream, redirect, or answer.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Body;
@@ -20,15 +22,12 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ingress_core::annotations::HeaderPolicy;
 use ingress_core::routing::RouteInputs;
-use ingress_core::routing::{BackendId, EndpointAddr};
 use ingress_core::{Decision, RequestView, Scheme};
 
 use crate::access::{Access, LoggedBody};
-use crate::headers::{
-    RequestIds, TrustedProxies, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT,
-    X_FORWARDED_PREFIX, X_FORWARDED_PROTO, X_REAL_IP, X_REQUEST_ID, remove_hop_by_hop,
-    remove_underscored, valid_request_id,
-};
+use crate::balance::Vars;
+use crate::forward::Forwarding;
+use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
 use crate::upgrade::Tunnels;
@@ -64,6 +63,9 @@ pub struct ServiceOptions {
     pub read_timeout: Duration,
     /// How long an idle upstream connection stays in the pool.
     pub pool_idle_timeout: Duration,
+    /// The request body limit of routes without `proxy-body-size` (`None`: no
+    /// limit); ingress-nginx's 1 MiB by default.
+    pub max_request_body: Option<u64>,
 }
 
 impl Default for ServiceOptions {
@@ -73,6 +75,7 @@ impl Default for ServiceOptions {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             pool_idle_timeout: Duration::from_secs(90),
+            max_request_body: Some(ingress_core::annotations::body::DEFAULT_MAX_REQUEST_BODY),
         }
     }
 }
@@ -86,21 +89,28 @@ pub struct ProxyService {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     live: Arc<LiveTable>,
-    metrics: Arc<Metrics>,
-    options: ServiceOptions,
-    client: Client<HttpConnector, ProxyBody>,
-    ids: RequestIds,
-    tunnels: Arc<Tunnels>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) options: ServiceOptions,
+    pub(crate) client: Client<HttpConnector, ProxyBody>,
+    /// Clients for routes with their own `proxy-connect-timeout`, by timeout.
+    pub(crate) clients: ArcSwap<BTreeMap<Duration, Client<HttpConnector, ProxyBody>>>,
+    pub(crate) ids: RequestIds,
+    pub(crate) tunnels: Arc<Tunnels>,
 }
 
 /// What a decision asks for, owned, so the request can be taken apart after routing.
 enum Plan {
     Forward {
-        endpoint: EndpointAddr,
-        /// The backend, for the other endpoints when a connect fails.
-        backend: BackendId,
+        /// The route's index in the table.
+        route: usize,
+        /// The balancer that picks the endpoint (see [`crate::balance::Balancers`]).
+        balancer: usize,
+        /// `upstream-hash-by`'s key for this request.
+        hash_key: Option<String>,
+        /// The affinity cookie's value in the request.
+        cookie: Option<String>,
         target: String,
         upstream_host: String,
         response_headers: Vec<(HeaderName, HeaderValue)>,
@@ -123,13 +133,7 @@ enum Plan {
 impl ProxyService {
     /// A service routing with `live`, counting into `metrics`.
     pub fn new(live: Arc<LiveTable>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(options.connect_timeout));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(options.pool_idle_timeout)
-            .pool_timer(TokioTimer::new())
-            .build(connector);
+        let client = client(options.connect_timeout, options.pool_idle_timeout);
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         ProxyService {
             inner: Arc::new(Inner {
@@ -137,6 +141,7 @@ impl ProxyService {
                 metrics,
                 options,
                 client,
+                clients: ArcSwap::default(),
                 ids: RequestIds::default(),
                 tunnels,
             }),
@@ -180,6 +185,17 @@ where
     }
 }
 
+/// A pooled upstream client whose connects time out after `connect`.
+pub(crate) fn client(connect: Duration, idle: Duration) -> Client<HttpConnector, ProxyBody> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(connect));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(idle)
+        .pool_timer(TokioTimer::new())
+        .build(connector)
+}
+
 /// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1
 /// absolute form), else the Host header. `Err` when Host appears more than once.
 fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
@@ -207,7 +223,7 @@ fn request_host<B>(req: &Request<B>) -> Result<&str, &'static str> {
     Ok(host)
 }
 
-fn is_upgrade<B>(req: &Request<B>) -> bool {
+pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.version() == Version::HTTP_11
         && req.headers().contains_key(header::UPGRADE)
         && req.headers().get_all(header::CONNECTION).iter().any(|v| {
@@ -220,7 +236,7 @@ fn is_upgrade<B>(req: &Request<B>) -> bool {
 
 /// Add a decision's response headers. Framing and connection headers are the
 /// server's to set (hyper frames the body it is given), so they are skipped.
-fn append_headers(h: &mut http::HeaderMap, extra: Vec<(HeaderName, HeaderValue)>) {
+pub(crate) fn append_headers(h: &mut http::HeaderMap, extra: Vec<(HeaderName, HeaderValue)>) {
     for (n, v) in extra {
         if !ingress_core::annotations::headers::is_protected(&n) {
             h.append(n, v);
@@ -230,7 +246,7 @@ fn append_headers(h: &mut http::HeaderMap, extra: Vec<(HeaderName, HeaderValue)>
 
 /// The gateway's own answer: a one-line text body, none for statuses that have no
 /// content (1xx, 204, 304).
-fn text(status: StatusCode, why: &str) -> ProxyBody {
+pub(crate) fn text(status: StatusCode, why: &str) -> ProxyBody {
     if status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
@@ -248,39 +264,8 @@ fn text(status: StatusCode, why: &str) -> ProxyBody {
         .boxed_unsync()
 }
 
-fn empty() -> ProxyBody {
+pub(crate) fn empty() -> ProxyBody {
     Empty::new().map_err(|never| match never {}).boxed_unsync()
-}
-
-/// How many endpoints a request without a body tries when connects fail.
-const MAX_CONNECT_TRIES: usize = 3;
-
-/// The absolute URI the pooled client sends to: `http://endpoint/target`.
-fn upstream_uri(endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
-    format!("http://{endpoint}{target}").parse().ok()
-}
-
-/// The endpoint after `current` in the backend's list, wrapping around.
-fn next_endpoint<'e>(endpoints: &'e [EndpointAddr], current: &'e EndpointAddr) -> &'e EndpointAddr {
-    let i = endpoints
-        .iter()
-        .position(|e| e == current)
-        .map_or(0, |i| i + 1);
-    endpoints.get(i % endpoints.len().max(1)).unwrap_or(current)
-}
-
-/// Whether an upstream error is a timeout (connect timeout): 504, else 502.
-fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur = Some(e);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return true;
-        }
-        cur = e.source();
-    }
-    false
 }
 
 impl Inner {
@@ -337,7 +322,15 @@ impl Inner {
                 view.headers = req.headers();
                 view.client_ip = client_ip;
                 let inputs = RouteInputs::with_roll(self.ids.roll());
-                plan(&live, live.table().route_with(&view, &inputs))
+                let vars = Vars {
+                    path_and_query,
+                    host,
+                    https: scheme == Scheme::Https,
+                    method: req.method().as_str(),
+                    client: client_ip,
+                    headers: req.headers(),
+                };
+                plan(&live, live.table().route_with(&view, &inputs), &vars)
             }
         };
         let response = match plan {
@@ -372,8 +365,10 @@ impl Inner {
                 resp
             }
             Plan::Forward {
-                endpoint,
-                backend,
+                route,
+                balancer,
+                hash_key,
+                cookie,
                 target,
                 upstream_host,
                 response_headers,
@@ -387,8 +382,11 @@ impl Inner {
                 access.log = access_log;
                 let client_host = access.host.clone();
                 let fwd = Forwarding {
-                    endpoint: &endpoint,
-                    endpoints: live.table().backend(backend).endpoints(),
+                    live: &live,
+                    route,
+                    balancer,
+                    hash_key: hash_key.as_deref(),
+                    cookie: cookie.as_deref(),
                     target: &target,
                     upstream_host: &upstream_host,
                     client_host: &client_host,
@@ -409,158 +407,7 @@ impl Inner {
         Response::from_parts(parts, LoggedBody::new(body, access).boxed_unsync())
     }
 
-    async fn forward(
-        &self,
-        mut req: Request<ProxyBody>,
-        f: Forwarding<'_>,
-        access: &mut Access,
-    ) -> Response<ProxyBody> {
-        let upgrade = is_upgrade(&req);
-        let protocol = upgrade
-            .then(|| req.headers().get(header::UPGRADE).cloned())
-            .flatten();
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-        let (mut parts, body) = req.into_parts();
-        let trusted_peer = f
-            .conn
-            .is_some_and(|c| self.options.trusted.contains(c.peer.ip()));
-        parts.extensions = http::Extensions::new();
-        let headers = &mut parts.headers;
-        remove_hop_by_hop(headers);
-        remove_underscored(headers);
-        // The route's header control first, so the gateway's own headers below win.
-        if let Some(h) = f.headers {
-            h.request.apply(headers);
-        }
-        if let Some(p) = protocol {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, p);
-        }
-        if let Some(c) = f.conn {
-            // Append the peer; several incoming lines are joined into one.
-            let mut xff: Vec<String> = headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .collect();
-            xff.push(c.peer.ip().to_canonical().to_string());
-            if let Ok(v) = HeaderValue::from_str(&xff.join(", ")) {
-                headers.insert(X_FORWARDED_FOR, v);
-            }
-        }
-        if let Some(ip) = f.client_ip
-            && let Ok(v) = HeaderValue::from_str(&ip.to_string())
-        {
-            headers.insert(X_REAL_IP, v);
-        }
-        let mut set_forwarded = |name: HeaderName, value: Option<HeaderValue>| {
-            if trusted_peer && headers.contains_key(&name) {
-                return;
-            }
-            match value {
-                Some(v) => {
-                    headers.insert(name, v);
-                }
-                None => {
-                    headers.remove(name);
-                }
-            }
-        };
-        let proto = match f.scheme {
-            Scheme::Https => "https",
-            _ => "http",
-        };
-        set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
-        set_forwarded(X_FORWARDED_HOST, HeaderValue::from_str(f.client_host).ok());
-        let port = f.conn.map(|c| HeaderValue::from(c.local.port()));
-        set_forwarded(X_FORWARDED_PORT, port);
-        headers.insert(X_REQUEST_ID, f.request_id);
-        match f.forwarded_prefix.map(HeaderValue::from_str) {
-            Some(Ok(v)) => {
-                headers.insert(X_FORWARDED_PREFIX, v);
-            }
-            _ => {
-                headers.remove(X_FORWARDED_PREFIX);
-            }
-        }
-        match HeaderValue::from_str(f.upstream_host) {
-            Ok(h) => {
-                headers.insert(header::HOST, h);
-            }
-            Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
-        }
-        parts.version = Version::HTTP_11;
-        // A failed connect sends nothing upstream, so a request without a body moves
-        // on to the backend's next endpoint (as nginx's default `proxy_next_upstream
-        // error` does), up to MAX_CONNECT_TRIES endpoints.
-        let retry = (body.is_end_stream() && f.endpoints.len() > 1)
-            .then(|| (parts.method.clone(), parts.headers.clone()));
-        let mut endpoint = f.endpoint;
-        let mut next = Some((parts, body));
-        let mut tries = 0;
-        let mut resp = loop {
-            tries += 1;
-            let (mut parts, body) = match next.take() {
-                Some(p) => p,
-                None => return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable"),
-            };
-            parts.uri = match upstream_uri(endpoint, f.target) {
-                Some(u) => u,
-                None => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
-            };
-            access.upstream = Some(endpoint.to_string());
-            let sent = Instant::now();
-            let call = self.client.request(Request::from_parts(parts, body));
-            let result = tokio::time::timeout(self.options.read_timeout, call).await;
-            access.upstream_elapsed = Some(sent.elapsed());
-            let e = match result {
-                Err(_) => return self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-timeout"),
-                Ok(Ok(resp)) => break resp,
-                Ok(Err(e)) => e,
-            };
-            let upstream = endpoint.to_string();
-            tracing::debug!(upstream, tries, error = %e, "upstream request failed");
-            if e.is_connect() {
-                self.metrics.upstream_connect_error(&upstream);
-                if let Some((method, headers)) = &retry
-                    && tries < MAX_CONNECT_TRIES.min(f.endpoints.len())
-                {
-                    endpoint = next_endpoint(f.endpoints, endpoint);
-                    let mut again = Request::new(empty());
-                    *again.method_mut() = method.clone();
-                    *again.version_mut() = Version::HTTP_11;
-                    *again.headers_mut() = headers.clone();
-                    next = Some(again.into_parts());
-                    continue;
-                }
-            }
-            return if is_timeout(&e) {
-                self.error(StatusCode::GATEWAY_TIMEOUT, "upstream-connect-timeout")
-            } else {
-                self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable")
-            };
-        };
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            let Some(client_upgrade) = client_upgrade else {
-                return self.error(StatusCode::BAD_GATEWAY, "unexpected-upgrade");
-            };
-            let upstream_upgrade = hyper::upgrade::on(&mut resp);
-            self.tunnels.spawn(client_upgrade, upstream_upgrade);
-            let (parts, _) = resp.into_parts();
-            return Response::from_parts(parts, empty());
-        }
-        let (mut parts, body) = resp.into_parts();
-        remove_hop_by_hop(&mut parts.headers);
-        if let Some(h) = f.headers {
-            h.response.apply(&mut parts.headers);
-        }
-        Response::from_parts(parts, body.map_err(Into::into).boxed_unsync())
-    }
-
-    fn error(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
+    pub(crate) fn error(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
         let mut resp = Response::new(text(status, why));
         *resp.status_mut() = status;
         resp.headers_mut().insert(
@@ -571,27 +418,14 @@ impl Inner {
     }
 }
 
-/// What forwarding one request needs.
-struct Forwarding<'a> {
-    endpoint: &'a EndpointAddr,
-    /// Every endpoint of the backend (the chosen one among them).
-    endpoints: &'a [EndpointAddr],
-    target: &'a str,
-    upstream_host: &'a str,
-    client_host: &'a str,
-    scheme: Scheme,
-    conn: Option<ConnInfo>,
-    client_ip: Option<IpAddr>,
-    request_id: HeaderValue,
-    forwarded_prefix: Option<&'a str>,
-    headers: Option<&'a HeaderPolicy>,
-}
-
 /// The security controls (`IngressPolicy::requirements`) this proxy carries out. A
 /// route that asks for any other answers 503.
-pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[];
+pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
+    ingress_core::annotations::Requirement::RateLimit,
+    ingress_core::annotations::Requirement::ConnectionLimit,
+];
 
-fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
+fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>) -> Plan {
     let label = d.route().and_then(|r| live.label(r)).cloned();
     let response_headers = d.response_headers().to_vec();
     match d {
@@ -610,10 +444,22 @@ fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
                 label,
             }
         }
-        Decision::Forward(f) => match live.pick(f.route, f.backend.endpoints()) {
-            Some(endpoint) => Plan::Forward {
-                endpoint: endpoint.clone(),
-                backend: f.backend.id(),
+        Decision::Forward(f) => match live.balancers.for_forward(&f) {
+            Some(balancer) => Plan::Forward {
+                route: f.route.id().index(),
+                balancer,
+                hash_key: live
+                    .balancers
+                    .get(balancer)
+                    .filter(|(b, _)| b.needs_hash_key())
+                    .and_then(|_| live.balancers.load_balance(balancer))
+                    .and_then(|lb| lb.key_for(|v| vars.get(v))),
+                cookie: live
+                    .balancers
+                    .get(balancer)
+                    .and_then(|(b, a)| a.filter(|_| b.is_sticky()))
+                    .and_then(|a| a.request_cookie(vars.headers))
+                    .map(str::to_owned),
                 target: f.upstream_target().into_owned(),
                 upstream_host: f.upstream_host.to_owned(),
                 response_headers,
@@ -659,29 +505,6 @@ fn plan(live: &crate::live::Live, d: Decision<'_>) -> Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[derive(Debug)]
-    struct Wrapped(std::io::Error);
-
-    impl std::fmt::Display for Wrapped {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("connect error")
-        }
-    }
-
-    impl std::error::Error for Wrapped {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            Some(&self.0)
-        }
-    }
-
-    #[test]
-    fn timeouts_are_found_in_the_source_chain() {
-        let timed_out = Wrapped(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"));
-        let refused = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert!(is_timeout(&timed_out));
-        assert!(!is_timeout(&refused));
-    }
 
     #[test]
     fn upgrade_needs_http11_connection_upgrade_and_upgrade() {

@@ -1,8 +1,12 @@
 //! End-to-end tests of the proxy on loopback: real sockets, real HTTP/1.1, HTTP/2
 //! and TLS clients, echo upstreams that report what they received.
 
+#[path = "proxy/balancing.rs"]
+mod balancing;
 #[path = "proxy/framing.rs"]
 mod framing;
+#[path = "proxy/governance.rs"]
+mod governance;
 #[path = "proxy/reload.rs"]
 mod reload;
 mod support;
@@ -58,7 +62,8 @@ async fn request_bodies_stream_upstream() -> TestResult {
     let (a, b) = (echo("a").await, echo("b").await);
     let dir = basic(&a, &b);
     let p = proxy(dir.path(), |_| {}).await;
-    let body = Bytes::from(vec![b'x'; 3 * 1024 * 1024]);
+    // 1 MiB: the default `proxy-body-size`, so the whole body is allowed.
+    let body = Bytes::from(vec![b'x'; 1024 * 1024]);
     let req = http::Request::post("http://app.test/upload").body(Full::new(body.clone()))?;
     let r = h1(p.http_addr().expect("http"), req).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -688,7 +693,10 @@ async fn routes_asking_for_controls_not_carried_out_yet_fail_closed() -> TestRes
             CLASS.to_owned(),
             ingress_with(
                 "limited",
-                &[("nginx.ingress.kubernetes.io/limit-rps", "5")],
+                &[(
+                    "nginx.ingress.kubernetes.io/auth-url",
+                    "http://auth.test/verify",
+                )],
                 &[("limited.test", "/", "a")],
                 &[],
             ),

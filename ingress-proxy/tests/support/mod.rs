@@ -64,7 +64,7 @@ pub struct Upstream {
 
 /// Start an echo upstream. It answers every request with JSON describing it
 /// (`server`, `method`, `uri`, `version`, `headers` as name -> [values], `body`).
-/// `/slow?ms=N` waits N ms first. A request with `Upgrade` gets 101 and then every
+/// `/slow?ms=N` waits N ms first; `/status/N` answers with status N (same body). A request with `Upgrade` gets 101 and then every
 /// byte it sends is echoed back.
 pub async fn echo(name: &'static str) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0")
@@ -154,6 +154,13 @@ async fn echo_handle(
         "body": String::from_utf8_lossy(&body[..body.len().min(1024)]),
     });
     let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
+    if let Some(code) = uri
+        .strip_prefix("/status/")
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+    {
+        *resp.status_mut() = code;
+    }
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -1,0 +1,244 @@
+//! Endpoint choice: one [`Balancer`] per (backend, balancing policy) of a table,
+//! built when the table is published and inheriting the live state (in-flight
+//! counts, latency averages, round-robin position) of the previous table's
+//! balancer for the same backend and policy.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+use ingress_core::RouteTable;
+use ingress_core::annotations::template::Var;
+use ingress_core::annotations::{AffinityPolicy, IngressPolicy, LoadBalancePolicy};
+use ingress_core::lb::Balancer;
+use ingress_core::routing::{Backend, Forward};
+
+/// Monotonic time since the first call (the epoch of every `now` the proxy gives
+/// the core's state machines).
+pub(crate) fn now() -> Duration {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed()
+}
+
+/// [`now`] in nanoseconds.
+pub(crate) fn now_ns() -> u64 {
+    u64::try_from(now().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// What makes two balancers the same across tables: the Service port and the
+/// policy that picks among its endpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    namespace: String,
+    service: String,
+    port: String,
+    load_balance: LoadBalancePolicy,
+    affinity: Option<AffinityPolicy>,
+}
+
+impl Key {
+    fn of(backend: &Backend, policy: &IngressPolicy) -> Key {
+        Key {
+            namespace: backend.namespace().to_owned(),
+            service: backend.service().to_owned(),
+            port: backend.port_ref().to_string(),
+            load_balance: policy.load_balance.clone(),
+            affinity: policy.affinity.clone(),
+        }
+    }
+}
+
+/// The balancers a route uses (indexes into [`Balancers::list`]).
+#[derive(Debug, Default)]
+struct RouteBalancers {
+    primary: Option<usize>,
+    /// The `default-backend` Service, under the route's policy.
+    fallback: Option<usize>,
+    /// Parallel to `route.canaries()`.
+    canaries: Vec<Option<usize>>,
+}
+
+/// Every balancer of one table.
+#[derive(Debug, Default)]
+pub(crate) struct Balancers {
+    list: Vec<(Key, Balancer)>,
+    /// Parallel to `table.routes()`.
+    routes: Vec<RouteBalancers>,
+}
+
+impl Balancers {
+    /// One balancer per (backend, policy) the table's routes use, each starting its
+    /// round-robin cycle at a random endpoint.
+    pub(crate) fn new(table: &RouteTable) -> Balancers {
+        let mut list: Vec<(Key, Balancer)> = Vec::new();
+        let mut index: HashMap<Key, usize> = HashMap::new();
+        let seeds = std::collections::hash_map::RandomState::new();
+        let mut add = |backend: &Backend, policy: &IngressPolicy| -> Option<usize> {
+            if backend.endpoints().is_empty() {
+                return None;
+            }
+            let key = Key::of(backend, policy);
+            if let Some(&i) = index.get(&key) {
+                return Some(i);
+            }
+            let b = Balancer::for_policy(backend.endpoints(), policy);
+            b.start_at_random(seeds.hash_one(list.len()));
+            index.insert(key.clone(), list.len());
+            list.push((key, b));
+            Some(list.len() - 1)
+        };
+        let routes = table
+            .routes()
+            .iter()
+            .map(|r| RouteBalancers {
+                primary: add(table.backend(r.backend_id()), r.policy()),
+                fallback: r
+                    .fallback_backend()
+                    .and_then(|id| add(table.backend(id), r.policy())),
+                canaries: r
+                    .canaries()
+                    .iter()
+                    .map(|c| add(table.backend(c.backend_id()), c.policy()))
+                    .collect(),
+            })
+            .collect();
+        Balancers { list, routes }
+    }
+
+    /// Take over the state of `previous`'s balancers with the same key.
+    pub(crate) fn inherit(&mut self, previous: &Balancers) {
+        let old: HashMap<&Key, &Balancer> = previous.list.iter().map(|(k, b)| (k, b)).collect();
+        let now = now_ns();
+        for (key, b) in &mut self.list {
+            if let Some(p) = old.get(&*key) {
+                b.inherit(p, now);
+            }
+        }
+    }
+
+    /// The balancer for a forward decision: the canary's, the default backend's, or
+    /// the route's, with its affinity policy.
+    pub(crate) fn for_forward(&self, f: &Forward<'_>) -> Option<usize> {
+        let r = self.routes.get(f.route.id().index())?;
+        if let Some((c, _)) = f.canary {
+            let i = f.route.canaries().iter().position(|x| std::ptr::eq(x, c))?;
+            return r.canaries.get(i).copied().flatten();
+        }
+        if f.via_default_backend {
+            return r.fallback;
+        }
+        r.primary
+    }
+
+    /// Balancer `i` and the affinity policy it was built with.
+    pub(crate) fn get(&self, i: usize) -> Option<(&Balancer, Option<&AffinityPolicy>)> {
+        self.list.get(i).map(|(k, b)| (b, k.affinity.as_ref()))
+    }
+
+    /// The load-balancing policy of balancer `i`.
+    pub(crate) fn load_balance(&self, i: usize) -> Option<&LoadBalancePolicy> {
+        self.list.get(i).map(|(k, _)| &k.load_balance)
+    }
+}
+
+/// The request variables a hash key (`upstream-hash-by`) may use.
+pub(crate) struct Vars<'r> {
+    pub(crate) path_and_query: &'r str,
+    pub(crate) host: &'r str,
+    pub(crate) https: bool,
+    pub(crate) method: &'r str,
+    pub(crate) client: Option<IpAddr>,
+    pub(crate) headers: &'r HeaderMap,
+}
+
+impl Vars<'_> {
+    /// The value of one variable (`None`: empty).
+    pub(crate) fn get(&self, var: &Var) -> Option<Cow<'_, str>> {
+        let (path, query) = match self.path_and_query.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (self.path_and_query, None),
+        };
+        Some(match var {
+            Var::RequestUri => Cow::Borrowed(self.path_and_query),
+            Var::EscapedRequestUri => Cow::Owned(escape(self.path_and_query)),
+            Var::Uri => Cow::Borrowed(path),
+            Var::Host => Cow::Borrowed(strip_port(self.host)),
+            Var::Scheme => Cow::Borrowed(if self.https { "https" } else { "http" }),
+            Var::Method => Cow::Borrowed(self.method),
+            Var::RemoteAddr => Cow::Owned(self.client?.to_string()),
+            Var::Header(h) => Cow::Borrowed(self.headers.get(h)?.to_str().ok()?),
+            Var::Arg(a) => Cow::Borrowed(query?.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k == a).then_some(v)
+            })?),
+            Var::Cookie(c) => {
+                Cow::Borrowed(ingress_core::annotations::canary::cookie(self.headers, c)?)
+            }
+        })
+    }
+}
+
+/// A host without its port (`[v6]:port` keeps the brackets).
+fn strip_port(host: &str) -> &str {
+    match host.rfind(':') {
+        Some(i) if !host[i..].contains(']') => &host[..i],
+        _ => host,
+    }
+}
+
+/// Percent-encode everything but unreserved characters (nginx's `$escaped_request_uri`
+/// for a query argument).
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_come_from_the_request() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-user", http::HeaderValue::from_static("u1"));
+        headers.insert("cookie", http::HeaderValue::from_static("a=1; sid=s9"));
+        let v = Vars {
+            path_and_query: "/p/x?id=7&k",
+            host: "shop.test:8080",
+            https: false,
+            method: "GET",
+            client: Some([10, 0, 0, 1].into()),
+            headers: &headers,
+        };
+        let get = |var: Var| v.get(&var).map(Cow::into_owned);
+        assert_eq!(get(Var::RequestUri).as_deref(), Some("/p/x?id=7&k"));
+        assert_eq!(get(Var::Uri).as_deref(), Some("/p/x"));
+        assert_eq!(get(Var::Host).as_deref(), Some("shop.test"));
+        assert_eq!(get(Var::Arg("id".into())).as_deref(), Some("7"));
+        assert_eq!(get(Var::Arg("k".into())).as_deref(), Some(""));
+        assert_eq!(get(Var::Arg("z".into())), None);
+        assert_eq!(get(Var::Cookie("sid".into())).as_deref(), Some("s9"));
+        assert_eq!(
+            get(Var::Header(http::HeaderName::from_static("x-user"))).as_deref(),
+            Some("u1")
+        );
+        assert_eq!(get(Var::RemoteAddr).as_deref(), Some("10.0.0.1"));
+        assert_eq!(
+            get(Var::EscapedRequestUri).as_deref(),
+            Some("%2Fp%2Fx%3Fid%3D7%26k")
+        );
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        assert_eq!(strip_port("[::1]:80"), "[::1]");
+    }
+}

@@ -1,0 +1,550 @@
+//! Forwarding one request: limits, the body limit, endpoint choice through the
+//! route's balancer, timeouts and retries on other endpoints, affinity cookies.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use ingress_core::Scheme;
+use ingress_core::annotations::HeaderPolicy;
+use ingress_core::annotations::retries::{DEFAULT_TRIES, TryOutcome};
+use ingress_core::lb::{EndpointSet, PickInput};
+use ingress_core::routing::EndpointAddr;
+
+use crate::access::Access;
+use crate::balance::{now, now_ns};
+use crate::headers::{
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
+    X_REAL_IP, remove_hop_by_hop, remove_underscored,
+};
+use crate::limits::{Holding, RouteLimits};
+use crate::live::Live;
+use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, empty, is_upgrade};
+
+/// What forwarding one request needs.
+pub(crate) struct Forwarding<'a> {
+    pub(crate) live: &'a Live,
+    /// The route's index in the table.
+    pub(crate) route: usize,
+    /// The balancer's index in the table's balancers.
+    pub(crate) balancer: usize,
+    pub(crate) hash_key: Option<&'a str>,
+    pub(crate) cookie: Option<&'a str>,
+    pub(crate) target: &'a str,
+    pub(crate) upstream_host: &'a str,
+    pub(crate) client_host: &'a str,
+    pub(crate) scheme: Scheme,
+    pub(crate) conn: Option<ConnInfo>,
+    pub(crate) client_ip: Option<IpAddr>,
+    pub(crate) request_id: HeaderValue,
+    pub(crate) forwarded_prefix: Option<&'a str>,
+    pub(crate) headers: Option<&'a HeaderPolicy>,
+}
+
+/// The absolute URI the pooled client sends to: `http://endpoint/target`.
+fn upstream_uri(endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
+    format!("http://{endpoint}{target}").parse().ok()
+}
+
+/// Whether an upstream error is a timeout (connect timeout): 504, else 502.
+pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Whether an upstream error is a malformed response head.
+fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// GET, HEAD, PUT, DELETE, OPTIONS, TRACE (RFC 9110 §9.2.2).
+fn idempotent(m: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+    ]
+    .contains(m)
+}
+
+/// How many distinct connect timeouts get their own client (and pool).
+const MAX_CLIENTS: usize = 32;
+
+impl Inner {
+    /// The client whose connects time out after `connect`: the default one, or one
+    /// per distinct route timeout (copy-on-write map, no lock on the request path).
+    fn client_for(&self, connect: Duration) -> Client<HttpConnector, ProxyBody> {
+        if connect == self.options.connect_timeout {
+            return self.client.clone();
+        }
+        if let Some(c) = self.clients.load().get(&connect) {
+            return c.clone();
+        }
+        if self.clients.load().len() >= MAX_CLIENTS {
+            return self.client.clone();
+        }
+        let made = crate::service::client(connect, self.options.pool_idle_timeout);
+        self.clients.rcu(|m| {
+            let mut m = (**m).clone();
+            m.entry(connect).or_insert_with(|| made.clone());
+            m
+        });
+        self.clients.load().get(&connect).cloned().unwrap_or(made)
+    }
+
+    pub(crate) async fn forward(
+        &self,
+        mut req: Request<ProxyBody>,
+        f: Forwarding<'_>,
+        access: &mut Access,
+    ) -> Response<ProxyBody> {
+        let Some(route) = f.live.table().routes().get(f.route) else {
+            return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-route");
+        };
+        let policy = route.policy();
+        let Some((balancer, affinity)) = f.live.balancers.get(f.balancer) else {
+            return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
+        };
+        // Limits first: a rejected request costs no upstream contact.
+        let admitted = match f.live.limits.route(f.route) {
+            RouteLimits::None => None,
+            RouteLimits::Broken => {
+                return self.error(StatusCode::SERVICE_UNAVAILABLE, "unenforced-policy");
+            }
+            RouteLimits::Some(limits) => {
+                let client = f.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                match limits.check(client, now()) {
+                    Ok(a) => Some(a),
+                    Err(r) => {
+                        let mut resp = self.error(r.status, "limited");
+                        if let Some(after) = r.retry_after {
+                            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+                            resp.headers_mut()
+                                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                        }
+                        return resp;
+                    }
+                }
+            }
+        };
+        // The body limit: a declared length is checked before any upstream contact;
+        // a streamed body is cut when it grows past it.
+        let body_limit = policy
+            .body
+            .request_body_limit(self.options.max_request_body);
+        if let Some(max) = body_limit {
+            let declared = req
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if declared.is_some_and(|n| n > max) || req.body().size_hint().lower() > max {
+                return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
+            }
+        }
+        let upgrade = is_upgrade(&req);
+        let protocol = upgrade
+            .then(|| req.headers().get(header::UPGRADE).cloned())
+            .flatten();
+        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        let trusted_peer = f
+            .conn
+            .is_some_and(|c| self.options.trusted.contains(c.peer.ip()));
+        parts.extensions = http::Extensions::new();
+        let headers = &mut parts.headers;
+        remove_hop_by_hop(headers);
+        remove_underscored(headers);
+        // The route's header control first, so the gateway's own headers below win.
+        if let Some(h) = f.headers {
+            h.request.apply(headers);
+        }
+        if let Some(p) = protocol {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, p);
+        }
+        if let Some(c) = f.conn {
+            // Append the peer; several incoming lines are joined into one.
+            let mut xff: Vec<String> = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect();
+            xff.push(c.peer.ip().to_canonical().to_string());
+            if let Ok(v) = HeaderValue::from_str(&xff.join(", ")) {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
+        }
+        if let Some(ip) = f.client_ip
+            && let Ok(v) = HeaderValue::from_str(&ip.to_string())
+        {
+            headers.insert(X_REAL_IP, v);
+        }
+        let mut set_forwarded = |name: HeaderName, value: Option<HeaderValue>| {
+            if trusted_peer && headers.contains_key(&name) {
+                return;
+            }
+            match value {
+                Some(v) => {
+                    headers.insert(name, v);
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        };
+        let https = f.scheme == Scheme::Https;
+        let proto = if https { "https" } else { "http" };
+        set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
+        set_forwarded(X_FORWARDED_HOST, HeaderValue::from_str(f.client_host).ok());
+        let port = f.conn.map(|c| HeaderValue::from(c.local.port()));
+        set_forwarded(X_FORWARDED_PORT, port);
+        headers.insert(crate::headers::X_REQUEST_ID, f.request_id.clone());
+        match f.forwarded_prefix.map(HeaderValue::from_str) {
+            Some(Ok(v)) => {
+                headers.insert(X_FORWARDED_PREFIX, v);
+            }
+            _ => {
+                headers.remove(X_FORWARDED_PREFIX);
+            }
+        }
+        match HeaderValue::from_str(f.upstream_host) {
+            Ok(h) => {
+                headers.insert(header::HOST, h);
+            }
+            Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
+        }
+        parts.version = Version::HTTP_11;
+
+        let timeouts = &policy.timeouts;
+        let client = self.client_for(timeouts.connect_or(self.options.connect_timeout));
+        let read_timeout = timeouts.read_or(self.options.read_timeout);
+        let first = Instant::now();
+        let deadline = timeouts.total_or(None).map(|t| first + t);
+        let retries = &policy.retries;
+        let may_retry_method = idempotent(&parts.method);
+        // Only a request without a body is replayed (bodies are streamed, never
+        // buffered), so it keeps what a new try needs.
+        let replay = body
+            .is_end_stream()
+            .then(|| (parts.method.clone(), parts.headers.clone()));
+        let tripped = Arc::new(AtomicBool::new(false));
+        let body = match body_limit {
+            Some(max) if !body.is_end_stream() => Limited {
+                inner: body,
+                left: max,
+                tripped: tripped.clone(),
+            }
+            .boxed_unsync(),
+            _ => body,
+        };
+        let mut next = Some((parts, body));
+        let mut tried = EndpointSet::new();
+        let mut tries = 0u32;
+        let (resp, pick) = loop {
+            let mut input = PickInput::new(self.ids.random(), now_ns()).avoiding(&tried);
+            if let Some(k) = f.hash_key {
+                input = input.with_hash_key(k);
+            }
+            if let Some(c) = f.cookie {
+                input = input.with_cookie(c);
+            }
+            if tries > 0 {
+                input = input.retrying();
+            }
+            let Some((pick, endpoint)) = balancer
+                .pick(&input)
+                .and_then(|p| Some((p, balancer.endpoint(p.index)?)))
+            else {
+                return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
+            };
+            let (mut parts, body) = match (next.take(), &replay) {
+                (Some(p), _) => p,
+                (None, Some((method, headers))) => {
+                    let mut again = Request::new(empty());
+                    *again.method_mut() = method.clone();
+                    *again.version_mut() = Version::HTTP_11;
+                    *again.headers_mut() = headers.clone();
+                    again.into_parts()
+                }
+                (None, None) => {
+                    return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable");
+                }
+            };
+            parts.uri = match upstream_uri(endpoint, f.target) {
+                Some(u) => u,
+                None => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
+            };
+            tried.insert(pick.index);
+            tries += 1;
+            let upstream = endpoint.to_string();
+            access.upstream = Some(upstream.clone());
+            let sent = Instant::now();
+            let wait = match deadline {
+                Some(d) => read_timeout.min(d.saturating_duration_since(sent)),
+                None => read_timeout,
+            };
+            balancer.on_start(pick.index);
+            let call = client.request(Request::from_parts(parts, body));
+            let result = tokio::time::timeout(wait, call).await;
+            let latency = sent.elapsed();
+            balancer.on_end(
+                pick.index,
+                u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
+                now_ns(),
+            );
+            access.upstream_elapsed = Some(first.elapsed());
+            let (outcome, sent_upstream, status, why) = match result {
+                Ok(Ok(resp)) => (TryOutcome::Status(resp.status()), true, None, Ok(resp)),
+                Err(_) => (
+                    TryOutcome::Timeout,
+                    true,
+                    Some(StatusCode::GATEWAY_TIMEOUT),
+                    Err("upstream-timeout"),
+                ),
+                Ok(Err(_)) if tripped.load(Ordering::Relaxed) => {
+                    return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
+                }
+                Ok(Err(e)) if e.is_connect() => {
+                    self.metrics.upstream_connect_error(&upstream);
+                    tracing::debug!(upstream, tries, error = %e, "upstream connect failed");
+                    if is_timeout(&e) {
+                        let why = Err("upstream-connect-timeout");
+                        (
+                            TryOutcome::Timeout,
+                            false,
+                            Some(StatusCode::GATEWAY_TIMEOUT),
+                            why,
+                        )
+                    } else {
+                        let why = Err("upstream-unreachable");
+                        (TryOutcome::Error, false, Some(StatusCode::BAD_GATEWAY), why)
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(upstream, tries, error = %e, "upstream request failed");
+                    let outcome = if is_parse_error(&e) {
+                        TryOutcome::InvalidHeader
+                    } else {
+                        TryOutcome::Error
+                    };
+                    let why = Err("upstream-error");
+                    (outcome, true, Some(StatusCode::BAD_GATEWAY), why)
+                }
+            };
+            let again = replay.is_some()
+                && retries.should_retry(outcome, may_retry_method, sent_upstream)
+                && retries.budget_left(tries, first.elapsed(), DEFAULT_TRIES)
+                && tried.len() < balancer.len()
+                && deadline.is_none_or(|d| Instant::now() < d);
+            match why {
+                Ok(resp) if !again => break (resp, pick),
+                Err(why) if !again => {
+                    return self.error(status.unwrap_or(StatusCode::BAD_GATEWAY), why);
+                }
+                _ => {
+                    self.metrics.upstream_retry(&upstream);
+                    tracing::debug!(upstream, tries, ?outcome, "retrying on another endpoint");
+                }
+            }
+        };
+        let mut resp = resp;
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let Some(client_upgrade) = client_upgrade else {
+                return self.error(StatusCode::BAD_GATEWAY, "unexpected-upgrade");
+            };
+            let upstream_upgrade = hyper::upgrade::on(&mut resp);
+            self.tunnels.spawn(client_upgrade, upstream_upgrade);
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, empty());
+        }
+        let (mut parts, body) = resp.into_parts();
+        remove_hop_by_hop(&mut parts.headers);
+        if let Some(h) = f.headers {
+            h.response.apply(&mut parts.headers);
+        }
+        if pick.set_cookie
+            && let Some(a) = affinity
+            && let Some(value) = balancer.cookie_value(pick.index)
+        {
+            let unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let path = route.path().map_or("/", |p| p.as_str());
+            parts
+                .headers
+                .append(header::SET_COOKIE, a.set_cookie(value, https, unix, path));
+        }
+        let body = Idle::new(body.map_err(Into::into).boxed_unsync(), read_timeout).boxed_unsync();
+        let body = match admitted {
+            Some(a) => Holding::new(body, a).boxed_unsync(),
+            None => body,
+        };
+        Response::from_parts(parts, body)
+    }
+}
+
+/// A request body cut off (with an error) once it passes its limit.
+struct Limited {
+    inner: ProxyBody,
+    left: u64,
+    tripped: Arc<AtomicBool>,
+}
+
+/// The error a [`Limited`] body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than proxy-body-size")]
+struct TooLarge;
+
+impl Body for Limited {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(d) = frame.data_ref()
+        {
+            let n = d.len() as u64;
+            if n > self.left {
+                self.tripped.store(true, Ordering::Relaxed);
+                return Poll::Ready(Some(Err(Box::new(TooLarge))));
+            }
+            self.left -= n;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A response body that fails when the upstream sends nothing for `timeout`
+/// (`proxy-read-timeout` between two reads, as nginx).
+struct Idle {
+    inner: ProxyBody,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The error an [`Idle`] body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream read timeout")]
+struct ReadTimeout;
+
+impl Idle {
+    fn new(inner: ProxyBody, timeout: Duration) -> Idle {
+        Idle {
+            inner,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+impl Body for Idle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(r) => {
+                let next = tokio::time::Instant::now() + self.timeout;
+                self.sleep.as_mut().reset(next);
+                Poll::Ready(r)
+            }
+            Poll::Pending => match self.sleep.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimeout)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("connect error")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn timeouts_are_found_in_the_source_chain() {
+        let timed_out = Wrapped(std::io::Error::new(std::io::ErrorKind::TimedOut, "t"));
+        let refused = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(is_timeout(&timed_out));
+        assert!(!is_timeout(&refused));
+    }
+
+    #[test]
+    fn idempotent_methods() {
+        assert!(idempotent(&Method::GET));
+        assert!(idempotent(&Method::PUT));
+        assert!(!idempotent(&Method::POST));
+        assert!(!idempotent(&Method::PATCH));
+    }
+}
