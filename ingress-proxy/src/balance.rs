@@ -124,14 +124,19 @@ impl Balancers {
     /// the route's, with its affinity policy.
     pub(crate) fn for_forward(&self, f: &Forward<'_>) -> Option<usize> {
         let r = self.routes.get(f.route.id().index())?;
+        if f.via_default_backend {
+            return r.fallback;
+        }
         if let Some((c, _)) = f.canary {
             let i = f.route.canaries().iter().position(|x| std::ptr::eq(x, c))?;
             return r.canaries.get(i).copied().flatten();
         }
-        if f.via_default_backend {
-            return r.fallback;
-        }
         r.primary
+    }
+
+    /// The balancer of route `index`'s `default-backend` Service.
+    pub(crate) fn fallback(&self, index: usize) -> Option<usize> {
+        self.routes.get(index)?.fallback
     }
 
     /// Balancer `i` and the affinity policy it was built with.

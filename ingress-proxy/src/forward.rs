@@ -19,10 +19,11 @@ use ingress_core::Scheme;
 use ingress_core::annotations::HeaderPolicy;
 use ingress_core::annotations::retries::{DEFAULT_TRIES, TryOutcome};
 use ingress_core::lb::{EndpointSet, PickInput};
-use ingress_core::routing::EndpointAddr;
+use ingress_core::routing::{BackendId, EndpointAddr};
 
 use crate::access::Access;
 use crate::balance::{now, now_ns};
+use crate::errors::ErrorContext;
 use crate::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
     X_REAL_IP, remove_hop_by_hop, remove_underscored,
@@ -40,6 +41,10 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) balancer: usize,
     pub(crate) hash_key: Option<&'a str>,
     pub(crate) cookie: Option<&'a str>,
+    /// The backend the balancer picks in.
+    pub(crate) backend: BackendId,
+    /// The client's request target, for error pages.
+    pub(crate) original_uri: &'a str,
     pub(crate) target: &'a str,
     pub(crate) upstream_host: &'a str,
     pub(crate) client_host: &'a str,
@@ -172,6 +177,7 @@ impl Inner {
                 return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
             }
         }
+        let accept = req.headers().get(header::ACCEPT).cloned();
         let upgrade = is_upgrade(&req);
         let protocol = upgrade
             .then(|| req.headers().get(header::UPGRADE).cloned())
@@ -381,6 +387,30 @@ impl Inner {
                 }
             }
         };
+        let hold = |resp: Response<ProxyBody>, admitted: Option<_>| match admitted {
+            Some(a) => resp.map(|b| Holding::new(b, a).boxed_unsync()),
+            None => resp,
+        };
+        if policy.fallback.intercepts(resp.status(), &[]) {
+            let backend = f.live.table().backend(f.backend);
+            let page = self
+                .error_page(ErrorContext {
+                    live: f.live,
+                    route: f.route,
+                    status: resp.status(),
+                    accept,
+                    original_uri: f.original_uri,
+                    service: (
+                        backend.namespace(),
+                        backend.service(),
+                        backend.service_port(),
+                    ),
+                    request_id: f.request_id,
+                    read_timeout,
+                })
+                .await;
+            return hold(page, admitted);
+        }
         let mut resp = resp;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(client_upgrade) = client_upgrade else {
@@ -409,11 +439,7 @@ impl Inner {
                 .append(header::SET_COOKIE, a.set_cookie(value, https, unix, path));
         }
         let body = Idle::new(body.map_err(Into::into).boxed_unsync(), read_timeout).boxed_unsync();
-        let body = match admitted {
-            Some(a) => Holding::new(body, a).boxed_unsync(),
-            None => body,
-        };
-        Response::from_parts(parts, body)
+        hold(Response::from_parts(parts, body), admitted)
     }
 }
 

@@ -38,6 +38,7 @@
 mod access;
 pub mod admin;
 mod balance;
+mod errors;
 mod forward;
 pub mod headers;
 mod limits;

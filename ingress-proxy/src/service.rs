@@ -107,6 +107,8 @@ enum Plan {
         route: usize,
         /// The balancer that picks the endpoint (see [`crate::balance::Balancers`]).
         balancer: usize,
+        /// The backend it picks in.
+        backend: ingress_core::routing::BackendId,
         /// `upstream-hash-by`'s key for this request.
         hash_key: Option<String>,
         /// The affinity cookie's value in the request.
@@ -367,6 +369,7 @@ impl Inner {
             Plan::Forward {
                 route,
                 balancer,
+                backend,
                 hash_key,
                 cookie,
                 target,
@@ -381,10 +384,17 @@ impl Inner {
                 access.decision = "forward";
                 access.log = access_log;
                 let client_host = access.host.clone();
+                let original_uri = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
                 let fwd = Forwarding {
                     live: &live,
                     route,
                     balancer,
+                    backend,
+                    original_uri: &original_uri,
                     hash_key: hash_key.as_deref(),
                     cookie: cookie.as_deref(),
                     target: &target,
@@ -448,6 +458,7 @@ fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>) -> Plan {
             Some(balancer) => Plan::Forward {
                 route: f.route.id().index(),
                 balancer,
+                backend: f.backend.id(),
                 hash_key: live
                     .balancers
                     .get(balancer)

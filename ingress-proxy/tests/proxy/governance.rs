@@ -257,3 +257,93 @@ async fn a_streamed_body_growing_past_proxy_body_size_is_cut_with_413() -> TestR
     p.shutdown().await;
     Ok(())
 }
+
+/// Ingress `lb` (lb.test `/` to Service `s`, endpoints `main`) with
+/// `default-backend: fb` (endpoints `fb`) and more nginx annotations.
+fn with_default_backend(
+    main: &[&Upstream],
+    fb: &Upstream,
+    annotations: &[(&str, &str)],
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut keys: Vec<(String, &str)> = vec![(
+        "nginx.ingress.kubernetes.io/default-backend".to_owned(),
+        "fb",
+    )];
+    for (k, v) in annotations {
+        keys.push((format!("nginx.ingress.kubernetes.io/{k}"), v));
+    }
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let main: Vec<_> = main.iter().map(|u| u.addr).collect();
+    write(
+        dir.path(),
+        "lb.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with("lb", &keys, &[("lb.test", "/", "s")], &[]),
+            service("s", &main),
+            service("fb", &[fb.addr]),
+        ]),
+    );
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_http_errors_are_answered_by_the_default_backend_with_the_original_status()
+-> TestResult {
+    let (a, fb) = (echo("a").await, echo("fb").await);
+    let dir = with_default_backend(&[&a], &fb, &[("custom-http-errors", "404,401")]);
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let req = get("lb.test", "/status/404?x=1")
+        .header("accept", "application/json")
+        .header("x-request-id", "req-1")
+        .body(empty())?;
+    let r = h1(addr, req).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "the original status");
+    assert_eq!(r.json()["server"], "fb", "{}", r.text());
+    assert_eq!(r.json()["uri"], "/");
+    assert_eq!(r.seen("x-code").as_deref(), Some("404"));
+    assert_eq!(r.seen("x-format").as_deref(), Some("application/json"));
+    assert_eq!(r.seen("x-original-uri").as_deref(), Some("/status/404?x=1"));
+    assert_eq!(r.seen("x-namespace").as_deref(), Some("t"));
+    assert_eq!(r.seen("x-ingress-name").as_deref(), Some("lb"));
+    assert_eq!(r.seen("x-service-name").as_deref(), Some("s"));
+    assert_eq!(r.seen("x-service-port").as_deref(), Some("80"));
+    assert_eq!(r.seen("x-request-id").as_deref(), Some("req-1"));
+    // The error page answers 200, but a 401 stays a 401 (CVE-2026-24513).
+    let r = send(addr, "GET", "/status/401").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["server"], "fb");
+    // Codes not listed pass through.
+    let r = send(addr, "GET", "/status/500").await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(r.json()["server"], "a");
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_http_errors_without_a_default_backend_answer_a_built_in_page() -> TestResult {
+    let a = echo("a").await;
+    let dir = over(&[&a], &[("custom-http-errors", "403")]);
+    let p = proxy(dir.path(), |_| {}).await;
+    let r = send(p.http_addr().expect("http"), "GET", "/status/403").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.text().starts_with("403 Forbidden"), "{}", r.text());
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_backend_serves_when_the_service_has_no_endpoints() -> TestResult {
+    let fb = echo("fb").await;
+    let dir = with_default_backend(&[], &fb, &[]);
+    let p = proxy(dir.path(), |_| {}).await;
+    let r = send(p.http_addr().expect("http"), "GET", "/x?y=1").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["server"], "fb");
+    assert_eq!(r.json()["uri"], "/x?y=1");
+    p.shutdown().await;
+    Ok(())
+}

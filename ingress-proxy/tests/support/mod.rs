@@ -156,6 +156,7 @@ async fn echo_handle(
     let mut resp = Response::new(Full::new(Bytes::from(doc.to_string())));
     if let Some(code) = uri
         .strip_prefix("/status/")
+        .and_then(|c| c.split('?').next())
         .and_then(|c| c.parse::<u16>().ok())
         .and_then(|c| StatusCode::from_u16(c).ok())
     {
