@@ -7,8 +7,9 @@
 //! **Contract.** Every request is routed by [`ingress_core::RouteTable::route`] on
 //! the table that was live when it arrived (one atomic load; tables are swapped,
 //! never changed), and its [`Decision`](ingress_core::Decision) is carried out:
-//! forwarded to an endpoint (round robin, pooled keep-alive connections, bodies
-//! streamed), redirected, or answered. A change to the folder is applied within
+//! forwarded to an endpoint (chosen by the route's load balancing and affinity,
+//! within its rate and connection limits, body limit, timeouts and retries; pooled
+//! keep-alive connections, bodies streamed), redirected, or answered. A change to the folder is applied within
 //! about 100 ms; a change with syntax or schema errors is rejected and the last
 //! good table keeps serving. Upgraded connections (WebSocket) are spliced once the
 //! upstream answers 101 and survive table swaps.
