@@ -13,8 +13,6 @@ use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use ingress_core::Scheme;
 use ingress_core::annotations::HeaderPolicy;
 use ingress_core::annotations::retries::{DEFAULT_TRIES, TryOutcome};
@@ -30,7 +28,7 @@ use crate::headers::{
 };
 use crate::limits::{Holding, RouteLimits};
 use crate::live::Live;
-use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, empty, is_upgrade};
+use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, UpstreamClient, empty, is_upgrade};
 
 /// What forwarding one request needs.
 pub(crate) struct Forwarding<'a> {
@@ -106,25 +104,27 @@ fn idempotent(m: &Method) -> bool {
 const MAX_CLIENTS: usize = 32;
 
 impl Inner {
-    /// The client whose connects time out after `connect`: the default one, or one
-    /// per distinct route timeout (copy-on-write map, no lock on the request path).
-    fn client_for(&self, connect: Duration) -> Client<HttpConnector, ProxyBody> {
-        if connect == self.options.connect_timeout {
+    /// The client with these connect and send timeouts: the default one, or one
+    /// per distinct pair of route timeouts (copy-on-write map, no lock on the
+    /// request path).
+    fn client_for(&self, connect: Duration, send: Duration) -> UpstreamClient {
+        let key = (connect, send);
+        if key == (self.options.connect_timeout, self.options.send_timeout) {
             return self.client.clone();
         }
-        if let Some(c) = self.clients.load().get(&connect) {
+        if let Some(c) = self.clients.load().get(&key) {
             return c.clone();
         }
         if self.clients.load().len() >= MAX_CLIENTS {
             return self.client.clone();
         }
-        let made = crate::service::client(connect, self.options.pool_idle_timeout);
+        let made = crate::service::client(connect, send, self.options.pool_idle_timeout);
         self.clients.rcu(|m| {
             let mut m = (**m).clone();
-            m.entry(connect).or_insert_with(|| made.clone());
+            m.entry(key).or_insert_with(|| made.clone());
             m
         });
-        self.clients.load().get(&connect).cloned().unwrap_or(made)
+        self.clients.load().get(&key).cloned().unwrap_or(made)
     }
 
     pub(crate) async fn forward(
@@ -256,7 +256,10 @@ impl Inner {
         parts.version = Version::HTTP_11;
 
         let timeouts = &policy.timeouts;
-        let client = self.client_for(timeouts.connect_or(self.options.connect_timeout));
+        let client = self.client_for(
+            timeouts.connect_or(self.options.connect_timeout),
+            timeouts.send_or(self.options.send_timeout),
+        );
         let read_timeout = timeouts.read_or(self.options.read_timeout);
         let first = Instant::now();
         let deadline = timeouts.total_or(None).map(|t| first + t);
@@ -359,6 +362,16 @@ impl Inner {
                         let why = Err("upstream-unreachable");
                         (TryOutcome::Error, false, Some(StatusCode::BAD_GATEWAY), why)
                     }
+                }
+                Ok(Err(e)) if is_timeout(&e) => {
+                    tracing::debug!(upstream, tries, error = %e, "upstream send timed out");
+                    let why = Err("upstream-send-timeout");
+                    (
+                        TryOutcome::Timeout,
+                        true,
+                        Some(StatusCode::GATEWAY_TIMEOUT),
+                        why,
+                    )
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(upstream, tries, error = %e, "upstream request failed");

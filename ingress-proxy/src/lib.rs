@@ -39,6 +39,7 @@
 mod access;
 pub mod admin;
 mod balance;
+mod connect;
 mod errors;
 mod forward;
 pub mod headers;

@@ -67,12 +67,18 @@ struct Args {
     /// How long in-flight requests may take to finish on SIGTERM/SIGINT.
     #[arg(long, env = "INGRESS_PROXY_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     shutdown_grace: Duration,
-    /// Upstream TCP connect timeout (504 when it expires).
+    /// For routes without `proxy-connect-timeout`: upstream TCP connect timeout
+    /// (504 when it expires).
     #[arg(long, env = "INGRESS_PROXY_UPSTREAM_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     upstream_connect_timeout: Duration,
-    /// Time allowed for the upstream's response head (504 when it expires).
+    /// For routes without `proxy-read-timeout`: time allowed for the upstream's
+    /// response head (504 when it expires), then between two reads of its body.
     #[arg(long, env = "INGRESS_PROXY_UPSTREAM_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     upstream_read_timeout: Duration,
+    /// For routes without `proxy-send-timeout`: how long a write of the request to
+    /// an upstream may stay blocked (the upstream not reading); 504 when it expires.
+    #[arg(long, env = "INGRESS_PROXY_UPSTREAM_SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    upstream_send_timeout: Duration,
     /// Log format.
     #[arg(long, env = "INGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -166,6 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     service.trusted = TrustedProxies::new(args.trust_forwarded_for);
     service.connect_timeout = args.upstream_connect_timeout;
     service.read_timeout = args.upstream_read_timeout;
+    service.send_timeout = args.upstream_send_timeout;
     config.service = service;
     config.default_certificate = default_certificate;
     config.shutdown_grace = args.shutdown_grace;

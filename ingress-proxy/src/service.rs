@@ -26,6 +26,7 @@ use ingress_core::{Decision, RequestView, Scheme};
 
 use crate::access::{Access, LoggedBody};
 use crate::balance::Vars;
+use crate::connect::TimedConnector;
 use crate::forward::Forwarding;
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
 use crate::live::{LiveTable, RouteLabel};
@@ -59,8 +60,11 @@ pub struct ServiceOptions {
     pub trusted: TrustedProxies,
     /// Upstream TCP connect timeout (504 when it expires).
     pub connect_timeout: Duration,
-    /// Time allowed from sending the request upstream to its response head (504).
+    /// Time allowed from sending the request upstream to its response head (504),
+    /// then between two reads of the response body.
     pub read_timeout: Duration,
+    /// How long a write to the upstream may stay blocked (504).
+    pub send_timeout: Duration,
     /// How long an idle upstream connection stays in the pool.
     pub pool_idle_timeout: Duration,
     /// The request body limit of routes without `proxy-body-size` (`None`: no
@@ -74,6 +78,7 @@ impl Default for ServiceOptions {
             trusted: TrustedProxies::default(),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             pool_idle_timeout: Duration::from_secs(90),
             max_request_body: Some(ingress_core::annotations::body::DEFAULT_MAX_REQUEST_BODY),
         }
@@ -93,9 +98,10 @@ pub(crate) struct Inner {
     live: Arc<LiveTable>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) options: ServiceOptions,
-    pub(crate) client: Client<HttpConnector, ProxyBody>,
-    /// Clients for routes with their own `proxy-connect-timeout`, by timeout.
-    pub(crate) clients: ArcSwap<BTreeMap<Duration, Client<HttpConnector, ProxyBody>>>,
+    pub(crate) client: UpstreamClient,
+    /// Clients for routes with their own `proxy-connect-timeout` or
+    /// `proxy-send-timeout`, by (connect, send) timeout.
+    pub(crate) clients: ArcSwap<BTreeMap<(Duration, Duration), UpstreamClient>>,
     pub(crate) ids: RequestIds,
     pub(crate) tunnels: Arc<Tunnels>,
 }
@@ -135,7 +141,11 @@ enum Plan {
 impl ProxyService {
     /// A service routing with `live`, counting into `metrics`.
     pub fn new(live: Arc<LiveTable>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
-        let client = client(options.connect_timeout, options.pool_idle_timeout);
+        let client = client(
+            options.connect_timeout,
+            options.send_timeout,
+            options.pool_idle_timeout,
+        );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         ProxyService {
             inner: Arc::new(Inner {
@@ -187,15 +197,22 @@ where
     }
 }
 
-/// A pooled upstream client whose connects time out after `connect`.
-pub(crate) fn client(connect: Duration, idle: Duration) -> Client<HttpConnector, ProxyBody> {
+/// A pooled upstream client.
+pub(crate) type UpstreamClient = Client<TimedConnector, ProxyBody>;
+
+/// A pooled upstream client whose connects time out after `connect` and whose
+/// writes may stay blocked for `send`.
+pub(crate) fn client(connect: Duration, send: Duration, idle: Duration) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect));
     connector.set_nodelay(true);
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(idle)
         .pool_timer(TokioTimer::new())
-        .build(connector)
+        .build(TimedConnector {
+            inner: connector,
+            send,
+        })
 }
 
 /// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1

@@ -347,3 +347,52 @@ async fn the_default_backend_serves_when_the_service_has_no_endpoints() -> TestR
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_send_timeout_answers_504_when_the_upstream_stops_reading() -> TestResult {
+    // An upstream that accepts connections and never reads from them.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let deaf = Upstream {
+        addr: listener.local_addr()?,
+        name: "deaf",
+        hits: Arc::default(),
+        conns: Arc::default(),
+    };
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let dir = over(
+        &[&deaf],
+        &[
+            ("proxy-send-timeout", "1"),
+            ("proxy-read-timeout", "60"),
+            ("proxy-body-size", "0"),
+        ],
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let io = TokioIo::new(tokio::net::TcpStream::connect(p.http_addr().expect("http")).await?);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    // Far more than the socket buffers on both sides hold.
+    let req = Request::post("/up")
+        .header("host", "lb.test")
+        .body(Full::new(Bytes::from(vec![b'x'; 64 << 20])))?;
+    let start = Instant::now();
+    let resp = tokio::time::timeout(DEADLINE, sender.send_request(req)).await??;
+    assert_eq!(resp.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    let text = resp.into_body().collect().await?.to_bytes();
+    assert!(
+        String::from_utf8_lossy(&text).contains("upstream-send-timeout"),
+        "{text:?}"
+    );
+    p.shutdown().await;
+    Ok(())
+}
