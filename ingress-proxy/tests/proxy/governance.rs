@@ -396,3 +396,68 @@ async fn proxy_send_timeout_answers_504_when_the_upstream_stops_reading() -> Tes
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn higress_route_limits_answer_429() -> TestResult {
+    let a = echo("a").await;
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "lb.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "lb",
+                &[("higress.io/route-limit-rps", "1")],
+                &[("lb.test", "/", "s")],
+                &[],
+            ),
+            service("s", &[a.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        statuses.push(send(addr, "GET", "/").await.status);
+    }
+    assert_eq!(statuses[0], StatusCode::OK);
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_next_upstream_tries_bounds_the_retries() -> TestResult {
+    let (good, bad) = (echo("good").await, fixed("bad", 502).await);
+    let dir = over(
+        &[&good, &bad],
+        &[
+            ("proxy-next-upstream", "http_502"),
+            ("proxy-next-upstream-tries", "1"),
+        ],
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        statuses.push(send(addr, "GET", "/").await.status);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::OK, StatusCode::BAD_GATEWAY],
+        "one try each"
+    );
+    p.shutdown().await;
+    Ok(())
+}
