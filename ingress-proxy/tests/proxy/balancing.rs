@@ -180,3 +180,47 @@ async fn cookie_affinity_pins_a_client_to_its_endpoint() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_continues_across_a_table_swap() -> TestResult {
+    let (a, b, c) = (echo("a").await, echo("b").await, echo("c").await);
+    let manifests = |extra: &str| {
+        docs(&[
+            CLASS.to_owned(),
+            ingress("lb", &[("lb.test", "/", "s")], &[]),
+            ingress(extra, &[(&format!("{extra}.test"), "/", "s")], &[]),
+            service("s", &[a.addr, b.addr, c.addr]),
+        ])
+    };
+    async fn version(p: &ingress_proxy::Proxy) -> f64 {
+        let m = admin(p, "/metrics").await.text();
+        metric(&m, "ingress_proxy_table_version").unwrap_or(0.0)
+    }
+    let dir = tempfile::tempdir()?;
+    write(dir.path(), "lb.yaml", &manifests("x0"));
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    for round in 1..=3 {
+        let mut seen = BTreeSet::new();
+        for _ in 0..2 {
+            let r = server(addr, "/", None).await;
+            seen.insert(r.json()["server"].as_str().unwrap_or("").to_owned());
+        }
+        let before = version(&p).await;
+        write(dir.path(), "lb.yaml", &manifests(&format!("x{round}")));
+        eventually("the new table is live", || async {
+            version(&p).await > before
+        })
+        .await;
+        // The new table's balancer continues the cycle: the third endpoint is next.
+        let r = server(addr, "/", None).await;
+        let third = r.json()["server"].as_str().unwrap_or("").to_owned();
+        assert!(
+            !seen.contains(&third),
+            "round {round}: {seen:?} then {third}"
+        );
+        assert_eq!(seen.len(), 2);
+    }
+    p.shutdown().await;
+    Ok(())
+}

@@ -461,3 +461,58 @@ async fn proxy_next_upstream_tries_bounds_the_retries() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_survive_a_table_swap_until_their_policy_changes() -> TestResult {
+    let a = echo("a").await;
+    let manifests = |extra: &str, rpm: &str| {
+        docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "lb",
+                &[
+                    ("nginx.ingress.kubernetes.io/limit-rpm", rpm),
+                    ("nginx.ingress.kubernetes.io/limit-burst-multiplier", "1"),
+                ],
+                &[("lb.test", "/", "s")],
+                &[],
+            ),
+            ingress(extra, &[(&format!("{extra}.test"), "/", "s")], &[]),
+            service("s", &[a.addr]),
+        ])
+    };
+    async fn version(p: &ingress_proxy::Proxy) -> f64 {
+        let m = admin(p, "/metrics").await.text();
+        metric(&m, "ingress_proxy_table_version").unwrap_or(0.0)
+    }
+    let dir = tempfile::tempdir()?;
+    write(dir.path(), "lb.yaml", &manifests("one", "1"));
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    // 1 a minute, burst 1: two pass, the third is refused.
+    assert_eq!(send(addr, "GET", "/").await.status, StatusCode::OK);
+    assert_eq!(send(addr, "GET", "/").await.status, StatusCode::OK);
+    assert_eq!(
+        send(addr, "GET", "/").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let before = version(&p).await;
+    // Another Ingress changes; this one's policy does not: no fresh burst.
+    write(dir.path(), "lb.yaml", &manifests("two", "1"));
+    eventually("the new table is live", || async {
+        version(&p).await > before
+    })
+    .await;
+    let r = send(addr, "GET", "/").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    // A changed policy starts afresh.
+    let before = version(&p).await;
+    write(dir.path(), "lb.yaml", &manifests("two", "2"));
+    eventually("the new table is live", || async {
+        version(&p).await > before
+    })
+    .await;
+    assert_eq!(send(addr, "GET", "/").await.status, StatusCode::OK);
+    p.shutdown().await;
+    Ok(())
+}
