@@ -451,7 +451,13 @@ impl Inner {
                 .headers
                 .append(header::SET_COOKIE, a.set_cookie(value, https, unix, path));
         }
-        let body = Idle::new(body.map_err(Into::into).boxed_unsync(), read_timeout).boxed_unsync();
+        let body = body.map_err(Into::into).boxed_unsync();
+        // A body still to come may stall: watch the time between two reads.
+        let body = if body.is_end_stream() {
+            body
+        } else {
+            Idle::new(body, read_timeout).boxed_unsync()
+        };
         hold(Response::from_parts(parts, body), admitted)
     }
 }

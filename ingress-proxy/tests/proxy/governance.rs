@@ -516,3 +516,49 @@ async fn rate_limits_survive_a_table_swap_until_their_policy_changes() -> TestRe
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_body_stalled_past_proxy_read_timeout_is_cut() -> TestResult {
+    // An upstream that sends its head and "first", then nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let stall = Upstream {
+        addr: listener.local_addr()?,
+        name: "stall",
+        hits: Arc::default(),
+        conns: Arc::default(),
+    };
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(Bytes::from_static(b"first"));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    drop(tx);
+                });
+                Ok::<_, Infallible>(Response::new(Chan(rx)))
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    let dir = over(&[&stall], &[("proxy-read-timeout", "1")]);
+    let p = proxy(dir.path(), |_| {}).await;
+    let io = TokioIo::new(tokio::net::TcpStream::connect(p.http_addr().expect("http")).await?);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+    tokio::spawn(conn);
+    let req = Request::get("/").header("host", "lb.test").body(empty())?;
+    let resp = tokio::time::timeout(DEADLINE, sender.send_request(req)).await??;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let start = Instant::now();
+    let body = tokio::time::timeout(DEADLINE, resp.into_body().collect()).await?;
+    assert!(body.is_err(), "the stalled body is cut, not ended cleanly");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    p.shutdown().await;
+    Ok(())
+}
