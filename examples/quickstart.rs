@@ -1,10 +1,11 @@
-//! Quickstart: two echo upstreams on loopback plus the proxy on the bundled
-//! `manifests/quickstart` folder, then curl commands to try.
+//! Quickstart: three echo upstreams on loopback plus the proxy on the bundled
+//! `manifests/quickstart` folder (routing, a canary split by header and weight, a
+//! regex rewrite), then curl commands to try.
 //!
 //!     cargo run --release -p examples --example quickstart
 //!
-//! The upstreams listen where the folder's EndpointSlices point (127.0.0.1:9181 and
-//! 127.0.0.1:9182). The proxy listens on 127.0.0.1:8080 (HTTP/1.1 and h2c), 8443
+//! The upstreams listen where the folder's EndpointSlices point (127.0.0.1:9181,
+//! :9182 and :9183). The proxy listens on 127.0.0.1:8080 (HTTP/1.1 and h2c), 8443
 //! (TLS) and 9090 (admin); set QUICKSTART_HTTP, QUICKSTART_HTTPS, QUICKSTART_ADMIN to
 //! other addresses if those are taken. Edit the manifests while it runs: changes
 //! apply within milliseconds. Ctrl-C stops it gracefully.
@@ -70,13 +71,20 @@ async fn bind(var: &str, default: &str) -> Result<TcpListener, Error> {
 }
 
 /// One request through the proxy: status and body.
-async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(StatusCode, String), Error> {
+async fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    header: Option<(&str, &str)>,
+) -> Result<(StatusCode, String), Error> {
     let io = TokioIo::new(TcpStream::connect(addr).await?);
     let (mut send, conn) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(conn);
-    let req = Request::get(path)
-        .header("host", host)
-        .body(Full::<Bytes>::default())?;
+    let mut req = Request::get(path).header("host", host);
+    if let Some((k, v)) = header {
+        req = req.header(k, v);
+    }
+    let req = req.body(Full::<Bytes>::default())?;
     let resp = send.send_request(req).await?;
     let status = resp.status();
     let body = resp.into_body().collect().await?.to_bytes();
@@ -85,18 +93,46 @@ async fn get(addr: SocketAddr, host: &str, path: &str) -> Result<(StatusCode, St
 
 async fn smoke(proxy: &Proxy) -> Result<(), Error> {
     let addr = proxy.http_addr().ok_or("no HTTP listener")?;
+    let never = Some(("x-canary", "never"));
     let checks = [
-        ("demo.localhost", "/", StatusCode::OK, "web got GET /"),
+        (
+            "demo.localhost",
+            "/",
+            never,
+            StatusCode::OK,
+            "web got GET /",
+        ),
+        (
+            "demo.localhost",
+            "/",
+            Some(("x-canary", "always")),
+            StatusCode::OK,
+            "web-v2 got GET /",
+        ),
         (
             "demo.localhost",
             "/api/items?page=2",
+            never,
             StatusCode::OK,
             "api got GET /api/items?page=2",
         ),
-        ("other.localhost", "/", StatusCode::NOT_FOUND, "no-route"),
+        (
+            "demo.localhost",
+            "/v1/items?page=2",
+            never,
+            StatusCode::OK,
+            "api got GET /items?page=2",
+        ),
+        (
+            "other.localhost",
+            "/",
+            None,
+            StatusCode::NOT_FOUND,
+            "no-route",
+        ),
     ];
-    for (host, path, want, contains) in checks {
-        let (status, body) = get(addr, host, path).await?;
+    for (host, path, header, want, contains) in checks {
+        let (status, body) = get(addr, host, path, header).await?;
         if status != want || !body.contains(contains) {
             return Err(format!(
                 "{host}{path}: got {status} {body:?}, want {want} with {contains:?}"
@@ -119,6 +155,7 @@ async fn main() -> Result<(), Error> {
     }
     echo("web", "127.0.0.1:9181").await?;
     echo("api", "127.0.0.1:9182").await?;
+    echo("web-v2", "127.0.0.1:9183").await?;
     let listeners = if smoke_only {
         Listeners {
             http: Some(TcpListener::bind("127.0.0.1:0").await?),
@@ -150,9 +187,11 @@ async fn main() -> Result<(), Error> {
         proxy.admin_addr().ok_or("no admin listener")?,
     );
     println!(
-        "ingress-proxy is serving {} (upstreams web on 127.0.0.1:9181, api on 127.0.0.1:9182)\n\n\
+        "ingress-proxy is serving {} (upstreams web on 127.0.0.1:9181, api on 127.0.0.1:9182, web-v2 on 127.0.0.1:9183)\n\n\
          Try:\n  \
-         curl -i http://{http}/ -H 'Host: demo.localhost'\n  \
+         curl -i http://{http}/ -H 'Host: demo.localhost'                       # web, or web-v2 one time in four (canary weight)\n  \
+         curl -i http://{http}/ -H 'Host: demo.localhost' -H 'X-Canary: always' # the canary, by header\n  \
+         curl -i http://{http}/v1/items -H 'Host: demo.localhost'               # rewritten: api gets /items\n  \
          curl -i http://{http}/api/items?page=2 -H 'Host: demo.localhost'\n  \
          curl -i --http2-prior-knowledge http://{http}/api -H 'Host: demo.localhost'\n  \
          curl -ik https://demo.localhost:{}/api --resolve demo.localhost:{}:{}\n  \
