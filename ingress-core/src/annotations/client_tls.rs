@@ -515,21 +515,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::annotations::{AnnotationOptions, Parsed};
+    use crate::annotations::AnnotationOptions;
+    use crate::annotations::test_util::{codes, run};
     use crate::model::{ObjectKind, ObjectRef};
-
-    fn run(pairs: &[(&str, &str)]) -> Parsed {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
-            .collect();
-        let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "name");
-        crate::annotations::parse(&map, &obj, &AnnotationOptions::default())
-    }
-
-    fn codes(p: &Parsed) -> Vec<Code> {
-        p.diagnostics.iter().map(|d| d.code).collect()
-    }
 
     #[test]
     fn defaults() {

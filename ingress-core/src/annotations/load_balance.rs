@@ -285,26 +285,9 @@ impl AnnotationFamily for LoadBalanceFamily {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::annotations::{AnnotationOptions, Parsed};
-    use crate::model::{ObjectKind, ObjectRef};
-
-    fn run(pairs: &[(&str, &str)]) -> Parsed {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "name");
-        crate::annotations::parse(&map, &obj, &AnnotationOptions::default())
-    }
-
-    fn codes(p: &Parsed) -> Vec<Code> {
-        p.diagnostics.iter().map(|d| d.code).collect()
-    }
-
-    const N: &str = "nginx.ingress.kubernetes.io/";
+    use crate::annotations::test_util::{N, codes, run};
 
     #[test]
     fn algorithms_parse_case_insensitively() {

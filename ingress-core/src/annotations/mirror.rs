@@ -287,26 +287,10 @@ impl AnnotationFamily for Mirror {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::annotations::{AnnotationOptions, Parsed};
-    use crate::model::{ObjectKind, ObjectRef};
+    use crate::annotations::test_util::{N, codes, run};
 
-    fn run(pairs: &[(&str, &str)]) -> Parsed {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "name");
-        crate::annotations::parse(&map, &obj, &AnnotationOptions::default())
-    }
-
-    fn codes(p: &Parsed) -> Vec<Code> {
-        p.diagnostics.iter().map(|d| d.code).collect()
-    }
-
-    const N: &str = "nginx.ingress.kubernetes.io/";
     const H: &str = "higress.io/";
 
     fn k(prefix: &str, name: &str) -> String {

@@ -48,6 +48,8 @@ pub mod timeouts;
 pub mod values;
 
 #[cfg(test)]
+mod test_util;
+#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeMap;

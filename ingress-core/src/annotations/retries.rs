@@ -209,23 +209,11 @@ impl AnnotationFamily for Retries {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::annotations::{AnnotationOptions, Parsed};
+    use crate::annotations::test_util::{N, run};
+
     use crate::diagnostics::Code;
-    use crate::model::{ObjectKind, ObjectRef};
-
-    fn run(pairs: &[(&str, &str)]) -> Parsed {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "name");
-        crate::annotations::parse(&map, &obj, &AnnotationOptions::default())
-    }
-
-    const N: &str = "nginx.ingress.kubernetes.io/";
 
     fn code(n: u16) -> StatusCode {
         StatusCode::from_u16(n).unwrap_or(StatusCode::IM_A_TEAPOT)

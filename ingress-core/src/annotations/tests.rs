@@ -1,32 +1,13 @@
 //! Table-driven tests of the annotation engine: prefixes, value hygiene, unknown,
 //! retired and refused keys, and the registry's own consistency.
 
-use std::collections::BTreeMap;
-
+use super::test_util::{N, run, run_with};
 use super::*;
-use crate::model::{ObjectKind, ObjectRef};
 
-fn obj() -> ObjectRef {
-    ObjectRef::namespaced(ObjectKind::Ingress, "ns", "web")
-}
-
-fn run_with(pairs: &[(&str, &str)], options: &AnnotationOptions) -> Parsed {
-    let map: BTreeMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    parse(&map, &obj(), options)
-}
-
-fn run(pairs: &[(&str, &str)]) -> Parsed {
-    run_with(pairs, &AnnotationOptions::default())
-}
-
-fn codes(p: &Parsed) -> Vec<&'static str> {
+fn code_names(p: &Parsed) -> Vec<&'static str> {
     p.diagnostics.iter().map(|d| d.code.as_str()).collect()
 }
 
-const N: &str = "nginx.ingress.kubernetes.io/";
 const H: &str = "higress.io/";
 const M: &str = "mse.ingress.kubernetes.io/";
 
@@ -36,7 +17,10 @@ fn k(prefix: &str, name: &str) -> String {
 
 #[test]
 fn no_annotations_of_ours_cost_nothing() {
-    let p = run(&[("kubernetes.io/ingress.class", "x"), ("team", "a")]);
+    let p = run(&[
+        ("kubernetes.io/ingress.class", "x"),
+        ("example.org/team", "a"),
+    ]);
     assert!(p.diagnostics.is_empty());
     assert_eq!(p.policy, IngressPolicy::default());
 }
@@ -49,7 +33,7 @@ fn nginx_prefix_wins_and_a_different_value_elsewhere_is_reported() {
         p.policy.routing.upstream_vhost.as_deref(),
         Some("one.example")
     );
-    assert_eq!(codes(&p), ["annotation-shadowed"]);
+    assert_eq!(code_names(&p), ["annotation-shadowed"]);
     let d = &p.diagnostics[0];
     assert_eq!(
         d.field.as_deref(),
@@ -68,7 +52,7 @@ fn extension_keys_are_read_under_extension_prefixes_only() {
     assert_eq!(p.policy.routing.rewrite_path.as_deref(), Some("/v2"));
     let p = run(&[(&k(N, "rewrite-path"), "/v2")]);
     assert_eq!(p.policy.routing.rewrite_path, None);
-    assert_eq!(codes(&p), ["annotation-unknown"]);
+    assert_eq!(code_names(&p), ["annotation-unknown"]);
     assert!(
         p.diagnostics[0]
             .message
@@ -76,7 +60,7 @@ fn extension_keys_are_read_under_extension_prefixes_only() {
     );
     // MSE-only keys: only under mse.
     let p = run(&[(&k(H, "canary-by-query"), "v")]);
-    assert_eq!(codes(&p), ["annotation-unknown"]);
+    assert_eq!(code_names(&p), ["annotation-unknown"]);
 }
 
 #[test]
@@ -93,7 +77,7 @@ fn custom_prefix_is_read_first() {
         &options,
     );
     assert!(p.policy.routing.use_regex);
-    assert_eq!(codes(&p), ["annotation-shadowed"]);
+    assert_eq!(code_names(&p), ["annotation-shadowed"]);
 }
 
 #[test]
@@ -126,7 +110,7 @@ fn invalid_values_fail_closed_and_name_the_key() {
         }
         let p = run(&pairs);
         assert!(
-            codes(&p).contains(&"annotation-invalid-value"),
+            code_names(&p).contains(&"annotation-invalid-value"),
             "{name}={value:?}: {:?}",
             p.diagnostics
         );
@@ -152,12 +136,12 @@ fn control_characters_and_huge_values_are_rejected() {
         "a\u{2028}b",
     ] {
         let p = run(&[(&key, value)]);
-        assert_eq!(codes(&p), ["annotation-invalid-value"], "{value:?}");
+        assert_eq!(code_names(&p), ["annotation-invalid-value"], "{value:?}");
         assert!(p.policy.routing.upstream_vhost.is_none());
     }
     let long = "a".repeat(MAX_VALUE_LEN + 1);
     let p = run(&[(&key, &long)]);
-    assert_eq!(codes(&p), ["annotation-invalid-value"]);
+    assert_eq!(code_names(&p), ["annotation-invalid-value"]);
     assert!(p.diagnostics[0].message.contains("longer than"));
 }
 
@@ -172,7 +156,7 @@ fn snippets_are_refused_and_fail_closed() {
     ] {
         let key = k(N, name);
         let p = run(&[(&key, "more_set_headers \"X: y\";\nreturn 200;")]);
-        assert_eq!(codes(&p), ["annotation-refused"], "{name}");
+        assert_eq!(code_names(&p), ["annotation-refused"], "{name}");
         assert!(p.policy.fail_closed.is_some());
     }
 }
@@ -180,7 +164,7 @@ fn snippets_are_refused_and_fail_closed() {
 #[test]
 fn unknown_keys_get_a_suggestion_and_retired_keys_a_replacement() {
     let p = run(&[(&k(N, "rewrite-targt"), "/")]);
-    assert_eq!(codes(&p), ["annotation-unknown"]);
+    assert_eq!(code_names(&p), ["annotation-unknown"]);
     assert!(
         p.diagnostics[0]
             .message
@@ -190,14 +174,14 @@ fn unknown_keys_get_a_suggestion_and_retired_keys_a_replacement() {
     let p = run(&[(&k(N, "no-such-thing-at-all"), "1")]);
     assert!(p.diagnostics[0].message.contains("has no effect"));
     let p = run(&[(&k(N, "secure-backends"), "true")]);
-    assert_eq!(codes(&p), ["annotation-retired"]);
+    assert_eq!(code_names(&p), ["annotation-retired"]);
     assert!(p.diagnostics[0].message.contains("backend-protocol"));
 }
 
 #[test]
 fn canary_keys_need_canary_true() {
     let p = run(&[(&k(N, "canary-weight"), "10")]);
-    assert_eq!(codes(&p), ["canary-not-enabled"]);
+    assert_eq!(code_names(&p), ["canary-not-enabled"]);
     assert!(p.policy.fail_closed.is_some());
     assert!(p.policy.canary.is_none());
     let p = run(&[(&k(N, "canary"), "true"), (&k(N, "canary-weight"), "10")]);
@@ -218,7 +202,7 @@ fn header_value_beats_pattern_and_needs_a_header() {
         (&k(N, "canary-by-header-value"), "v2"),
         (&k(N, "canary-by-header-pattern"), "^v"),
     ]);
-    assert_eq!(codes(&p), ["annotation-ignored"]);
+    assert_eq!(code_names(&p), ["annotation-ignored"]);
     let rule = p.policy.canary.and_then(|c| c.header).expect("header rule");
     assert_eq!(rule.matcher, canary::HeaderMatch::Value("v2".into()));
 }
@@ -244,7 +228,7 @@ fn temporal_beats_permanent_and_codes_apply() {
 #[test]
 fn x_forwarded_prefix_needs_a_rewrite() {
     let p = run(&[(&k(N, "x-forwarded-prefix"), "/api")]);
-    assert_eq!(codes(&p), ["annotation-ignored"]);
+    assert_eq!(code_names(&p), ["annotation-ignored"]);
     assert!(p.policy.routing.x_forwarded_prefix.is_none());
     let p = run(&[
         (&k(N, "x-forwarded-prefix"), "/api"),
@@ -256,7 +240,7 @@ fn x_forwarded_prefix_needs_a_rewrite() {
 #[test]
 fn higress_match_conditions_are_refused_not_ignored() {
     let p = run(&[(&k(H, "exact-match-header-x-user"), "a")]);
-    assert_eq!(codes(&p), ["annotation-refused"]);
+    assert_eq!(code_names(&p), ["annotation-refused"]);
     assert!(p.policy.fail_closed.is_some());
 }
 

@@ -126,27 +126,12 @@ impl AnnotationFamily for Timeouts {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
-    use crate::annotations::{AnnotationOptions, Parsed};
+    use crate::annotations::test_util::{N, codes, run};
+
     use crate::diagnostics::Code;
-    use crate::model::{ObjectKind, ObjectRef};
 
-    fn run(pairs: &[(&str, &str)]) -> Parsed {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "name");
-        crate::annotations::parse(&map, &obj, &AnnotationOptions::default())
-    }
-
-    fn codes(p: &Parsed) -> Vec<Code> {
-        p.diagnostics.iter().map(|d| d.code).collect()
-    }
-
-    const N: &str = "nginx.ingress.kubernetes.io/";
     const S: fn(u64) -> Option<Duration> = |n| Some(Duration::from_secs(n));
 
     #[test]

@@ -1,23 +1,7 @@
 //! Table-driven tests of the auth family through the annotation engine.
 
-use std::collections::BTreeMap;
-
 use super::*;
-use crate::annotations::{AnnotationOptions, Parsed};
-use crate::model::{ObjectKind, ObjectRef};
-
-fn run(pairs: &[(&str, &str)]) -> Parsed {
-    let map: BTreeMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (format!("nginx.ingress.kubernetes.io/{k}"), v.to_string()))
-        .collect();
-    let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "name");
-    crate::annotations::parse(&map, &obj, &AnnotationOptions::default())
-}
-
-fn codes(p: &Parsed) -> Vec<Code> {
-    p.diagnostics.iter().map(|d| d.code).collect()
-}
+use crate::annotations::test_util::{codes, run};
 
 #[test]
 fn defaults() {
