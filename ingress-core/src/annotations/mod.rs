@@ -470,12 +470,8 @@ pub fn parse_shared(
     options: &AnnotationOptions,
 ) -> (std::sync::Arc<IngressPolicy>, Vec<Diagnostic>) {
     static DEFAULT: std::sync::OnceLock<std::sync::Arc<IngressPolicy>> = std::sync::OnceLock::new();
-    let custom = options.custom_prefix.as_deref().filter(|p| !p.is_empty());
-    let ours = annotations.keys().any(|k| {
-        custom.is_some_and(|c| k.starts_with(c))
-            || Prefix::FIXED.iter().any(|(_, text)| k.starts_with(text))
-    });
-    if !ours {
+    let custom = options.custom_prefix.as_deref();
+    if !annotations.keys().any(|k| split_key(k, custom).is_some()) {
         let d = DEFAULT.get_or_init(|| std::sync::Arc::new(IngressPolicy::default()));
         return (d.clone(), Vec::new());
     }
@@ -522,17 +518,10 @@ impl<'a> Cx<'a> {
         object: &'a ObjectRef,
         options: &'a AnnotationOptions,
     ) -> Self {
-        let custom = options.custom_prefix.as_deref().filter(|p| !p.is_empty());
+        let custom = options.custom_prefix.as_deref();
         let mut entries = Vec::new();
         for (key, value) in annotations {
-            let found = custom
-                .and_then(|c| key.strip_prefix(c).map(|n| (Prefix::Custom, n)))
-                .or_else(|| {
-                    Prefix::FIXED
-                        .iter()
-                        .find_map(|(p, text)| key.strip_prefix(text).map(|n| (*p, n)))
-                });
-            if let Some((prefix, name)) = found {
+            if let Some((prefix, name)) = split_key(key, custom) {
                 entries.push(Entry {
                     key,
                     prefix,
@@ -844,17 +833,22 @@ pub enum KeyClass {
     Unknown(Option<&'static str>),
 }
 
-/// Classify an annotation key, as [`parse`] would read it.
-pub fn classify_key(key: &str, custom_prefix: Option<&str>) -> KeyClass {
-    let custom = custom_prefix.filter(|p| !p.is_empty());
-    let found = custom
+/// Which of our prefixes `key` is under (the custom one first, when configured and
+/// not empty), and the name after it; `None` for keys that are not ours.
+fn split_key<'k>(key: &'k str, custom: Option<&str>) -> Option<(Prefix, &'k str)> {
+    custom
+        .filter(|c| !c.is_empty())
         .and_then(|c| key.strip_prefix(c).map(|n| (Prefix::Custom, n)))
         .or_else(|| {
             Prefix::FIXED
                 .iter()
                 .find_map(|(p, text)| key.strip_prefix(text).map(|n| (*p, n)))
-        });
-    let Some((prefix, name)) = found else {
+        })
+}
+
+/// Classify an annotation key, as [`parse`] would read it.
+pub fn classify_key(key: &str, custom_prefix: Option<&str>) -> KeyClass {
+    let Some((prefix, name)) = split_key(key, custom_prefix) else {
         return KeyClass::Foreign;
     };
     if let Some(spec) = all_keys().find(|k| name_matches(name, k.name)) {
