@@ -377,14 +377,14 @@ impl<'v> Builder<'v> {
         &self,
         host: &RouteHost,
         hb: &HostBuild<'_>,
-        tls: &[TlsBinding],
+        tls: &TlsHosts<'_>,
         diags: &mut Vec<Diagnostic>,
     ) -> HostPolicy {
         use crate::annotations::Family;
         let mut hp = HostPolicy {
             regex: self.nginx && hb.regex,
             has_tls: match host {
-                RouteHost::Pattern(p) => tls.iter().any(|b| tls_covers(b.host(), p)),
+                RouteHost::Pattern(p) => tls.covers(p),
                 RouteHost::Any => false,
             },
             ..HostPolicy::default()
@@ -566,11 +566,12 @@ impl<'v> Builder<'v> {
             has_tls: true,
             ..HostPolicy::default()
         });
+        let tls_hosts = TlsHosts::new(&tls);
         let host_policies: Vec<Arc<HostPolicy>> = self
             .hosts
             .iter()
             .map(|(h, hb)| {
-                let hp = self.host_policy(h, hb, &tls, diags);
+                let hp = self.host_policy(h, hb, &tls_hosts, diags);
                 if hp == *no_host_policy {
                     no_host_policy.clone()
                 } else if hp == *with_tls {
@@ -794,6 +795,7 @@ impl<'v> Builder<'v> {
             }
         }
         table.catch_all = self.catch_all.map(|old| new_id[old]);
+        table.www_redirects = host_policies.iter().any(|p| p.from_to_www);
         table.routes = routes;
         table.backends = backends;
         table.tls = tls;
@@ -801,16 +803,36 @@ impl<'v> Builder<'v> {
     }
 }
 
-/// Whether a TLS host entry covers a rule host: the same pattern, or a wildcard
-/// entry that covers an exact host (one extra label).
-fn tls_covers(tls: &HostPattern, rule: &HostPattern) -> bool {
-    match (tls, rule) {
-        (a, b) if a == b => true,
-        (HostPattern::Wildcard(suffix), HostPattern::Exact(h)) => h
-            .as_str()
-            .split_once('.')
-            .is_some_and(|(first, rest)| !first.is_empty() && rest == suffix.as_str()),
-        _ => false,
+/// The hosts named by TLS sections, for "does this rule host have TLS" in O(1).
+struct TlsHosts<'t> {
+    patterns: FxHashSet<&'t HostPattern>,
+    /// Suffixes of wildcard entries (`example.com` for `*.example.com`).
+    wildcard_suffixes: FxHashSet<&'t str>,
+}
+
+impl<'t> TlsHosts<'t> {
+    fn new(bindings: &'t [TlsBinding]) -> Self {
+        let mut patterns = FxHashSet::default();
+        let mut wildcard_suffixes = FxHashSet::default();
+        for b in bindings {
+            patterns.insert(b.host());
+            if let HostPattern::Wildcard(suffix) = b.host() {
+                wildcard_suffixes.insert(suffix.as_str());
+            }
+        }
+        TlsHosts {
+            patterns,
+            wildcard_suffixes,
+        }
+    }
+
+    /// The same pattern, or a wildcard entry that covers an exact host (one label).
+    fn covers(&self, rule: &HostPattern) -> bool {
+        self.patterns.contains(rule)
+            || matches!(rule, HostPattern::Exact(h) if h
+                .as_str()
+                .split_once('.')
+                .is_some_and(|(first, rest)| !first.is_empty() && self.wildcard_suffixes.contains(rest)))
     }
 }
 

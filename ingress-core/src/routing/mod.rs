@@ -58,6 +58,7 @@ impl RouteTable {
         let path = normalize_path(req.path);
         let found = self.find(host, &path);
         if found.route.is_none()
+            && self.www_redirects
             && let Some(d) = self.www_redirect_for(host, req)
         {
             return d;
@@ -72,6 +73,9 @@ impl RouteTable {
         host: &str,
         req: &RequestView<'a>,
     ) -> Option<Decision<'a>> {
+        if !self.www_redirects {
+            return None;
+        }
         let other: std::borrow::Cow<'_, str> = match host.strip_prefix("www.") {
             Some(bare) => bare.into(),
             None => format!("www.{host}").into(),

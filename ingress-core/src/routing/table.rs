@@ -399,6 +399,9 @@ pub struct RouteTable {
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) catch_all: Option<RouteId>,
     pub(crate) tls: Vec<TlsBinding>,
+    /// Some host has `from-to-www-redirect`: only then does a miss look for the
+    /// other name.
+    pub(crate) www_redirects: bool,
 }
 
 impl RouteTable {
@@ -413,6 +416,7 @@ impl RouteTable {
             any_host: None,
             catch_all: None,
             tls: Vec::new(),
+            www_redirects: false,
         }
     }
 
