@@ -75,14 +75,19 @@ fn limits_benches(c: &mut Criterion) {
         let keys = clients(n);
         let limiter = KeyedLimiter::new(&[rps, rpm], StoreConfig::default()).unwrap();
         let mut i = 0usize;
+        let mut ran = false;
         group.bench_function(n.to_string(), |b| {
+            ran = true;
             b.iter(|| {
                 t += 1_000;
                 i = (i + 1) % keys.len();
                 limiter.check(black_box(&keys[i]), Duration::from_nanos(t))
             });
         });
-        assert_eq!(limiter.len(), n as usize);
+        // Only when the filter selected this bench (otherwise nothing ran).
+        if ran {
+            assert_eq!(limiter.len(), n as usize);
+        }
     }
     group.finish();
 
