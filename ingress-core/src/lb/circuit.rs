@@ -169,27 +169,23 @@ mod tests {
 
     #[test]
     fn concurrent_takers_never_exceed_the_ceiling() {
-        let b = Arc::new(CircuitBreaker::new(CircuitLimits {
+        let b = CircuitBreaker::new(CircuitLimits {
             max_requests: 8,
             max_retries: 0,
-        }));
-        let peak = Arc::new(AtomicU32::new(0));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let (b, peak) = (b.clone(), peak.clone());
-                std::thread::spawn(move || {
+        });
+        let peak = AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
                     for _ in 0..10_000 {
                         if let Some(s) = b.try_request() {
                             peak.fetch_max(b.requests(), Ordering::Relaxed);
                             drop(s);
                         }
                     }
-                })
-            })
-            .collect();
-        for t in threads {
-            assert!(t.join().is_ok());
-        }
+                });
+            }
+        });
         assert!(peak.load(Ordering::Relaxed) <= 8);
         assert_eq!(b.requests(), 0);
     }
