@@ -12,12 +12,13 @@
 //! ```
 //! use ingress_core::lb::circuit::{CircuitBreaker, CircuitLimits};
 //!
-//! let breaker = CircuitBreaker::new(CircuitLimits { max_requests: 2, max_retries: 1 });
-//! let a = breaker.try_request().expect("first");
-//! let _b = breaker.try_request().expect("second");
-//! assert!(breaker.try_request().is_none()); // the third overflows
+//! let limits = CircuitLimits { max_requests: 2, max_retries: 1 };
+//! let breaker = CircuitBreaker::new();
+//! let a = breaker.try_request(&limits).expect("first");
+//! let _b = breaker.try_request(&limits).expect("second");
+//! assert!(breaker.try_request(&limits).is_none()); // the third overflows
 //! drop(a);
-//! assert!(breaker.try_request().is_some());
+//! assert!(breaker.try_request(&limits).is_some());
 //! ```
 
 use std::sync::Arc;
@@ -42,10 +43,10 @@ impl Default for CircuitLimits {
 }
 
 /// The counters of one cluster; shared (in an `Arc`) by every route to it and
-/// carried across table swaps by the data plane.
-#[derive(Debug, Default)]
+/// carried across table swaps by the data plane. The ceilings come with each call
+/// (the gateway's, or a route's own).
+#[derive(Debug, Clone, Default)]
 pub struct CircuitBreaker {
-    limits: CircuitLimits,
     counters: Arc<Counters>,
 }
 
@@ -75,36 +76,20 @@ impl Drop for Slot {
 }
 
 impl CircuitBreaker {
-    /// A breaker with these ceilings and no request in flight.
-    pub fn new(limits: CircuitLimits) -> CircuitBreaker {
-        CircuitBreaker {
-            limits,
-            counters: Arc::default(),
-        }
+    /// A breaker with no request in flight. (A clone shares the counters: that is
+    /// how a new table's breaker keeps counting the old one's requests.)
+    pub fn new() -> CircuitBreaker {
+        CircuitBreaker::default()
     }
 
-    /// A breaker with new ceilings that shares `self`'s counters (a table swap that
-    /// changed the configuration keeps counting the requests in flight).
-    pub fn with_limits(&self, limits: CircuitLimits) -> CircuitBreaker {
-        CircuitBreaker {
-            limits,
-            counters: self.counters.clone(),
-        }
+    /// A request slot, or `None` when `limits.max_requests` are in flight.
+    pub fn try_request(&self, limits: &CircuitLimits) -> Option<Slot> {
+        self.take(&self.counters.requests, limits.max_requests, false)
     }
 
-    /// The ceilings.
-    pub fn limits(&self) -> CircuitLimits {
-        self.limits
-    }
-
-    /// A request slot, or `None` when `max_requests` are in flight.
-    pub fn try_request(&self) -> Option<Slot> {
-        self.take(&self.counters.requests, self.limits.max_requests, false)
-    }
-
-    /// A retry slot, or `None` when `max_retries` retries are in flight.
-    pub fn try_retry(&self) -> Option<Slot> {
-        self.take(&self.counters.retries, self.limits.max_retries, true)
+    /// A retry slot, or `None` when `limits.max_retries` retries are in flight.
+    pub fn try_retry(&self, limits: &CircuitLimits) -> Option<Slot> {
+        self.take(&self.counters.retries, limits.max_retries, true)
     }
 
     /// Requests in flight.
@@ -134,16 +119,17 @@ mod tests {
 
     #[test]
     fn requests_and_retries_are_bounded_separately() {
-        let b = CircuitBreaker::new(CircuitLimits {
+        let l = CircuitLimits {
             max_requests: 3,
             max_retries: 1,
-        });
-        let slots: Vec<Slot> = (0..3).filter_map(|_| b.try_request()).collect();
+        };
+        let b = CircuitBreaker::new();
+        let slots: Vec<Slot> = (0..3).filter_map(|_| b.try_request(&l)).collect();
         assert_eq!(slots.len(), 3);
-        assert!(b.try_request().is_none());
-        let r = b.try_retry();
+        assert!(b.try_request(&l).is_none());
+        let r = b.try_retry(&l);
         assert!(r.is_some());
-        assert!(b.try_retry().is_none());
+        assert!(b.try_retry(&l).is_none());
         assert_eq!((b.requests(), b.retries()), (3, 1));
         drop(r);
         drop(slots);
@@ -151,34 +137,36 @@ mod tests {
     }
 
     #[test]
-    fn zero_means_no_limit_and_new_limits_keep_the_counts() {
-        let b = CircuitBreaker::new(CircuitLimits {
+    fn zero_means_no_limit_and_other_limits_see_the_same_counts() {
+        let l = CircuitLimits {
             max_requests: 0,
             max_retries: 0,
-        });
-        let slots: Vec<Slot> = (0..10_000).filter_map(|_| b.try_request()).collect();
+        };
+        let b = CircuitBreaker::new();
+        let slots: Vec<Slot> = (0..10_000).filter_map(|_| b.try_request(&l)).collect();
         assert_eq!(slots.len(), 10_000);
-        let tighter = b.with_limits(CircuitLimits {
+        let tighter = CircuitLimits {
             max_requests: 10_000,
             max_retries: 0,
-        });
-        assert!(tighter.try_request().is_none());
+        };
+        assert!(b.try_request(&tighter).is_none());
         drop(slots);
-        assert!(tighter.try_request().is_some());
+        assert!(b.try_request(&tighter).is_some());
     }
 
     #[test]
     fn concurrent_takers_never_exceed_the_ceiling() {
-        let b = CircuitBreaker::new(CircuitLimits {
+        let l = CircuitLimits {
             max_requests: 8,
             max_retries: 0,
-        });
+        };
+        let b = CircuitBreaker::new();
         let peak = AtomicU32::new(0);
         std::thread::scope(|scope| {
             for _ in 0..4 {
                 scope.spawn(|| {
                     for _ in 0..10_000 {
-                        if let Some(s) = b.try_request() {
+                        if let Some(s) = b.try_request(&l) {
                             peak.fetch_max(b.requests(), Ordering::Relaxed);
                             drop(s);
                         }

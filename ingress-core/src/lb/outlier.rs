@@ -37,12 +37,13 @@
 //! let endpoints: Vec<EndpointAddr> = (1..=4)
 //!     .map(|i| EndpointAddr { host: EndpointHost::Ip([10, 0, 0, i].into()), port: 80 })
 //!     .collect();
-//! let outliers = Outliers::new(&endpoints, OutlierConfig::default(), None);
+//! let outliers = Outliers::new(&endpoints, None);
+//! let config = OutlierConfig::default();
 //! let s = 1_000_000_000; // one second in ns
 //! // Endpoint 2 refuses connections five times in a row: ejected for 30 s.
 //! let mut ejected = None;
 //! for _ in 0..5 {
-//!     ejected = outliers.record(2, Outcome::GatewayFailure, 10 * s);
+//!     ejected = outliers.record(2, Outcome::GatewayFailure, 10 * s, &config);
 //! }
 //! assert_eq!(ejected.map(|e| e.duration), Some(Duration::from_secs(30)));
 //! let mut avoid = EndpointSet::new();
@@ -159,12 +160,13 @@ struct Health {
 /// See the [module docs](self).
 #[derive(Debug)]
 pub struct Outliers {
-    config: OutlierConfig,
     endpoints: Box<[EndpointAddr]>,
     health: Box<[Arc<Health>]>,
     /// The latest end of any ejection (ns): when `now` is past it, nothing is
-    /// ejected and [`Outliers::add_ejected`] reads nothing else.
-    any_until_ns: AtomicU64,
+    /// ejected and [`Outliers::add_ejected`] reads nothing else. Shared with the
+    /// detectors this one inherits from, so an ejection recorded through an older
+    /// table's detector (a request that started before the swap) is seen here.
+    any_until_ns: Arc<AtomicU64>,
     /// Held to eject, so two ejections cannot both pass the share check.
     ejecting: Mutex<()>,
 }
@@ -173,11 +175,7 @@ impl Outliers {
     /// The detector of `endpoints` (indexes as in the cluster's
     /// [`Balancer`](super::Balancer)), carrying over the state of endpoints with
     /// the same address in `previous`.
-    pub fn new(
-        endpoints: &[EndpointAddr],
-        config: OutlierConfig,
-        previous: Option<&Outliers>,
-    ) -> Outliers {
+    pub fn new(endpoints: &[EndpointAddr], previous: Option<&Outliers>) -> Outliers {
         let health: Box<[Arc<Health>]> = endpoints
             .iter()
             .map(|e| {
@@ -194,18 +192,14 @@ impl Outliers {
             .map(|h| h.ejected_until_ns.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0);
+        let any_until_ns = previous.map_or_else(Arc::default, |p| p.any_until_ns.clone());
+        any_until_ns.fetch_max(any_until, Ordering::Relaxed);
         Outliers {
-            config,
             endpoints: endpoints.into(),
             health,
-            any_until_ns: AtomicU64::new(any_until),
+            any_until_ns,
             ejecting: Mutex::new(()),
         }
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &OutlierConfig {
-        &self.config
     }
 
     /// The endpoints, in index order.
@@ -213,9 +207,16 @@ impl Outliers {
         &self.endpoints
     }
 
-    /// Reports the outcome of one attempt on endpoint `index` at `now_ns`; returns
-    /// the ejection it caused, if any. An index out of range is ignored.
-    pub fn record(&self, index: usize, outcome: Outcome, now_ns: u64) -> Option<Ejection> {
+    /// Reports the outcome of one attempt on endpoint `index` at `now_ns`, judged
+    /// by `config` (the caller's: the gateway's, or a route's own); returns the
+    /// ejection it caused, if any. An index out of range is ignored.
+    pub fn record(
+        &self,
+        index: usize,
+        outcome: Outcome,
+        now_ns: u64,
+        config: &OutlierConfig,
+    ) -> Option<Ejection> {
         let h = self.health.get(index)?;
         match outcome {
             Outcome::Success => {
@@ -230,7 +231,7 @@ impl Outliers {
                 None
             }
             Outcome::ServerError | Outcome::GatewayFailure => {
-                if !self.config.is_enabled() {
+                if !config.is_enabled() {
                     return None;
                 }
                 let c5 = h.consecutive_5xx.fetch_add(1, Ordering::Relaxed) + 1;
@@ -240,10 +241,9 @@ impl Outliers {
                     h.consecutive_gateway.load(Ordering::Relaxed)
                 };
                 let over = |count: u32, limit: u32| limit > 0 && count >= limit;
-                if over(c5, self.config.consecutive_5xx)
-                    || over(gw, self.config.consecutive_gateway_failure)
+                if over(c5, config.consecutive_5xx) || over(gw, config.consecutive_gateway_failure)
                 {
-                    self.eject(index, h, now_ns)
+                    self.eject(index, h, now_ns, config)
                 } else {
                     None
                 }
@@ -251,7 +251,13 @@ impl Outliers {
         }
     }
 
-    fn eject(&self, index: usize, h: &Health, now_ns: u64) -> Option<Ejection> {
+    fn eject(
+        &self,
+        index: usize,
+        h: &Health,
+        now_ns: u64,
+        config: &OutlierConfig,
+    ) -> Option<Ejection> {
         let _held = self.ejecting.lock().unwrap_or_else(PoisonError::into_inner);
         let until = h.ejected_until_ns.load(Ordering::Relaxed);
         if until > now_ns {
@@ -264,11 +270,11 @@ impl Outliers {
             .iter()
             .filter(|x| x.ejected_until_ns.load(Ordering::Relaxed) > now_ns)
             .count() as u64;
-        if (out + 1) * 100 > n * u64::from(self.config.max_ejection_percent) {
+        if (out + 1) * 100 > n * u64::from(config.max_ejection_percent) {
             // The counters keep counting; the next failure asks again.
             return None;
         }
-        let max_ns = nanos(self.config.max_ejection);
+        let max_ns = nanos(config.max_ejection);
         // A long healthy spell since the last ejection forgets the earlier ones.
         let forgiven = until != 0 && now_ns.saturating_sub(until) > max_ns;
         let before = if forgiven {
@@ -277,9 +283,9 @@ impl Outliers {
             h.ejections.load(Ordering::Relaxed)
         };
         let ejections = before.saturating_add(1);
-        let length = nanos(self.config.base_ejection)
+        let length = nanos(config.base_ejection)
             .saturating_mul(u64::from(ejections))
-            .min(max_ns.max(nanos(self.config.base_ejection)));
+            .min(max_ns.max(nanos(config.base_ejection)));
         let end = now_ns.saturating_add(length).max(1);
         h.ejections.store(ejections, Ordering::Relaxed);
         h.ejected_until_ns.store(end, Ordering::Relaxed);
@@ -334,6 +340,32 @@ mod tests {
 
     const S: u64 = 1_000_000_000;
 
+    /// A detector with its configuration.
+    struct Det {
+        o: Outliers,
+        c: OutlierConfig,
+    }
+
+    impl Det {
+        fn new(endpoints: &[EndpointAddr], c: OutlierConfig, previous: Option<&Det>) -> Det {
+            Det {
+                o: Outliers::new(endpoints, previous.map(|p| &p.o)),
+                c,
+            }
+        }
+
+        fn record(&self, i: usize, outcome: Outcome, now: u64) -> Option<Ejection> {
+            self.o.record(i, outcome, now, &self.c)
+        }
+    }
+
+    impl std::ops::Deref for Det {
+        type Target = Outliers;
+        fn deref(&self) -> &Outliers {
+            &self.o
+        }
+    }
+
     fn eps(n: u8) -> Vec<EndpointAddr> {
         (1..=n)
             .map(|i| EndpointAddr {
@@ -343,7 +375,7 @@ mod tests {
             .collect()
     }
 
-    fn fail(o: &Outliers, i: usize, times: u32, outcome: Outcome, now: u64) -> Option<Ejection> {
+    fn fail(o: &Det, i: usize, times: u32, outcome: Outcome, now: u64) -> Option<Ejection> {
         let mut last = None;
         for _ in 0..times {
             last = o.record(i, outcome, now);
@@ -353,7 +385,7 @@ mod tests {
 
     #[test]
     fn consecutive_failures_eject_and_a_success_resets_the_count() {
-        let o = Outliers::new(&eps(4), OutlierConfig::default(), None);
+        let o = Det::new(&eps(4), OutlierConfig::default(), None);
         assert_eq!(fail(&o, 0, 4, Outcome::GatewayFailure, S), None);
         assert_eq!(o.record(0, Outcome::Success, S), None);
         // Four more: still under five in a row.
@@ -379,7 +411,7 @@ mod tests {
             consecutive_5xx: 0,
             ..OutlierConfig::default()
         };
-        let o = Outliers::new(&eps(4), config, None);
+        let o = Det::new(&eps(4), config, None);
         assert_eq!(fail(&o, 1, 20, Outcome::ServerError, S), None);
         assert!(fail(&o, 1, 5, Outcome::GatewayFailure, S).is_some());
 
@@ -387,7 +419,7 @@ mod tests {
             consecutive_gateway_failure: 0,
             ..OutlierConfig::default()
         };
-        let o = Outliers::new(&eps(4), config, None);
+        let o = Det::new(&eps(4), config, None);
         // A 500 and gateway failures mixed: five 5xx in a row.
         assert_eq!(fail(&o, 1, 2, Outcome::ServerError, S), None);
         assert_eq!(fail(&o, 1, 2, Outcome::GatewayFailure, S), None);
@@ -417,7 +449,7 @@ mod tests {
             max_ejection: Duration::from_secs(250),
             ..OutlierConfig::default()
         };
-        let o = Outliers::new(&eps(2), config, None);
+        let o = Det::new(&eps(2), config, None);
         let mut now = S;
         let mut lengths = Vec::new();
         for _ in 0..4 {
@@ -430,13 +462,16 @@ mod tests {
         // Healthy for longer than the maximum: the next one starts over.
         now += 251 * S;
         let e = fail(&o, 0, 5, Outcome::GatewayFailure, now);
-        assert_eq!(e.map(|e| (e.duration.as_secs(), e.ejections)), Some((100, 1)));
+        assert_eq!(
+            e.map(|e| (e.duration.as_secs(), e.ejections)),
+            Some((100, 1))
+        );
     }
 
     #[test]
     fn never_ejects_past_the_share() {
         // Default 50%: of three, one; of four, two; of one, none.
-        let o = Outliers::new(&eps(3), OutlierConfig::default(), None);
+        let o = Det::new(&eps(3), OutlierConfig::default(), None);
         assert!(fail(&o, 0, 5, Outcome::GatewayFailure, S).is_some());
         assert_eq!(fail(&o, 1, 50, Outcome::GatewayFailure, S), None);
         assert_eq!(o.ejected_count(S), 1);
@@ -444,23 +479,23 @@ mod tests {
         assert!(o.record(1, Outcome::GatewayFailure, 40 * S).is_some());
         assert_eq!(o.ejected_count(40 * S), 1);
 
-        let o = Outliers::new(&eps(4), OutlierConfig::default(), None);
+        let o = Det::new(&eps(4), OutlierConfig::default(), None);
         for i in 0..4 {
             fail(&o, i, 5, Outcome::GatewayFailure, S);
         }
         assert_eq!(o.ejected_count(S), 2);
 
-        let o = Outliers::new(&eps(1), OutlierConfig::default(), None);
+        let o = Det::new(&eps(1), OutlierConfig::default(), None);
         assert_eq!(fail(&o, 0, 100, Outcome::GatewayFailure, S), None);
         assert_eq!(o.ejected_count(S), 0);
 
-        let o = Outliers::new(&eps(10), OutlierConfig::OFF, None);
+        let o = Det::new(&eps(10), OutlierConfig::OFF, None);
         assert_eq!(fail(&o, 0, 100, Outcome::GatewayFailure, S), None);
     }
 
     #[test]
     fn add_ejected_fills_the_avoid_set() {
-        let o = Outliers::new(&eps(6), OutlierConfig::default(), None);
+        let o = Det::new(&eps(6), OutlierConfig::default(), None);
         let mut set = EndpointSet::new();
         assert_eq!(o.add_ejected(S, &mut set), 0);
         fail(&o, 2, 5, Outcome::GatewayFailure, S);
@@ -476,7 +511,7 @@ mod tests {
 
     #[test]
     fn state_follows_the_address_into_the_next_table() {
-        let old = Outliers::new(&eps(3), OutlierConfig::default(), None);
+        let old = Det::new(&eps(3), OutlierConfig::default(), None);
         fail(&old, 1, 5, Outcome::GatewayFailure, S); // 10.0.0.2 ejected
         fail(&old, 2, 3, Outcome::GatewayFailure, S); // 10.0.0.3 on its way
         // The next table drops 10.0.0.1 and adds 10.0.0.9 at the end.
@@ -486,7 +521,7 @@ mod tests {
             host: EndpointHost::Ip([10, 0, 0, 9].into()),
             port: 80,
         });
-        let next = Outliers::new(&next_eps, OutlierConfig::default(), Some(&old));
+        let next = Det::new(&next_eps, OutlierConfig::default(), Some(&old));
         assert!(next.is_ejected(0, 2 * S));
         assert!(!next.is_ejected(2, 2 * S));
         // 10.0.0.3 had three failures: two more eject it (share allows 1 of 3 → no).
@@ -497,7 +532,7 @@ mod tests {
 
     #[test]
     fn out_of_range_indexes_are_ignored() {
-        let o = Outliers::new(&eps(2), OutlierConfig::default(), None);
+        let o = Det::new(&eps(2), OutlierConfig::default(), None);
         assert_eq!(fail(&o, 7, 10, Outcome::GatewayFailure, S), None);
         assert!(!o.is_ejected(7, S));
     }
