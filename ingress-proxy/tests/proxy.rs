@@ -9,6 +9,8 @@ mod framing;
 mod governance;
 #[path = "proxy/reload.rs"]
 mod reload;
+#[path = "proxy/resilience.rs"]
+mod resilience;
 mod support;
 #[path = "proxy/upstreams.rs"]
 mod upstreams;
