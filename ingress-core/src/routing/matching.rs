@@ -151,6 +151,13 @@ impl HostRoutes {
                     .small_keys
                     .get(e.start as usize..(e.start + e.len) as usize)
                     .unwrap_or_default();
+                // Every kind needs the key no longer than the path and, past the
+                // leading `/`, the same first byte: two compares that skip most
+                // entries before `rank`'s string compares.
+                let (kb, pb) = (key.as_bytes(), path.as_bytes());
+                if kb.len() > pb.len() || (kb.len() > 1 && kb[1] != pb[1]) {
+                    continue;
+                }
                 if let Some(r) = rank(e.kind, key, e.path_type, path, nginx)
                     && best.is_none_or(|(b, _)| r > b)
                 {

@@ -57,22 +57,41 @@ impl<'a> RequestView<'a> {
 /// The host name routing compares: the Host header without port or trailing dot,
 /// lower-cased into `buf` (no allocation for names up to 255 bytes).
 pub(crate) fn host_key<'b>(host: &'b str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
-    let host = host.trim();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        // IPv6 literal: [::1]:8080
-        let end = rest.find(']')?;
-        &rest[..end]
+    // Byte loops rather than `str` searchers: this runs on every request.
+    // Trim only when an end is whitespace (or not ASCII, which may be Unicode
+    // whitespace): most Host headers need no pass for it.
+    let edge = |c: Option<&u8>| c.is_some_and(|&c| c.is_ascii_whitespace() || !c.is_ascii());
+    let host = if edge(host.as_bytes().first()) || edge(host.as_bytes().last()) {
+        host.trim()
     } else {
-        match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
+        host
+    };
+    let b = host.as_bytes();
+    // Byte range of the name; every cut is next to an ASCII byte, so slicing the
+    // `str` there cannot fail.
+    let (start, mut end) = if b.first() == Some(&b'[') {
+        // IPv6 literal: [::1]:8080
+        (1, 1 + b[1..].iter().position(|&c| c == b']')?)
+    } else {
+        // Strip `:port` (digits, possibly none) after the last colon.
+        let mut i = b.len();
+        while i > 0 && b[i - 1].is_ascii_digit() {
+            i -= 1;
+        }
+        if i > 0 && b[i - 1] == b':' {
+            (0, i - 1)
+        } else {
+            (0, b.len())
         }
     };
-    let name = name.strip_suffix('.').unwrap_or(name);
+    if end > start && b[end - 1] == b'.' {
+        end -= 1;
+    }
+    let name = host.get(start..end)?;
     if name.len() > buf.len() {
         return None;
     }
-    if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+    if !name.bytes().any(|c| c.is_ascii_uppercase()) {
         return Some(name);
     }
     let out = &mut buf[..name.len()];
@@ -113,28 +132,29 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
 }
 
 fn is_normal(path: &str) -> bool {
-    let b = path.as_bytes();
-    if b.first() != Some(&b'/') {
+    // One tight pass (this runs on every request): no `%`, and after each `/`
+    // neither another `/` nor a `.` or `..` segment.
+    let [b'/', rest @ ..] = path.as_bytes() else {
         return false;
-    }
-    let mut prev_slash = false;
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'%' => return false,
-            b'/' if prev_slash => return false,
-            b'/' => prev_slash = true,
-            b'.' if prev_slash => {
-                let next = b.get(i + 1).copied();
-                let next2 = b.get(i + 2).copied();
-                if matches!(next, None | Some(b'/'))
-                    || (next == Some(b'.') && matches!(next2, None | Some(b'/')))
-                {
-                    return false;
-                }
-                prev_slash = false;
-            }
-            _ => prev_slash = false,
+    };
+    let mut after_slash = true;
+    for (i, &c) in rest.iter().enumerate() {
+        if c == b'%' {
+            return false;
         }
+        if after_slash {
+            if c == b'/' {
+                return false;
+            }
+            if c == b'.' {
+                match rest.get(i + 1) {
+                    None | Some(b'/') => return false,
+                    Some(b'.') if matches!(rest.get(i + 2), None | Some(b'/')) => return false,
+                    _ => {}
+                }
+            }
+        }
+        after_slash = c == b'/';
     }
     true
 }
@@ -210,5 +230,72 @@ mod tests {
         assert_eq!(host_key("foo.com.", &mut buf), Some("foo.com"));
         assert_eq!(host_key("[::1]:80", &mut buf), Some("::1"));
         assert_eq!(host_key(&"a".repeat(300), &mut buf), None);
+    }
+
+    // The byte-loop versions must agree with the plain `str` versions they
+    // replaced (kept here as the reference).
+    fn reference_host_key<'b>(host: &'b str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
+        let host = host.trim();
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            // IPv6 literal: [::1]:8080
+            let end = rest.find(']')?;
+            &rest[..end]
+        } else {
+            match host.rsplit_once(':') {
+                Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+                _ => host,
+            }
+        };
+        let name = name.strip_suffix('.').unwrap_or(name);
+        if name.len() > buf.len() {
+            return None;
+        }
+        if !name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Some(name);
+        }
+        let out = &mut buf[..name.len()];
+        out.copy_from_slice(name.as_bytes());
+        out.make_ascii_lowercase();
+        std::str::from_utf8(out).ok()
+    }
+
+    fn reference_is_normal(path: &str) -> bool {
+        let b = path.as_bytes();
+        if b.first() != Some(&b'/') {
+            return false;
+        }
+        let mut prev_slash = false;
+        for (i, &c) in b.iter().enumerate() {
+            match c {
+                b'%' => return false,
+                b'/' if prev_slash => return false,
+                b'/' => prev_slash = true,
+                b'.' if prev_slash => {
+                    let next = b.get(i + 1).copied();
+                    let next2 = b.get(i + 2).copied();
+                    if matches!(next, None | Some(b'/'))
+                        || (next == Some(b'.') && matches!(next2, None | Some(b'/')))
+                    {
+                        return false;
+                    }
+                    prev_slash = false;
+                }
+                _ => prev_slash = false,
+            }
+        }
+        true
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn host_key_agrees_with_the_reference(host in "[ \\ta-zA-Z0-9.:\\[\\]é-]{0,40}") {
+            let (mut a, mut b) = ([0u8; 256], [0u8; 256]);
+            proptest::prop_assert_eq!(host_key(&host, &mut a), reference_host_key(&host, &mut b));
+        }
+
+        #[test]
+        fn is_normal_agrees_with_the_reference(path in "[/.a%é]{0,24}") {
+            proptest::prop_assert_eq!(is_normal(&path), reference_is_normal(&path));
+        }
     }
 }
