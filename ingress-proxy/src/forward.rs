@@ -28,7 +28,8 @@ use crate::headers::{
 };
 use crate::limits::{Holding, RouteLimits};
 use crate::live::Live;
-use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, UpstreamClient, empty, is_upgrade};
+use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, empty, is_upgrade};
+use crate::upstream::{MAX_CLIENTS, UpstreamClient, Wire, WireError};
 
 /// What forwarding one request needs.
 pub(crate) struct Forwarding<'a> {
@@ -52,11 +53,27 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) request_id: HeaderValue,
     pub(crate) forwarded_prefix: Option<&'a str>,
     pub(crate) headers: Option<&'a HeaderPolicy>,
+    /// The protocol and TLS to the upstream.
+    pub(crate) wire: &'a Wire,
 }
 
-/// The absolute URI the pooled client sends to: `http://endpoint/target`.
-fn upstream_uri(endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
-    format!("http://{endpoint}{target}").parse().ok()
+/// The absolute URI the pooled client sends to: `http(s)://endpoint/target`.
+fn upstream_uri(scheme: &str, endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
+    format!("{scheme}://{endpoint}{target}").parse().ok()
+}
+
+/// Whether the request's `TE` asks for trailers (gRPC clients send `te: trailers`;
+/// HTTP/2 upstreams get it back after the hop-by-hop headers are removed).
+fn wants_trailers(h: &http::HeaderMap) -> bool {
+    h.get_all(header::TE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            })
+        })
+    })
 }
 
 /// Whether an upstream error is a timeout (connect timeout): 504, else 502.
@@ -65,6 +82,22 @@ pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Whether an upstream error is a failed TLS handshake (certificate refused...).
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|i| i.is::<rustls::Error>())
         {
             return true;
         }
@@ -100,31 +133,38 @@ fn idempotent(m: &Method) -> bool {
     .contains(m)
 }
 
-/// How many distinct connect timeouts get their own client (and pool).
-const MAX_CLIENTS: usize = 32;
-
 impl Inner {
-    /// The client with these connect and send timeouts: the default one, or one
-    /// per distinct pair of route timeouts (copy-on-write map, no lock on the
-    /// request path).
-    fn client_for(&self, connect: Duration, send: Duration) -> UpstreamClient {
-        let key = (connect, send);
-        if key == (self.options.connect_timeout, self.options.send_timeout) {
-            return self.client.clone();
+    /// The client for these timeouts and wire: the default one, or one per
+    /// distinct (timeouts, wire) (copy-on-write map, no lock on the request path).
+    fn client_for(
+        &self,
+        connect: Duration,
+        send: Duration,
+        wire: &Wire,
+    ) -> Result<UpstreamClient, WireError> {
+        if wire.is_default()
+            && (connect, send) == (self.options.connect_timeout, self.options.send_timeout)
+        {
+            return Ok(self.client.clone());
         }
+        let key = (connect, send, wire.clone());
         if let Some(c) = self.clients.load().get(&key) {
-            return c.clone();
+            return Ok(c.clone());
         }
-        if self.clients.load().len() >= MAX_CLIENTS {
-            return self.client.clone();
-        }
-        let made = crate::service::client(connect, send, self.options.pool_idle_timeout);
+        let made =
+            crate::upstream::client_for_wire(connect, send, self.options.pool_idle_timeout, wire)?;
         self.clients.rcu(|m| {
-            let mut m = (**m).clone();
-            m.entry(key).or_insert_with(|| made.clone());
+            // Past the cap the cache starts over: clients in use live on with
+            // their requests; tables changed since have left some unused.
+            let mut m = if m.len() >= MAX_CLIENTS {
+                crate::upstream::Clients::new()
+            } else {
+                (**m).clone()
+            };
+            m.entry(key.clone()).or_insert_with(|| made.clone());
             m
         });
-        self.clients.load().get(&key).cloned().unwrap_or(made)
+        Ok(self.clients.load().get(&key).cloned().unwrap_or(made))
     }
 
     pub(crate) async fn forward(
@@ -178,6 +218,7 @@ impl Inner {
             }
         }
         let accept = req.headers().get(header::ACCEPT).cloned();
+        let trailers = f.wire.h2 && wants_trailers(req.headers());
         let upgrade = is_upgrade(&req);
         let protocol = upgrade
             .then(|| req.headers().get(header::UPGRADE).cloned())
@@ -253,13 +294,28 @@ impl Inner {
             }
             Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
         }
-        parts.version = Version::HTTP_11;
+        if trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
+        let version = if f.wire.h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        parts.version = version;
 
         let timeouts = &policy.timeouts;
-        let client = self.client_for(
+        let client = match self.client_for(
             timeouts.connect_or(self.options.connect_timeout),
             timeouts.send_or(self.options.send_timeout),
-        );
+            f.wire,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "no TLS configuration for the upstream");
+                return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+            }
+        };
         let read_timeout = timeouts.read_or(self.options.read_timeout);
         let first = Instant::now();
         let deadline = timeouts.total_or(None).map(|t| first + t);
@@ -305,7 +361,7 @@ impl Inner {
                 (None, Some((method, headers))) => {
                     let mut again = Request::new(empty());
                     *again.method_mut() = method.clone();
-                    *again.version_mut() = Version::HTTP_11;
+                    *again.version_mut() = version;
                     *again.headers_mut() = headers.clone();
                     again.into_parts()
                 }
@@ -313,7 +369,7 @@ impl Inner {
                     return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable");
                 }
             };
-            parts.uri = match upstream_uri(endpoint, f.target) {
+            parts.uri = match upstream_uri(f.wire.scheme(), endpoint, f.target) {
                 Some(u) => u,
                 None => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
             };
@@ -358,6 +414,9 @@ impl Inner {
                             Some(StatusCode::GATEWAY_TIMEOUT),
                             why,
                         )
+                    } else if is_tls_error(&e) {
+                        let why = Err("upstream-tls-handshake");
+                        (TryOutcome::Error, false, Some(StatusCode::BAD_GATEWAY), why)
                     } else {
                         let why = Err("upstream-unreachable");
                         (TryOutcome::Error, false, Some(StatusCode::BAD_GATEWAY), why)

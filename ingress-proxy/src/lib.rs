@@ -51,6 +51,7 @@ pub mod service;
 pub mod source;
 pub mod tls;
 mod upgrade;
+mod upstream;
 
 pub use live::{Live, LiveTable};
 pub use metrics::Metrics;

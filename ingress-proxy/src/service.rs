@@ -1,7 +1,6 @@
 //! [`ProxyService`]: a tower `Service` that routes each request with the live table
 //! and carries out the [`Decision`]: forward upstream, redirect, or answer.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,21 +16,18 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Body;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ingress_core::annotations::HeaderPolicy;
 use ingress_core::routing::RouteInputs;
 use ingress_core::{Decision, RequestView, Scheme};
 
 use crate::access::{Access, LoggedBody};
 use crate::balance::Vars;
-use crate::connect::TimedConnector;
 use crate::forward::Forwarding;
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
 use crate::upgrade::Tunnels;
+use crate::upstream::{Clients, UpstreamClient, Wire};
 
 /// The error type of bodies the proxy passes on.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -100,8 +96,8 @@ pub(crate) struct Inner {
     pub(crate) options: ServiceOptions,
     pub(crate) client: UpstreamClient,
     /// Clients for routes with their own `proxy-connect-timeout` or
-    /// `proxy-send-timeout`, by (connect, send) timeout.
-    pub(crate) clients: ArcSwap<BTreeMap<(Duration, Duration), UpstreamClient>>,
+    /// `proxy-send-timeout`, or another protocol or TLS to the upstream.
+    pub(crate) clients: ArcSwap<Clients>,
     pub(crate) ids: RequestIds,
     pub(crate) tunnels: Arc<Tunnels>,
 }
@@ -128,6 +124,8 @@ enum Plan {
         /// The route's header control, when it has any.
         headers: Option<Box<HeaderPolicy>>,
         access_log: bool,
+        /// The protocol and TLS to the upstream.
+        wire: Wire,
     },
     Answer {
         status: StatusCode,
@@ -141,10 +139,12 @@ enum Plan {
 impl ProxyService {
     /// A service routing with `live`, counting into `metrics`.
     pub fn new(live: Arc<LiveTable>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
-        let client = client(
+        let client = crate::upstream::client(
             options.connect_timeout,
             options.send_timeout,
             options.pool_idle_timeout,
+            false,
+            None,
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         ProxyService {
@@ -195,24 +195,6 @@ where
         let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
         Box::pin(async move { Ok(inner.handle(req).await) })
     }
-}
-
-/// A pooled upstream client.
-pub(crate) type UpstreamClient = Client<TimedConnector, ProxyBody>;
-
-/// A pooled upstream client whose connects time out after `connect` and whose
-/// writes may stay blocked for `send`.
-pub(crate) fn client(connect: Duration, send: Duration, idle: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle)
-        .pool_timer(TokioTimer::new())
-        .build(TimedConnector {
-            inner: connector,
-            send,
-        })
 }
 
 /// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1
@@ -396,6 +378,7 @@ impl Inner {
                 forwarded_prefix,
                 headers,
                 access_log,
+                wire,
             } => {
                 access.label = label;
                 access.decision = "forward";
@@ -423,6 +406,7 @@ impl Inner {
                     request_id,
                     forwarded_prefix: forwarded_prefix.as_deref(),
                     headers: headers.as_deref(),
+                    wire: &wire,
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
                 append_headers(resp.headers_mut(), response_headers);
@@ -497,6 +481,12 @@ fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>) -> Plan {
                     .filter(|h| !h.is_empty())
                     .map(|h| Box::new(h.clone())),
                 access_log: f.policy.access_log,
+                wire: Wire::for_backend(
+                    f.policy.backend.protocol,
+                    f.policy.backend.upstream_tls.as_ref(),
+                    vars.https,
+                    (f.backend.namespace(), f.backend.service()),
+                ),
             },
             None => Plan::Answer {
                 status: StatusCode::SERVICE_UNAVAILABLE,

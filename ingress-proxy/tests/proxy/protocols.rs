@@ -1,0 +1,409 @@
+//! Protocols to the upstream: `backend-protocol: HTTPS` with `proxy-ssl-*` (verify,
+//! name and SNI, client certificates), `GRPC`/`GRPCS` with trailers both ways.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::RootCertStore;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+
+use crate::support::*;
+
+/// A test certificate authority.
+pub(crate) struct Ca(CertifiedIssuer<'static, KeyPair>);
+
+impl Ca {
+    pub(crate) fn new() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Ca(CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("ca"))
+    }
+
+    pub(crate) fn pem(&self) -> String {
+        self.0.pem()
+    }
+
+    /// A certificate for `names` signed by this CA: (cert PEM, key PEM).
+    pub(crate) fn issue(&self, names: &[&str]) -> (String, String) {
+        let key = KeyPair::generate().expect("key");
+        let params =
+            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let cert = params.signed_by(&key, &self.0).expect("sign");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// An Opaque Secret `name` in namespace t with these PEM entries.
+pub(crate) fn pem_secret(name: &str, entries: &[(&str, &str)]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: t}}\ntype: Opaque\nstringData:\n"
+    );
+    for (k, pem) in entries {
+        out += &format!("  {k}: |\n");
+        for l in pem.lines() {
+            out += &format!("    {l}\n");
+        }
+    }
+    out
+}
+
+/// What a TLS upstream saw of one connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Handshake {
+    pub(crate) sni: Option<String>,
+    pub(crate) client_cert: Option<Vec<u8>>,
+    pub(crate) alpn: Option<Vec<u8>>,
+}
+
+/// A TLS upstream on loopback serving `(cert, key)`; requires a client certificate
+/// signed by `client_ca` when given. HTTP/1.1 connections get the echo service,
+/// HTTP/2 ones (ALPN h2) the gRPC-shaped one.
+pub(crate) async fn tls_upstream(
+    name: &'static str,
+    (cert, key): &(String, String),
+    client_ca: Option<&str>,
+) -> (SocketAddr, Arc<Mutex<Vec<Handshake>>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("versions");
+    let builder = match client_ca {
+        Some(pem) => {
+            let mut roots = RootCertStore::empty();
+            roots
+                .add(CertificateDer::from_pem_slice(pem.as_bytes()).expect("ca pem"))
+                .expect("root");
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .expect("client verifier");
+            builder.with_client_cert_verifier(v)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).expect("cert")];
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).expect("key");
+    let mut config = builder.with_single_cert(chain, key).expect("server config");
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let conn = tls.get_ref().1;
+                let h = Handshake {
+                    sni: conn.server_name().map(str::to_owned),
+                    client_cert: conn
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| c.as_ref().to_vec()),
+                    alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
+                };
+                let h2 = h.alpn.as_deref() == Some(b"h2");
+                log.lock().expect("log").push(h);
+                let io = TokioIo::new(tls);
+                if h2 {
+                    let svc = service_fn(grpc_handle);
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(io, svc)
+                        .await;
+                } else {
+                    let svc = service_fn(move |req| echo_handle(name, req));
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+/// A gRPC-shaped handler: echoes the length-prefixed request message back, with
+/// `grpc-status` 0 in the trailers and the request's `te`, path and request
+/// trailers reported in response headers. `/fail` answers grpc-status 5 (NOT_FOUND)
+/// with a grpc-message.
+pub(crate) async fn grpc_handle(
+    req: Request<Incoming>,
+) -> Result<
+    Response<http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>>,
+    std::convert::Infallible,
+> {
+    let path = req.uri().path().to_owned();
+    let te = req
+        .headers()
+        .get("te")
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let ctype = req
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let version = format!("{:?}", req.version());
+    let collected = req.into_body().collect().await.ok();
+    let req_trailer = collected
+        .as_ref()
+        .and_then(|c| c.trailers())
+        .and_then(|t| t.get("x-client-trailer"))
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+        .unwrap_or_default();
+    let body = collected.map(|c| c.to_bytes()).unwrap_or_default();
+    let mut trailers = http::HeaderMap::new();
+    let status = if path == "/fail" { "5" } else { "0" };
+    trailers.insert("grpc-status", status.parse().expect("status"));
+    if path == "/fail" {
+        trailers.insert("grpc-message", "no such thing".parse().expect("message"));
+    }
+    let frames = Frames(
+        [
+            hyper::body::Frame::data(body),
+            hyper::body::Frame::trailers(trailers),
+        ]
+        .into(),
+    );
+    let mut resp = Response::new(frames.boxed());
+    let h = resp.headers_mut();
+    h.insert("content-type", "application/grpc".parse().expect("ctype"));
+    h.insert("x-seen-te", te.parse().expect("te"));
+    h.insert("x-seen-path", path.parse().expect("path"));
+    h.insert("x-seen-content-type", ctype.parse().expect("ctype"));
+    h.insert("x-seen-version", version.parse().expect("version"));
+    h.insert("x-seen-trailer", req_trailer.parse().expect("trailer"));
+    Ok(resp)
+}
+
+/// A body made of the given frames, in order.
+pub(crate) struct Frames(pub(crate) std::collections::VecDeque<hyper::body::Frame<Bytes>>);
+
+impl hyper::body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(Ok))
+    }
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// One Service `api` in namespace t with one endpoint at `addr`, and an Ingress
+/// for `api.test` with `annotations`, plus `extra` documents.
+fn api_folder(
+    addr: SocketAddr,
+    annotations: &[(&str, &str)],
+    extra: &[String],
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut parts = vec![
+        CLASS.to_owned(),
+        ingress_with("api", annotations, &[("api.test", "/", "api")], &[]),
+        service("api", &[addr]),
+    ];
+    parts.extend(extra.iter().cloned());
+    write(dir.path(), "api.yaml", &docs(&parts));
+    dir
+}
+
+const PROTO: &str = "nginx.ingress.kubernetes.io/backend-protocol";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_not_verified_by_default_and_send_no_sni() -> TestResult {
+    let ca = Ca::new();
+    let (addr, seen) = tls_upstream("tls", &ca.issue(&["elsewhere.example"]), None).await;
+    let dir = api_folder(addr, &[(PROTO, "HTTPS")], &[]);
+    let p = proxy(dir.path(), |_| {}).await;
+    let http = p.http_addr().expect("http");
+    for _ in 0..3 {
+        let r = h1(http, get("api.test", "/x?y=1").body(empty())?).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.json()["server"], "tls");
+        assert_eq!(r.json()["uri"], "/x?y=1");
+        assert_eq!(r.seen("host").as_deref(), Some("api.test"));
+    }
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(seen.len(), 1, "one pooled TLS connection: {seen:?}");
+    assert_eq!(seen[0].sni, None, "proxy-ssl-server-name is off by default");
+    assert_eq!(seen[0].alpn.as_deref(), Some(&b"http/1.1"[..]));
+    assert!(seen[0].client_cert.is_none());
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_ssl_verify_checks_the_ca_and_name_and_sends_sni() -> TestResult {
+    let (ca, other) = (Ca::new(), Ca::new());
+    let (addr, seen) = tls_upstream("tls", &ca.issue(&["api.internal"]), None).await;
+    let verify = |secret: &'static str, name: &'static str| {
+        vec![
+            (PROTO, "HTTPS"),
+            ("nginx.ingress.kubernetes.io/proxy-ssl-secret", secret),
+            ("nginx.ingress.kubernetes.io/proxy-ssl-verify", "on"),
+            ("nginx.ingress.kubernetes.io/proxy-ssl-name", name),
+            ("nginx.ingress.kubernetes.io/proxy-ssl-server-name", "on"),
+        ]
+    };
+    let secrets = [
+        pem_secret("right", &[("ca.crt", &ca.pem())]),
+        pem_secret("wrong", &[("ca.crt", &other.pem())]),
+    ];
+    // The right CA and name: served, with SNI.
+    let dir = api_folder(addr, &verify("right", "api.internal"), &secrets);
+    let p = proxy(dir.path(), |_| {}).await;
+    let http = p.http_addr().expect("http");
+    let r = h1(http, get("api.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        seen.lock()
+            .expect("seen")
+            .last()
+            .and_then(|h| h.sni.clone()),
+        Some("api.internal".to_owned())
+    );
+    // The wrong CA: 502.
+    write(
+        dir.path(),
+        "api.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "api",
+                &verify("wrong", "api.internal"),
+                &[("api.test", "/", "api")],
+                &[],
+            ),
+            service("api", &[addr]),
+            secrets[0].clone(),
+            secrets[1].clone(),
+        ]),
+    );
+    p.reload().await?;
+    let r = h1(http, get("api.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    assert!(r.text().contains("upstream-tls-handshake"), "{}", r.text());
+    // The right CA, a name the certificate does not cover: 502.
+    write(
+        dir.path(),
+        "api.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "api",
+                &verify("right", "other.internal"),
+                &[("api.test", "/", "api")],
+                &[],
+            ),
+            service("api", &[addr]),
+            secrets[0].clone(),
+        ]),
+    );
+    p.reload().await?;
+    let r = h1(http, get("api.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_ssl_secret_presents_the_client_certificate_to_an_mtls_upstream() -> TestResult {
+    let (server_ca, client_ca) = (Ca::new(), Ca::new());
+    let client = client_ca.issue(&["gateway.t.svc"]);
+    let (addr, seen) = tls_upstream(
+        "mtls",
+        &server_ca.issue(&["api.t.svc"]),
+        Some(&client_ca.pem()),
+    )
+    .await;
+    let secret = pem_secret(
+        "client",
+        &[
+            ("tls.crt", &client.0),
+            ("tls.key", &client.1),
+            ("ca.crt", &server_ca.pem()),
+        ],
+    );
+    let annotations = [
+        (PROTO, "HTTPS"),
+        ("nginx.ingress.kubernetes.io/proxy-ssl-secret", "client"),
+        ("nginx.ingress.kubernetes.io/proxy-ssl-verify", "on"),
+        ("nginx.ingress.kubernetes.io/proxy-ssl-protocols", "TLSv1.3"),
+    ];
+    // Verified against the default name, api.t.svc (the Service's DNS name).
+    let dir = api_folder(addr, &annotations, std::slice::from_ref(&secret));
+    let p = proxy(dir.path(), |_| {}).await;
+    let http = p.http_addr().expect("http");
+    let r = h1(http, get("api.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["server"], "mtls");
+    let presented = seen
+        .lock()
+        .expect("seen")
+        .last()
+        .and_then(|h| h.client_cert.clone());
+    assert_eq!(presented, Some(der(&client.0)), "the secret's tls.crt");
+
+    // Without the client certificate the upstream refuses the handshake: 502.
+    write(
+        dir.path(),
+        "api.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with("api", &[(PROTO, "HTTPS")], &[("api.test", "/", "api")], &[]),
+            service("api", &[addr]),
+        ]),
+    );
+    p.reload().await?;
+    let r = h1(http, get("api.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_ssl_secret_without_usable_content_fails_closed() -> TestResult {
+    let ca = Ca::new();
+    let (addr, _) = tls_upstream("tls", &ca.issue(&["api.t.svc"]), None).await;
+    let secret = pem_secret("broken", &[("tls.crt", &ca.pem())]);
+    let dir = api_folder(
+        addr,
+        &[
+            (PROTO, "HTTPS"),
+            ("nginx.ingress.kubernetes.io/proxy-ssl-secret", "broken"),
+        ],
+        &[secret],
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let r = h1(
+        p.http_addr().expect("http"),
+        get("api.test", "/").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text());
+    p.shutdown().await;
+    Ok(())
+}
