@@ -42,6 +42,7 @@ mod balance;
 mod connect;
 mod errors;
 mod forward;
+mod grpc;
 pub mod headers;
 mod limits;
 pub mod live;

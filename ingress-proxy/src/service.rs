@@ -23,6 +23,7 @@ use ingress_core::{Decision, RequestView, Scheme};
 use crate::access::{Access, LoggedBody};
 use crate::balance::Vars;
 use crate::forward::Forwarding;
+use crate::grpc::LocalReply;
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
@@ -283,6 +284,7 @@ impl Inner {
         };
         let host = request_host(&req);
         let http1 = req.version() <= Version::HTTP_11;
+        let grpc = crate::grpc::is_grpc(req.headers());
         let mut access = Access {
             start,
             metrics: self.metrics.clone(),
@@ -347,6 +349,7 @@ impl Inner {
                 let has_body = !body.is_end_stream();
                 let mut resp = Response::new(body);
                 *resp.status_mut() = status;
+                resp.extensions_mut().insert(LocalReply(why));
                 let h = resp.headers_mut();
                 if has_body {
                     h.insert(
@@ -413,6 +416,11 @@ impl Inner {
                 resp
             }
         };
+        let response = if grpc {
+            crate::grpc::local_reply(response)
+        } else {
+            response
+        };
         access.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, LoggedBody::new(body, access).boxed_unsync())
@@ -421,6 +429,7 @@ impl Inner {
     pub(crate) fn error(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
         let mut resp = Response::new(text(status, why));
         *resp.status_mut() = status;
+        resp.extensions_mut().insert(LocalReply(why));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),

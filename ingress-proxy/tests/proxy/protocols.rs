@@ -407,3 +407,196 @@ async fn a_proxy_ssl_secret_without_usable_content_fails_closed() -> TestResult 
     p.shutdown().await;
     Ok(())
 }
+
+/// A clear-text HTTP/2 (h2c) gRPC-shaped upstream on loopback.
+async fn h2c_grpc_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), service_fn(grpc_handle))
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// One gRPC call's answer.
+#[derive(Debug)]
+struct Call {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Bytes,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Call {
+    /// `grpc-status` from the trailers, else from the headers (trailers-only).
+    fn grpc_status(&self) -> Option<String> {
+        self.trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| self.headers.get("grpc-status"))
+            .map(|v| v.to_str().unwrap_or("").to_owned())
+    }
+}
+
+/// A length-prefixed gRPC message.
+fn message(payload: &[u8]) -> Bytes {
+    let mut m = vec![0u8];
+    m.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    m.extend_from_slice(payload);
+    Bytes::from(m)
+}
+
+/// Make one unary gRPC call over HTTP/2 on `io` (a new connection), with a
+/// request trailer.
+async fn grpc_call<I>(io: I, host: &str, path: &str, payload: &[u8]) -> Call
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(io))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut trailer = http::HeaderMap::new();
+    trailer.insert("x-client-trailer", "sent".parse().expect("trailer"));
+    let body = Frames(
+        [
+            hyper::body::Frame::data(message(payload)),
+            hyper::body::Frame::trailers(trailer),
+        ]
+        .into(),
+    );
+    let req = Request::post(format!("http://{host}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .expect("request");
+    let resp = send.send_request(req).await.expect("h2 request");
+    let (parts, body) = resp.into_parts();
+    let collected = body.collect().await.expect("body");
+    let trailers = collected.trailers().cloned();
+    Call {
+        status: parts.status,
+        headers: parts.headers,
+        body: collected.to_bytes(),
+        trailers,
+    }
+}
+
+fn assert_echoed(c: &Call, payload: &[u8]) {
+    assert_eq!(c.status, StatusCode::OK, "{c:?}");
+    assert_eq!(c.grpc_status().as_deref(), Some("0"), "{c:?}");
+    assert_eq!(c.body, message(payload));
+    assert_eq!(c.headers["content-type"], "application/grpc");
+    assert_eq!(c.headers["x-seen-te"], "trailers");
+    assert_eq!(c.headers["x-seen-version"], "HTTP/2.0");
+    assert_eq!(c.headers["x-seen-path"], "/pkg.Echo/Say");
+    assert_eq!(
+        c.headers["x-seen-trailer"], "sent",
+        "request trailers reach the upstream"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_h2c_keeps_trailers_both_ways() -> TestResult {
+    let upstream = h2c_grpc_upstream().await;
+    let dir = api_folder(upstream, &[(PROTO, "GRPC")], &[]);
+    let p = proxy(dir.path(), |_| {}).await;
+    let http = p.http_addr().expect("http");
+    let c = grpc_call(
+        tokio::net::TcpStream::connect(http).await?,
+        "api.test",
+        "/pkg.Echo/Say",
+        b"hello",
+    )
+    .await;
+    assert_echoed(&c, b"hello");
+    let c = grpc_call(
+        tokio::net::TcpStream::connect(http).await?,
+        "api.test",
+        "/fail",
+        b"x",
+    )
+    .await;
+    assert_eq!(c.grpc_status().as_deref(), Some("5"), "{c:?}");
+    let t = c.trailers.expect("trailers");
+    assert_eq!(t["grpc-message"], "no such thing");
+
+    // Over a TLS client listener (ALPN h2) too.
+    let tls = tls(p.https_addr().expect("https"), "api.test", &[b"h2"], false).await;
+    assert_eq!(tls.alpn.as_deref(), Some(&b"h2"[..]));
+    let c = grpc_call(tls.stream, "api.test", "/pkg.Echo/Say", b"over tls").await;
+    assert_echoed(&c, b"over tls");
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcs_speaks_http2_over_tls_to_the_upstream() -> TestResult {
+    let ca = Ca::new();
+    let (upstream, seen) = tls_upstream("grpcs", &ca.issue(&["api.t.svc"]), None).await;
+    let dir = api_folder(upstream, &[(PROTO, "GRPCS")], &[]);
+    let p = proxy(dir.path(), |_| {}).await;
+    let tls = tls(p.https_addr().expect("https"), "api.test", &[b"h2"], false).await;
+    let c = grpc_call(tls.stream, "api.test", "/pkg.Echo/Say", b"secure").await;
+    assert_echoed(&c, b"secure");
+    let seen = seen.lock().expect("seen").clone();
+    assert_eq!(
+        seen.last().and_then(|h| h.alpn.clone()),
+        Some(b"h2".to_vec())
+    );
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_own_errors_answer_grpc_clients_in_grpc() -> TestResult {
+    let dead = closed_port().await;
+    let dir = api_folder(
+        SocketAddr::from(([127, 0, 0, 1], dead)),
+        &[(PROTO, "GRPC")],
+        &[],
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let http = p.http_addr().expect("http");
+    // No route: UNIMPLEMENTED.
+    let c = grpc_call(
+        tokio::net::TcpStream::connect(http).await?,
+        "nowhere.test",
+        "/pkg.Echo/Say",
+        b"x",
+    )
+    .await;
+    assert_eq!(c.status, StatusCode::OK, "{c:?}");
+    assert_eq!(c.headers["content-type"], "application/grpc");
+    assert_eq!(c.grpc_status().as_deref(), Some("12"), "{c:?}");
+    assert!(c.body.is_empty());
+    // The upstream cannot be reached: UNAVAILABLE, with the reason.
+    let c = grpc_call(
+        tokio::net::TcpStream::connect(http).await?,
+        "api.test",
+        "/pkg.Echo/Say",
+        b"x",
+    )
+    .await;
+    assert_eq!(c.grpc_status().as_deref(), Some("14"), "{c:?}");
+    let msg = c.headers["grpc-message"].to_str()?.to_owned();
+    assert!(
+        msg.contains("502") && msg.contains("upstream-unreachable"),
+        "{msg}"
+    );
+    // Plain HTTP clients still get the HTTP status.
+    let r = h2(http, get("nowhere.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    p.shutdown().await;
+    Ok(())
+}
