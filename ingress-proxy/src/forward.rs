@@ -219,12 +219,31 @@ impl Inner {
         }
         let accept = req.headers().get(header::ACCEPT).cloned();
         let trailers = f.wire.h2 && wants_trailers(req.headers());
-        let upgrade = is_upgrade(&req);
-        let protocol = upgrade
-            .then(|| req.headers().get(header::UPGRADE).cloned())
-            .flatten();
+        // An HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT (RFC 8441) sent
+        // upstream as one.
+        let connect_protocol = crate::websocket::extended_connect(&req);
+        let upgrade = is_upgrade(&req) || connect_protocol.is_some();
+        let protocol = match &connect_protocol {
+            Some(p) => Some(p.clone()),
+            None => upgrade
+                .then(|| req.headers().get(header::UPGRADE).cloned())
+                .flatten(),
+        };
+        if connect_protocol.is_some() && f.wire.h2 {
+            return self.error(
+                StatusCode::BAD_GATEWAY,
+                "extended-connect-to-http2-upstream",
+            );
+        }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        if let Some(p) = &connect_protocol {
+            crate::websocket::to_http1_upgrade(
+                &mut parts,
+                p,
+                [self.ids.random(), self.ids.random()],
+            );
+        }
         let trusted_peer = f
             .conn
             .is_some_and(|c| self.options.trusted.contains(c.peer.ip()));
@@ -490,8 +509,15 @@ impl Inner {
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             self.tunnels.spawn(client_upgrade, upstream_upgrade);
-            let (parts, _) = resp.into_parts();
+            let (mut parts, _) = resp.into_parts();
+            if connect_protocol.is_some() {
+                crate::websocket::to_http2_tunnel(&mut parts);
+            }
             return Response::from_parts(parts, empty());
+        }
+        // A 2xx to an extended CONNECT would open the client's tunnel onto nothing.
+        if connect_protocol.is_some() && resp.status().is_success() {
+            return self.error(StatusCode::BAD_GATEWAY, "upgrade-refused");
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);

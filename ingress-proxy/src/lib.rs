@@ -53,6 +53,7 @@ pub mod source;
 pub mod tls;
 mod upgrade;
 mod upstream;
+mod websocket;
 
 pub use live::{Live, LiveTable};
 pub use metrics::Metrics;

@@ -600,3 +600,46 @@ async fn the_gateways_own_errors_answer_grpc_clients_in_grpc() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let io = TokioIo::new(tokio::net::TcpStream::connect(p.http_addr().expect("http")).await?);
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake::<_, _, Frames>(TokioExecutor::new(), io).await?;
+    tokio::spawn(conn);
+    // A first request lets the server's SETTINGS (ENABLE_CONNECT_PROTOCOL) arrive.
+    let r = send
+        .send_request(Request::get("http://app.test/").body(Frames(Default::default()))?)
+        .await?;
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut req = Request::connect("http://app.test/chat")
+        .version(http::Version::HTTP_2)
+        .header("sec-websocket-version", "13")
+        .body(Frames(Default::default()))?;
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let resp = send.send_request(req).await?;
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "RFC 8441: 200 opens the tunnel"
+    );
+    assert!(!resp.headers().contains_key("upgrade"));
+    let upgraded = hyper::upgrade::on(resp).await?;
+    let mut io = TokioIo::new(upgraded);
+    assert_eq!(round_trip(&mut io, b"ping over h2").await, b"ping over h2");
+    assert_eq!(p.service().open_tunnels(), 1);
+    // The tunnel survives a table swap, as HTTP/1.1 ones do.
+    p.reload().await?;
+    assert_eq!(round_trip(&mut io, b"still there").await, b"still there");
+    drop(io);
+    eventually("the tunnel closes", || async {
+        p.service().open_tunnels() == 0
+    })
+    .await;
+    p.shutdown().await;
+    Ok(())
+}
