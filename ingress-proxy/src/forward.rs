@@ -55,6 +55,8 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) headers: Option<&'a HeaderPolicy>,
     /// The protocol and TLS to the upstream.
     pub(crate) wire: &'a Wire,
+    /// A copy of the request to send to the route's mirror.
+    pub(crate) mirror: Option<Box<crate::mirror::Copy>>,
 }
 
 /// The absolute URI the pooled client sends to: `http(s)://endpoint/target`.
@@ -136,7 +138,7 @@ fn idempotent(m: &Method) -> bool {
 impl Inner {
     /// The client for these timeouts and wire: the default one, or one per
     /// distinct (timeouts, wire) (copy-on-write map, no lock on the request path).
-    fn client_for(
+    pub(crate) fn client_for(
         &self,
         connect: Duration,
         send: Duration,
@@ -353,6 +355,11 @@ impl Inner {
                 tripped: tripped.clone(),
             }
             .boxed_unsync(),
+            _ => body,
+        };
+        // Upgrades are not copied: their bytes belong to one tunnel.
+        let body = match f.mirror {
+            Some(copy) if !upgrade => self.mirror(*copy, &parts, body, read_timeout),
             _ => body,
         };
         let mut next = Some((parts, body));

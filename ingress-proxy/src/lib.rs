@@ -47,6 +47,7 @@ pub mod headers;
 mod limits;
 pub mod live;
 pub mod metrics;
+mod mirror;
 pub mod server;
 pub mod service;
 pub mod source;

@@ -101,6 +101,8 @@ pub(crate) struct Inner {
     pub(crate) clients: ArcSwap<Clients>,
     pub(crate) ids: RequestIds,
     pub(crate) tunnels: Arc<Tunnels>,
+    /// The bound on mirror copies in flight.
+    pub(crate) mirrors: crate::mirror::Mirrors,
 }
 
 /// What a decision asks for, owned, so the request can be taken apart after routing.
@@ -127,6 +129,8 @@ enum Plan {
         access_log: bool,
         /// The protocol and TLS to the upstream.
         wire: Wire,
+        /// A copy to send to the route's mirror.
+        mirror: Option<Box<crate::mirror::Copy>>,
     },
     Answer {
         status: StatusCode,
@@ -157,6 +161,7 @@ impl ProxyService {
                 clients: ArcSwap::default(),
                 ids: RequestIds::default(),
                 tunnels,
+                mirrors: crate::mirror::Mirrors::default(),
             }),
         }
     }
@@ -333,7 +338,12 @@ impl Inner {
                     client: client_ip,
                     headers: req.headers(),
                 };
-                plan(&live, live.table().route_with(&view, &inputs), &vars)
+                plan(
+                    &live,
+                    live.table().route_with(&view, &inputs),
+                    &vars,
+                    self.ids.roll(),
+                )
             }
         };
         let response = match plan {
@@ -382,6 +392,7 @@ impl Inner {
                 headers,
                 access_log,
                 wire,
+                mirror,
             } => {
                 access.label = label;
                 access.decision = "forward";
@@ -410,6 +421,7 @@ impl Inner {
                     forwarded_prefix: forwarded_prefix.as_deref(),
                     headers: headers.as_deref(),
                     wire: &wire,
+                    mirror,
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
                 append_headers(resp.headers_mut(), response_headers);
@@ -445,7 +457,7 @@ pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
     ingress_core::annotations::Requirement::ConnectionLimit,
 ];
 
-fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>) -> Plan {
+fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>, roll: u32) -> Plan {
     let label = d.route().and_then(|r| live.label(r)).cloned();
     let response_headers = d.response_headers().to_vec();
     match d {
@@ -496,6 +508,16 @@ fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>) -> Plan {
                     vars.https,
                     (f.backend.namespace(), f.backend.service()),
                 ),
+                mirror: f
+                    .policy
+                    .mirror
+                    .as_ref()
+                    .filter(|m| m.sampled((roll % 100) as u8))
+                    .and_then(|m| {
+                        let ns = f.route.ingress().namespace.as_deref().unwrap_or("");
+                        crate::mirror::Copy::new(m, ns, vars, live, roll / 100)
+                    })
+                    .map(Box::new),
             },
             None => Plan::Answer {
                 status: StatusCode::SERVICE_UNAVAILABLE,
