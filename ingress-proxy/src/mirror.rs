@@ -173,10 +173,10 @@ impl Inner {
             Some(name) => {
                 let wire = Wire {
                     h2: false,
-                    tls: Some(TlsSettings {
+                    tls: Some(Box::new(TlsSettings {
                         name: name.clone(),
                         settings: None,
-                    }),
+                    })),
                 };
                 match self.client_for(
                     self.options.connect_timeout,

@@ -46,8 +46,8 @@ pub(crate) type UpstreamClient = Client<TimedConnector, ProxyBody>;
 pub(crate) struct Wire {
     /// HTTP/2 (prior knowledge in clear text, ALPN `h2` over TLS).
     pub(crate) h2: bool,
-    /// TLS to the upstream.
-    pub(crate) tls: Option<TlsSettings>,
+    /// TLS to the upstream (boxed: most wires have none).
+    pub(crate) tls: Option<Box<TlsSettings>>,
 }
 
 /// TLS to one upstream: the name verified (and sent as SNI when asked) and the
@@ -72,11 +72,13 @@ impl Wire {
             protocol,
             BackendProtocol::Grpc | BackendProtocol::Grpcs | BackendProtocol::Http2
         );
-        let tls = protocol.uses_tls(client_https).then(|| TlsSettings {
-            name: tls
-                .and_then(|t| t.name.clone())
-                .unwrap_or_else(|| format!("{}.{}.svc", service.1, service.0)),
-            settings: tls.cloned(),
+        let tls = protocol.uses_tls(client_https).then(|| {
+            Box::new(TlsSettings {
+                name: tls
+                    .and_then(|t| t.name.clone())
+                    .unwrap_or_else(|| format!("{}.{}.svc", service.1, service.0)),
+                settings: tls.cloned(),
+            })
         });
         Wire { h2, tls }
     }
