@@ -64,20 +64,6 @@ fn upstream_uri(scheme: &str, endpoint: &EndpointAddr, target: &str) -> Option<U
     format!("{scheme}://{endpoint}{target}").parse().ok()
 }
 
-/// Whether the request's `TE` asks for trailers (gRPC clients send `te: trailers`;
-/// HTTP/2 upstreams get it back after the hop-by-hop headers are removed).
-fn wants_trailers(h: &http::HeaderMap) -> bool {
-    h.get_all(header::TE).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',').any(|t| {
-                t.split(';')
-                    .next()
-                    .is_some_and(|t| t.trim().eq_ignore_ascii_case("trailers"))
-            })
-        })
-    })
-}
-
 /// Whether an upstream error is a timeout (connect timeout): 504, else 502.
 pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
@@ -220,7 +206,6 @@ impl Inner {
             }
         }
         let accept = req.headers().get(header::ACCEPT).cloned();
-        let trailers = f.wire.h2 && wants_trailers(req.headers());
         // An HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT (RFC 8441) sent
         // upstream as one.
         let connect_protocol = crate::websocket::extended_connect(&req);
@@ -314,9 +299,6 @@ impl Inner {
                 headers.insert(header::HOST, h);
             }
             Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
-        }
-        if trailers {
-            headers.insert(header::TE, HeaderValue::from_static("trailers"));
         }
         let version = if f.wire.h2 {
             Version::HTTP_2
