@@ -26,7 +26,7 @@ use crate::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
     X_REAL_IP, remove_hop_by_hop, remove_underscored,
 };
-use crate::limits::{Holding, RouteLimits};
+use crate::limits::RouteLimits;
 use crate::live::Live;
 use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, empty, is_upgrade};
 use crate::upstream::{MAX_CLIENTS, UpstreamClient, Wire, WireError};
@@ -467,10 +467,6 @@ impl Inner {
                 }
             }
         };
-        let hold = |resp: Response<ProxyBody>, admitted: Option<_>| match admitted {
-            Some(a) => resp.map(|b| Holding::new(b, a).boxed_unsync()),
-            None => resp,
-        };
         if policy.fallback.intercepts(resp.status(), &[]) {
             let backend = f.live.table().backend(f.backend);
             let page = self
@@ -489,7 +485,9 @@ impl Inner {
                     read_timeout,
                 })
                 .await;
-            return hold(page, admitted);
+            // The limits slot is held until the response body ends.
+            access.held = admitted;
+            return page;
         }
         let mut resp = resp;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -526,13 +524,14 @@ impl Inner {
                 .append(header::SET_COOKIE, a.set_cookie(value, https, unix, path));
         }
         let body = body.map_err(Into::into).boxed_unsync();
-        // A body still to come may stall: watch the time between two reads.
-        let body = if body.is_end_stream() {
-            body
-        } else {
-            Idle::new(body, read_timeout).boxed_unsync()
-        };
-        hold(Response::from_parts(parts, body), admitted)
+        // The response body is wrapped once, by the caller (`ResponseBody`): it
+        // holds the limits slot until the body ends and, when a body is still to
+        // come, watches the time between two reads.
+        access.held = admitted;
+        if !body.is_end_stream() {
+            access.read_idle = Some(read_timeout);
+        }
+        Response::from_parts(parts, body)
     }
 }
 
@@ -568,59 +567,6 @@ impl Body for Limited {
             self.left -= n;
         }
         polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that fails when the upstream sends nothing for `timeout`
-/// (`proxy-read-timeout` between two reads, as nginx).
-struct Idle {
-    inner: ProxyBody,
-    timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-/// The error an [`Idle`] body ends with.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream read timeout")]
-struct ReadTimeout;
-
-impl Idle {
-    fn new(inner: ProxyBody, timeout: Duration) -> Idle {
-        Idle {
-            inner,
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-}
-
-impl Body for Idle {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(r) => {
-                let next = tokio::time::Instant::now() + self.timeout;
-                self.sleep.as_mut().reset(next);
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimeout)))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
     }
 
     fn is_end_stream(&self) -> bool {

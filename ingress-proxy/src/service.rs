@@ -20,7 +20,7 @@ use ingress_core::annotations::HeaderPolicy;
 use ingress_core::routing::RouteInputs;
 use ingress_core::{Decision, RequestView, Scheme};
 
-use crate::access::{Access, LoggedBody};
+use crate::access::{Access, ResponseBody};
 use crate::balance::Vars;
 use crate::forward::Forwarding;
 use crate::grpc::LocalReply;
@@ -307,6 +307,8 @@ impl Inner {
             status: 0,
             bytes: 0,
             log: true,
+            held: None,
+            read_idle: None,
         };
         let plan = match host {
             Err(why) => Plan::Answer {
@@ -435,7 +437,7 @@ impl Inner {
         };
         access.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
-        Response::from_parts(parts, LoggedBody::new(body, access).boxed_unsync())
+        Response::from_parts(parts, ResponseBody::new(body, access).boxed_unsync())
     }
 
     pub(crate) fn error(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
