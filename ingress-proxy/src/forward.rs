@@ -29,7 +29,7 @@ use crate::headers::{
 use crate::limits::RouteLimits;
 use crate::live::Live;
 use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, empty, is_upgrade};
-use crate::upstream::{MAX_CLIENTS, UpstreamClient, Wire, WireError};
+use crate::upstream::{UpstreamClient, Wire, WireError};
 
 /// What forwarding one request needs.
 pub(crate) struct Forwarding<'a> {
@@ -53,8 +53,6 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) request_id: HeaderValue,
     pub(crate) forwarded_prefix: Option<&'a str>,
     pub(crate) headers: Option<&'a HeaderPolicy>,
-    /// The protocol and TLS to the upstream.
-    pub(crate) wire: &'a Wire,
     /// A copy of the request to send to the route's mirror.
     pub(crate) mirror: Option<Box<crate::mirror::Copy>>,
 }
@@ -123,36 +121,27 @@ fn idempotent(m: &Method) -> bool {
 
 impl Inner {
     /// The client for these timeouts and wire: the default one, or one per
-    /// distinct (timeouts, wire) (copy-on-write map, no lock on the request path).
+    /// distinct (timeouts, wire) (copy-on-write map, no lock and no allocation on
+    /// the request path once made).
     pub(crate) fn client_for(
         &self,
         connect: Duration,
         send: Duration,
-        wire: &Wire,
+        wire: &Wire<'_>,
     ) -> Result<UpstreamClient, WireError> {
         if wire.is_default()
             && (connect, send) == (self.options.connect_timeout, self.options.send_timeout)
         {
             return Ok(self.client.clone());
         }
-        let key = (connect, send, wire.clone());
-        if let Some(c) = self.clients.load().get(&key) {
-            return Ok(c.clone());
+        if let Some(c) = self.clients.load().get(connect, send, wire) {
+            return Ok(c);
         }
         let made =
             crate::upstream::client_for_wire(connect, send, self.options.pool_idle_timeout, wire)?;
-        self.clients.rcu(|m| {
-            // Past the cap the cache starts over: clients in use live on with
-            // their requests; tables changed since have left some unused.
-            let mut m = if m.len() >= MAX_CLIENTS {
-                crate::upstream::Clients::new()
-            } else {
-                (**m).clone()
-            };
-            m.entry(key.clone()).or_insert_with(|| made.clone());
-            m
-        });
-        Ok(self.clients.load().get(&key).cloned().unwrap_or(made))
+        self.clients
+            .rcu(|m| Arc::new(m.with(connect, send, wire, &made)));
+        Ok(self.clients.load().get(connect, send, wire).unwrap_or(made))
     }
 
     pub(crate) async fn forward(
@@ -165,6 +154,14 @@ impl Inner {
             return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-route");
         };
         let policy = route.policy();
+        let https = f.scheme == Scheme::Https;
+        let backend = f.live.table().backend(f.backend);
+        let wire = Wire::for_backend(
+            policy.backend.protocol,
+            policy.backend.upstream_tls.as_ref(),
+            https,
+            (backend.namespace(), backend.service()),
+        );
         let Some((balancer, affinity)) = f.live.balancers.get(f.balancer) else {
             return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
         };
@@ -216,7 +213,7 @@ impl Inner {
                 .then(|| req.headers().get(header::UPGRADE).cloned())
                 .flatten(),
         };
-        if connect_protocol.is_some() && f.wire.h2 {
+        if connect_protocol.is_some() && wire.h2 {
             return self.error(
                 StatusCode::BAD_GATEWAY,
                 "extended-connect-to-http2-upstream",
@@ -279,7 +276,6 @@ impl Inner {
                 }
             }
         };
-        let https = f.scheme == Scheme::Https;
         let proto = if https { "https" } else { "http" };
         set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
         set_forwarded(X_FORWARDED_HOST, HeaderValue::from_str(f.client_host).ok());
@@ -300,7 +296,7 @@ impl Inner {
             }
             Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
         }
-        let version = if f.wire.h2 {
+        let version = if wire.h2 {
             Version::HTTP_2
         } else {
             Version::HTTP_11
@@ -311,7 +307,7 @@ impl Inner {
         let client = match self.client_for(
             timeouts.connect_or(self.options.connect_timeout),
             timeouts.send_or(self.options.send_timeout),
-            f.wire,
+            &wire,
         ) {
             Ok(c) => c,
             Err(e) => {
@@ -377,7 +373,7 @@ impl Inner {
                     return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable");
                 }
             };
-            parts.uri = match upstream_uri(f.wire.scheme(), endpoint, f.target) {
+            parts.uri = match upstream_uri(wire.scheme(), endpoint, f.target) {
                 Some(u) => u,
                 None => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
             };
@@ -468,7 +464,6 @@ impl Inner {
             }
         };
         if policy.fallback.intercepts(resp.status(), &[]) {
-            let backend = f.live.table().backend(f.backend);
             let page = self
                 .error_page(ErrorContext {
                     live: f.live,

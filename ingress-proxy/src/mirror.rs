@@ -39,7 +39,7 @@ use tokio::sync::{Semaphore, oneshot};
 use crate::balance::Vars;
 use crate::live::Live;
 use crate::service::{BoxError, Inner, ProxyBody, empty};
-use crate::upstream::{TlsSettings, Wire};
+use crate::upstream::{Name, TlsRef, Wire};
 
 /// How many copies may be in flight at once, across the gateway.
 pub(crate) const MAX_IN_FLIGHT: usize = 64;
@@ -173,10 +173,10 @@ impl Inner {
             Some(name) => {
                 let wire = Wire {
                     h2: false,
-                    tls: Some(Box::new(TlsSettings {
-                        name: name.clone(),
+                    tls: Some(TlsRef {
+                        name: Name::Given(name),
                         settings: None,
-                    })),
+                    }),
                 };
                 match self.client_for(
                     self.options.connect_timeout,

@@ -28,7 +28,7 @@ use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id}
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
 use crate::upgrade::Tunnels;
-use crate::upstream::{Clients, UpstreamClient, Wire};
+use crate::upstream::{Clients, UpstreamClient};
 
 /// The error type of bodies the proxy passes on.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -127,8 +127,6 @@ enum Plan {
         /// The route's header control, when it has any.
         headers: Option<Box<HeaderPolicy>>,
         access_log: bool,
-        /// The protocol and TLS to the upstream.
-        wire: Wire,
         /// A copy to send to the route's mirror.
         mirror: Option<Box<crate::mirror::Copy>>,
     },
@@ -393,7 +391,6 @@ impl Inner {
                 forwarded_prefix,
                 headers,
                 access_log,
-                wire,
                 mirror,
             } => {
                 access.label = label;
@@ -422,7 +419,6 @@ impl Inner {
                     request_id,
                     forwarded_prefix: forwarded_prefix.as_deref(),
                     headers: headers.as_deref(),
-                    wire: &wire,
                     mirror,
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
@@ -504,12 +500,6 @@ fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>, roll: u32) -
                     .filter(|h| !h.is_empty())
                     .map(|h| Box::new(h.clone())),
                 access_log: f.policy.access_log,
-                wire: Wire::for_backend(
-                    f.policy.backend.protocol,
-                    f.policy.backend.upstream_tls.as_ref(),
-                    vars.https,
-                    (f.backend.namespace(), f.backend.service()),
-                ),
                 mirror: f
                     .policy
                     .mirror

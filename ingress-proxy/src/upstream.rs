@@ -42,43 +42,76 @@ use crate::service::ProxyBody;
 pub(crate) type UpstreamClient = Client<TimedConnector, ProxyBody>;
 
 /// How one request is carried to its upstream: HTTP/1.1 or HTTP/2, clear or TLS.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub(crate) struct Wire {
+/// Borrowed from the route table: working it out allocates nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Wire<'a> {
     /// HTTP/2 (prior knowledge in clear text, ALPN `h2` over TLS).
     pub(crate) h2: bool,
-    /// TLS to the upstream (boxed: most wires have none).
-    pub(crate) tls: Option<Box<TlsSettings>>,
+    /// TLS to the upstream.
+    pub(crate) tls: Option<TlsRef<'a>>,
 }
 
 /// TLS to one upstream: the name verified (and sent as SNI when asked) and the
 /// route's `proxy-ssl-*` (`None`: the defaults).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) struct TlsSettings {
-    pub(crate) name: String,
-    pub(crate) settings: Option<UpstreamTls>,
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TlsRef<'a> {
+    pub(crate) name: Name<'a>,
+    pub(crate) settings: Option<&'a UpstreamTls>,
 }
 
-impl Wire {
+/// The name an upstream's certificate is verified for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Name<'a> {
+    /// `proxy-ssl-name` (or a mirror URL's host).
+    Given(&'a str),
+    /// The Service's DNS name, `name.namespace.svc`.
+    Service { namespace: &'a str, name: &'a str },
+}
+
+impl Name<'_> {
+    fn pieces(&self) -> [&str; 4] {
+        match *self {
+            Name::Given(n) => [n, "", "", ""],
+            Name::Service { namespace, name } => [name, ".", namespace, ".svc"],
+        }
+    }
+
+    fn render(&self) -> String {
+        self.pieces().concat()
+    }
+
+    fn is(&self, s: &str) -> bool {
+        let mut rest = s;
+        for p in self.pieces() {
+            match rest.strip_prefix(p) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    }
+}
+
+impl<'a> Wire<'a> {
     /// The wire for a route's backend policy, for a client that came over TLS when
     /// `client_https`; `service` is (namespace, name) of the backend, for the default
     /// name to verify.
     pub(crate) fn for_backend(
         protocol: BackendProtocol,
-        tls: Option<&UpstreamTls>,
+        tls: Option<&'a UpstreamTls>,
         client_https: bool,
-        service: (&str, &str),
-    ) -> Wire {
+        (namespace, name): (&'a str, &'a str),
+    ) -> Wire<'a> {
         let h2 = matches!(
             protocol,
             BackendProtocol::Grpc | BackendProtocol::Grpcs | BackendProtocol::Http2
         );
-        let tls = protocol.uses_tls(client_https).then(|| {
-            Box::new(TlsSettings {
-                name: tls
-                    .and_then(|t| t.name.clone())
-                    .unwrap_or_else(|| format!("{}.{}.svc", service.1, service.0)),
-                settings: tls.cloned(),
-            })
+        let tls = protocol.uses_tls(client_https).then(|| TlsRef {
+            name: match tls.and_then(|t| t.name.as_deref()) {
+                Some(n) => Name::Given(n),
+                None => Name::Service { namespace, name },
+            },
+            settings: tls,
         });
         Wire { h2, tls }
     }
@@ -91,6 +124,50 @@ impl Wire {
     /// The scheme of the URI the client is given.
     pub(crate) fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// A hash of the cheap parts (not the certificates), to find the client.
+    fn fingerprint(&self) -> u64 {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        self.h2.hash(&mut h);
+        if let Some(t) = &self.tls {
+            for p in t.name.pieces() {
+                h.write(p.as_bytes());
+            }
+            if let Some(s) = t.settings {
+                (s.verify, s.server_name, &s.protocols, &s.ciphers, &s.secret).hash(&mut h);
+            }
+        }
+        h.finish()
+    }
+}
+
+/// A [`Wire`], owned, as a cache key.
+#[derive(Debug)]
+pub(crate) struct OwnedWire {
+    h2: bool,
+    tls: Option<(String, Option<UpstreamTls>)>,
+}
+
+impl OwnedWire {
+    fn of(w: &Wire<'_>) -> Self {
+        OwnedWire {
+            h2: w.h2,
+            tls: w.tls.map(|t| (t.name.render(), t.settings.cloned())),
+        }
+    }
+
+    /// Whether `w` describes this wire (the certificates compared byte for byte).
+    fn matches(&self, w: &Wire<'_>) -> bool {
+        self.h2 == w.h2
+            && match (&self.tls, &w.tls) {
+                (None, None) => true,
+                (Some((name, settings)), Some(t)) => {
+                    t.name.is(name) && settings.as_ref() == t.settings
+                }
+                _ => false,
+            }
     }
 }
 
@@ -158,9 +235,9 @@ fn provider(ciphers: &[CipherSuite]) -> CryptoProvider {
 
 /// The rustls client configuration and server name for `tls`, offering `h2` or
 /// `http/1.1` by ALPN.
-pub(crate) fn tls_target(tls: &TlsSettings, h2: bool) -> Result<TlsTarget, WireError> {
+pub(crate) fn tls_target(tls: &TlsRef<'_>, h2: bool) -> Result<TlsTarget, WireError> {
     let defaults = UpstreamTls::default();
-    let s = tls.settings.as_ref().unwrap_or(&defaults);
+    let s = tls.settings.unwrap_or(&defaults);
     let provider = Arc::new(provider(&s.ciphers));
     let versions: Vec<&'static rustls::SupportedProtocolVersion> = if s.protocols.is_empty() {
         vec![&rustls::version::TLS13, &rustls::version::TLS12]
@@ -208,8 +285,8 @@ pub(crate) fn tls_target(tls: &TlsSettings, h2: bool) -> Result<TlsTarget, WireE
     } else {
         b"http/1.1".to_vec()
     }];
-    let name =
-        ServerName::try_from(tls.name.clone()).map_err(|_| WireError::Name(tls.name.clone()))?;
+    let name = tls.name.render();
+    let name = ServerName::try_from(name.clone()).map_err(|_| WireError::Name(name))?;
     Ok(TlsTarget {
         connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
         name,
@@ -222,7 +299,7 @@ pub(crate) fn client_for_wire(
     connect: Duration,
     send: Duration,
     idle: Duration,
-    wire: &Wire,
+    wire: &Wire<'_>,
 ) -> Result<UpstreamClient, WireError> {
     let tls = match &wire.tls {
         Some(t) => Some(Arc::new(tls_target(t, wire.h2)?)),
@@ -258,15 +335,60 @@ pub(crate) fn client(
     })
 }
 
-/// What tells clients apart.
-pub(crate) type ClientKey = (Duration, Duration, Wire);
-
-/// How many clients (pools) are kept; past it the cache starts over (clients in
-/// use live on until their requests end).
+/// How many clients (pools) are kept beside the default one; past it the cache
+/// starts over (clients in use live on until their requests end).
 pub(crate) const MAX_CLIENTS: usize = 64;
 
-/// The clients beside the default one, by key.
-pub(crate) type Clients = HashMap<ClientKey, UpstreamClient>;
+/// (connect timeout, send timeout, wire fingerprint).
+type ClientKey = (Duration, Duration, u64);
+
+/// The clients beside the default one, by [`ClientKey`].
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Clients {
+    by_key: HashMap<ClientKey, Vec<(Arc<OwnedWire>, UpstreamClient)>>,
+    len: usize,
+}
+
+impl Clients {
+    /// The client for these timeouts and wire, if made already (no allocation).
+    pub(crate) fn get(
+        &self,
+        connect: Duration,
+        send: Duration,
+        wire: &Wire<'_>,
+    ) -> Option<UpstreamClient> {
+        self.by_key
+            .get(&(connect, send, wire.fingerprint()))?
+            .iter()
+            .find(|(w, _)| w.matches(wire))
+            .map(|(_, c)| c.clone())
+    }
+
+    /// This cache with `client` added for the timeouts and wire (unless one is
+    /// there already); starts over past [`MAX_CLIENTS`].
+    pub(crate) fn with(
+        &self,
+        connect: Duration,
+        send: Duration,
+        wire: &Wire<'_>,
+        client: &UpstreamClient,
+    ) -> Clients {
+        if self.get(connect, send, wire).is_some() {
+            return self.clone();
+        }
+        let mut next = if self.len >= MAX_CLIENTS {
+            Clients::default()
+        } else {
+            self.clone()
+        };
+        next.by_key
+            .entry((connect, send, wire.fingerprint()))
+            .or_default()
+            .push((Arc::new(OwnedWire::of(wire)), client.clone()));
+        next.len += 1;
+        next
+    }
+}
 
 /// Accepts the upstream's certificate without verifying it (`proxy-ssl-verify:
 /// off`, nginx's default), but still checks the handshake signatures.
@@ -330,7 +452,14 @@ mod tests {
         let w = Wire::for_backend(BackendProtocol::AutoHttp, None, false, svc);
         assert!(w.is_default());
         let w = Wire::for_backend(BackendProtocol::AutoHttp, None, true, svc);
-        assert_eq!(w.tls.as_ref().map(|t| t.name.as_str()), Some("api.ns.svc"));
+        assert_eq!(
+            w.tls.map(|t| t.name.render()).as_deref(),
+            Some("api.ns.svc")
+        );
+        assert!(
+            w.tls
+                .is_some_and(|t| t.name.is("api.ns.svc") && !t.name.is("api.ns.svc.x"))
+        );
         let w = Wire::for_backend(BackendProtocol::Grpc, None, true, svc);
         assert!(w.h2 && w.tls.is_none());
         let w = Wire::for_backend(BackendProtocol::Grpcs, None, false, svc);
@@ -338,16 +467,36 @@ mod tests {
     }
 
     #[test]
+    fn clients_are_found_by_wire() {
+        let settings = UpstreamTls::default();
+        let a = Wire::for_backend(BackendProtocol::Https, Some(&settings), false, ("ns", "a"));
+        let b = Wire::for_backend(BackendProtocol::Https, Some(&settings), false, ("ns", "b"));
+        let d = Duration::from_secs(1);
+        let client = client(d, d, d, false, None);
+        let cache = Clients::default().with(d, d, &a, &client);
+        assert!(cache.get(d, d, &a).is_some());
+        assert!(cache.get(d, d, &b).is_none());
+        assert!(cache.get(d, d * 2, &a).is_none());
+        let mut cache = cache;
+        for i in 0..MAX_CLIENTS {
+            let name = format!("s{i}");
+            let w = Wire::for_backend(BackendProtocol::Https, None, false, ("ns", &name));
+            cache = cache.with(d, d, &w, &client);
+        }
+        assert!(cache.len <= MAX_CLIENTS, "the cache is bounded");
+    }
+
+    #[test]
     fn verify_without_a_ca_is_refused() {
         let mut settings = UpstreamTls::default();
         settings.verify = true;
-        let tls = TlsSettings {
-            name: "api.ns.svc".into(),
-            settings: Some(settings),
+        let tls = TlsRef {
+            name: Name::Given("api.ns.svc"),
+            settings: Some(&settings),
         };
         assert!(matches!(tls_target(&tls, false), Err(WireError::NoTrust)));
-        let tls = TlsSettings {
-            name: "not a name".into(),
+        let tls = TlsRef {
+            name: Name::Given("not a name"),
             settings: None,
         };
         assert!(matches!(tls_target(&tls, false), Err(WireError::Name(_))));
