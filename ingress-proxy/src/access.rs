@@ -1,7 +1,7 @@
 //! The access log line and request metrics, written when the response body ends
 //! (or is dropped), so bytes and total duration are exact; and the one wrapper
 //! every response body gets ([`ResponseBody`]): it counts the bytes, writes the
-//! line, holds the request's rate/connection-limit slot until the body ends, and
+//! line, holds the request's limits and circuit-breaker slots until the body ends, and
 //! cuts an upstream body that stalls for longer than `proxy-read-timeout`.
 
 use std::pin::Pin;
@@ -13,6 +13,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Version};
 use hyper::body::{Body, Frame, SizeHint};
 use ingress_core::Scheme;
+use ingress_core::lb::circuit::Slot;
 use ingress_core::limits::Admitted;
 
 use crate::live::RouteLabel;
@@ -40,8 +41,9 @@ pub(crate) struct Access {
     /// Write the access line (`enable-access-log: "false"` turns it off; metrics
     /// still count the request).
     pub(crate) log: bool,
-    /// The request's limits slot, released when the response body ends.
-    pub(crate) held: Option<Admitted>,
+    /// The request's limits slot and circuit-breaker slot, released when the
+    /// response body ends.
+    pub(crate) held: (Option<Admitted>, Option<Slot>),
     /// `proxy-read-timeout` between two reads of an upstream body still to come.
     pub(crate) read_idle: Option<Duration>,
 }
@@ -120,7 +122,7 @@ impl ResponseBody {
 
     fn finish(&mut self, complete: bool) {
         if let Some(mut a) = self.access.take() {
-            a.held = None;
+            a.held = (None, None);
             a.finish(complete);
         }
     }

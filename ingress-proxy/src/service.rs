@@ -17,12 +17,15 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Body;
 use ingress_core::annotations::HeaderPolicy;
+use ingress_core::lb::circuit::CircuitLimits;
+use ingress_core::lb::outlier::OutlierConfig;
 use ingress_core::routing::RouteInputs;
 use ingress_core::{Decision, RequestView, Scheme};
 
 use crate::access::{Access, ResponseBody};
 use crate::balance::Vars;
 use crate::forward::Forwarding;
+use crate::global::{GlobalConfig, GlobalLimits};
 use crate::grpc::LocalReply;
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
 use crate::live::{LiveTable, RouteLabel};
@@ -67,6 +70,13 @@ pub struct ServiceOptions {
     /// The request body limit of routes without `proxy-body-size` (`None`: no
     /// limit); ingress-nginx's 1 MiB by default.
     pub max_request_body: Option<u64>,
+    /// Count rates cluster-wide in Redis instead of per replica (`None`: local
+    /// limits, as ingress-nginx). See [`crate::global`].
+    pub global_limits: Option<GlobalConfig>,
+    /// When an endpoint is ejected for failing (passive health checking).
+    pub outlier: OutlierConfig,
+    /// Per-cluster ceilings on requests and retries in flight.
+    pub circuit: CircuitLimits,
 }
 
 impl Default for ServiceOptions {
@@ -78,6 +88,9 @@ impl Default for ServiceOptions {
             send_timeout: Duration::from_secs(60),
             pool_idle_timeout: Duration::from_secs(90),
             max_request_body: Some(ingress_core::annotations::body::DEFAULT_MAX_REQUEST_BODY),
+            global_limits: None,
+            outlier: OutlierConfig::default(),
+            circuit: CircuitLimits::default(),
         }
     }
 }
@@ -103,6 +116,8 @@ pub(crate) struct Inner {
     pub(crate) tunnels: Arc<Tunnels>,
     /// The bound on mirror copies in flight.
     pub(crate) mirrors: crate::mirror::Mirrors,
+    /// The Redis-backed rate limits, when configured.
+    pub(crate) global: Option<GlobalLimits>,
 }
 
 /// What a decision asks for, owned, so the request can be taken apart after routing.
@@ -140,7 +155,9 @@ enum Plan {
 }
 
 impl ProxyService {
-    /// A service routing with `live`, counting into `metrics`.
+    /// A service routing with `live`, counting into `metrics`. Call it within a
+    /// Tokio runtime when [`ServiceOptions::global_limits`] is set (it starts the
+    /// Redis connection task; outside one, Redis counts as unavailable).
     pub fn new(live: Arc<LiveTable>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
         let client = crate::upstream::client(
             options.connect_timeout,
@@ -150,6 +167,7 @@ impl ProxyService {
             None,
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
+        let global = options.global_limits.clone().map(GlobalLimits::start);
         ProxyService {
             inner: Arc::new(Inner {
                 live,
@@ -160,6 +178,7 @@ impl ProxyService {
                 ids: RequestIds::default(),
                 tunnels,
                 mirrors: crate::mirror::Mirrors::default(),
+                global,
             }),
         }
     }
@@ -305,7 +324,7 @@ impl Inner {
             status: 0,
             bytes: 0,
             log: true,
-            held: None,
+            held: (None, None),
             read_idle: None,
         };
         let plan = match host {

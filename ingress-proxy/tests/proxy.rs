@@ -13,6 +13,8 @@ mod mirror;
 mod protocols;
 #[path = "proxy/reload.rs"]
 mod reload;
+#[path = "proxy/resilience.rs"]
+mod resilience;
 mod support;
 #[path = "proxy/upstreams.rs"]
 mod upstreams;
