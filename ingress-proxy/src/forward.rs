@@ -55,7 +55,7 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) forwarded_prefix: Option<&'a str>,
     pub(crate) headers: Option<&'a HeaderPolicy>,
     /// A copy of the request to send to the route's mirror.
-    pub(crate) mirror: Option<Box<crate::mirror::Copy>>,
+    pub(crate) mirror: Option<Box<crate::mirror::Shadow>>,
 }
 
 /// The absolute URI the pooled client sends to: `http(s)://endpoint/target`.

@@ -49,7 +49,7 @@ pub(crate) const MAX_BODY: u64 = 64 * 1024;
 
 /// Where one request's copy goes.
 #[derive(Debug)]
-pub(crate) struct Copy {
+pub(crate) struct Shadow {
     uri: Uri,
     /// The copy's `Host`; `None`: the original request's.
     host: Option<HeaderValue>,
@@ -57,7 +57,7 @@ pub(crate) struct Copy {
     tls: Option<String>,
 }
 
-impl Copy {
+impl Shadow {
     /// The copy that `m` (of an Ingress in `namespace`) asks for of a request
     /// described by `vars`, if one can be made; `roll` picks a Service endpoint.
     pub(crate) fn new(
@@ -66,7 +66,7 @@ impl Copy {
         vars: &Vars<'_>,
         live: &Live,
         roll: u32,
-    ) -> Option<Copy> {
+    ) -> Option<Shadow> {
         let namespace_of_ingress = namespace;
         let (scheme, authority, target, url_host) = match &m.target {
             MirrorTarget::Url(u) => {
@@ -130,7 +130,7 @@ impl Copy {
                 .trim_end_matches(']')
                 .to_owned()
         });
-        Some(Copy {
+        Some(Shadow {
             uri,
             host,
             body: m.request_body,
@@ -159,7 +159,7 @@ impl Inner {
     /// that keeps a copy of its bytes for the mirror).
     pub(crate) fn mirror(
         &self,
-        copy: Copy,
+        copy: Shadow,
         parts: &http::request::Parts,
         body: ProxyBody,
         timeout: Duration,

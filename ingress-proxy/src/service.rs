@@ -143,7 +143,7 @@ enum Plan {
         headers: Option<Box<HeaderPolicy>>,
         access_log: bool,
         /// A copy to send to the route's mirror.
-        mirror: Option<Box<crate::mirror::Copy>>,
+        mirror: Option<Box<crate::mirror::Shadow>>,
     },
     Answer {
         status: StatusCode,
@@ -526,7 +526,7 @@ fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>, roll: u32) -
                     .filter(|m| m.sampled((roll % 100) as u8))
                     .and_then(|m| {
                         let ns = f.route.ingress().namespace.as_deref().unwrap_or("");
-                        crate::mirror::Copy::new(m, ns, vars, live, roll / 100)
+                        crate::mirror::Shadow::new(m, ns, vars, live, roll / 100)
                     })
                     .map(Box::new),
             },

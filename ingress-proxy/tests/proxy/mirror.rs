@@ -205,3 +205,61 @@ async fn a_dead_or_slow_mirror_does_not_affect_the_client() -> TestResult {
     assert_eq!(next(&mut rx).await.uri, "/n/0");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_target_service_and_percentage() -> TestResult {
+    let a = echo("a").await;
+    let (mirror, mut rx) = recorder(Duration::ZERO).await;
+    let dir = tempfile::tempdir()?;
+    let app = |annotations: &[(&str, &str)]| {
+        docs(&[
+            CLASS.to_owned(),
+            ingress_with("app", annotations, &[("app.test", "/", "a")], &[]),
+            // The shadow Service serves a route of its own, so the table has it.
+            ingress("shadow", &[("shadow.test", "/", "shadow")], &[]),
+            service("a", &[a.addr]),
+            service("shadow", &[mirror]),
+        ])
+    };
+    write(
+        dir.path(),
+        "app.yaml",
+        &app(&[(
+            "nginx.ingress.kubernetes.io/mirror-target-service",
+            "shadow",
+        )]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let http = p.http_addr().expect("http");
+    let r = h1(http, get("app.test", "/svc?x=1").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let seen = next(&mut rx).await;
+    assert_eq!(seen.uri, "/svc?x=1");
+    assert_eq!(
+        seen.headers["host"], "app.test",
+        "Service targets keep the Host"
+    );
+
+    // mirror-percentage 0: nothing is copied.
+    write(
+        dir.path(),
+        "app.yaml",
+        &app(&[
+            (
+                "nginx.ingress.kubernetes.io/mirror-target-service",
+                "shadow",
+            ),
+            ("higress.io/mirror-percentage", "0"),
+        ]),
+    );
+    p.reload().await?;
+    for _ in 0..5 {
+        let r = h1(http, get("app.test", "/sampled-out").body(empty())?).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let r = h1(http, get("shadow.test", "/direct").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(next(&mut rx).await.uri, "/direct", "no copy before it");
+    p.shutdown().await;
+    Ok(())
+}
