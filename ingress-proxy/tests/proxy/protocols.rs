@@ -643,3 +643,36 @@ async fn websocket_over_http2_extended_connect_reaches_an_http1_upstream() -> Te
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_http_follows_the_clients_scheme() -> TestResult {
+    let ca = Ca::new();
+    let (addr, seen) = tls_upstream("tls", &ca.issue(&["api.t.svc"]), None).await;
+    let dir = api_folder(addr, &[(PROTO, "AUTO_HTTP")], &[]);
+    let p = proxy(dir.path(), |_| {}).await;
+    // HTTPS client: TLS to the upstream.
+    let tls = tls(
+        p.https_addr().expect("https"),
+        "api.test",
+        &[b"http/1.1"],
+        false,
+    )
+    .await;
+    let r = h1_on(
+        TokioIo::new(tls.stream),
+        get("api.test", "/").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["server"], "tls");
+    assert_eq!(seen.lock().expect("seen").len(), 1);
+    // Plain client: clear text, which this TLS-only upstream cannot answer.
+    let r = h1(
+        p.http_addr().expect("http"),
+        get("api.test", "/").body(empty())?,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text());
+    p.shutdown().await;
+    Ok(())
+}
