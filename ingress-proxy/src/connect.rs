@@ -30,6 +30,9 @@ pub(crate) struct TimedConnector {
     pub(crate) send: Duration,
     /// The TCP connect timeout, applied again to the TLS handshake.
     pub(crate) connect: Duration,
+    /// Connect here whatever the request's URI says (HTTP/2 clients are bound to
+    /// one endpoint, and their URIs carry the request's host as `:authority`).
+    pub(crate) fixed: Option<Uri>,
     pub(crate) tls: Option<Arc<TlsTarget>>,
 }
 
@@ -43,6 +46,7 @@ impl tower::Service<Uri> for TimedConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
+        let dst = self.fixed.clone().unwrap_or(dst);
         let connecting = tower::Service::call(&mut self.inner, dst);
         let (send, connect, tls) = (self.send, self.connect, self.tls.clone());
         Box::pin(async move {

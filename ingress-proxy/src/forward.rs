@@ -63,6 +63,15 @@ fn upstream_uri(scheme: &str, endpoint: &EndpointAddr, target: &str) -> Option<U
     format!("{scheme}://{endpoint}{target}").parse().ok()
 }
 
+/// The URI of a request to an HTTP/2 upstream: `:authority` is the request's
+/// upstream host (the client's, or `upstream-vhost`), when it is a valid one.
+fn h2_uri(scheme: &str, host: &str, target: &str) -> Option<Uri> {
+    if host.is_empty() {
+        return None;
+    }
+    format!("{scheme}://{host}{target}").parse().ok()
+}
+
 /// Whether an upstream error is a timeout (connect timeout): 504, else 502.
 pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur = Some(e);
@@ -317,15 +326,20 @@ impl Inner {
         parts.version = version;
 
         let timeouts = &policy.timeouts;
-        let client = match self.client_for(
+        let (connect, send) = (
             timeouts.connect_or(self.options.connect_timeout),
             timeouts.send_or(self.options.send_timeout),
-            &wire,
-        ) {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "no TLS configuration for the upstream");
-                return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+        );
+        // HTTP/2 clients are per endpoint (see `upstream`), so made per try.
+        let shared = if wire.h2 {
+            None
+        } else {
+            match self.client_for(connect, send, &wire) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no TLS configuration for the upstream");
+                    return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+                }
             }
         };
         let read_timeout = timeouts.read_or(self.options.read_timeout);
@@ -409,7 +423,29 @@ impl Inner {
                     return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable");
                 }
             };
-            parts.uri = match upstream_uri(wire.scheme(), endpoint, f.target) {
+            let client = match &shared {
+                Some(c) => c.clone(),
+                None => match self.client_for(connect, send, &wire.at(endpoint)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no TLS configuration for the upstream");
+                        return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+                    }
+                },
+            };
+            // Over HTTP/2 the request's host is the `:authority` (the client is
+            // bound to the endpoint), and no `Host` header goes with it.
+            let authority = match wire
+                .h2
+                .then(|| h2_uri(wire.scheme(), f.upstream_host, f.target))
+            {
+                Some(Some(u)) => {
+                    parts.headers.remove(header::HOST);
+                    Some(u)
+                }
+                _ => upstream_uri(wire.scheme(), endpoint, f.target),
+            };
+            parts.uri = match authority {
                 Some(u) => u,
                 None => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
             };

@@ -177,6 +177,7 @@ impl Inner {
                         name: Name::Given(name),
                         settings: None,
                     }),
+                    endpoint: None,
                 };
                 match self.client_for(
                     self.options.connect_timeout,

@@ -165,6 +165,7 @@ impl ProxyService {
             options.pool_idle_timeout,
             false,
             None,
+            None,
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         let global = options.global_limits.clone().map(GlobalLimits::start);

@@ -30,6 +30,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ingress_core::annotations::backend::{BackendProtocol, UpstreamTls};
 use ingress_core::annotations::client_tls::{CipherSuite, TlsVersion};
+use ingress_core::routing::EndpointAddr;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -49,6 +50,8 @@ pub(crate) struct Wire<'a> {
     pub(crate) h2: bool,
     /// TLS to the upstream.
     pub(crate) tls: Option<TlsRef<'a>>,
+    /// The endpoint an HTTP/2 client is bound to (see [`Wire::at`]).
+    pub(crate) endpoint: Option<&'a EndpointAddr>,
 }
 
 /// TLS to one upstream: the name verified (and sent as SNI when asked) and the
@@ -113,7 +116,21 @@ impl<'a> Wire<'a> {
             },
             settings: tls,
         });
-        Wire { h2, tls }
+        Wire {
+            h2,
+            tls,
+            endpoint: None,
+        }
+    }
+
+    /// This wire bound to `endpoint`. HTTP/2 clients are made per endpoint: the
+    /// pooled client keys its connections by the URI's authority, which for HTTP/2
+    /// must be the request's host (`:authority`), not the endpoint's address.
+    pub(crate) fn at(self, endpoint: &'a EndpointAddr) -> Wire<'a> {
+        Wire {
+            endpoint: Some(endpoint),
+            ..self
+        }
     }
 
     /// Whether this is plain HTTP/1.1 (the default client).
@@ -131,6 +148,7 @@ impl<'a> Wire<'a> {
         use std::hash::{DefaultHasher, Hash, Hasher};
         let mut h = DefaultHasher::new();
         self.h2.hash(&mut h);
+        self.endpoint.hash(&mut h);
         if let Some(t) = &self.tls {
             for p in t.name.pieces() {
                 h.write(p.as_bytes());
@@ -147,6 +165,7 @@ impl<'a> Wire<'a> {
 #[derive(Debug)]
 pub(crate) struct OwnedWire {
     h2: bool,
+    endpoint: Option<EndpointAddr>,
     tls: Option<(String, Option<UpstreamTls>)>,
 }
 
@@ -154,6 +173,7 @@ impl OwnedWire {
     fn of(w: &Wire<'_>) -> Self {
         OwnedWire {
             h2: w.h2,
+            endpoint: w.endpoint.cloned(),
             tls: w.tls.map(|t| (t.name.render(), t.settings.cloned())),
         }
     }
@@ -161,6 +181,7 @@ impl OwnedWire {
     /// Whether `w` describes this wire (the certificates compared byte for byte).
     fn matches(&self, w: &Wire<'_>) -> bool {
         self.h2 == w.h2
+            && self.endpoint.as_ref() == w.endpoint
             && match (&self.tls, &w.tls) {
                 (None, None) => true,
                 (Some((name, settings)), Some(t)) => {
@@ -305,7 +326,10 @@ pub(crate) fn client_for_wire(
         Some(t) => Some(Arc::new(tls_target(t, wire.h2)?)),
         None => None,
     };
-    Ok(client(connect, send, idle, wire.h2, tls))
+    let fixed = wire
+        .endpoint
+        .and_then(|e| format!("http://{e}").parse::<http::Uri>().ok());
+    Ok(client(connect, send, idle, wire.h2, tls, fixed))
 }
 
 /// A pooled client speaking HTTP/2 (prior knowledge or ALPN) when `h2`, else
@@ -316,6 +340,7 @@ pub(crate) fn client(
     idle: Duration,
     h2: bool,
     tls: Option<Arc<TlsTarget>>,
+    fixed: Option<http::Uri>,
 ) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(connect));
@@ -332,12 +357,14 @@ pub(crate) fn client(
         send,
         connect,
         tls,
+        fixed,
     })
 }
 
-/// How many clients (pools) are kept beside the default one; past it the cache
-/// starts over (clients in use live on until their requests end).
-pub(crate) const MAX_CLIENTS: usize = 64;
+/// How many clients (pools) are kept beside the default one (HTTP/2 ones are per
+/// endpoint); past it the cache starts over (clients in use live on until their
+/// requests end).
+pub(crate) const MAX_CLIENTS: usize = 1024;
 
 /// (connect timeout, send timeout, wire fingerprint).
 type ClientKey = (Duration, Duration, u64);
@@ -472,7 +499,7 @@ mod tests {
         let a = Wire::for_backend(BackendProtocol::Https, Some(&settings), false, ("ns", "a"));
         let b = Wire::for_backend(BackendProtocol::Https, Some(&settings), false, ("ns", "b"));
         let d = Duration::from_secs(1);
-        let client = client(d, d, d, false, None);
+        let client = client(d, d, d, false, None, None);
         let cache = Clients::default().with(d, d, &a, &client);
         assert!(cache.get(d, d, &a).is_some());
         assert!(cache.get(d, d, &b).is_none());

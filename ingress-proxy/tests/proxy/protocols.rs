@@ -163,6 +163,12 @@ pub(crate) async fn grpc_handle(
         .map(|v| v.to_str().unwrap_or("").to_owned())
         .unwrap_or_default();
     let version = format!("{:?}", req.version());
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let host_headers = req.headers().get_all("host").iter().count();
     let collected = req.into_body().collect().await.ok();
     let req_trailer = collected
         .as_ref()
@@ -192,6 +198,8 @@ pub(crate) async fn grpc_handle(
     h.insert("x-seen-content-type", ctype.parse().expect("ctype"));
     h.insert("x-seen-version", version.parse().expect("version"));
     h.insert("x-seen-trailer", req_trailer.parse().expect("trailer"));
+    h.insert("x-seen-authority", authority.parse().expect("authority"));
+    h.insert("x-seen-host-headers", host_headers.into());
     Ok(resp)
 }
 
@@ -409,14 +417,17 @@ async fn a_proxy_ssl_secret_without_usable_content_fails_closed() -> TestResult 
 }
 
 /// A clear-text HTTP/2 (h2c) gRPC-shaped upstream on loopback.
-async fn h2c_grpc_upstream() -> SocketAddr {
+async fn h2c_grpc_upstream() -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let conns = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let accepted = conns.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 continue;
             };
+            accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), service_fn(grpc_handle))
@@ -424,7 +435,7 @@ async fn h2c_grpc_upstream() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, conns)
 }
 
 /// One gRPC call's answer.
@@ -501,6 +512,11 @@ fn assert_echoed(c: &Call, payload: &[u8]) {
     assert_eq!(c.headers["x-seen-version"], "HTTP/2.0");
     assert_eq!(c.headers["x-seen-path"], "/pkg.Echo/Say");
     assert_eq!(
+        c.headers["x-seen-authority"], "api.test",
+        "the request's host"
+    );
+    assert_eq!(c.headers["x-seen-host-headers"], "0");
+    assert_eq!(
         c.headers["x-seen-trailer"], "sent",
         "request trailers reach the upstream"
     );
@@ -508,7 +524,7 @@ fn assert_echoed(c: &Call, payload: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_over_h2c_keeps_trailers_both_ways() -> TestResult {
-    let upstream = h2c_grpc_upstream().await;
+    let (upstream, conns) = h2c_grpc_upstream().await;
     let dir = api_folder(upstream, &[(PROTO, "GRPC")], &[]);
     let p = proxy(dir.path(), |_| {}).await;
     let http = p.http_addr().expect("http");
@@ -536,6 +552,11 @@ async fn grpc_over_h2c_keeps_trailers_both_ways() -> TestResult {
     assert_eq!(tls.alpn.as_deref(), Some(&b"h2"[..]));
     let c = grpc_call(tls.stream, "api.test", "/pkg.Echo/Say", b"over tls").await;
     assert_echoed(&c, b"over tls");
+    assert_eq!(
+        conns.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pooled HTTP/2 connection to the upstream"
+    );
     p.shutdown().await;
     Ok(())
 }
