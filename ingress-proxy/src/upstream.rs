@@ -19,7 +19,9 @@
 //! secret are presented when the upstream asks for a client certificate.
 //!
 //! Each distinct (timeouts, protocol, TLS settings) gets its own pooled client, so
-//! connections are pooled per endpoint and TLS settings.
+//! connections are pooled per endpoint and TLS settings. HTTP/2 clients are also
+//! bound to one endpoint each: the pooled client keys connections by the URI's
+//! authority, which over HTTP/2 is the request's host (`:authority`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

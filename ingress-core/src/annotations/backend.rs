@@ -103,7 +103,7 @@ impl UpstreamTlsSecret {
         crt: Option<&[u8]>,
         key: Option<&[u8]>,
         ca: Option<&[u8]>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, values::Invalid> {
         let client = match (crt, key) {
             (Some(c), Some(k)) => Some(Arc::new(
                 CertifiedKey::from_pem(c, k).map_err(|e| e.to_string())?,
@@ -548,6 +548,28 @@ mod tests {
 
     use super::*;
     use crate::annotations::test_util::{codes, run};
+
+    #[test]
+    fn proxy_ssl_secret_parts() {
+        let c = rcgen::generate_simple_self_signed(vec!["api.ns.svc".to_owned()]).expect("rcgen");
+        let (crt, key) = (c.cert.pem(), c.signing_key.serialize_pem());
+        let (crt, key) = (crt.as_bytes(), key.as_bytes());
+        let full = UpstreamTlsSecret::from_parts(Some(crt), Some(key), Some(crt)).expect("full");
+        assert!(full.client.is_some() && full.ca.len() == 1);
+        assert_eq!(full, full.clone());
+        let ca_only = UpstreamTlsSecret::from_parts(None, None, Some(crt)).expect("ca only");
+        assert!(ca_only.client.is_none() && ca_only != full);
+        assert!(!format!("{full:?}").contains("PRIVATE"));
+        for (crt, key, ca) in [
+            (Some(crt), None, None),
+            (None, Some(key), Some(crt)),
+            (None, None, None),
+            (None, None, Some(&b"not pem"[..])),
+            (Some(key), Some(key), None),
+        ] {
+            assert!(UpstreamTlsSecret::from_parts(crt, key, ca).is_err());
+        }
+    }
 
     #[test]
     fn defaults() {
