@@ -58,42 +58,36 @@ pub(crate) struct Shadow {
 }
 
 impl Shadow {
-    /// The copy that `m` (of an Ingress in `namespace`) asks for of a request
+    /// The copy that `m` (of an Ingress in `ingress_namespace`) asks for of a request
     /// described by `vars`, if one can be made; `roll` picks a Service endpoint.
     pub(crate) fn new(
         m: &MirrorPolicy,
-        namespace: &str,
+        ingress_namespace: &str,
         vars: &Vars<'_>,
         live: &Live,
         roll: u32,
     ) -> Option<Shadow> {
-        let namespace_of_ingress = namespace;
-        let (scheme, authority, target, url_host) = match &m.target {
+        let (scheme, authority, target, is_url) = match &m.target {
             MirrorTarget::Url(u) => {
                 let target = match &u.path {
                     Some(t) => t.render(|v| vars.get(v)),
                     None => vars.path_and_query.to_owned(),
                 };
                 let https = u.scheme == http::uri::Scheme::HTTPS;
-                (
-                    https,
-                    u.authority.to_string(),
-                    target,
-                    Some(u.authority.host().to_owned()),
-                )
+                (https, u.authority.to_string(), target, true)
             }
             MirrorTarget::Fqdn { host, port } => (
                 false,
                 format!("{host}:{port}"),
                 vars.path_and_query.to_owned(),
-                None,
+                false,
             ),
             MirrorTarget::Service {
                 namespace,
                 name,
                 port,
             } => {
-                let ns = namespace.as_deref().unwrap_or(namespace_of_ingress);
+                let ns = namespace.as_deref().unwrap_or(ingress_namespace);
                 let backend = live.table().backends().iter().find(|b| {
                     b.namespace() == ns
                         && b.service() == name
@@ -106,7 +100,7 @@ impl Shadow {
                     false,
                     pick.to_string(),
                     vars.path_and_query.to_owned(),
-                    None,
+                    false,
                 )
             }
             _ => return None,
@@ -118,10 +112,10 @@ impl Shadow {
         };
         let scheme_str = if scheme { "https" } else { "http" };
         let uri: Uri = format!("{scheme_str}://{authority}{target}").parse().ok()?;
-        let host = match (&m.host, url_host) {
-            (Some(h), _) => HeaderValue::from_str(h).ok(),
-            (None, Some(_)) => HeaderValue::from_str(&authority).ok(),
-            (None, None) => None,
+        let host = match &m.host {
+            Some(h) => HeaderValue::from_str(h).ok(),
+            None if is_url => HeaderValue::from_str(&authority).ok(),
+            None => None,
         };
         let tls = scheme.then(|| {
             uri.host()
