@@ -1,5 +1,8 @@
 //! The access log line and request metrics, written when the response body ends
-//! (or is dropped), so bytes and total duration are exact.
+//! (or is dropped), so bytes and total duration are exact; and the one wrapper
+//! every response body gets ([`ResponseBody`]): it counts the bytes, writes the
+//! line, holds the request's limits and circuit-breaker slots until the body ends, and
+//! cuts an upstream body that stalls for longer than `proxy-read-timeout`.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -10,6 +13,8 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Version};
 use hyper::body::{Body, Frame, SizeHint};
 use ingress_core::Scheme;
+use ingress_core::lb::circuit::Slot;
+use ingress_core::limits::Admitted;
 
 use crate::live::RouteLabel;
 use crate::metrics::Metrics;
@@ -36,6 +41,11 @@ pub(crate) struct Access {
     /// Write the access line (`enable-access-log: "false"` turns it off; metrics
     /// still count the request).
     pub(crate) log: bool,
+    /// The request's limits slot and circuit-breaker slot, released when the
+    /// response body ends.
+    pub(crate) held: (Option<Admitted>, Option<Slot>),
+    /// `proxy-read-timeout` between two reads of an upstream body still to come.
+    pub(crate) read_idle: Option<Duration>,
 }
 
 impl Access {
@@ -74,28 +84,51 @@ impl Access {
     }
 }
 
-/// A response body that counts its bytes and writes the access line at its end.
-pub(crate) struct LoggedBody {
+/// Every response body, wrapped once: counts its bytes and writes the access line
+/// at its end (or drop), holds the limits slot until then, and fails when an
+/// upstream body sends nothing for `proxy-read-timeout` (as nginx, between two
+/// reads).
+pub(crate) struct ResponseBody {
     inner: ProxyBody,
     access: Option<Access>,
+    /// The read timeout and its timer, for bodies still to come.
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
-impl std::fmt::Debug for LoggedBody {
+/// The error a stalled upstream body ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream read timeout")]
+struct ReadTimeout;
+
+impl std::fmt::Debug for ResponseBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoggedBody").finish_non_exhaustive()
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
     }
 }
 
-impl LoggedBody {
-    pub(crate) fn new(inner: ProxyBody, access: Access) -> Self {
-        LoggedBody {
+impl ResponseBody {
+    pub(crate) fn new(inner: ProxyBody, mut access: Access) -> Self {
+        let idle = access
+            .read_idle
+            .take()
+            .filter(|_| !inner.is_end_stream())
+            .map(|t| (t, Box::pin(tokio::time::sleep(t))));
+        ResponseBody {
             inner,
             access: Some(access),
+            idle,
+        }
+    }
+
+    fn finish(&mut self, complete: bool) {
+        if let Some(mut a) = self.access.take() {
+            a.held = (None, None);
+            a.finish(complete);
         }
     }
 }
 
-impl Body for LoggedBody {
+impl Body for ResponseBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -103,19 +136,29 @@ impl Body for LoggedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(d), Some(a)) = (frame.data_ref(), self.access.as_mut()) {
+                if let (Some(d), Some(a)) = (frame.data_ref(), this.access.as_mut()) {
                     a.bytes += d.len() as u64;
                 }
             }
-            Poll::Ready(None) => {
-                if let Some(a) = self.access.take() {
-                    a.finish(true);
+            Poll::Ready(None) => this.finish(true),
+            Poll::Ready(Some(Err(_))) => {}
+            Poll::Pending => {
+                if let Some((_, sleep)) = this.idle.as_mut()
+                    && sleep.as_mut().poll(cx).is_ready()
+                {
+                    this.idle = None;
+                    return Poll::Ready(Some(Err(Box::new(ReadTimeout))));
                 }
+                return Poll::Pending;
             }
-            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
+        }
+        if let Some((timeout, sleep)) = this.idle.as_mut() {
+            let next = tokio::time::Instant::now() + *timeout;
+            sleep.as_mut().reset(next);
         }
         polled
     }
@@ -129,11 +172,9 @@ impl Body for LoggedBody {
     }
 }
 
-impl Drop for LoggedBody {
+impl Drop for ResponseBody {
     fn drop(&mut self) {
-        if let Some(a) = self.access.take() {
-            let complete = self.inner.is_end_stream();
-            a.finish(complete);
-        }
+        let complete = self.inner.is_end_stream();
+        self.finish(complete);
     }
 }

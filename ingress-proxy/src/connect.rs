@@ -1,11 +1,14 @@
-//! Upstream connections with `proxy-send-timeout`: a write to the upstream that stays
-//! blocked (its socket buffer full, the upstream not reading) for longer than the
-//! timeout fails the connection, as nginx's `proxy_send_timeout` (the time between
-//! two successive writes) does.
+//! Upstream connections: TCP, then TLS when the route's `backend-protocol` asks for
+//! it (see [`crate::upstream`]), with `proxy-send-timeout`: a write to the upstream
+//! that stays blocked (its socket buffer full, the upstream not reading) for longer
+//! than the timeout fails the connection, as nginx's `proxy_send_timeout` (the time
+//! between two successive writes) does. The TLS handshake counts against the
+//! connect timeout.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -17,16 +20,24 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::service::BoxError;
+use crate::upstream::TlsTarget;
 
-/// [`HttpConnector`] whose connections fail a write blocked for `send`.
+/// [`HttpConnector`] whose connections fail a write blocked for `send`, with TLS
+/// on top when `tls` is set.
 #[derive(Debug, Clone)]
 pub(crate) struct TimedConnector {
     pub(crate) inner: HttpConnector,
     pub(crate) send: Duration,
+    /// The TCP connect timeout, applied again to the TLS handshake.
+    pub(crate) connect: Duration,
+    /// Connect here whatever the request's URI says (HTTP/2 clients are bound to
+    /// one endpoint, and their URIs carry the request's host as `:authority`).
+    pub(crate) fixed: Option<Uri>,
+    pub(crate) tls: Option<Arc<TlsTarget>>,
 }
 
 impl tower::Service<Uri> for TimedConnector {
-    type Response = SendTimeout<TokioIo<TcpStream>>;
+    type Response = SendTimeout<UpstreamIo>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -35,16 +46,113 @@ impl tower::Service<Uri> for TimedConnector {
     }
 
     fn call(&mut self, dst: Uri) -> Self::Future {
+        let dst = self.fixed.clone().unwrap_or(dst);
         let connecting = tower::Service::call(&mut self.inner, dst);
-        let send = self.send;
+        let (send, connect, tls) = (self.send, self.connect, self.tls.clone());
         Box::pin(async move {
-            let io = connecting.await.map_err(BoxError::from)?;
+            let tcp = connecting.await.map_err(BoxError::from)?;
+            let io = match tls {
+                None => UpstreamIo::Plain(tcp),
+                Some(t) => {
+                    let shake = t.connector.connect(t.name.clone(), tcp.into_inner());
+                    let stream = tokio::time::timeout(connect, shake).await.map_err(|_| {
+                        io::Error::new(io::ErrorKind::TimedOut, "upstream TLS handshake timeout")
+                    })??;
+                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                    UpstreamIo::Tls {
+                        io: TokioIo::new(Box::new(stream)),
+                        h2,
+                    }
+                }
+            };
             Ok(SendTimeout {
                 inner: io,
                 timeout: send,
                 blocked: None,
             })
         })
+    }
+}
+
+/// An upstream connection: plain TCP or TLS over TCP.
+#[derive(Debug)]
+pub(crate) enum UpstreamIo {
+    /// Clear text.
+    Plain(TokioIo<TcpStream>),
+    /// TLS; `h2` when ALPN chose HTTP/2.
+    Tls {
+        io: TokioIo<Box<tokio_rustls::client::TlsStream<TcpStream>>>,
+        h2: bool,
+    },
+}
+
+impl Read for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            UpstreamIo::Tls { io, .. } => Pin::new(io).poll_read(cx, buf),
+        }
+    }
+}
+
+impl Write for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            UpstreamIo::Tls { io, .. } => Pin::new(io).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_flush(cx),
+            UpstreamIo::Tls { io, .. } => Pin::new(io).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            UpstreamIo::Tls { io, .. } => Pin::new(io).poll_shutdown(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(io) => io.is_write_vectored(),
+            UpstreamIo::Tls { io, .. } => io.is_write_vectored(),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls { io, .. } => Pin::new(io).poll_write_vectored(cx, bufs),
+        }
+    }
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        match self {
+            UpstreamIo::Plain(io) => io.connected(),
+            UpstreamIo::Tls { io, h2 } => {
+                let c = io.inner().get_ref().0.connected();
+                if *h2 { c.negotiated_h2() } else { c }
+            }
+        }
     }
 }
 

@@ -27,9 +27,10 @@ use crate::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
     X_REAL_IP, remove_hop_by_hop, remove_underscored,
 };
-use crate::limits::{Holding, RouteLimits};
+use crate::limits::RouteLimits;
 use crate::live::Live;
-use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, UpstreamClient, empty, is_upgrade};
+use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, empty, is_upgrade};
+use crate::upstream::{UpstreamClient, Wire, WireError};
 
 /// What forwarding one request needs.
 pub(crate) struct Forwarding<'a> {
@@ -53,11 +54,22 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) request_id: HeaderValue,
     pub(crate) forwarded_prefix: Option<&'a str>,
     pub(crate) headers: Option<&'a HeaderPolicy>,
+    /// A copy of the request to send to the route's mirror.
+    pub(crate) mirror: Option<Box<crate::mirror::Shadow>>,
 }
 
-/// The absolute URI the pooled client sends to: `http://endpoint/target`.
-fn upstream_uri(endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
-    format!("http://{endpoint}{target}").parse().ok()
+/// The absolute URI the pooled client sends to: `http(s)://endpoint/target`.
+fn upstream_uri(scheme: &str, endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
+    format!("{scheme}://{endpoint}{target}").parse().ok()
+}
+
+/// The URI of a request to an HTTP/2 upstream: `:authority` is the request's
+/// upstream host (the client's, or `upstream-vhost`), when it is a valid one.
+fn h2_uri(scheme: &str, host: &str, target: &str) -> Option<Uri> {
+    if host.is_empty() {
+        return None;
+    }
+    format!("{scheme}://{host}{target}").parse().ok()
 }
 
 /// Whether an upstream error is a timeout (connect timeout): 504, else 502.
@@ -66,6 +78,22 @@ pub(crate) fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::TimedOut
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Whether an upstream error is a failed TLS handshake (certificate refused...).
+fn is_tls_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.is::<rustls::Error>()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(std::io::Error::get_ref)
+                .is_some_and(|i| i.is::<rustls::Error>())
         {
             return true;
         }
@@ -101,31 +129,29 @@ fn idempotent(m: &Method) -> bool {
     .contains(m)
 }
 
-/// How many distinct connect timeouts get their own client (and pool).
-const MAX_CLIENTS: usize = 32;
-
 impl Inner {
-    /// The client with these connect and send timeouts: the default one, or one
-    /// per distinct pair of route timeouts (copy-on-write map, no lock on the
-    /// request path).
-    fn client_for(&self, connect: Duration, send: Duration) -> UpstreamClient {
-        let key = (connect, send);
-        if key == (self.options.connect_timeout, self.options.send_timeout) {
-            return self.client.clone();
+    /// The client for these timeouts and wire: the default one, or one per
+    /// distinct (timeouts, wire) (copy-on-write map, no lock and no allocation on
+    /// the request path once made).
+    pub(crate) fn client_for(
+        &self,
+        connect: Duration,
+        send: Duration,
+        wire: &Wire<'_>,
+    ) -> Result<UpstreamClient, WireError> {
+        if wire.is_default()
+            && (connect, send) == (self.options.connect_timeout, self.options.send_timeout)
+        {
+            return Ok(self.client.clone());
         }
-        if let Some(c) = self.clients.load().get(&key) {
-            return c.clone();
+        if let Some(c) = self.clients.load().get(connect, send, wire) {
+            return Ok(c);
         }
-        if self.clients.load().len() >= MAX_CLIENTS {
-            return self.client.clone();
-        }
-        let made = crate::service::client(connect, send, self.options.pool_idle_timeout);
-        self.clients.rcu(|m| {
-            let mut m = (**m).clone();
-            m.entry(key).or_insert_with(|| made.clone());
-            m
-        });
-        self.clients.load().get(&key).cloned().unwrap_or(made)
+        let made =
+            crate::upstream::client_for_wire(connect, send, self.options.pool_idle_timeout, wire)?;
+        self.clients
+            .rcu(|m| Arc::new(m.with(connect, send, wire, &made)));
+        Ok(self.clients.load().get(connect, send, wire).unwrap_or(made))
     }
 
     pub(crate) async fn forward(
@@ -138,6 +164,14 @@ impl Inner {
             return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-route");
         };
         let policy = route.policy();
+        let https = f.scheme == Scheme::Https;
+        let backend = f.live.table().backend(f.backend);
+        let wire = Wire::for_backend(
+            policy.backend.protocol,
+            policy.backend.upstream_tls.as_ref(),
+            https,
+            (backend.namespace(), backend.service()),
+        );
         let Some((balancer, affinity)) = f.live.balancers.get(f.balancer) else {
             return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
         };
@@ -191,12 +225,31 @@ impl Inner {
             }
         }
         let accept = req.headers().get(header::ACCEPT).cloned();
-        let upgrade = is_upgrade(&req);
-        let protocol = upgrade
-            .then(|| req.headers().get(header::UPGRADE).cloned())
-            .flatten();
+        // An HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT (RFC 8441) sent
+        // upstream as one.
+        let connect_protocol = crate::websocket::extended_connect(&req);
+        let upgrade = is_upgrade(&req) || connect_protocol.is_some();
+        let protocol = match &connect_protocol {
+            Some(p) => Some(p.clone()),
+            None => upgrade
+                .then(|| req.headers().get(header::UPGRADE).cloned())
+                .flatten(),
+        };
+        if connect_protocol.is_some() && wire.h2 {
+            return self.error(
+                StatusCode::BAD_GATEWAY,
+                "extended-connect-to-http2-upstream",
+            );
+        }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        if let Some(p) = &connect_protocol {
+            crate::websocket::to_http1_upgrade(
+                &mut parts,
+                p,
+                [self.ids.random(), self.ids.random()],
+            );
+        }
         let trusted_peer = f
             .conn
             .is_some_and(|c| self.options.trusted.contains(c.peer.ip()));
@@ -245,7 +298,6 @@ impl Inner {
                 }
             }
         };
-        let https = f.scheme == Scheme::Https;
         let proto = if https { "https" } else { "http" };
         set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
         set_forwarded(X_FORWARDED_HOST, HeaderValue::from_str(f.client_host).ok());
@@ -266,13 +318,30 @@ impl Inner {
             }
             Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
         }
-        parts.version = Version::HTTP_11;
+        let version = if wire.h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        parts.version = version;
 
         let timeouts = &policy.timeouts;
-        let client = self.client_for(
+        let (connect, send) = (
             timeouts.connect_or(self.options.connect_timeout),
             timeouts.send_or(self.options.send_timeout),
         );
+        // HTTP/2 clients are per endpoint (see `upstream`), so made per try.
+        let shared = if wire.h2 {
+            None
+        } else {
+            match self.client_for(connect, send, &wire) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no TLS configuration for the upstream");
+                    return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+                }
+            }
+        };
         let read_timeout = timeouts.read_or(self.options.read_timeout);
         let first = Instant::now();
         let deadline = timeouts.total_or(None).map(|t| first + t);
@@ -291,6 +360,11 @@ impl Inner {
                 tripped: tripped.clone(),
             }
             .boxed_unsync(),
+            _ => body,
+        };
+        // Upgrades are not copied: their bytes belong to one tunnel.
+        let body = match f.mirror {
+            Some(copy) if !upgrade => self.mirror(*copy, &parts, body, read_timeout),
             _ => body,
         };
         let mut next = Some((parts, body));
@@ -341,7 +415,7 @@ impl Inner {
                 (None, Some((method, headers))) => {
                     let mut again = Request::new(empty());
                     *again.method_mut() = method.clone();
-                    *again.version_mut() = Version::HTTP_11;
+                    *again.version_mut() = version;
                     *again.headers_mut() = headers.clone();
                     again.into_parts()
                 }
@@ -349,7 +423,29 @@ impl Inner {
                     return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable");
                 }
             };
-            parts.uri = match upstream_uri(endpoint, f.target) {
+            let client = match &shared {
+                Some(c) => c.clone(),
+                None => match self.client_for(connect, send, &wire.at(endpoint)) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no TLS configuration for the upstream");
+                        return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+                    }
+                },
+            };
+            // Over HTTP/2 the request's host is the `:authority` (the client is
+            // bound to the endpoint), and no `Host` header goes with it.
+            let authority = match wire
+                .h2
+                .then(|| h2_uri(wire.scheme(), f.upstream_host, f.target))
+            {
+                Some(Some(u)) => {
+                    parts.headers.remove(header::HOST);
+                    Some(u)
+                }
+                _ => upstream_uri(wire.scheme(), endpoint, f.target),
+            };
+            parts.uri = match authority {
                 Some(u) => u,
                 None => return self.error(StatusCode::BAD_REQUEST, "bad-target"),
             };
@@ -394,6 +490,9 @@ impl Inner {
                             Some(StatusCode::GATEWAY_TIMEOUT),
                             why,
                         )
+                    } else if is_tls_error(&e) {
+                        let why = Err("upstream-tls-handshake");
+                        (TryOutcome::Error, false, Some(StatusCode::BAD_GATEWAY), why)
                     } else {
                         let why = Err("upstream-unreachable");
                         (TryOutcome::Error, false, Some(StatusCode::BAD_GATEWAY), why)
@@ -468,12 +567,7 @@ impl Inner {
                 }
             }
         };
-        let hold = |resp: Response<ProxyBody>, admitted: Option<_>| match (admitted, slot) {
-            (None, None) => resp,
-            held => resp.map(|b| Holding::new(b, held).boxed_unsync()),
-        };
         if policy.fallback.intercepts(resp.status(), &[]) {
-            let backend = f.live.table().backend(f.backend);
             let page = self
                 .error_page(ErrorContext {
                     live: f.live,
@@ -490,7 +584,9 @@ impl Inner {
                     read_timeout,
                 })
                 .await;
-            return hold(page, admitted);
+            // The limits and circuit slots are held until the response body ends.
+            access.held = (admitted, slot);
+            return page;
         }
         let mut resp = resp;
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -499,8 +595,15 @@ impl Inner {
             };
             let upstream_upgrade = hyper::upgrade::on(&mut resp);
             self.tunnels.spawn(client_upgrade, upstream_upgrade);
-            let (parts, _) = resp.into_parts();
+            let (mut parts, _) = resp.into_parts();
+            if connect_protocol.is_some() {
+                crate::websocket::to_http2_tunnel(&mut parts);
+            }
             return Response::from_parts(parts, empty());
+        }
+        // A 2xx to an extended CONNECT would open the client's tunnel onto nothing.
+        if connect_protocol.is_some() && resp.status().is_success() {
+            return self.error(StatusCode::BAD_GATEWAY, "upgrade-refused");
         }
         let (mut parts, body) = resp.into_parts();
         remove_hop_by_hop(&mut parts.headers);
@@ -520,13 +623,14 @@ impl Inner {
                 .append(header::SET_COOKIE, a.set_cookie(value, https, unix, path));
         }
         let body = body.map_err(Into::into).boxed_unsync();
-        // A body still to come may stall: watch the time between two reads.
-        let body = if body.is_end_stream() {
-            body
-        } else {
-            Idle::new(body, read_timeout).boxed_unsync()
-        };
-        hold(Response::from_parts(parts, body), admitted)
+        // The response body is wrapped once, by the caller (`ResponseBody`): it
+        // holds the limits and circuit slots until the body ends and, when a body
+        // is still to come, watches the time between two reads.
+        access.held = (admitted, slot);
+        if !body.is_end_stream() {
+            access.read_idle = Some(read_timeout);
+        }
+        Response::from_parts(parts, body)
     }
 }
 
@@ -562,59 +666,6 @@ impl Body for Limited {
             self.left -= n;
         }
         polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that fails when the upstream sends nothing for `timeout`
-/// (`proxy-read-timeout` between two reads, as nginx).
-struct Idle {
-    inner: ProxyBody,
-    timeout: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-/// The error an [`Idle`] body ends with.
-#[derive(Debug, thiserror::Error)]
-#[error("upstream read timeout")]
-struct ReadTimeout;
-
-impl Idle {
-    fn new(inner: ProxyBody, timeout: Duration) -> Idle {
-        Idle {
-            inner,
-            timeout,
-            sleep: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-}
-
-impl Body for Idle {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match Pin::new(&mut self.inner).poll_frame(cx) {
-            Poll::Ready(r) => {
-                let next = tokio::time::Instant::now() + self.timeout;
-                self.sleep.as_mut().reset(next);
-                Poll::Ready(r)
-            }
-            Poll::Pending => match self.sleep.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(ReadTimeout)))),
-                Poll::Pending => Poll::Pending,
-            },
-        }
     }
 
     fn is_end_stream(&self) -> bool {

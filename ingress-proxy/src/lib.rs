@@ -11,8 +11,11 @@
 //! within its rate and connection limits, body limit, timeouts and retries; pooled
 //! keep-alive connections, bodies streamed), redirected, or answered. A change to the folder is applied within
 //! about 100 ms; a change with syntax or schema errors is rejected and the last
-//! good table keeps serving. Upgraded connections (WebSocket) are spliced once the
-//! upstream answers 101 and survive table swaps.
+//! good table keeps serving. Upgraded connections (WebSocket, also over HTTP/2 by
+//! extended CONNECT) are spliced once the upstream answers 101 and survive table
+//! swaps. `backend-protocol` picks HTTP/1.1, HTTP/2 (gRPC, trailers intact) and TLS
+//! to the upstream (`proxy-ssl-*`, client certificates); mirrors get fire-and-forget
+//! copies.
 //!
 //! Parts, usable alone:
 //! - [`ProxyService`]: a tower `Service` carrying out decisions, for embedding in
@@ -43,16 +46,20 @@ mod connect;
 mod errors;
 mod forward;
 pub mod global;
+mod grpc;
 pub mod headers;
 mod limits;
 pub mod live;
 pub mod metrics;
+mod mirror;
 pub mod redis;
 pub mod server;
 pub mod service;
 pub mod source;
 pub mod tls;
 mod upgrade;
+mod upstream;
+mod websocket;
 
 pub use live::{Live, LiveTable};
 pub use metrics::Metrics;

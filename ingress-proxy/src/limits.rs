@@ -1,21 +1,15 @@
 //! Rate and connection limits: one [`Limits`] per Ingress and rate-limit policy,
 //! kept across table swaps (a config push does not hand every client a fresh
-//! burst), and a response body that holds the request's [`Admitted`](ingress_core::limits::Admitted) slot until
-//! it ends.
+//! burst). The response body holds the request's admitted slot until it ends
+//! (`access::ResponseBody`).
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 use ingress_core::RouteTable;
 use ingress_core::annotations::RateLimitPolicy;
 use ingress_core::limits::{Limits, StoreConfig};
 use ingress_core::model::ObjectRef;
-
-use crate::service::{BoxError, ProxyBody};
 
 type Key = (ObjectRef, RateLimitPolicy);
 
@@ -80,45 +74,5 @@ impl LimitSet {
     /// The limits of route `index`.
     pub(crate) fn route(&self, index: usize) -> RouteLimits {
         self.routes.get(index).cloned().unwrap_or(RouteLimits::None)
-    }
-}
-
-/// A response body that keeps a value (the request's [`Admitted`](ingress_core::limits::Admitted) slot, its
-/// circuit-breaker slot) until the body ends or is dropped.
-pub(crate) struct Holding<T> {
-    inner: ProxyBody,
-    held: Option<T>,
-}
-
-impl<T> Holding<T> {
-    pub(crate) fn new(inner: ProxyBody, held: T) -> Self {
-        Holding {
-            inner,
-            held: Some(held),
-        }
-    }
-}
-
-impl<T: Unpin> Body for Holding<T> {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.held = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

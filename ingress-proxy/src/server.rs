@@ -152,6 +152,8 @@ impl Proxy {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(100)
+            // RFC 8441: WebSocket over HTTP/2 (extended CONNECT).
+            .enable_connect_protocol()
             .max_header_list_size(64 * 1024)
             .initial_stream_window_size(64 * 1024)
             .initial_connection_window_size(1024 * 1024)

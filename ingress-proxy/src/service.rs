@@ -1,7 +1,6 @@
 //! [`ProxyService`]: a tower `Service` that routes each request with the live table
 //! and carries out the [`Decision`]: forward upstream, redirect, or answer.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,24 +16,22 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Body;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ingress_core::annotations::HeaderPolicy;
 use ingress_core::lb::circuit::CircuitLimits;
 use ingress_core::lb::outlier::OutlierConfig;
 use ingress_core::routing::RouteInputs;
 use ingress_core::{Decision, RequestView, Scheme};
 
-use crate::access::{Access, LoggedBody};
+use crate::access::{Access, ResponseBody};
 use crate::balance::Vars;
-use crate::connect::TimedConnector;
 use crate::forward::Forwarding;
 use crate::global::{GlobalConfig, GlobalLimits};
+use crate::grpc::LocalReply;
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
 use crate::upgrade::Tunnels;
+use crate::upstream::{Clients, UpstreamClient};
 
 /// The error type of bodies the proxy passes on.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -113,10 +110,12 @@ pub(crate) struct Inner {
     pub(crate) options: ServiceOptions,
     pub(crate) client: UpstreamClient,
     /// Clients for routes with their own `proxy-connect-timeout` or
-    /// `proxy-send-timeout`, by (connect, send) timeout.
-    pub(crate) clients: ArcSwap<BTreeMap<(Duration, Duration), UpstreamClient>>,
+    /// `proxy-send-timeout`, or another protocol or TLS to the upstream.
+    pub(crate) clients: ArcSwap<Clients>,
     pub(crate) ids: RequestIds,
     pub(crate) tunnels: Arc<Tunnels>,
+    /// The bound on mirror copies in flight.
+    pub(crate) mirrors: crate::mirror::Mirrors,
     /// The Redis-backed rate limits, when configured.
     pub(crate) global: Option<GlobalLimits>,
 }
@@ -143,6 +142,8 @@ enum Plan {
         /// The route's header control, when it has any.
         headers: Option<Box<HeaderPolicy>>,
         access_log: bool,
+        /// A copy to send to the route's mirror.
+        mirror: Option<Box<crate::mirror::Shadow>>,
     },
     Answer {
         status: StatusCode,
@@ -158,10 +159,13 @@ impl ProxyService {
     /// Tokio runtime when [`ServiceOptions::global_limits`] is set (it starts the
     /// Redis connection task; outside one, Redis counts as unavailable).
     pub fn new(live: Arc<LiveTable>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
-        let client = client(
+        let client = crate::upstream::client(
             options.connect_timeout,
             options.send_timeout,
             options.pool_idle_timeout,
+            false,
+            None,
+            None,
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         let global = options.global_limits.clone().map(GlobalLimits::start);
@@ -174,6 +178,7 @@ impl ProxyService {
                 clients: ArcSwap::default(),
                 ids: RequestIds::default(),
                 tunnels,
+                mirrors: crate::mirror::Mirrors::default(),
                 global,
             }),
         }
@@ -214,24 +219,6 @@ where
         let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
         Box::pin(async move { Ok(inner.handle(req).await) })
     }
-}
-
-/// A pooled upstream client.
-pub(crate) type UpstreamClient = Client<TimedConnector, ProxyBody>;
-
-/// A pooled upstream client whose connects time out after `connect` and whose
-/// writes may stay blocked for `send`.
-pub(crate) fn client(connect: Duration, send: Duration, idle: Duration) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(connect));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(idle)
-        .pool_timer(TokioTimer::new())
-        .build(TimedConnector {
-            inner: connector,
-            send,
-        })
 }
 
 /// The host a request is for: the URI authority (HTTP/2 `:authority`, HTTP/1.1
@@ -320,6 +307,7 @@ impl Inner {
         };
         let host = request_host(&req);
         let http1 = req.version() <= Version::HTTP_11;
+        let grpc = crate::grpc::is_grpc(req.headers());
         let mut access = Access {
             start,
             metrics: self.metrics.clone(),
@@ -337,6 +325,8 @@ impl Inner {
             status: 0,
             bytes: 0,
             log: true,
+            held: (None, None),
+            read_idle: None,
         };
         let plan = match host {
             Err(why) => Plan::Answer {
@@ -368,7 +358,12 @@ impl Inner {
                     client: client_ip,
                     headers: req.headers(),
                 };
-                plan(&live, live.table().route_with(&view, &inputs), &vars)
+                plan(
+                    &live,
+                    live.table().route_with(&view, &inputs),
+                    &vars,
+                    self.ids.roll(),
+                )
             }
         };
         let response = match plan {
@@ -384,6 +379,7 @@ impl Inner {
                 let has_body = !body.is_end_stream();
                 let mut resp = Response::new(body);
                 *resp.status_mut() = status;
+                resp.extensions_mut().insert(LocalReply(why));
                 let h = resp.headers_mut();
                 if has_body {
                     h.insert(
@@ -415,6 +411,7 @@ impl Inner {
                 forwarded_prefix,
                 headers,
                 access_log,
+                mirror,
             } => {
                 access.label = label;
                 access.decision = "forward";
@@ -442,20 +439,27 @@ impl Inner {
                     request_id,
                     forwarded_prefix: forwarded_prefix.as_deref(),
                     headers: headers.as_deref(),
+                    mirror,
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
                 append_headers(resp.headers_mut(), response_headers);
                 resp
             }
         };
+        let response = if grpc {
+            crate::grpc::local_reply(response)
+        } else {
+            response
+        };
         access.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
-        Response::from_parts(parts, LoggedBody::new(body, access).boxed_unsync())
+        Response::from_parts(parts, ResponseBody::new(body, access).boxed_unsync())
     }
 
     pub(crate) fn error(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
         let mut resp = Response::new(text(status, why));
         *resp.status_mut() = status;
+        resp.extensions_mut().insert(LocalReply(why));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -471,7 +475,7 @@ pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
     ingress_core::annotations::Requirement::ConnectionLimit,
 ];
 
-fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>) -> Plan {
+fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>, roll: u32) -> Plan {
     let label = d.route().and_then(|r| live.label(r)).cloned();
     let response_headers = d.response_headers().to_vec();
     match d {
@@ -516,6 +520,16 @@ fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>) -> Plan {
                     .filter(|h| !h.is_empty())
                     .map(|h| Box::new(h.clone())),
                 access_log: f.policy.access_log,
+                mirror: f
+                    .policy
+                    .mirror
+                    .as_ref()
+                    .filter(|m| m.sampled((roll % 100) as u8))
+                    .and_then(|m| {
+                        let ns = f.route.ingress().namespace.as_deref().unwrap_or("");
+                        crate::mirror::Shadow::new(m, ns, vars, live, roll / 100)
+                    })
+                    .map(Box::new),
             },
             None => Plan::Answer {
                 status: StatusCode::SERVICE_UNAVAILABLE,

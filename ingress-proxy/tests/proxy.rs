@@ -7,6 +7,10 @@ mod balancing;
 mod framing;
 #[path = "proxy/governance.rs"]
 mod governance;
+#[path = "proxy/mirror.rs"]
+mod mirror;
+#[path = "proxy/protocols.rs"]
+mod protocols;
 #[path = "proxy/reload.rs"]
 mod reload;
 #[path = "proxy/resilience.rs"]

@@ -14,7 +14,14 @@
 //! `FCGI` upstreams cannot be served: an Ingress asking for one fails closed
 //! (`annotation-unenforceable`) rather than talk HTTP to a FastCGI server.
 
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
 use crate::diagnostics::Code;
+use crate::tls::CertifiedKey;
 
 use super::client_tls::{self, CipherSuite, TlsVersion};
 use super::spec::{Risk, Scope, Support};
@@ -27,7 +34,7 @@ pub enum BackendProtocol {
     /// HTTP/1.1 in clear text.
     #[default]
     Http,
-    /// HTTP over TLS (HTTP/1.1, or HTTP/2 when the upstream offers it by ALPN).
+    /// HTTP/1.1 over TLS (as ingress-nginx's `proxy_pass https://`).
     Https,
     /// The client's scheme: HTTPS to the upstream for HTTPS clients, else HTTP.
     AutoHttp,
@@ -72,6 +79,86 @@ pub struct UpstreamTls {
     pub protocols: Vec<TlsVersion>,
     /// `proxy-ssl-ciphers`: TLS 1.2 suites in order. Empty: the default list.
     pub ciphers: Vec<CipherSuite>,
+    /// The content of `proxy-ssl-secret`, filled in by compile once the Secret is
+    /// found and readable (`None` when parsing alone, or without a secret).
+    pub resolved: Option<UpstreamTlsSecret>,
+}
+
+/// The content of a `proxy-ssl-secret`, parsed: what the data plane presents to the
+/// upstream and what it verifies the upstream with. `Debug` never prints key
+/// material.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct UpstreamTlsSecret {
+    /// `tls.crt` and `tls.key`: the client certificate (upstream mTLS).
+    pub client: Option<Arc<CertifiedKey>>,
+    /// `ca.crt`: the certificates trusted to verify the upstream's.
+    pub ca: Vec<CertificateDer<'static>>,
+}
+
+impl UpstreamTlsSecret {
+    /// Parse a Secret's `tls.crt`, `tls.key` and `ca.crt` (each optional, but the
+    /// first two go together and at least one part must be there).
+    pub fn from_parts(
+        crt: Option<&[u8]>,
+        key: Option<&[u8]>,
+        ca: Option<&[u8]>,
+    ) -> Result<Self, values::Invalid> {
+        let client = match (crt, key) {
+            (Some(c), Some(k)) => Some(Arc::new(
+                CertifiedKey::from_pem(c, k).map_err(|e| e.to_string())?,
+            )),
+            (None, None) => None,
+            (Some(_), None) => return Err("it has tls.crt but no tls.key".to_owned()),
+            (None, Some(_)) => return Err("it has tls.key but no tls.crt".to_owned()),
+        };
+        let ca = match ca {
+            Some(pem) => {
+                let certs = CertificateDer::pem_slice_iter(pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("ca.crt is not valid PEM: {e}"))?;
+                if certs.is_empty() {
+                    return Err("ca.crt holds no PEM CERTIFICATE block".to_owned());
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
+        if client.is_none() && ca.is_empty() {
+            return Err("it has none of tls.crt/tls.key and ca.crt".to_owned());
+        }
+        Ok(UpstreamTlsSecret { client, ca })
+    }
+
+    fn key_bytes(&self) -> Option<(&[CertificateDer<'static>], &[u8])> {
+        self.client
+            .as_deref()
+            .map(|c| (c.chain.as_slice(), c.key.secret_der()))
+    }
+}
+
+impl PartialEq for UpstreamTlsSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca == other.ca && self.key_bytes() == other.key_bytes()
+    }
+}
+
+impl Eq for UpstreamTlsSecret {}
+
+impl Hash for UpstreamTlsSecret {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.ca.hash(state);
+        self.key_bytes().hash(state);
+    }
+}
+
+impl std::fmt::Debug for UpstreamTlsSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTlsSecret")
+            .field("client", &self.client)
+            .field("ca", &self.ca.len())
+            .finish()
+    }
 }
 
 impl Default for UpstreamTls {
@@ -84,6 +171,7 @@ impl Default for UpstreamTls {
             server_name: false,
             protocols: Vec::new(),
             ciphers: Vec::new(),
+            resolved: None,
         }
     }
 }
@@ -460,6 +548,28 @@ mod tests {
 
     use super::*;
     use crate::annotations::test_util::{codes, run};
+
+    #[test]
+    fn proxy_ssl_secret_parts() {
+        let c = rcgen::generate_simple_self_signed(vec!["api.ns.svc".to_owned()]).expect("rcgen");
+        let (crt, key) = (c.cert.pem(), c.signing_key.serialize_pem());
+        let (crt, key) = (crt.as_bytes(), key.as_bytes());
+        let full = UpstreamTlsSecret::from_parts(Some(crt), Some(key), Some(crt)).expect("full");
+        assert!(full.client.is_some() && full.ca.len() == 1);
+        assert_eq!(full, full.clone());
+        let ca_only = UpstreamTlsSecret::from_parts(None, None, Some(crt)).expect("ca only");
+        assert!(ca_only.client.is_none() && ca_only != full);
+        assert!(!format!("{full:?}").contains("PRIVATE"));
+        for (crt, key, ca) in [
+            (Some(crt), None, None),
+            (None, Some(key), Some(crt)),
+            (None, None, None),
+            (None, None, Some(&b"not pem"[..])),
+            (Some(key), Some(key), None),
+        ] {
+            assert!(UpstreamTlsSecret::from_parts(crt, key, ca).is_err());
+        }
+    }
 
     #[test]
     fn defaults() {

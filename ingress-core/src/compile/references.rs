@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::annotations::auth::{SecretType, parse_htpasswd};
+use crate::annotations::backend::UpstreamTlsSecret;
 use crate::annotations::values::ObjectName;
 use crate::annotations::{FailClosed, IngressPolicy, annotation_field};
 use crate::diagnostics::{Code, Diagnostic};
@@ -116,14 +117,39 @@ pub(super) fn resolve(
         {
             failed.push(k);
         }
-        if let Some(secret) = policy
+        if let Some(name) = policy
             .backend
             .upstream_tls
             .as_ref()
             .and_then(|t| t.secret.clone())
-            && let Err(k) = lookup("proxy-ssl-secret", &secret, diags)
         {
-            failed.push(k);
+            match lookup("proxy-ssl-secret", &name, diags) {
+                Err(k) => failed.push(k),
+                Ok(secret) => match UpstreamTlsSecret::from_parts(
+                    secret.get("tls.crt"),
+                    secret.get("tls.key"),
+                    secret.get("ca.crt"),
+                ) {
+                    Ok(parsed) => {
+                        if let Some(t) = policy.backend.upstream_tls.as_mut() {
+                            t.resolved = Some(parsed);
+                        }
+                    }
+                    Err(why) => {
+                        let full = "nginx.ingress.kubernetes.io/proxy-ssl-secret".to_owned();
+                        diags.push(Diagnostic::new(
+                            Code::AnnotationReferenceInvalid,
+                            Some(v.r.as_ref().clone()),
+                            Some(annotation_field(&full)),
+                            format!(
+                                "Secret {namespace}/{} cannot be used for TLS to the upstream: {why}; the routes answer 503",
+                                name.name
+                            ),
+                        ));
+                        failed.push(full);
+                    }
+                },
+            }
         }
         if !failed.is_empty() {
             let fc = policy

@@ -102,7 +102,7 @@ pub async fn echo(name: &'static str) -> Upstream {
     }
 }
 
-async fn echo_handle(
+pub async fn echo_handle(
     name: &'static str,
     mut req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
