@@ -216,6 +216,10 @@ pub struct ClientTlsPolicy {
     /// Client-certificate authentication is on when this is set. The compile step
     /// resolves it (and refuses another namespace unless allowed).
     pub ca_secret: Option<ObjectName>,
+    /// The certificates of the secret's `ca.crt` (DER), read by the compile step.
+    /// Empty until compiled; a Secret that is missing or holds no usable
+    /// certificate fails the routes closed.
+    pub ca_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// `auth-tls-verify-client` (default on).
     pub verify: VerifyClient,
     /// `auth-tls-verify-depth` (default 1): the most certificates a client's chain
@@ -245,6 +249,7 @@ impl Default for ClientTlsPolicy {
     fn default() -> Self {
         ClientTlsPolicy {
             ca_secret: None,
+            ca_certificates: Vec::new(),
             verify: VerifyClient::On,
             verify_depth: 1,
             error_page: None,
