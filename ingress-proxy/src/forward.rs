@@ -52,6 +52,8 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) request_id: HeaderValue,
     pub(crate) forwarded_prefix: Option<&'a str>,
     pub(crate) headers: Option<&'a HeaderPolicy>,
+    /// Where external auth leaves the cookies for the client's response.
+    pub(crate) auth_cookies: &'a crate::auth::CookieCell,
 }
 
 /// The absolute URI the pooled client sends to: `http://endpoint/target`.
@@ -176,6 +178,11 @@ impl Inner {
             if declared.is_some_and(|n| n > max) || req.body().size_hint().lower() > max {
                 return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
             }
+        }
+        // Authentication (nginx's access phase, after limits): a denial is answered
+        // without upstream contact.
+        if let Err(resp) = self.authorize(&mut req, &f, route).await {
+            return resp;
         }
         let accept = req.headers().get(header::ACCEPT).cloned();
         let upgrade = is_upgrade(&req);

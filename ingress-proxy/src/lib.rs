@@ -38,6 +38,7 @@
 
 mod access;
 pub mod admin;
+mod auth;
 mod balance;
 mod connect;
 mod errors;
@@ -46,6 +47,7 @@ pub mod headers;
 mod limits;
 pub mod live;
 pub mod metrics;
+mod mtls;
 pub mod server;
 pub mod service;
 pub mod source;

@@ -104,6 +104,7 @@ pub(crate) struct Inner {
     pub(crate) clients: ArcSwap<BTreeMap<(Duration, Duration), UpstreamClient>>,
     pub(crate) ids: RequestIds,
     pub(crate) tunnels: Arc<Tunnels>,
+    pub(crate) auth: crate::auth::AuthState,
 }
 
 /// What a decision asks for, owned, so the request can be taken apart after routing.
@@ -147,6 +148,7 @@ impl ProxyService {
             options.pool_idle_timeout,
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
+        let auth = crate::auth::AuthState::new(options.connect_timeout, options.pool_idle_timeout);
         ProxyService {
             inner: Arc::new(Inner {
                 live,
@@ -156,6 +158,7 @@ impl ProxyService {
                 clients: ArcSwap::default(),
                 ids: RequestIds::default(),
                 tunnels,
+                auth,
             }),
         }
     }
@@ -349,7 +352,18 @@ impl Inner {
                     client: client_ip,
                     headers: req.headers(),
                 };
-                plan(&live, live.table().route_with(&view, &inputs), &vars)
+                let d = live.table().route_with(&view, &inputs);
+                let client_auth = req.extensions().get::<Arc<crate::mtls::ClientAuth>>();
+                match crate::mtls::gate(&live, &d, client_auth, scheme) {
+                    Some((status, location, why)) => Plan::Answer {
+                        status,
+                        location,
+                        why,
+                        response_headers: Vec::new(),
+                        label: d.route().and_then(|r| live.label(r)).cloned(),
+                    },
+                    None => plan(&live, d, &vars),
+                }
             }
         };
         let response = match plan {
@@ -406,6 +420,7 @@ impl Inner {
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_owned();
+                let auth_cookies = crate::auth::CookieCell::new();
                 let fwd = Forwarding {
                     live: &live,
                     route,
@@ -423,8 +438,12 @@ impl Inner {
                     request_id,
                     forwarded_prefix: forwarded_prefix.as_deref(),
                     headers: headers.as_deref(),
+                    auth_cookies: &auth_cookies,
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
+                if let Some(c) = auth_cookies.into_inner() {
+                    c.apply(&mut resp);
+                }
                 append_headers(resp.headers_mut(), response_headers);
                 resp
             }
@@ -448,6 +467,9 @@ impl Inner {
 /// The security controls (`IngressPolicy::requirements`) this proxy carries out. A
 /// route that asks for any other answers 503.
 pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
+    ingress_core::annotations::Requirement::BasicAuth,
+    ingress_core::annotations::Requirement::ExternalAuth,
+    ingress_core::annotations::Requirement::ClientCertificate,
     ingress_core::annotations::Requirement::RateLimit,
     ingress_core::annotations::Requirement::ConnectionLimit,
 ];
