@@ -6,7 +6,9 @@
 //! Basic auth: `auth-type: basic` with `auth-secret` (an `auth-file` Secret holds
 //! htpasswd text under `auth`; an `auth-map` Secret holds one user per key, the
 //! hash as value). The compile step reads the Secret with [`parse_htpasswd`] /
-//! [`PasswordHash::parse`]; `auth-type: digest` is not supported and fails closed.
+//! [`PasswordHash::parse`]; a data plane checks passwords with
+//! [`PasswordHash::verify`] (see [`crate::auth`]). `auth-type: digest` is not
+//! supported and fails closed.
 //!
 //! External auth: for every request the gateway sends `auth-method` to the
 //! rendered `auth-url` with the original request's headers (and
@@ -353,7 +355,7 @@ static KEYS: &[KeySpec] = &[
     key("auth-secret-type")
         .grammar("`auth-file` or `auth-map`")
         .default("auth-file")
-        .doc("auth-file: htpasswd text under `auth` ({SHA}, $apr1$, bcrypt, crypt); auth-map: one key per user, the hash as value.")
+        .doc("auth-file: htpasswd text under `auth`; auth-map: one key per user, the hash as value. Hashes: bcrypt ($2y$, $2a$, $2b$), {SHA}, {SSHA}, {PLAIN}, $apr1$, $1$; a traditional DES crypt hash never matches.")
         .security(),
     key("auth-realm")
         .grammar("text without quotes or backslashes")
