@@ -11,14 +11,19 @@
 //! material is kept in memory. The other hashes are verified inline
 //! (microseconds).
 //!
-//! External auth: one sub-request per request (answers are not cached), plain
-//! `http://` auth URLs only: an `https://` auth URL is answered 500 (fail
-//! closed), as is an auth service that refuses, times out (the route's connect
-//! and read timeouts) or answers anything but 2xx, 401 or 403.
+//! External auth: one sub-request per request, unless `auth-cache-key` is set:
+//! then answers are cached (status and headers, in memory, per proxy) under the
+//! route, the rendered auth URL and the evaluated key, for `auth-cache-duration`
+//! (at most [`AUTH_CACHE_ENTRIES`] entries; a key with an unsupported variable is
+//! not cached). Plain `http://` auth URLs only: an `https://` auth URL is
+//! answered 500 (fail closed), as is an auth service that refuses, times out
+//! (the route's connect and read timeouts) or answers anything but 2xx, 401 or
+//! 403.
 
 use std::borrow::Cow;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -27,11 +32,11 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use ingress_core::Scheme;
 use ingress_core::annotations::auth::{BasicAuth, ExternalAuth};
 use ingress_core::annotations::template::Var;
 use ingress_core::auth::external::{self, Original, Verdict};
 use ingress_core::routing::{Route, RouteHost};
-use ingress_core::Scheme;
 use tokio::sync::Semaphore;
 
 use crate::balance::Vars;
@@ -42,6 +47,17 @@ use crate::service::{Inner, ProxyBody, text};
 /// How many bcrypt verifications run at once.
 pub(crate) const BCRYPT_PARALLEL: usize = 4;
 
+/// The most auth answers kept in the cache.
+pub(crate) const AUTH_CACHE_ENTRIES: usize = 10_000;
+
+/// One cached auth answer.
+#[derive(Debug)]
+struct Cached {
+    expires: Instant,
+    status: StatusCode,
+    headers: http::HeaderMap,
+}
+
 /// The largest auth answer body read (to keep the connection reusable).
 const MAX_AUTH_BODY: usize = 64 * 1024;
 
@@ -50,6 +66,7 @@ const MAX_AUTH_BODY: usize = 64 * 1024;
 pub(crate) struct AuthState {
     client: Client<HttpConnector, Empty<Bytes>>,
     bcrypt: Arc<Semaphore>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl AuthState {
@@ -63,7 +80,35 @@ impl AuthState {
                 .pool_timer(TokioTimer::new())
                 .build(connector),
             bcrypt: Arc::new(Semaphore::new(BCRYPT_PARALLEL)),
+            cache: Mutex::new(HashMap::new()),
         }
+    }
+
+    fn cached(&self, key: &str) -> Option<(StatusCode, http::HeaderMap)> {
+        let cache = self.cache.lock().ok()?;
+        let c = cache.get(key).filter(|c| c.expires > Instant::now())?;
+        Some((c.status, c.headers.clone()))
+    }
+
+    fn store(&self, key: String, ttl: Duration, status: StatusCode, headers: &http::HeaderMap) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if cache.len() >= AUTH_CACHE_ENTRIES {
+            cache.retain(|_, c| c.expires > now);
+            if cache.len() >= AUTH_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(
+            key,
+            Cached {
+                expires: now + ttl,
+                status,
+                headers: headers.clone(),
+            },
+        );
     }
 }
 
@@ -231,13 +276,40 @@ impl Inner {
             remote_addr: f.client_ip,
             request_id: Some(&f.request_id),
         };
-        let status_and_headers = self.ask(&url, ext, req.headers(), &original, &redirect, route);
-        let (status, answer_headers) = match status_and_headers.await {
-            Ok(a) => a,
-            Err(why) => {
-                tracing::warn!(auth_url = %url, why, "external auth failed; denying");
-                return Err(answer(StatusCode::INTERNAL_SERVER_ERROR, "auth-unavailable"));
-            }
+        let cache_key = ext.cache_key.as_deref().and_then(|raw| {
+            let user =
+                ingress_core::auth::basic::credentials(req.headers()).map(|c| c.user.clone());
+            let key = external::cache_key(raw, user.as_deref(), |v| vars.get(v))?;
+            Some(format!(
+                "{}\0{}\0{}\0{url}\0{key}",
+                route.host(),
+                route.ingress(),
+                route.field()
+            ))
+        });
+        let hit = cache_key.as_deref().and_then(|k| self.auth.cached(k));
+        let (status, answer_headers) = match hit {
+            Some(a) => a,
+            None => match self
+                .ask(&url, ext, req.headers(), &original, &redirect, route)
+                .await
+            {
+                Ok((status, headers)) => {
+                    if let Some(k) = cache_key
+                        && let Some(ttl) = external::cache_ttl(&ext.cache_duration, status)
+                    {
+                        self.auth.store(k, ttl, status, &headers);
+                    }
+                    (status, headers)
+                }
+                Err(why) => {
+                    tracing::warn!(auth_url = %url, why, "external auth failed; denying");
+                    return Err(answer(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "auth-unavailable",
+                    ));
+                }
+            },
         };
         match external::verdict(status, signin) {
             Verdict::Allow => {
@@ -295,7 +367,9 @@ impl Inner {
         redirect: &str,
         route: &Route,
     ) -> Result<(StatusCode, http::HeaderMap), &'static str> {
-        let uri: Uri = url.parse().map_err(|_| "auth-url does not render to a URI")?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| "auth-url does not render to a URI")?;
         if uri.scheme_str() != Some("http") {
             return Err("only http:// auth URLs are supported");
         }
@@ -306,7 +380,8 @@ impl Inner {
         *sub.uri_mut() = uri;
         *sub.headers_mut() = headers;
         let t = &route.policy().timeouts;
-        let budget = t.connect_or(self.options.connect_timeout) + t.read_or(self.options.read_timeout);
+        let budget =
+            t.connect_or(self.options.connect_timeout) + t.read_or(self.options.read_timeout);
         let resp = tokio::time::timeout(budget, self.auth.client.request(sub))
             .await
             .map_err(|_| "auth service timed out")?

@@ -108,7 +108,11 @@ impl ClientAuthSet {
             let anchors: Vec<TrustAnchor<'static>> = p
                 .ca_certificates
                 .iter()
-                .filter_map(|c| webpki::anchor_from_trusted_cert(c).ok().map(|a| a.to_owned()))
+                .filter_map(|c| {
+                    webpki::anchor_from_trusted_cert(c)
+                        .ok()
+                        .map(|a| a.to_owned())
+                })
                 .collect();
             let anchors = if anchors.len() == p.ca_certificates.len() {
                 anchors
@@ -323,7 +327,10 @@ pub(crate) fn gate(
     if scheme == Scheme::Http && matches!(d, Decision::Redirect(_)) {
         return None;
     }
-    let Some(host) = live.client_auth.for_host(route.host()).filter(|h| !h.anchors.is_empty())
+    let Some(host) = live
+        .client_auth
+        .for_host(route.host())
+        .filter(|h| !h.anchors.is_empty())
     else {
         return Some((StatusCode::SERVICE_UNAVAILABLE, None, "unenforced-policy"));
     };
@@ -347,7 +354,11 @@ pub(crate) fn gate(
     let why = match client_cert::gate(p, &conn.verification, cns) {
         Gate::Pass => return None,
         Gate::CnMismatch => {
-            return Some((StatusCode::FORBIDDEN, None, "client certificate unauthorized"));
+            return Some((
+                StatusCode::FORBIDDEN,
+                None,
+                "client certificate unauthorized",
+            ));
         }
         Gate::NoCertificate => "No required SSL certificate was sent",
         Gate::CertificateError => "The SSL certificate error",

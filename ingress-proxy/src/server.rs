@@ -318,7 +318,8 @@ impl Server {
                 self.serve(TokioIo::new(tcp), info, None, watcher).await;
             }
             Kind::Https(handshaker) => {
-                let tls = tokio::time::timeout(self.handshake_timeout, handshaker.accept(tcp)).await;
+                let tls =
+                    tokio::time::timeout(self.handshake_timeout, handshaker.accept(tcp)).await;
                 match tls {
                     Ok(Ok((stream, client_auth))) => {
                         let info = ConnInfo {

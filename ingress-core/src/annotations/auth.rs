@@ -177,9 +177,10 @@ pub struct ExternalAuth {
     pub request_redirect: Option<Template>,
     /// `auth-proxy-set-headers` (not read: ConfigMaps are not read).
     pub proxy_set_headers: Option<ObjectName>,
-    /// `auth-cache-key` as written (checked, not applied: answers are not cached).
+    /// `auth-cache-key` as written: answers are cached under its evaluation
+    /// ([`crate::auth::external::cache_key`]).
     pub cache_key: Option<String>,
-    /// `auth-cache-duration` (parsed, not applied).
+    /// `auth-cache-duration` ([`crate::auth::external::cache_ttl`]).
     pub cache_duration: Vec<AuthCacheDuration>,
     /// `auth-keepalive*` (parsed, not applied).
     pub keepalive: AuthKeepalive,
@@ -336,8 +337,6 @@ const fn key(name: &'static str) -> KeySpec {
     KeySpec::new(name, Family::Auth)
 }
 
-const NOT_CACHED: Support =
-    Support::NotEnforced("auth answers are not cached: every request asks the auth service");
 const OWN_POOL: Support = Support::NotEnforced(
     "connections to the auth service are pooled with the gateway's own limits",
 );
@@ -397,14 +396,12 @@ static KEYS: &[KeySpec] = &[
         .risk(Risk::Medium),
     key("auth-cache-key")
         .grammar("`[A-Za-z0-9-_${}]` (nginx variables)")
-        .doc("Cache auth answers under this key.")
-        .risk(Risk::Medium)
-        .support(NOT_CACHED),
+        .doc("Cache auth answers (per proxy, in memory) under the route, the auth URL and this key; variables: $remote_user, $http_<name>, $cookie_<name>, $arg_<name>, $host, $uri, $request_uri, $remote_addr... (an unsupported one disables the cache).")
+        .risk(Risk::Medium),
     key("auth-cache-duration")
         .grammar("comma-separated `<codes...> <duration>` (units ms s m h d w M y)")
         .default("200 202 401 5m")
-        .doc("How long auth answers are cached, per status.")
-        .support(NOT_CACHED),
+        .doc("How long auth answers are cached, per status (an entry without codes: 200, 301, 302); needs auth-cache-key."),
     key("auth-keepalive")
         .grammar("whole number")
         .default("0")

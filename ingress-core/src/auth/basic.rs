@@ -101,7 +101,10 @@ mod tests {
     #[test]
     fn credentials_as_nginx_reads_them() {
         let c = credentials(&headers(&format!("Basic {}", b64("alice:se:cret")))).expect("ok");
-        assert_eq!((c.user.as_str(), c.password.as_slice()), ("alice", &b"se:cret"[..]));
+        assert_eq!(
+            (c.user.as_str(), c.password.as_slice()),
+            ("alice", &b"se:cret"[..])
+        );
         assert!(format!("{c:?}").contains("alice") && !format!("{c:?}").contains("se:cret"));
         let c = credentials(&headers(&format!("bAsIc  {} ", b64("bob:")))).expect("ok");
         assert_eq!((c.user.as_str(), c.password.len()), ("bob", 0));

@@ -240,7 +240,10 @@ mod tests {
         assert_eq!(p.subject_dn, "CN=client one,O=Acme\\, Inc.");
         assert_eq!(p.issuer_dn, p.subject_dn);
         assert_eq!(p.common_names, ["client one"]);
-        assert!(p.escaped_pem.starts_with("-----BEGIN%20CERTIFICATE-----%0A"));
+        assert!(
+            p.escaped_pem
+                .starts_with("-----BEGIN%20CERTIFICATE-----%0A")
+        );
         assert!(!p.escaped_pem.contains(['\n', '+', '/', '=']));
         let ca = read_ca(cert.pem().as_bytes()).expect("ca");
         assert_eq!(ca.len(), 1);
@@ -259,9 +262,15 @@ mod tests {
         let cns = ["alice".to_owned()];
         let on = policy(&[("auth-tls-secret", "ca")]);
         assert_eq!(gate(&on, &Verification::Verified, &cns), Gate::Pass);
-        assert_eq!(gate(&on, &Verification::NoCertificate, none), Gate::NoCertificate);
+        assert_eq!(
+            gate(&on, &Verification::NoCertificate, none),
+            Gate::NoCertificate
+        );
         assert_eq!(gate(&on, &failed(true), &cns), Gate::CertificateError);
-        let opt = policy(&[("auth-tls-secret", "ca"), ("auth-tls-verify-client", "optional")]);
+        let opt = policy(&[
+            ("auth-tls-secret", "ca"),
+            ("auth-tls-verify-client", "optional"),
+        ]);
         assert_eq!(gate(&opt, &Verification::NoCertificate, none), Gate::Pass);
         assert_eq!(gate(&opt, &failed(true), &cns), Gate::CertificateError);
         let no_ca = policy(&[

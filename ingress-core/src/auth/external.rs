@@ -19,7 +19,8 @@ use std::net::IpAddr;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
-use crate::annotations::auth::ExternalAuth;
+use crate::annotations::auth::{AuthCacheDuration, ExternalAuth};
+use crate::annotations::template::{self, Part, Var};
 
 /// What a request looked like, for the auth sub-request.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +106,10 @@ pub fn subrequest_headers(
     set("x-original-method", original.method.as_str());
     set("x-scheme", original.scheme);
     set("x-sent-from", "nginx-ingress-controller");
-    let addr = original.remote_addr.map(|a| a.to_string()).unwrap_or_default();
+    let addr = original
+        .remote_addr
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     set("x-real-ip", &addr);
     set("x-forwarded-for", &addr);
     set("x-auth-request-redirect", redirect);
@@ -191,6 +195,73 @@ pub fn copy_response_headers(ext: &ExternalAuth, answer: &HeaderMap, upstream: &
     }
 }
 
+/// Evaluate `auth-cache-key`: `$name` / `${name}` are the template variables
+/// ([`Var`]) plus `$remote_user` (the user of Basic credentials); other text is
+/// kept. `None` when a variable is not supported (the answer is then not cached).
+pub fn cache_key<'v>(
+    raw: &str,
+    remote_user: Option<&str>,
+    var: impl Fn(&Var) -> Option<std::borrow::Cow<'v, str>>,
+) -> Option<String> {
+    let mut out = String::new();
+    let mut rest = raw;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        let (name, next) = match after.strip_prefix('{') {
+            Some(b) => {
+                let end = b.find('}')?;
+                (&b[..end], &b[end + 1..])
+            }
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[end..])
+            }
+        };
+        if name == "remote_user" {
+            out.push_str(remote_user.unwrap_or(""));
+        } else {
+            let t = template::parse(&format!("${{{name}}}"), |_| false).ok()?;
+            for p in &t.parts {
+                if let Part::Var(v) = p
+                    && let Some(s) = var(v)
+                {
+                    out.push_str(&s);
+                }
+            }
+        }
+        rest = next;
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// How long an auth answer with `status` is cached under `auth-cache-duration`
+/// (empty: ingress-nginx's default `200 202 401 5m`). An entry without status
+/// codes means 200, 301 and 302, as nginx's `proxy_cache_valid`. `None`: not
+/// cached.
+pub fn cache_ttl(
+    durations: &[AuthCacheDuration],
+    status: StatusCode,
+) -> Option<std::time::Duration> {
+    if durations.is_empty() {
+        return [200, 202, 401]
+            .contains(&status.as_u16())
+            .then(|| std::time::Duration::from_secs(300));
+    }
+    durations
+        .iter()
+        .find(|d| {
+            d.any
+                || d.statuses.contains(&status)
+                || (d.statuses.is_empty() && [200, 301, 302].contains(&status.as_u16()))
+        })
+        .map(|d| d.ttl)
+        .filter(|t| !t.is_zero())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +342,50 @@ mod tests {
             loc("https://login.test/start?rd=/home"),
             "https://login.test/start?rd=/home"
         );
+    }
+
+    #[test]
+    fn cache_keys_and_ttls() {
+        use std::borrow::Cow;
+        let var = |v: &Var| match v {
+            Var::Header(h) if h == "authorization" => Some(Cow::Borrowed("Basic YTpi")),
+            Var::Host => Some(Cow::Borrowed("shop.test")),
+            _ => None,
+        };
+        assert_eq!(
+            cache_key("$remote_user$http_authorization", Some("a"), var).as_deref(),
+            Some("aBasic YTpi")
+        );
+        assert_eq!(
+            cache_key("k-${host}_$cookie_sid", None, var).as_deref(),
+            Some("k-shop.test_")
+        );
+        assert_eq!(cache_key("$nope", None, var), None);
+        assert_eq!(cache_key("${host", None, var), None);
+        let s = |n| StatusCode::from_u16(n).expect("status");
+        assert_eq!(
+            cache_ttl(&[], s(200)),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(cache_ttl(&[], s(403)), None);
+        let e = ext(&[
+            ("auth-url", "http://auth.test/check"),
+            ("auth-cache-key", "$http_authorization"),
+            ("auth-cache-duration", "200 1m, 401 10s, 30s"),
+        ]);
+        assert_eq!(
+            cache_ttl(&e.cache_duration, s(200)),
+            Some(std::time::Duration::from_secs(60))
+        );
+        assert_eq!(
+            cache_ttl(&e.cache_duration, s(401)),
+            Some(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(
+            cache_ttl(&e.cache_duration, s(302)),
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(cache_ttl(&e.cache_duration, s(500)), None);
     }
 
     #[test]

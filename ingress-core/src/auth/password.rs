@@ -41,16 +41,12 @@ impl PasswordHash {
                 h.finalize().as_slice().ct_eq(digest).into()
             }
             PasswordHash::Plain(p) => p.as_bytes().ct_eq(password).into(),
-            PasswordHash::Apr1 { salt, hash } => {
-                md5_crypt(password, salt.as_bytes(), b"$apr1$")
-                    .ct_eq(hash.as_bytes())
-                    .into()
-            }
-            PasswordHash::Md5Crypt { salt, hash } => {
-                md5_crypt(password, salt.as_bytes(), b"$1$")
-                    .ct_eq(hash.as_bytes())
-                    .into()
-            }
+            PasswordHash::Apr1 { salt, hash } => md5_crypt(password, salt.as_bytes(), b"$apr1$")
+                .ct_eq(hash.as_bytes())
+                .into(),
+            PasswordHash::Md5Crypt { salt, hash } => md5_crypt(password, salt.as_bytes(), b"$1$")
+                .ct_eq(hash.as_bytes())
+                .into(),
             PasswordHash::Bcrypt {
                 cost, salt, hash, ..
             } => bcrypt_verify(*cost, salt, hash, password),
@@ -215,7 +211,10 @@ mod tests {
         // DES crypt is recognised, never verified.
         let h = PasswordHash::parse("abJnggxhB/yWI").expect("crypt");
         assert!(!h.verify(b"secret") && !h.is_slow());
-        assert!(PasswordHash::parse("$2y$04$jKrnOTPqb18NZYA0Qo9rkuUIzRmgZD/Re10/CqvzQMp/KnG8rp5/2").is_ok_and(|h| h.is_slow()));
+        assert!(
+            PasswordHash::parse("$2y$04$jKrnOTPqb18NZYA0Qo9rkuUIzRmgZD/Re10/CqvzQMp/KnG8rp5/2")
+                .is_ok_and(|h| h.is_slow())
+        );
     }
 
     #[test]

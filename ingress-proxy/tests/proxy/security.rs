@@ -73,7 +73,10 @@ async fn basic_auth_checks_htpasswd_and_auth_map_secrets() -> TestResult {
                 &[("map.test", "/", "up")],
                 &[],
             ),
-            secret("users", &[("auth", &format!("alice:{ALICE}\nerin:{ERIN}\n"))]),
+            secret(
+                "users",
+                &[("auth", &format!("alice:{ALICE}\nerin:{ERIN}\n"))],
+            ),
             secret("map", &[("erin", ERIN)]),
             service("up", &[up.addr]),
         ]),
@@ -97,7 +100,11 @@ async fn basic_auth_checks_htpasswd_and_auth_map_secrets() -> TestResult {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth:?}");
         assert_eq!(r.headers["www-authenticate"], "Basic realm=\"Staff only\"");
     }
-    assert_eq!(up.hits.load(Ordering::SeqCst), 0, "no upstream contact on denial");
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        0,
+        "no upstream contact on denial"
+    );
     let r = call("file.test", Some(basic_header("alice", "secret"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(
@@ -206,6 +213,16 @@ async fn external_auth_asks_the_auth_service_and_fails_closed() -> TestResult {
                 &[],
             ),
             ingress_with(
+                "cached",
+                &[
+                    (&a("auth-url"), &url),
+                    (&a("auth-cache-key"), "$http_x_token"),
+                    (&a("auth-cache-duration"), "200 1m"),
+                ],
+                &[("cached.test", "/", "up")],
+                &[],
+            ),
+            ingress_with(
                 "down",
                 &[(&a("auth-url"), &format!("http://127.0.0.1:{down}/check"))],
                 &[("down.test", "/", "up")],
@@ -229,7 +246,11 @@ async fn external_auth_asks_the_auth_service_and_fails_closed() -> TestResult {
     let r = call("ext.test", "good").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.seen("x-user").as_deref(), Some("alice"));
-    assert_eq!(r.seen("x-email"), None, "a named header the auth answer lacks is removed");
+    assert_eq!(
+        r.seen("x-email"),
+        None,
+        "a named header the auth answer lacks is removed"
+    );
     assert_eq!(r.seen("x-ignored"), None);
     assert_eq!(r.headers["set-cookie"], "session=s1; Path=/");
     {
@@ -249,8 +270,14 @@ async fn external_auth_asks_the_auth_service_and_fails_closed() -> TestResult {
         assert!(h.get("content-length").is_none());
     }
     let hits = up.hits.load(Ordering::SeqCst);
-    assert_eq!(call("ext.test", "nope").await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(call("ext.test", "forbid").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call("ext.test", "nope").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call("ext.test", "forbid").await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(
         call("ext.test", "boom").await.status,
         StatusCode::INTERNAL_SERVER_ERROR
@@ -261,10 +288,43 @@ async fn external_auth_asks_the_auth_service_and_fails_closed() -> TestResult {
         r.headers["location"],
         "https://login.test/start?rd=http://signin.test%2Fapp%2Fpage%3Fid%3D7"
     );
-    assert_eq!(call("signin.test", "forbid").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call("signin.test", "forbid").await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        hits,
+        "no upstream contact on denial"
+    );
+    // auth-cache-key: a 200 is asked once per key; a 403 is not cached.
+    let asked = || auth.seen.lock().expect("lock").len();
+    let before = asked();
+    for _ in 0..3 {
+        let r = call("cached.test", "good").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.seen("x-user"), None, "no auth-response-headers here");
+    }
+    assert_eq!(asked(), before + 1, "cached under the key");
+    for _ in 0..2 {
+        assert_eq!(
+            call("cached.test", "forbid").await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    assert_eq!(asked(), before + 3, "403 is not cached");
+    let hits = up.hits.load(Ordering::SeqCst);
     let r = call("down.test", "good").await;
-    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "auth service down: fail closed");
-    assert_eq!(up.hits.load(Ordering::SeqCst), hits, "no upstream contact on denial");
+    assert_eq!(
+        r.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "auth service down: fail closed"
+    );
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        hits,
+        "no upstream contact on denial"
+    );
     p.shutdown().await;
     Ok(())
 }
@@ -280,9 +340,27 @@ impl Pki {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
         let key = rcgen::KeyPair::generate().expect("key");
         let ca = params.self_signed(&key).expect("ca");
+        Pki {
+            ca,
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// An intermediate CA signed by this one.
+    fn intermediate(&self, name: &str) -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let ca = params.signed_by(&key, &self.issuer).expect("intermediate");
         Pki {
             ca,
             issuer: rcgen::Issuer::new(params, key),
@@ -292,7 +370,9 @@ impl Pki {
     fn client(&self, cn: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name = rcgen::DistinguishedName::new();
-        params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
         let key = rcgen::KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.issuer).expect("signed");
@@ -308,6 +388,16 @@ async fn mtls_get(
     host: &str,
     client: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
 ) -> Reply {
+    mtls_chain_get(addr, sni, host, client.map(|(c, k)| (vec![c], k))).await
+}
+
+/// [`mtls_get`] with a chain (leaf first).
+async fn mtls_chain_get(
+    addr: SocketAddr,
+    sni: &str,
+    host: &str,
+    client: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+) -> Reply {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -315,21 +405,31 @@ async fn mtls_get(
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)));
     let config = match client {
-        Some((c, k)) => builder.with_client_auth_cert(vec![c], k).expect("client cert"),
+        Some((c, k)) => builder.with_client_auth_cert(c, k).expect("client cert"),
         None => builder.with_no_client_auth(),
     };
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from(sni.to_owned()).expect("sni");
     let stream = connector.connect(name, tcp).await.expect("TLS handshake");
-    h1_on(TokioIo::new(stream), get(host, "/").body(empty()).expect("request")).await
+    h1_on(
+        TokioIo::new(stream),
+        get(host, "/").body(empty()).expect("request"),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_are_asked_for_verified_and_passed_upstream() -> TestResult {
     let up = echo("up").await;
     let (pki, other) = (Pki::new("Test CA"), Pki::new("Other CA"));
-    let server = cert(&["mtls.test", "opt.test", "page.test", "plain.test"]);
+    let server = cert(&[
+        "mtls.test",
+        "opt.test",
+        "page.test",
+        "plain.test",
+        "deep.test",
+    ]);
     let dir = tempfile::tempdir()?;
     let ca_pem = pki.ca.pem();
     write(
@@ -365,46 +465,95 @@ async fn client_certificates_are_asked_for_verified_and_passed_upstream() -> Tes
                 &[("page.test", "/", "up")],
                 &[("page.test", "server")],
             ),
-            ingress("plain", &[("plain.test", "/", "up")], &[("plain.test", "server")]),
+            ingress(
+                "plain",
+                &[("plain.test", "/", "up")],
+                &[("plain.test", "server")],
+            ),
+            ingress_with(
+                "deep",
+                &[
+                    (&a("auth-tls-secret"), "ca"),
+                    (&a("auth-tls-verify-depth"), "2"),
+                ],
+                &[("deep.test", "/", "up")],
+                &[("deep.test", "server")],
+            ),
             tls_secret("server", &server),
             secret("ca", &[("ca.crt", &ca_pem)]),
             service("up", &[up.addr]),
         ]),
     );
-    if let Err(e) = ingress_proxy::source::load(dir.path(), &ingress_core::CompileOptions::default()) {
-        panic!("manifests: {e}\n{}", std::fs::read_to_string(dir.path().join("mtls.yaml")).unwrap_or_default());
+    if let Err(e) =
+        ingress_proxy::source::load(dir.path(), &ingress_core::CompileOptions::default())
+    {
+        panic!(
+            "manifests: {e}\n{}",
+            std::fs::read_to_string(dir.path().join("mtls.yaml")).unwrap_or_default()
+        );
     }
     let p = proxy(dir.path(), |_| {}).await;
     let addr = p.https_addr().expect("https");
     let routes = admin(&p, "/routes").await.json();
-    assert_eq!(routes["diagnostics"].as_array().map(Vec::len), Some(1), "{routes}");
+    assert_eq!(
+        routes["diagnostics"].as_array().map(Vec::len),
+        Some(1),
+        "{routes}"
+    );
 
     // on: a good certificate passes, with the nginx headers upstream.
     let r = mtls_get(addr, "mtls.test", "mtls.test", Some(pki.client("alice"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.seen("ssl-client-verify").as_deref(), Some("SUCCESS"));
     assert_eq!(r.seen("ssl-client-subject-dn").as_deref(), Some("CN=alice"));
-    assert_eq!(r.seen("ssl-client-issuer-dn").as_deref(), Some("CN=Test CA"));
-    let pem = r.seen("ssl-client-cert").expect("the certificate goes upstream");
+    assert_eq!(
+        r.seen("ssl-client-issuer-dn").as_deref(),
+        Some("CN=Test CA")
+    );
+    let pem = r
+        .seen("ssl-client-cert")
+        .expect("the certificate goes upstream");
     assert!(pem.starts_with("-----BEGIN%20CERTIFICATE-----%0A"), "{pem}");
     // on: no certificate, or one from another CA: 400, no upstream contact.
     let hits = up.hits.load(Ordering::SeqCst);
     let r = mtls_get(addr, "mtls.test", "mtls.test", None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.text().contains("No required SSL certificate was sent"), "{}", r.text());
-    let r = mtls_get(addr, "mtls.test", "mtls.test", Some(other.client("mallory"))).await;
+    assert!(
+        r.text().contains("No required SSL certificate was sent"),
+        "{}",
+        r.text()
+    );
+    let r = mtls_get(
+        addr,
+        "mtls.test",
+        "mtls.test",
+        Some(other.client("mallory")),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.text().contains("The SSL certificate error"), "{}", r.text());
+    assert!(
+        r.text().contains("The SSL certificate error"),
+        "{}",
+        r.text()
+    );
     // A connection set up for another host cannot borrow this one's check.
     let r = mtls_get(addr, "plain.test", "mtls.test", None).await;
     assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST);
-    assert_eq!(up.hits.load(Ordering::SeqCst), hits, "no upstream contact on denial");
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        hits,
+        "no upstream contact on denial"
+    );
     // A client cannot forge the headers.
     let req = get("mtls.test", "/")
         .header("ssl-client-verify", "SUCCESS")
         .body(empty())?;
     let r = h1(p.http_addr().expect("http"), req).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "plain HTTP has no certificate");
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "plain HTTP has no certificate"
+    );
 
     // optional: without a certificate passes (NONE), with a bad one 400.
     let r = mtls_get(addr, "opt.test", "opt.test", None).await;
@@ -424,6 +573,25 @@ async fn client_certificates_are_asked_for_verified_and_passed_upstream() -> Tes
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     let r = mtls_get(addr, "page.test", "page.test", Some(pki.client("alice"))).await;
     assert_eq!(r.status, StatusCode::OK);
+
+    // auth-tls-verify-depth: one intermediate needs depth 2.
+    let mid = pki.intermediate("Test Intermediate");
+    let chained = || {
+        let (leaf, key) = mid.client("carol");
+        (vec![leaf, mid.ca.der().clone()], key)
+    };
+    let r = mtls_chain_get(addr, "deep.test", "deep.test", Some(chained())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.seen("ssl-client-issuer-dn").as_deref(),
+        Some("CN=Test Intermediate")
+    );
+    let r = mtls_chain_get(addr, "mtls.test", "mtls.test", Some(chained())).await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "depth 1 allows no intermediate"
+    );
 
     // Hosts without client certificates are not asked and see no such header.
     let r = mtls_get(addr, "plain.test", "plain.test", None).await;
