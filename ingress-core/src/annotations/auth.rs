@@ -215,6 +215,16 @@ impl Default for AuthPolicy {
     }
 }
 
+impl AuthPolicy {
+    /// `satisfy: any` with authentication set: the IP lists do not deny on their
+    /// own (the route decision forwards); a data plane skips authentication for an
+    /// address an allow list names ([`super::AccessPolicy::explicitly_allowed`])
+    /// and requires it from every other address, as nginx's `satisfy any`.
+    pub fn defers_access(&self) -> bool {
+        self.satisfy_any && (self.basic.is_some() || self.external.is_some())
+    }
+}
+
 fn auth_template(s: &str) -> Result<Template, values::Invalid> {
     let rest = s
         .strip_prefix("https://")
@@ -434,7 +444,7 @@ static KEYS: &[KeySpec] = &[
     key("satisfy")
         .grammar("`all` or `any`")
         .default("all")
-        .doc("`any`: a request passes when its address is allowed by the IP lists or it authenticates; `all`: both.")
+        .doc("`any`: a request passes when the IP allow list names its address or it authenticates (the deny list alone grants nothing); `all`: both.")
         .security(),
 ];
 

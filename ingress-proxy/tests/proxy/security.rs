@@ -600,3 +600,54 @@ async fn client_certificates_are_asked_for_verified_and_passed_upstream() -> Tes
     p.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn satisfy_any_lets_an_allowed_address_or_a_login_through() -> TestResult {
+    let up = echo("up").await;
+    let dir = tempfile::tempdir()?;
+    let guarded = |name: &str, host: &'static str, cidr: &'static str, satisfy: &'static str| {
+        ingress_with(
+            name,
+            &[
+                (&a("auth-type"), "basic"),
+                (&a("auth-secret"), "users"),
+                (&a("whitelist-source-range"), cidr),
+                (&a("satisfy"), satisfy),
+            ],
+            &[(host, "/", "up")],
+            &[],
+        )
+    };
+    write(
+        dir.path(),
+        "satisfy.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            guarded("local", "local.test", "127.0.0.1/32", "any"),
+            guarded("remote", "remote.test", "10.0.0.0/8", "any"),
+            guarded("all", "all.test", "127.0.0.1/32", "all"),
+            guarded("closed", "closed.test", "10.0.0.0/8", "all"),
+            secret("users", &[("auth", &format!("alice:{ALICE}\n"))]),
+            service("up", &[up.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let call = |host: &'static str, login: bool| async move {
+        let mut b = get(host, "/");
+        if login {
+            b = b.header("authorization", basic_header("alice", "secret"));
+        }
+        h1(addr, b.body(empty()).expect("request")).await.status
+    };
+    // any: the allowed address needs no login; another address needs one.
+    assert_eq!(call("local.test", false).await, StatusCode::OK);
+    assert_eq!(call("remote.test", false).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(call("remote.test", true).await, StatusCode::OK);
+    // all: both.
+    assert_eq!(call("all.test", false).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(call("all.test", true).await, StatusCode::OK);
+    assert_eq!(call("closed.test", true).await, StatusCode::FORBIDDEN);
+    p.shutdown().await;
+    Ok(())
+}
