@@ -15,6 +15,8 @@ use ingress_core::RouteTable;
 use ingress_core::annotations::template::Var;
 use ingress_core::annotations::{AffinityPolicy, IngressPolicy, LoadBalancePolicy};
 use ingress_core::lb::Balancer;
+use ingress_core::lb::circuit::CircuitBreaker;
+use ingress_core::lb::outlier::Outliers;
 use ingress_core::routing::{Backend, Forward};
 
 /// Monotonic time since the first call (the epoch of every `now` the proxy gives
@@ -62,10 +64,24 @@ struct RouteBalancers {
     canaries: Vec<Option<usize>>,
 }
 
+/// The passive health and the circuit breaker of one cluster (the endpoints of one
+/// Service port), shared by every balancer over it and carried across tables.
+#[derive(Debug)]
+pub(crate) struct Cluster {
+    /// `namespace/service:port`, for metrics and logs.
+    pub(crate) name: String,
+    /// Indexes as in each of the cluster's balancers (the same endpoint list).
+    pub(crate) outliers: Outliers,
+    pub(crate) breaker: CircuitBreaker,
+}
+
 /// Every balancer of one table.
 #[derive(Debug, Default)]
 pub(crate) struct Balancers {
     list: Vec<(Key, Balancer)>,
+    /// Parallel to `list`: the index of the balancer's cluster.
+    cluster_of: Vec<usize>,
+    clusters: Vec<Cluster>,
     /// Parallel to `table.routes()`.
     routes: Vec<RouteBalancers>,
 }
@@ -76,6 +92,9 @@ impl Balancers {
     pub(crate) fn new(table: &RouteTable) -> Balancers {
         let mut list: Vec<(Key, Balancer)> = Vec::new();
         let mut index: HashMap<Key, usize> = HashMap::new();
+        let mut cluster_of: Vec<usize> = Vec::new();
+        let mut clusters: Vec<Cluster> = Vec::new();
+        let mut cluster_index: HashMap<String, usize> = HashMap::new();
         let seeds = std::collections::hash_map::RandomState::new();
         let mut add = |backend: &Backend, policy: &IngressPolicy| -> Option<usize> {
             if backend.endpoints().is_empty() {
@@ -87,6 +106,16 @@ impl Balancers {
             }
             let b = Balancer::for_policy(backend.endpoints(), policy);
             b.start_at_random(seeds.hash_one(list.len()));
+            let name = format!("{}/{}:{}", key.namespace, key.service, key.port);
+            let c = *cluster_index.entry(name.clone()).or_insert_with(|| {
+                clusters.push(Cluster {
+                    name,
+                    outliers: Outliers::new(backend.endpoints(), None),
+                    breaker: CircuitBreaker::new(),
+                });
+                clusters.len() - 1
+            });
+            cluster_of.push(c);
             index.insert(key.clone(), list.len());
             list.push((key, b));
             Some(list.len() - 1)
@@ -106,7 +135,12 @@ impl Balancers {
                     .collect(),
             })
             .collect();
-        Balancers { list, routes }
+        Balancers {
+            list,
+            cluster_of,
+            clusters,
+            routes,
+        }
     }
 
     /// Take over the state of `previous`'s balancers with the same key.
@@ -118,6 +152,22 @@ impl Balancers {
                 b.inherit(p, now);
             }
         }
+        let old: HashMap<&str, &Cluster> = previous
+            .clusters
+            .iter()
+            .map(|c| (c.name.as_str(), c))
+            .collect();
+        for c in &mut self.clusters {
+            if let Some(p) = old.get(c.name.as_str()) {
+                c.outliers = Outliers::new(c.outliers.endpoints(), Some(&p.outliers));
+                c.breaker = p.breaker.clone();
+            }
+        }
+    }
+
+    /// The cluster of balancer `i`.
+    pub(crate) fn cluster(&self, i: usize) -> Option<&Cluster> {
+        self.clusters.get(*self.cluster_of.get(i)?)
     }
 
     /// The balancer for a forward decision: the canary's, the default backend's, or

@@ -16,6 +16,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use ingress_core::Scheme;
 use ingress_core::annotations::HeaderPolicy;
 use ingress_core::annotations::retries::{DEFAULT_TRIES, TryOutcome};
+use ingress_core::lb::outlier::Outcome;
 use ingress_core::lb::{EndpointSet, PickInput};
 use ingress_core::routing::{BackendId, EndpointAddr};
 
@@ -150,7 +151,19 @@ impl Inner {
             }
             RouteLimits::Some(limits) => {
                 let client = f.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                match limits.check(client, now()) {
+                // With Redis the rates are counted cluster-wide; connections stay
+                // per replica.
+                let checked = match &self.global {
+                    None => limits.check(client, now()),
+                    Some(global) => match limits.admit_connection(client) {
+                        Ok(a) => global
+                            .check(route.ingress(), limits.policy(), client, &self.metrics)
+                            .await
+                            .map(|()| a),
+                        Err(r) => Err(r),
+                    },
+                };
+                match checked {
                     Ok(a) => Some(a),
                     Err(r) => {
                         let mut resp = self.error(r.status, "limited");
@@ -290,20 +303,43 @@ impl Inner {
         let mut next = Some((parts, body));
         let mut tried = EndpointSet::new();
         let mut tries = 0u32;
+        // The cluster's circuit breaker: a full cluster refuses at once.
+        let cluster = f.live.balancers.cluster(f.balancer);
+        let slot = match cluster {
+            Some(c) => match c.breaker.try_request(&self.options.circuit) {
+                Some(s) => Some(s),
+                None => {
+                    self.metrics.circuit_overflow(&c.name);
+                    return self.error(StatusCode::SERVICE_UNAVAILABLE, "upstream-overflow");
+                }
+            },
+            None => None,
+        };
+        let mut _retry_slot = None;
         let (resp, pick) = loop {
-            let mut input = PickInput::new(self.ids.random(), now_ns()).avoiding(&tried);
-            if let Some(k) = f.hash_key {
-                input = input.with_hash_key(k);
-            }
-            if let Some(c) = f.cookie {
-                input = input.with_cookie(c);
-            }
-            if tries > 0 {
-                input = input.retrying();
-            }
-            let Some((pick, endpoint)) = balancer
-                .pick(&input)
-                .and_then(|p| Some((p, balancer.endpoint(p.index)?)))
+            let now = now_ns();
+            // Ejected endpoints are avoided, unless nothing else is left (panic mode).
+            let mut avoid = tried.clone();
+            let ejected = cluster.map_or(0, |c| c.outliers.add_ejected(now, &mut avoid));
+            let pick_with = |avoid: &EndpointSet| {
+                let mut input = PickInput::new(self.ids.random(), now).avoiding(avoid);
+                if let Some(k) = f.hash_key {
+                    input = input.with_hash_key(k);
+                }
+                if let Some(c) = f.cookie {
+                    input = input.with_cookie(c);
+                }
+                if tries > 0 {
+                    input = input.retrying();
+                }
+                balancer.pick(&input)
+            };
+            let picked = match pick_with(&avoid) {
+                None if ejected > 0 => pick_with(&tried),
+                p => p,
+            };
+            let Some((pick, endpoint)) =
+                picked.and_then(|p| Some((p, balancer.endpoint(p.index)?)))
             else {
                 return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
             };
@@ -391,11 +427,43 @@ impl Inner {
                     (outcome, true, Some(StatusCode::BAD_GATEWAY), why)
                 }
             };
+            if let Some(c) = cluster {
+                let health = match &why {
+                    Ok(resp) => Outcome::of_status(resp.status()),
+                    Err(_) => Outcome::GatewayFailure,
+                };
+                let config = &self.options.outlier;
+                if let Some(e) = c.outliers.record(pick.index, health, now_ns(), config) {
+                    self.metrics.ejection(&c.name);
+                    tracing::warn!(
+                        cluster = %c.name,
+                        upstream,
+                        duration = ?e.duration,
+                        ejections = e.ejections,
+                        "endpoint ejected by outlier detection"
+                    );
+                }
+            }
             let again = replay.is_some()
                 && retries.should_retry(outcome, may_retry_method, sent_upstream)
                 && retries.budget_left(tries, first.elapsed(), DEFAULT_TRIES)
                 && tried.len() < balancer.len()
                 && deadline.is_none_or(|d| Instant::now() < d);
+            // A retry needs a retry slot of the cluster (no retry storms).
+            let again = again
+                && match cluster {
+                    None => true,
+                    Some(c) => match c.breaker.try_retry(&self.options.circuit) {
+                        Some(s) => {
+                            _retry_slot = Some(s);
+                            true
+                        }
+                        None => {
+                            self.metrics.circuit_overflow(&c.name);
+                            false
+                        }
+                    },
+                };
             match why {
                 Ok(resp) if !again => break (resp, pick),
                 Err(why) if !again => {
@@ -407,9 +475,9 @@ impl Inner {
                 }
             }
         };
-        let hold = |resp: Response<ProxyBody>, admitted: Option<_>| match admitted {
-            Some(a) => resp.map(|b| Holding::new(b, a).boxed_unsync()),
-            None => resp,
+        let hold = |resp: Response<ProxyBody>, admitted: Option<_>| match (admitted, slot) {
+            (None, None) => resp,
+            held => resp.map(|b| Holding::new(b, held).boxed_unsync()),
         };
         if policy.fallback.intercepts(resp.status(), &[]) {
             let backend = f.live.table().backend(f.backend);

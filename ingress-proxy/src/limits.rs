@@ -1,6 +1,6 @@
 //! Rate and connection limits: one [`Limits`] per Ingress and rate-limit policy,
 //! kept across table swaps (a config push does not hand every client a fresh
-//! burst), and a response body that holds the request's [`Admitted`] slot until
+//! burst), and a response body that holds the request's [`Admitted`](ingress_core::limits::Admitted) slot until
 //! it ends.
 
 use std::collections::HashMap;
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use ingress_core::RouteTable;
 use ingress_core::annotations::RateLimitPolicy;
-use ingress_core::limits::{Admitted, Limits, StoreConfig};
+use ingress_core::limits::{Limits, StoreConfig};
 use ingress_core::model::ObjectRef;
 
 use crate::service::{BoxError, ProxyBody};
@@ -83,15 +83,15 @@ impl LimitSet {
     }
 }
 
-/// A response body that keeps a value (the request's [`Admitted`] slot) until the
-/// body ends or is dropped.
-pub(crate) struct Holding {
+/// A response body that keeps a value (the request's [`Admitted`](ingress_core::limits::Admitted) slot, its
+/// circuit-breaker slot) until the body ends or is dropped.
+pub(crate) struct Holding<T> {
     inner: ProxyBody,
-    held: Option<Admitted>,
+    held: Option<T>,
 }
 
-impl Holding {
-    pub(crate) fn new(inner: ProxyBody, held: Admitted) -> Self {
+impl<T> Holding<T> {
+    pub(crate) fn new(inner: ProxyBody, held: T) -> Self {
         Holding {
             inner,
             held: Some(held),
@@ -99,7 +99,7 @@ impl Holding {
     }
 }
 
-impl Body for Holding {
+impl<T: Unpin> Body for Holding<T> {
     type Data = Bytes;
     type Error = BoxError;
 

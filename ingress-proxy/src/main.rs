@@ -16,8 +16,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use ingress_core::lb::circuit::CircuitLimits;
+use ingress_core::lb::outlier::OutlierConfig;
+use ingress_core::limits::FailMode;
 use ingress_core::{CompileOptions, DEFAULT_CONTROLLER_NAME, Profile};
+use ingress_proxy::global::GlobalConfig;
 use ingress_proxy::headers::TrustedProxies;
+use ingress_proxy::redis::RedisAddr;
 use ingress_proxy::{Listeners, Proxy, ProxyConfig, ServiceOptions};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
@@ -79,9 +84,64 @@ struct Args {
     /// an upstream may stay blocked (the upstream not reading); 504 when it expires.
     #[arg(long, env = "INGRESS_PROXY_UPSTREAM_SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     upstream_send_timeout: Duration,
+    /// Count `limit-rps`, `limit-rpm` and `route-limit-*` cluster-wide in this Redis
+    /// server (`redis://[[user]:password@]host[:port][/db]`), shared by every
+    /// replica; without it the limits are per replica.
+    #[arg(long, env = "INGRESS_PROXY_REDIS", value_name = "URL")]
+    redis: Option<RedisAddr>,
+    /// What a rate-limited request gets when Redis cannot answer: `open` (served)
+    /// or `closed` (refused with the limit's status).
+    #[arg(long, env = "INGRESS_PROXY_REDIS_FAIL", value_enum, default_value_t = Fail::Open)]
+    redis_fail: Fail,
+    /// How long a global rate-limit check may wait for Redis.
+    #[arg(long, env = "INGRESS_PROXY_REDIS_TIMEOUT", default_value = "100ms", value_parser = parse_duration)]
+    redis_timeout: Duration,
+    /// Eject an endpoint after this many 5xx answers in a row (0: off).
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_OUTLIER_CONSECUTIVE_5XX",
+        default_value_t = 5
+    )]
+    outlier_consecutive_5xx: u32,
+    /// Eject an endpoint after this many gateway failures in a row (connect error,
+    /// reset, timeout, 502, 503, 504; 0: off).
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_OUTLIER_CONSECUTIVE_GATEWAY_FAILURES",
+        default_value_t = 5
+    )]
+    outlier_consecutive_gateway_failures: u32,
+    /// The first ejection's length; the n-th in a row lasts n times it.
+    #[arg(long, env = "INGRESS_PROXY_OUTLIER_BASE_EJECTION", default_value = "30s", value_parser = parse_duration)]
+    outlier_base_ejection: Duration,
+    /// The longest ejection.
+    #[arg(long, env = "INGRESS_PROXY_OUTLIER_MAX_EJECTION", default_value = "300s", value_parser = parse_duration)]
+    outlier_max_ejection: Duration,
+    /// The most endpoints of a Service port ejected at once, in percent (0: never).
+    #[arg(long, env = "INGRESS_PROXY_OUTLIER_MAX_EJECTION_PERCENT", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    outlier_max_ejection_percent: u8,
+    /// Requests in flight per Service port before more are refused with 503 (0: no limit).
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_CIRCUIT_MAX_REQUESTS",
+        default_value_t = 1024
+    )]
+    circuit_max_requests: u32,
+    /// Retries in flight per Service port before more are not made (0: no limit).
+    #[arg(long, env = "INGRESS_PROXY_CIRCUIT_MAX_RETRIES", default_value_t = 3)]
+    circuit_max_retries: u32,
     /// Log format.
     #[arg(long, env = "INGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// Redis failure mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Fail {
+    /// Serve the request.
+    Open,
+    /// Refuse it.
+    Closed,
 }
 
 /// Log line format.
@@ -173,6 +233,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
     service.connect_timeout = args.upstream_connect_timeout;
     service.read_timeout = args.upstream_read_timeout;
     service.send_timeout = args.upstream_send_timeout;
+    service.global_limits = args.redis.map(|addr| {
+        let mut g = GlobalConfig::new(addr);
+        g.fail = match args.redis_fail {
+            Fail::Open => FailMode::Open,
+            Fail::Closed => FailMode::Closed,
+        };
+        g.timeout = args.redis_timeout;
+        g
+    });
+    service.outlier = OutlierConfig {
+        consecutive_5xx: args.outlier_consecutive_5xx,
+        consecutive_gateway_failure: args.outlier_consecutive_gateway_failures,
+        base_ejection: args.outlier_base_ejection,
+        max_ejection: args.outlier_max_ejection,
+        max_ejection_percent: args.outlier_max_ejection_percent,
+    };
+    service.circuit = CircuitLimits {
+        max_requests: args.circuit_max_requests,
+        max_retries: args.circuit_max_retries,
+    };
     config.service = service;
     config.default_certificate = default_certificate;
     config.shutdown_grace = args.shutdown_grace;

@@ -29,6 +29,18 @@ struct ApplyLabels {
     outcome: &'static str,
 }
 
+/// Labels of a global rate-limit check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Labels of an outlier ejection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClusterLabels {
+    cluster: String,
+}
+
 /// Every metric the proxy keeps.
 #[derive(Debug)]
 pub struct Metrics {
@@ -40,6 +52,9 @@ pub struct Metrics {
     applies: Family<ApplyLabels, Counter>,
     version: Gauge,
     tunnels: Gauge,
+    global_limit_checks: Family<OutcomeLabels, Counter>,
+    ejections: Family<ClusterLabels, Counter>,
+    circuit_overflows: Family<ClusterLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -94,7 +109,28 @@ impl Metrics {
             "Upgraded connections (WebSocket) being spliced",
             tunnels.clone(),
         );
+        let global_limit_checks = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "global_limit_checks",
+            "Cluster-wide rate-limit checks in Redis, by outcome (allowed, limited, error)",
+            global_limit_checks.clone(),
+        );
+        let ejections = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "outlier_ejections",
+            "Endpoints ejected by outlier detection, by cluster (namespace/service:port)",
+            ejections.clone(),
+        );
+        let circuit_overflows = Family::<ClusterLabels, Counter>::default();
+        registry.register(
+            "circuit_overflows",
+            "Requests or retries refused because the cluster's circuit breaker was full",
+            circuit_overflows.clone(),
+        );
         Metrics {
+            global_limit_checks,
+            ejections,
+            circuit_overflows,
             registry,
             requests,
             duration,
@@ -141,6 +177,31 @@ impl Metrics {
         let outcome = if applied { "applied" } else { "rejected" };
         self.applies.get_or_create(&ApplyLabels { outcome }).inc();
         self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
+    /// Count one global rate-limit check by `outcome`.
+    pub fn global_limit_check(&self, outcome: &'static str) {
+        self.global_limit_checks
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Count an outlier ejection in `cluster`.
+    pub fn ejection(&self, cluster: &str) {
+        self.ejections
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Count a request or retry refused by `cluster`'s circuit breaker.
+    pub fn circuit_overflow(&self, cluster: &str) {
+        self.circuit_overflows
+            .get_or_create(&ClusterLabels {
+                cluster: cluster.to_owned(),
+            })
+            .inc();
     }
 
     /// Set the number of open tunnels.

@@ -21,6 +21,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use ingress_core::annotations::HeaderPolicy;
+use ingress_core::lb::circuit::CircuitLimits;
+use ingress_core::lb::outlier::OutlierConfig;
 use ingress_core::routing::RouteInputs;
 use ingress_core::{Decision, RequestView, Scheme};
 
@@ -28,6 +30,7 @@ use crate::access::{Access, LoggedBody};
 use crate::balance::Vars;
 use crate::connect::TimedConnector;
 use crate::forward::Forwarding;
+use crate::global::{GlobalConfig, GlobalLimits};
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
 use crate::live::{LiveTable, RouteLabel};
 use crate::metrics::Metrics;
@@ -70,6 +73,13 @@ pub struct ServiceOptions {
     /// The request body limit of routes without `proxy-body-size` (`None`: no
     /// limit); ingress-nginx's 1 MiB by default.
     pub max_request_body: Option<u64>,
+    /// Count rates cluster-wide in Redis instead of per replica (`None`: local
+    /// limits, as ingress-nginx). See [`crate::global`].
+    pub global_limits: Option<GlobalConfig>,
+    /// When an endpoint is ejected for failing (passive health checking).
+    pub outlier: OutlierConfig,
+    /// Per-cluster ceilings on requests and retries in flight.
+    pub circuit: CircuitLimits,
 }
 
 impl Default for ServiceOptions {
@@ -81,6 +91,9 @@ impl Default for ServiceOptions {
             send_timeout: Duration::from_secs(60),
             pool_idle_timeout: Duration::from_secs(90),
             max_request_body: Some(ingress_core::annotations::body::DEFAULT_MAX_REQUEST_BODY),
+            global_limits: None,
+            outlier: OutlierConfig::default(),
+            circuit: CircuitLimits::default(),
         }
     }
 }
@@ -104,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) clients: ArcSwap<BTreeMap<(Duration, Duration), UpstreamClient>>,
     pub(crate) ids: RequestIds,
     pub(crate) tunnels: Arc<Tunnels>,
+    /// The Redis-backed rate limits, when configured.
+    pub(crate) global: Option<GlobalLimits>,
     pub(crate) auth: crate::auth::AuthState,
 }
 
@@ -140,7 +155,9 @@ enum Plan {
 }
 
 impl ProxyService {
-    /// A service routing with `live`, counting into `metrics`.
+    /// A service routing with `live`, counting into `metrics`. Call it within a
+    /// Tokio runtime when [`ServiceOptions::global_limits`] is set (it starts the
+    /// Redis connection task; outside one, Redis counts as unavailable).
     pub fn new(live: Arc<LiveTable>, metrics: Arc<Metrics>, options: ServiceOptions) -> Self {
         let client = client(
             options.connect_timeout,
@@ -148,6 +165,7 @@ impl ProxyService {
             options.pool_idle_timeout,
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
+        let global = options.global_limits.clone().map(GlobalLimits::start);
         let auth = crate::auth::AuthState::new(options.connect_timeout, options.pool_idle_timeout);
         ProxyService {
             inner: Arc::new(Inner {
@@ -158,6 +176,7 @@ impl ProxyService {
                 clients: ArcSwap::default(),
                 ids: RequestIds::default(),
                 tunnels,
+                global,
                 auth,
             }),
         }

@@ -9,6 +9,8 @@ mod framing;
 mod governance;
 #[path = "proxy/reload.rs"]
 mod reload;
+#[path = "proxy/resilience.rs"]
+mod resilience;
 #[path = "proxy/security.rs"]
 mod security;
 mod support;

@@ -160,6 +160,8 @@
 //! ```
 
 mod affinity;
+pub mod circuit;
+pub mod outlier;
 mod p2c;
 mod ring;
 mod round_robin;

@@ -139,6 +139,26 @@ impl Limits {
         self.policy.is_set()
     }
 
+    /// Only the `limit-connections` part of [`check`](Self::check), for a data plane
+    /// that counts the rates elsewhere (cluster-wide, in a store every replica
+    /// shares: [`global`](super::global)); `remaining` is `None`.
+    pub fn admit_connection(&self, client: IpAddr) -> Result<Admitted, Rejected> {
+        let guard = match &self.connections {
+            Some(c) if !self.policy.exempt(Some(client)) => {
+                Some(c.acquire(client).map_err(|_| Rejected {
+                    by: LimitKind::Connections { limit: c.limit() },
+                    status: CONNECTIONS_STATUS,
+                    retry_after: None,
+                })?)
+            }
+            _ => None,
+        };
+        Ok(Admitted {
+            guard,
+            remaining: None,
+        })
+    }
+
     /// The request from `client` at `now` (see the type docs for the order).
     pub fn check(&self, client: IpAddr, now: Duration) -> Result<Admitted, Rejected> {
         let exempt = self.policy.exempt(Some(client));
@@ -273,6 +293,23 @@ mod tests {
         assert_eq!(r.retry_after, Some(S));
         // ... and gave its connection slot back.
         assert_eq!(l.connections.as_ref().map(|c| c.keys()), Some(0));
+    }
+
+    #[test]
+    fn admit_connection_counts_connections_and_no_rate() {
+        let l =
+            Limits::new(&policy(Some(1), Some(2), None), StoreConfig::default()).expect("limits");
+        let c = ip("10.0.0.1");
+        let a = l.admit_connection(c).expect("first");
+        let b = l.admit_connection(c).expect("second");
+        assert!(a.remaining.is_none());
+        let r = l.admit_connection(c).expect_err("third in flight");
+        assert_eq!(r.by, LimitKind::Connections { limit: 2 });
+        drop((a, b));
+        // Twenty in a row: the rate (1 r/s, burst 5) is not counted here.
+        for _ in 0..20 {
+            let _ = l.admit_connection(c).expect("no rate applies");
+        }
     }
 
     #[test]
