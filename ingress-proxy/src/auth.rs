@@ -9,7 +9,8 @@
 //! [`BCRYPT_PARALLEL`] at once (a flood of wrong passwords queues rather than
 //! taking every thread). Positive results are not cached: no secret-derived
 //! material is kept in memory. The other hashes are verified inline
-//! (microseconds).
+//! (microseconds). An unknown user is checked against another user's bcrypt hash
+//! (result dropped) so that timing does not reveal which users exist.
 //!
 //! External auth: one sub-request per request, unless `auth-cache-key` is set:
 //! then answers are cached (status and headers, in memory, per proxy) under the
@@ -209,20 +210,33 @@ impl Inner {
     ) -> Result<(), Response<ProxyBody>> {
         let ok = match ingress_core::auth::basic::credentials(headers) {
             None => false,
-            Some(c) => match basic.user_hash(&c.user) {
-                None => false,
-                Some(h) if !h.is_slow() => h.verify(&c.password),
-                Some(h) => {
-                    let permit = self.auth.bcrypt.clone().acquire_owned().await;
-                    let h = h.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        h.verify(&c.password)
-                    })
-                    .await
-                    .unwrap_or(false)
+            Some(c) => {
+                // An unknown user costs as much as a known one (a bcrypt check
+                // against another user's hash, result dropped), so the answer's
+                // timing does not tell which users exist.
+                let (hash, known) = match basic.user_hash(&c.user) {
+                    Some(h) => (Some(h), true),
+                    None => (
+                        basic.users.iter().map(|e| &e.hash).find(|h| h.is_slow()),
+                        false,
+                    ),
+                };
+                match hash {
+                    None => false,
+                    Some(h) if !h.is_slow() => h.verify(&c.password) && known,
+                    Some(h) => {
+                        let permit = self.auth.bcrypt.clone().acquire_owned().await;
+                        let h = h.clone();
+                        tokio::task::spawn_blocking(move || {
+                            let _permit = permit;
+                            h.verify(&c.password)
+                        })
+                        .await
+                        .unwrap_or(false)
+                            && known
+                    }
                 }
-            },
+            }
         };
         if ok {
             return Ok(());
