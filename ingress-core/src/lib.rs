@@ -61,6 +61,7 @@
 //! [`manifest`] (YAML/JSON text to objects, with source positions).
 
 pub mod annotations;
+pub mod auth;
 pub mod compile;
 pub mod diagnostics;
 pub mod lb;

@@ -56,6 +56,8 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) headers: Option<&'a HeaderPolicy>,
     /// A copy of the request to send to the route's mirror.
     pub(crate) mirror: Option<Box<crate::mirror::Shadow>>,
+    /// Where external auth leaves the cookies for the client's response.
+    pub(crate) auth_cookies: &'a crate::auth::CookieCell,
 }
 
 /// The absolute URI the pooled client sends to: `http(s)://endpoint/target`.
@@ -223,6 +225,11 @@ impl Inner {
             if declared.is_some_and(|n| n > max) || req.body().size_hint().lower() > max {
                 return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
             }
+        }
+        // Authentication (nginx's access phase, after limits): a denial is answered
+        // without upstream contact.
+        if let Err(resp) = self.authorize(&mut req, &f, route).await {
+            return resp;
         }
         let accept = req.headers().get(header::ACCEPT).cloned();
         // An HTTP/1.1 upgrade, or an HTTP/2 extended CONNECT (RFC 8441) sent

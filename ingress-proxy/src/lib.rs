@@ -8,7 +8,9 @@
 //! the table that was live when it arrived (one atomic load; tables are swapped,
 //! never changed), and its [`Decision`](ingress_core::Decision) is carried out:
 //! forwarded to an endpoint (chosen by the route's load balancing and affinity,
-//! within its rate and connection limits, body limit, timeouts and retries; pooled
+//! within its rate and connection limits, body limit, authentication — basic,
+//! external, client certificates, denials never reaching the upstream — timeouts
+//! and retries; pooled
 //! keep-alive connections, bodies streamed), redirected, or answered. A change to the folder is applied within
 //! about 100 ms; a change with syntax or schema errors is rejected and the last
 //! good table keeps serving. Upgraded connections (WebSocket, also over HTTP/2 by
@@ -41,6 +43,7 @@
 
 mod access;
 pub mod admin;
+mod auth;
 mod balance;
 mod connect;
 mod errors;
@@ -52,6 +55,7 @@ mod limits;
 pub mod live;
 pub mod metrics;
 mod mirror;
+mod mtls;
 pub mod redis;
 pub mod server;
 pub mod service;

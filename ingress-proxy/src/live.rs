@@ -10,6 +10,7 @@ use rustls::sign::CertifiedKey;
 
 use crate::balance::Balancers;
 use crate::limits::LimitSet;
+use crate::mtls::ClientAuthSet;
 
 /// One compiled table as served: the table, its version, the diagnostics it was
 /// compiled with, and what the data plane derives from it once (rustls certificates,
@@ -27,6 +28,8 @@ pub struct Live {
     pub(crate) limits: LimitSet,
     /// Parallel to `table.routes()`: metric and log labels.
     labels: Vec<RouteLabel>,
+    /// The hosts' client-certificate configurations.
+    pub(crate) client_auth: ClientAuthSet,
 }
 
 /// How a route is named in metrics and access logs.
@@ -78,6 +81,7 @@ impl Live {
         let balancers = Balancers::new(&table);
         let limits = LimitSet::new(&table, None);
         let labels = table.routes().iter().map(RouteLabel::of).collect();
+        let client_auth = ClientAuthSet::new(&table);
         Live {
             table,
             version,
@@ -86,6 +90,7 @@ impl Live {
             balancers,
             limits,
             labels,
+            client_auth,
         }
     }
 

@@ -18,11 +18,11 @@ use ingress_core::{CompileOptions, Scheme};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 
 use crate::admin::Admin;
 use crate::live::{Live, LiveTable};
 use crate::metrics::Metrics;
+use crate::mtls::{ClientAuth, Handshaker};
 use crate::service::{ConnInfo, ProxyService, ServiceOptions};
 use crate::source::{FileSource, WatchError};
 use crate::tls::{SniResolver, TlsSetupError, default_certificate, server_config};
@@ -127,7 +127,11 @@ impl Proxy {
             .as_ref()
             .map(|(c, k)| (c.as_slice(), k.as_slice()));
         let resolver = Arc::new(SniResolver::new(live.clone(), default_certificate(pem)?));
-        let acceptor = TlsAcceptor::from(server_config(resolver)?);
+        let handshaker = Handshaker {
+            live: live.clone(),
+            resolver: resolver.clone(),
+            default: server_config(resolver)?,
+        };
         // Watch before the first load, so a change made meanwhile is not missed.
         let watcher = if config.watch {
             Some(source.watch(config.debounce)?)
@@ -167,7 +171,7 @@ impl Proxy {
         let mut servers = Vec::new();
         let kinds = [
             (listeners.http, Kind::Http),
-            (listeners.https, Kind::Https(acceptor)),
+            (listeners.https, Kind::Https(handshaker)),
             (
                 listeners.admin,
                 Kind::Admin(Admin::new(live.clone(), metrics.clone())),
@@ -251,7 +255,7 @@ impl Proxy {
 
 enum Kind {
     Http,
-    Https(TlsAcceptor),
+    Https(Handshaker),
     Admin(Admin),
 }
 
@@ -313,18 +317,20 @@ impl Server {
                     local,
                     scheme: Scheme::Http,
                 };
-                self.serve(TokioIo::new(tcp), info, watcher).await;
+                self.serve(TokioIo::new(tcp), info, None, watcher).await;
             }
-            Kind::Https(acceptor) => {
-                let tls = tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await;
+            Kind::Https(handshaker) => {
+                let tls =
+                    tokio::time::timeout(self.handshake_timeout, handshaker.accept(tcp)).await;
                 match tls {
-                    Ok(Ok(stream)) => {
+                    Ok(Ok((stream, client_auth))) => {
                         let info = ConnInfo {
                             peer,
                             local,
                             scheme: Scheme::Https,
                         };
-                        self.serve(TokioIo::new(stream), info, watcher).await;
+                        self.serve(TokioIo::new(stream), info, client_auth, watcher)
+                            .await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -346,6 +352,7 @@ impl Server {
         &self,
         io: TokioIo<I>,
         info: ConnInfo,
+        client_auth: Option<Arc<ClientAuth>>,
         watcher: hyper_util::server::graceful::Watcher,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -353,6 +360,9 @@ impl Server {
         let service = self.service.clone();
         let svc = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(info);
+            if let Some(a) = &client_auth {
+                req.extensions_mut().insert(a.clone());
+            }
             let service = service.clone();
             async move {
                 let req = req.map(|b| b.map_err(Into::into).boxed_unsync());

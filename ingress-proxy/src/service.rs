@@ -118,6 +118,7 @@ pub(crate) struct Inner {
     pub(crate) mirrors: crate::mirror::Mirrors,
     /// The Redis-backed rate limits, when configured.
     pub(crate) global: Option<GlobalLimits>,
+    pub(crate) auth: crate::auth::AuthState,
 }
 
 /// What a decision asks for, owned, so the request can be taken apart after routing.
@@ -169,6 +170,7 @@ impl ProxyService {
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         let global = options.global_limits.clone().map(GlobalLimits::start);
+        let auth = crate::auth::AuthState::new(options.connect_timeout, options.pool_idle_timeout);
         ProxyService {
             inner: Arc::new(Inner {
                 live,
@@ -180,6 +182,7 @@ impl ProxyService {
                 tunnels,
                 mirrors: crate::mirror::Mirrors::default(),
                 global,
+                auth,
             }),
         }
     }
@@ -358,12 +361,18 @@ impl Inner {
                     client: client_ip,
                     headers: req.headers(),
                 };
-                plan(
-                    &live,
-                    live.table().route_with(&view, &inputs),
-                    &vars,
-                    self.ids.roll(),
-                )
+                let d = live.table().route_with(&view, &inputs);
+                let client_auth = req.extensions().get::<Arc<crate::mtls::ClientAuth>>();
+                match crate::mtls::gate(&live, &d, client_auth, scheme) {
+                    Some((status, location, why)) => Plan::Answer {
+                        status,
+                        location,
+                        why,
+                        response_headers: Vec::new(),
+                        label: d.route().and_then(|r| live.label(r)).cloned(),
+                    },
+                    None => plan(&live, d, &vars, self.ids.roll()),
+                }
             }
         };
         let response = match plan {
@@ -422,6 +431,7 @@ impl Inner {
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_owned();
+                let auth_cookies = crate::auth::CookieCell::new();
                 let fwd = Forwarding {
                     live: &live,
                     route,
@@ -440,8 +450,12 @@ impl Inner {
                     forwarded_prefix: forwarded_prefix.as_deref(),
                     headers: headers.as_deref(),
                     mirror,
+                    auth_cookies: &auth_cookies,
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
+                if let Some(c) = auth_cookies.into_inner() {
+                    c.apply(&mut resp);
+                }
                 append_headers(resp.headers_mut(), response_headers);
                 resp
             }
@@ -471,6 +485,9 @@ impl Inner {
 /// The security controls (`IngressPolicy::requirements`) this proxy carries out. A
 /// route that asks for any other answers 503.
 pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
+    ingress_core::annotations::Requirement::BasicAuth,
+    ingress_core::annotations::Requirement::ExternalAuth,
+    ingress_core::annotations::Requirement::ClientCertificate,
     ingress_core::annotations::Requirement::RateLimit,
     ingress_core::annotations::Requirement::ConnectionLimit,
 ];

@@ -15,6 +15,8 @@ mod protocols;
 mod reload;
 #[path = "proxy/resilience.rs"]
 mod resilience;
+#[path = "proxy/security.rs"]
+mod security;
 mod support;
 #[path = "proxy/upstreams.rs"]
 mod upstreams;
@@ -699,10 +701,10 @@ async fn routes_asking_for_controls_not_carried_out_yet_fail_closed() -> TestRes
             CLASS.to_owned(),
             ingress_with(
                 "limited",
-                &[(
-                    "nginx.ingress.kubernetes.io/auth-url",
-                    "http://auth.test/verify",
-                )],
+                &[
+                    ("nginx.ingress.kubernetes.io/auth-type", "digest"),
+                    ("nginx.ingress.kubernetes.io/auth-secret", "users"),
+                ],
                 &[("limited.test", "/", "a")],
                 &[],
             ),
@@ -714,7 +716,7 @@ async fn routes_asking_for_controls_not_carried_out_yet_fail_closed() -> TestRes
     let addr = p.http_addr().expect("http");
     let r = h1(addr, get("limited.test", "/").body(empty())?).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(r.text().contains("unenforced-policy"), "{}", r.text());
+    assert!(r.text().contains("invalid-policy"), "{}", r.text());
     assert_eq!(
         a.hits.load(std::sync::atomic::Ordering::SeqCst),
         0,

@@ -49,6 +49,22 @@ impl AccessPolicy {
             || self.domain_deny.is_some()
     }
 
+    /// Whether an allow list (route-level, else domain-level) names the address and
+    /// no deny list does: what grants access under `satisfy: any` (an address that
+    /// no list names still has to authenticate, as with nginx's access module).
+    pub fn explicitly_allowed(
+        &self,
+        client: Option<IpAddr>,
+        domain: Option<&AccessPolicy>,
+    ) -> bool {
+        let allow = if self.allow.is_some() || self.deny.is_some() {
+            self.allow.as_deref()
+        } else {
+            domain.and_then(|d| d.domain_allow.as_deref())
+        };
+        allow.is_some() && self.check(client, domain) == AccessVerdict::Allowed
+    }
+
     /// Check a client address: route-level lists if any is set, else domain-level.
     pub fn check(&self, client: Option<IpAddr>, domain: Option<&AccessPolicy>) -> AccessVerdict {
         let (allow, deny) = if self.allow.is_some() || self.deny.is_some() {

@@ -6,7 +6,9 @@
 //! Basic auth: `auth-type: basic` with `auth-secret` (an `auth-file` Secret holds
 //! htpasswd text under `auth`; an `auth-map` Secret holds one user per key, the
 //! hash as value). The compile step reads the Secret with [`parse_htpasswd`] /
-//! [`PasswordHash::parse`]; `auth-type: digest` is not supported and fails closed.
+//! [`PasswordHash::parse`]; a data plane checks passwords with
+//! [`PasswordHash::verify`] (see [`crate::auth`]). `auth-type: digest` is not
+//! supported and fails closed.
 //!
 //! External auth: for every request the gateway sends `auth-method` to the
 //! rendered `auth-url` with the original request's headers (and
@@ -175,9 +177,10 @@ pub struct ExternalAuth {
     pub request_redirect: Option<Template>,
     /// `auth-proxy-set-headers` (not read: ConfigMaps are not read).
     pub proxy_set_headers: Option<ObjectName>,
-    /// `auth-cache-key` as written (checked, not applied: answers are not cached).
+    /// `auth-cache-key` as written: answers are cached under its evaluation
+    /// ([`crate::auth::external::cache_key`]).
     pub cache_key: Option<String>,
-    /// `auth-cache-duration` (parsed, not applied).
+    /// `auth-cache-duration` ([`crate::auth::external::cache_ttl`]).
     pub cache_duration: Vec<AuthCacheDuration>,
     /// `auth-keepalive*` (parsed, not applied).
     pub keepalive: AuthKeepalive,
@@ -209,6 +212,16 @@ impl Default for AuthPolicy {
             satisfy_any: false,
             global_auth: true,
         }
+    }
+}
+
+impl AuthPolicy {
+    /// `satisfy: any` with authentication set: the IP lists do not deny on their
+    /// own (the route decision forwards); a data plane skips authentication for an
+    /// address an allow list names ([`super::AccessPolicy::explicitly_allowed`])
+    /// and requires it from every other address, as nginx's `satisfy any`.
+    pub fn defers_access(&self) -> bool {
+        self.satisfy_any && (self.basic.is_some() || self.external.is_some())
     }
 }
 
@@ -334,8 +347,6 @@ const fn key(name: &'static str) -> KeySpec {
     KeySpec::new(name, Family::Auth)
 }
 
-const NOT_CACHED: Support =
-    Support::NotEnforced("auth answers are not cached: every request asks the auth service");
 const OWN_POOL: Support = Support::NotEnforced(
     "connections to the auth service are pooled with the gateway's own limits",
 );
@@ -353,7 +364,7 @@ static KEYS: &[KeySpec] = &[
     key("auth-secret-type")
         .grammar("`auth-file` or `auth-map`")
         .default("auth-file")
-        .doc("auth-file: htpasswd text under `auth` ({SHA}, $apr1$, bcrypt, crypt); auth-map: one key per user, the hash as value.")
+        .doc("auth-file: htpasswd text under `auth`; auth-map: one key per user, the hash as value. Hashes: bcrypt ($2y$, $2a$, $2b$), {SHA}, {SSHA}, {PLAIN}, $apr1$, $1$; a traditional DES crypt hash never matches.")
         .security(),
     key("auth-realm")
         .grammar("text without quotes or backslashes")
@@ -395,14 +406,12 @@ static KEYS: &[KeySpec] = &[
         .risk(Risk::Medium),
     key("auth-cache-key")
         .grammar("`[A-Za-z0-9-_${}]` (nginx variables)")
-        .doc("Cache auth answers under this key.")
-        .risk(Risk::Medium)
-        .support(NOT_CACHED),
+        .doc("Cache auth answers (per proxy, in memory) under the route, the auth URL and this key; variables: $remote_user, $http_<name>, $cookie_<name>, $arg_<name>, $host, $uri, $request_uri, $remote_addr... (an unsupported one disables the cache).")
+        .risk(Risk::Medium),
     key("auth-cache-duration")
         .grammar("comma-separated `<codes...> <duration>` (units ms s m h d w M y)")
         .default("200 202 401 5m")
-        .doc("How long auth answers are cached, per status.")
-        .support(NOT_CACHED),
+        .doc("How long auth answers are cached, per status (an entry without codes: 200, 301, 302); needs auth-cache-key."),
     key("auth-keepalive")
         .grammar("whole number")
         .default("0")
@@ -435,7 +444,7 @@ static KEYS: &[KeySpec] = &[
     key("satisfy")
         .grammar("`all` or `any`")
         .default("all")
-        .doc("`any`: a request passes when its address is allowed by the IP lists or it authenticates; `all`: both.")
+        .doc("`any`: a request passes when the IP allow list names its address or it authenticates (the deny list alone grants nothing); `all`: both.")
         .security(),
 ];
 

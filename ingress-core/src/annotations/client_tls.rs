@@ -9,8 +9,9 @@
 //! the gateway asks for a client certificate and verifies it against the secret's
 //! `ca.crt`. With `verify: on` a request without a valid certificate is answered
 //! 400 (or a 302 to `auth-tls-error-page`); `optional` lets requests without a
-//! certificate through; `optional_no_ca` asks for a certificate without verifying it
-//! (pass it upstream for the upstream to decide); `off` does not ask. A certificate
+//! certificate through (an invalid one is still 400); `optional_no_ca` also lets a
+//! certificate of an unknown issuer through (for the upstream to decide from
+//! `ssl-client-verify`; other faults, such as expiry, are 400); `off` does not ask. A certificate
 //! whose subject CN does not match `auth-tls-match-cn` is answered 403, as is a
 //! request with no certificate at all when a CN rule exists.
 //!
@@ -33,7 +34,8 @@ pub enum VerifyClient {
     Off,
     /// A certificate is asked for and verified if sent; requests without one pass.
     Optional,
-    /// A certificate is asked for but not verified (for the upstream to check).
+    /// A certificate is asked for; one of an unknown issuer passes (for the
+    /// upstream to check), other verification faults do not.
     OptionalNoCa,
 }
 
@@ -216,6 +218,10 @@ pub struct ClientTlsPolicy {
     /// Client-certificate authentication is on when this is set. The compile step
     /// resolves it (and refuses another namespace unless allowed).
     pub ca_secret: Option<ObjectName>,
+    /// The certificates of the secret's `ca.crt` (DER), read by the compile step.
+    /// Empty until compiled; a Secret that is missing or holds no usable
+    /// certificate fails the routes closed.
+    pub ca_certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
     /// `auth-tls-verify-client` (default on).
     pub verify: VerifyClient,
     /// `auth-tls-verify-depth` (default 1): the most certificates a client's chain
@@ -245,6 +251,7 @@ impl Default for ClientTlsPolicy {
     fn default() -> Self {
         ClientTlsPolicy {
             ca_secret: None,
+            ca_certificates: Vec::new(),
             verify: VerifyClient::On,
             verify_depth: 1,
             error_page: None,
@@ -293,17 +300,14 @@ const SECRET: KeySpec = KeySpec::new("auth-tls-secret", Family::ClientTls)
 const VERIFY: KeySpec = KeySpec::new("auth-tls-verify-client", Family::ClientTls)
     .grammar("`on`, `off`, `optional` or `optional_no_ca`")
     .default("on")
-    .doc("on: a valid certificate is required; optional: verified if sent; optional_no_ca: asked for, not verified (for the upstream); off: not asked for.")
+    .doc("on: a valid certificate is required (400 otherwise); optional: verified if sent (400 if invalid); optional_no_ca: verified if sent, but an unknown issuer is let through (ssl-client-verify tells the upstream); off: not asked for.")
     .scope(Scope::Host)
     .security();
 const DEPTH: KeySpec = KeySpec::new("auth-tls-verify-depth", Family::ClientTls)
     .grammar("whole number 0..255 (0 reads as 1, as in ingress-nginx)")
     .default("1")
-    .doc("The most certificates a client may send above its own.")
+    .doc("How deep the chain may be, counted as OpenSSL does: the verified path holds at most depth - 1 intermediates between the client certificate and a CA of the secret.")
     .scope(Scope::Host)
-    .support(Support::Partial(
-        "bounds the chain the client sends; webpki builds the verification path itself",
-    ))
     .security();
 const ERROR_PAGE: KeySpec = KeySpec::new("auth-tls-error-page", Family::ClientTls)
     .grammar("absolute http(s) URL or a path")
@@ -539,10 +543,8 @@ mod tests {
             ("auth-tls-pass-certificate-to-upstream", "true"),
             ("auth-tls-match-cn", "CN=(alice|bob)"),
         ]);
-        assert_eq!(
-            codes(&p),
-            vec![Code::AnnotationPartial, Code::AnnotationPartial]
-        );
+        // Only auth-tls-match-cn is partial.
+        assert_eq!(codes(&p), vec![Code::AnnotationPartial]);
         assert!(p.policy.fail_closed.is_none());
         let t = &p.policy.client_tls;
         assert_eq!(

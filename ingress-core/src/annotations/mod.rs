@@ -48,7 +48,7 @@ pub mod timeouts;
 pub mod values;
 
 #[cfg(test)]
-mod test_util;
+pub(crate) mod test_util;
 #[cfg(test)]
 mod tests;
 

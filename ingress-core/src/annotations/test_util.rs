@@ -28,7 +28,7 @@ pub(super) fn run_with(pairs: &[(&str, &str)], options: &AnnotationOptions) -> P
 }
 
 /// [`run_with`] with the default options.
-pub(super) fn run(pairs: &[(&str, &str)]) -> Parsed {
+pub(crate) fn run(pairs: &[(&str, &str)]) -> Parsed {
     run_with(pairs, &AnnotationOptions::default())
 }
 

@@ -112,10 +112,32 @@ pub(super) fn resolve(
                 }
             }
         }
-        if let Some(ca) = policy.client_tls.ca_secret.clone()
-            && let Err(k) = lookup("auth-tls-secret", &ca, diags)
-        {
-            failed.push(k);
+        if let Some(ca) = policy.client_tls.ca_secret.clone() {
+            match lookup("auth-tls-secret", &ca, diags) {
+                Err(k) => failed.push(k),
+                Ok(secret) => {
+                    let certs = secret
+                        .get("ca.crt")
+                        .ok_or_else(|| "it has no `ca.crt` key".to_owned())
+                        .and_then(crate::auth::client_cert::read_ca);
+                    match certs {
+                        Ok(c) => policy.client_tls.ca_certificates = c,
+                        Err(why) => {
+                            let full = "nginx.ingress.kubernetes.io/auth-tls-secret".to_owned();
+                            diags.push(Diagnostic::new(
+                                Code::AnnotationReferenceInvalid,
+                                Some(v.r.as_ref().clone()),
+                                Some(annotation_field(&full)),
+                                format!(
+                                    "Secret {namespace}/{} cannot verify client certificates: {why}; the routes answer 503",
+                                    ca.name
+                                ),
+                            ));
+                            failed.push(full);
+                        }
+                    }
+                }
+            }
         }
         if let Some(name) = policy
             .backend

@@ -95,7 +95,11 @@ impl RouteTable {
         }
         if pol.access.is_set() || hp.access.is_set() {
             use crate::annotations::access::AccessVerdict;
-            if pol.access.check(req.client_ip, Some(&hp.access)) != AccessVerdict::Allowed {
+            // `satisfy: any`: authentication may still let the request in; the data
+            // plane decides (AuthPolicy::defers_access).
+            if pol.access.check(req.client_ip, Some(&hp.access)) != AccessVerdict::Allowed
+                && !pol.auth.defers_access()
+            {
                 return respond(StatusCode::FORBIDDEN, RespondReason::Forbidden);
             }
         }

@@ -386,7 +386,7 @@ where
 
 /// Accepts any server certificate: the tests look at which one was served.
 #[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+pub struct AnyCert(pub Arc<rustls::crypto::CryptoProvider>);
 
 impl ServerCertVerifier for AnyCert {
     fn verify_server_cert(

@@ -1,5 +1,6 @@
-//! htpasswd files and `auth-map` hashes: recognised into typed hashes (no
-//! verification yet), without quoting hash material in errors or `Debug`.
+//! htpasswd files and `auth-map` hashes: recognised into typed hashes, without
+//! quoting hash material in errors or `Debug`. [`PasswordHash::verify`] (in
+//! [`crate::auth::password`]) checks a password against one.
 
 use std::fmt;
 
@@ -27,12 +28,28 @@ pub enum BcryptVersion {
     Y,
 }
 
-/// A password hash as htpasswd writes it (recognised, not yet verified). `Debug`
-/// shows the scheme only, never hash material.
+/// A password hash as htpasswd (or nginx's `auth_basic_user_file`) accepts it.
+/// `Debug` shows the scheme only, never hash material.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum PasswordHash {
     /// `{SHA}` + base64 of the SHA-1 digest of the password.
     Sha1([u8; 20]),
+    /// `{SSHA}` + base64 of the SHA-1 digest of the password and salt, then the salt.
+    Ssha {
+        /// The SHA-1 digest of password + salt.
+        digest: [u8; 20],
+        /// The salt (any length, often 4 or 8 bytes).
+        salt: Vec<u8>,
+    },
+    /// `{PLAIN}` + the password itself (nginx accepts it; avoid).
+    Plain(String),
+    /// `$1$<salt>$<hash>`: the MD5 crypt of glibc (same algorithm as `$apr1$`).
+    Md5Crypt {
+        /// Salt, 1..8 characters.
+        salt: String,
+        /// 22 characters of crypt base64.
+        hash: String,
+    },
     /// `$apr1$<salt>$<hash>`: Apache's MD5 crypt.
     Apr1 {
         /// Salt, 1..8 characters.
@@ -64,6 +81,9 @@ impl fmt::Debug for PasswordHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             PasswordHash::Sha1(_) => "PasswordHash::Sha1(..)",
+            PasswordHash::Ssha { .. } => "PasswordHash::Ssha(..)",
+            PasswordHash::Plain(_) => "PasswordHash::Plain(..)",
+            PasswordHash::Md5Crypt { .. } => "PasswordHash::Md5Crypt(..)",
             PasswordHash::Apr1 { .. } => "PasswordHash::Apr1(..)",
             PasswordHash::Bcrypt { .. } => "PasswordHash::Bcrypt(..)",
             PasswordHash::Crypt { .. } => "PasswordHash::Crypt(..)",
@@ -88,23 +108,46 @@ impl PasswordHash {
                 .map_err(|_| "a {SHA} hash must hold 20 bytes".to_string())?;
             return Ok(PasswordHash::Sha1(digest));
         }
-        if let Some(rest) = s.strip_prefix("$apr1$") {
+        if let Some(b64) = s.strip_prefix("{SSHA}") {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|_| "a {SSHA} hash must be base64".to_string())?;
+            if bytes.len() <= 20 {
+                return Err("a {SSHA} hash must hold 20 bytes and a salt".into());
+            }
+            let (digest, salt) = bytes.split_at(20);
+            let mut d = [0u8; 20];
+            d.copy_from_slice(digest);
+            return Ok(PasswordHash::Ssha {
+                digest: d,
+                salt: salt.to_vec(),
+            });
+        }
+        if let Some(p) = s.strip_prefix("{PLAIN}") {
+            return Ok(PasswordHash::Plain(p.to_owned()));
+        }
+        for magic in ["$apr1$", "$1$"] {
+            let Some(rest) = s.strip_prefix(magic) else {
+                continue;
+            };
             let (salt, hash) = rest
                 .split_once('$')
-                .ok_or_else(|| "an $apr1$ hash is `$apr1$<salt>$<hash>`".to_string())?;
+                .ok_or_else(|| format!("an {magic} hash is `{magic}<salt>$<hash>`"))?;
             if salt.is_empty()
                 || salt.len() > 8
                 || !crypt64(salt)
                 || hash.len() != 22
                 || !crypt64(hash)
             {
-                return Err(
-                    "an $apr1$ hash has a salt of 1 to 8 and a hash of 22 crypt characters".into(),
-                );
+                return Err(format!(
+                    "an {magic} hash has a salt of 1 to 8 and a hash of 22 crypt characters"
+                ));
             }
-            return Ok(PasswordHash::Apr1 {
-                salt: salt.into(),
-                hash: hash.into(),
+            let (salt, hash) = (salt.into(), hash.into());
+            return Ok(if magic == "$1$" {
+                PasswordHash::Md5Crypt { salt, hash }
+            } else {
+                PasswordHash::Apr1 { salt, hash }
             });
         }
         for (tag, version) in [
@@ -139,7 +182,7 @@ impl PasswordHash {
             });
         }
         Err(
-            "not a recognised hash ({SHA}, $apr1$, $2a$/$2b$/$2y$ bcrypt or 13-character crypt)"
+            "not a recognised hash ({SHA}, {SSHA}, {PLAIN}, $apr1$, $1$, $2a$/$2b$/$2y$ bcrypt or 13-character crypt)"
                 .into(),
         )
     }

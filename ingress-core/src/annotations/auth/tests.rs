@@ -108,7 +108,8 @@ fn external_auth_knobs_not_enforced() {
         ("auth-keepalive-requests", "100"),
         ("auth-keepalive-timeout", "30"),
     ]);
-    assert_eq!(codes(&p), vec![Code::AnnotationNotEnforced; 7]);
+    // auth-cache-key and -duration are carried out; the others are not.
+    assert_eq!(codes(&p), vec![Code::AnnotationNotEnforced; 5]);
     assert!(p.policy.fail_closed.is_none());
     let e = p.policy.auth.external.expect("external");
     assert_eq!(
@@ -209,4 +210,36 @@ fn invalid_values_fail_closed() {
         );
         assert!(p.policy.fail_closed.is_some(), "{key}: {value:?}");
     }
+}
+
+#[test]
+fn satisfy_any_defers_the_ip_lists_to_authentication() {
+    let p = run(&[
+        ("auth-type", "basic"),
+        ("auth-secret", "users"),
+        ("whitelist-source-range", "10.0.0.0/8"),
+        ("denylist-source-range", "10.9.0.0/16"),
+        ("satisfy", "any"),
+    ]);
+    assert!(p.policy.auth.defers_access());
+    let access = &p.policy.access;
+    let ip = |s: &str| Some(s.parse().expect("ip"));
+    assert!(access.explicitly_allowed(ip("10.1.2.3"), None));
+    assert!(!access.explicitly_allowed(ip("10.9.2.3"), None), "denied");
+    assert!(
+        !access.explicitly_allowed(ip("192.0.2.1"), None),
+        "not listed"
+    );
+    assert!(!access.explicitly_allowed(None, None));
+    let p = run(&[
+        ("auth-type", "basic"),
+        ("auth-secret", "users"),
+        ("satisfy", "all"),
+    ]);
+    assert!(!p.policy.auth.defers_access());
+    let p = run(&[("denylist-source-range", "10.9.0.0/16")]);
+    assert!(
+        !p.policy.access.explicitly_allowed(ip("10.1.2.3"), None),
+        "no allow list"
+    );
 }
