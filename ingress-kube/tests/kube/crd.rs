@@ -31,3 +31,65 @@ fn the_yaml_reads_back_as_the_crd() {
         "ingressgatewayconfigs.gateway.ingress-rs.io"
     );
 }
+
+#[test]
+fn deploy_manifests_parse_and_rbac_is_least_privilege() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy");
+    let mut kinds = Vec::new();
+    for file in [
+        "crd.yaml",
+        "namespace.yaml",
+        "rbac.yaml",
+        "service.yaml",
+        "deployment.yaml",
+        "ingressclass.yaml",
+        "gateway-config.yaml",
+    ] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("read");
+        for doc in ingress_core::manifest::parse_documents(&text).expect(file) {
+            kinds.push(doc.value["kind"].as_str().unwrap_or("").to_owned());
+            if doc.value["kind"] == "ClusterRole" || doc.value["kind"] == "Role" {
+                for rule in doc.value["rules"].as_array().expect("rules") {
+                    let verbs: Vec<&str> = rule["verbs"]
+                        .as_array()
+                        .expect("verbs")
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect();
+                    let resources: Vec<&str> = rule["resources"]
+                        .as_array()
+                        .expect("resources")
+                        .iter()
+                        .filter_map(|v| v.as_str())
+                        .collect();
+                    assert!(!verbs.contains(&"*") && !resources.contains(&"*"), "{rule}");
+                    for v in &verbs {
+                        let writes = ["create", "update", "patch"].contains(v);
+                        let allowed = !writes
+                            || resources.iter().all(|r| {
+                                r.ends_with("/status") || *r == "events" || *r == "leases"
+                            });
+                        assert!(allowed, "{v} on {resources:?}");
+                    }
+                }
+            }
+        }
+    }
+    for kind in [
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ServiceAccount",
+        "ClusterRoleBinding",
+        "Deployment",
+        "IngressClass",
+        "IngressGatewayConfig",
+    ] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in deploy/");
+    }
+    // The sample gateway config is valid.
+    let text = std::fs::read_to_string(format!("{dir}/gateway-config.yaml")).expect("read");
+    let doc = &ingress_core::manifest::parse_documents(&text).expect("yaml")[0];
+    let cfg: ingress_kube::IngressGatewayConfig =
+        serde_json::from_value(doc.value.clone()).expect("config");
+    ingress_kube::gateway::validate(&cfg.spec).expect("valid sample config");
+}
