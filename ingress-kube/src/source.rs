@@ -103,6 +103,8 @@ impl KubeOptions {
 pub struct GatewayConfigState {
     /// The `IngressGatewayConfig` object's name.
     pub name: String,
+    /// Whether the object exists (when not, the defaults apply).
+    pub exists: bool,
     /// Its `metadata.generation`.
     pub generation: Option<i64>,
     /// The validation outcome (an invalid config is not applied: the previous valid
@@ -451,6 +453,7 @@ fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -
         }
         Some(GatewayConfigState {
             name,
+            exists: true,
             result: Err(_),
             ..
         }) => state
@@ -458,7 +461,7 @@ fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -
             .as_ref()
             .filter(|(n, _)| n == name)
             .map(|(_, c)| c.clone()),
-        None => None,
+        Some(_) | None => None,
     };
     let mut compile_options = options.compile.clone();
     if let Some(cfg) = &applied {
@@ -597,6 +600,7 @@ fn resolve_gateway(
     let Some(obj) = configs.get(&reflector::ObjectRef::new(&name)) else {
         return Some(GatewayConfigState {
             name: name.clone(),
+            exists: false,
             generation: None,
             result: Err(vec![ConfigError {
                 field: "spec.parameters".into(),
@@ -608,6 +612,7 @@ fn resolve_gateway(
     };
     Some(GatewayConfigState {
         name,
+        exists: true,
         generation: obj.metadata.generation,
         result: gateway::validate(&obj.spec),
     })

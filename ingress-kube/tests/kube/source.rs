@@ -235,4 +235,64 @@ async fn the_gateway_config_sets_the_profile_and_reports_errors() {
     })
     .await;
     assert!(p.gateway.as_ref().is_some_and(|g| g.result.is_ok()));
+
+    // A deleted config: the defaults apply.
+    server.apply(config(json!({"profile": "ingress-nginx"})));
+    wait_for(&source, 2 * SECOND, |p| {
+        p.table.profile() == Profile::IngressNginx
+    })
+    .await;
+    assert!(server.delete("IngressGatewayConfig", "", "main"));
+    let p = wait_for(&source, 2 * SECOND, |p| {
+        p.table.profile() == Profile::Standard
+    })
+    .await;
+    assert!(p.gateway.as_ref().is_some_and(|g| !g.exists) && p.applied_gateway.is_none());
+}
+
+#[tokio::test]
+async fn bookmarks_change_nothing() {
+    let server = cluster().await;
+    let source = start(&server).await;
+    let first = wait_for(&source, 5 * SECOND, |_| true).await;
+    server.bookmark();
+    server.apply(ingress(
+        "shop",
+        "after-bookmark",
+        "gw",
+        "e.example.com",
+        "api",
+    ));
+    let p = wait_for(&source, 2 * SECOND, |p| {
+        endpoint(p, "e.example.com").is_some()
+    })
+    .await;
+    assert_eq!(p.version, first.version + 1);
+}
+
+/// Lists and watches a real cluster (read-only) and waits for a first table.
+#[tokio::test]
+#[ignore = "needs a cluster: set INGRESS_KUBE_TEST_KUBECONFIG"]
+async fn real_cluster_lists_and_publishes() {
+    let Some(path) = std::env::var_os("INGRESS_KUBE_TEST_KUBECONFIG") else {
+        eprintln!("INGRESS_KUBE_TEST_KUBECONFIG is not set; skipped");
+        return;
+    };
+    let file = kube::config::Kubeconfig::read_from(path).expect("kubeconfig");
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let source = ingress_kube::KubeSource::start(client, options())
+        .await
+        .expect("start");
+    let p = wait_for(&source, 60 * SECOND, |_| true).await;
+    eprintln!(
+        "v{}: {} objects, {} routes, {} diagnostics",
+        p.version,
+        p.snapshot.len(),
+        p.table.routes().len(),
+        p.diagnostics.len()
+    );
 }
