@@ -148,22 +148,23 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Wait until every store has its initial list.
-    pub async fn wait_until_ready(&self) {
-        // A dropped writer means the watch task ended; the builder then never publishes.
-        let _ = futures::join!(
+    /// Wait until every store has its initial list. `false` when a watch task
+    /// stopped first (its store will never be complete).
+    pub async fn wait_until_ready(&self) -> bool {
+        let (a, b, c, d, e, f) = futures::join!(
             self.ingresses.wait_until_ready(),
             self.ingress_classes.wait_until_ready(),
             self.services.wait_until_ready(),
             self.endpoint_slices.wait_until_ready(),
             self.secrets.wait_until_ready(),
             async {
-                if let Some(s) = &self.gateway_configs {
-                    let _ = s.wait_until_ready().await;
+                match &self.gateway_configs {
+                    Some(s) => s.wait_until_ready().await.is_ok(),
+                    None => true,
                 }
-                Ok::<(), ()>(())
             },
         );
+        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok() && f
     }
 }
 
@@ -341,30 +342,35 @@ async fn run_builder(
     changed: Arc<Notify>,
     tx: watch::Sender<Option<Arc<Published>>>,
 ) {
-    stores.wait_until_ready().await;
+    if !stores.wait_until_ready().await {
+        tracing::error!("a watch stopped before its initial list; nothing is published");
+        return;
+    }
     tracing::info!("every store has its initial list; publishing");
-    let mut state = BuildState::default();
+    let options = Arc::new(options);
+    let state = Arc::new(std::sync::Mutex::new(BuildState::default()));
     loop {
-        let input = read_stores(&stores, &options, &mut state);
-        if state.last_input.as_ref() != Some(&input.key) {
-            let key = input.key.clone();
-            let version = state.version + 1;
-            let published = tokio::task::spawn_blocking(move || input.compile(version)).await;
-            match published {
-                Ok(p) => {
-                    tracing::info!(
-                        version,
-                        routes = p.table.routes().len(),
-                        diagnostics = p.diagnostics.len(),
-                        "configuration published"
-                    );
-                    state.version = version;
-                    state.last_input = Some(key);
-                    tx.send_replace(Some(Arc::new(p)));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "compile task failed; the last good table keeps serving")
-                }
+        // Reading the stores (a JSON round trip per object) and compiling are CPU
+        // work: both run off the async threads.
+        let (stores2, options2, state2) = (stores.clone(), options.clone(), state.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let mut state = state2.lock().unwrap_or_else(|e| e.into_inner());
+            build(&stores2, &options2, &mut state)
+        })
+        .await;
+        match built {
+            Ok(Some(p)) => {
+                tracing::info!(
+                    version = p.version,
+                    routes = p.table.routes().len(),
+                    diagnostics = p.diagnostics.len(),
+                    "configuration published"
+                );
+                tx.send_replace(Some(Arc::new(p)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "build task failed; the last good table keeps serving")
             }
         }
         changed.notified().await;
@@ -377,6 +383,17 @@ async fn run_builder(
             }
         }
     }
+}
+
+/// Read the stores; compile and return a new table if the input changed.
+fn build(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Option<Published> {
+    let input = read_stores(stores, options, state);
+    if state.last_input.as_ref() == Some(&input.key) {
+        return None;
+    }
+    state.version += 1;
+    state.last_input = Some(input.key.clone());
+    Some(input.compile(state.version))
 }
 
 #[derive(Debug, Default)]
@@ -616,4 +633,66 @@ fn resolve_gateway(
         generation: obj.metadata.generation,
         result: gateway::validate(&obj.spec),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_secrets_come_from_tls_annotations_and_the_gateway() {
+        let yaml = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    nginx.ingress.kubernetes.io/auth-secret: basic-auth
+    nginx.ingress.kubernetes.io/auth-tls-secret: certs/client-ca
+    nginx.ingress.kubernetes.io/rewrite-target: /
+spec:
+  tls: [{hosts: [a.example.com], secretName: a-tls}, {hosts: [b.example.com]}]
+"#;
+        let loaded = ingress_core::manifest::load_str("t.yaml", yaml);
+        let gateway = GatewayConfig {
+            default_tls_certificate: Some(ObjectRef::namespaced(
+                ObjectKind::Secret,
+                "ingress",
+                "default",
+            )),
+            ..GatewayConfig::default()
+        };
+        let got: Vec<String> = referenced_secrets(&loaded.snapshot, Some(&gateway))
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(""), r.name))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "certs/client-ca",
+                "ingress/default",
+                "shop/a-tls",
+                "shop/basic-auth"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_secret_types_lose_their_data() {
+        let mut s = Secret {
+            type_: Some("helm.sh/release.v1".into()),
+            data: Some(Default::default()),
+            ..Secret::default()
+        };
+        strip_secret(&mut s);
+        assert!(s.data.is_none());
+        let mut tls = Secret {
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(Default::default()),
+            ..Secret::default()
+        };
+        strip_secret(&mut tls);
+        assert!(tls.data.is_some());
+    }
 }

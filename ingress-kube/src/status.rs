@@ -323,7 +323,8 @@ fn lb_entry(s: &str) -> IngressLoadBalancerIngress {
     }
 }
 
-/// A Service's addresses: load balancer ingress, else external IPs, else cluster IP.
+/// A Service's addresses: its load balancer ingress (none while a `LoadBalancer`
+/// Service waits for one), else its external IPs, else its cluster IP.
 pub fn service_addresses(svc: &Service) -> Vec<IngressLoadBalancerIngress> {
     let lb: Vec<IngressLoadBalancerIngress> = svc
         .status
@@ -341,6 +342,10 @@ pub fn service_addresses(svc: &Service) -> Vec<IngressLoadBalancerIngress> {
         return lb;
     }
     let spec = svc.spec.clone().unwrap_or_default();
+    if spec.type_.as_deref() == Some("LoadBalancer") {
+        // Not provisioned yet: publish nothing rather than an internal address.
+        return Vec::new();
+    }
     if let Some(ips) = spec.external_ips.filter(|v| !v.is_empty()) {
         return ips.iter().map(|s| lb_entry(s)).collect();
     }
@@ -419,5 +424,10 @@ mod tests {
         }))
         .expect("service");
         assert_eq!(service_addresses(&svc), vec![lb_entry("10.0.0.1")]);
+        let pending: Service = serde_json::from_value(json!({
+            "metadata": {"name": "gw"}, "spec": {"type": "LoadBalancer", "clusterIP": "10.0.0.1"}
+        }))
+        .expect("service");
+        assert_eq!(service_addresses(&pending), vec![]);
     }
 }
