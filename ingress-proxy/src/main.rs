@@ -307,8 +307,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )),
         _ => None,
     };
-    // In --kube mode the folder source gets no path: its one load at start fails
-    // (logged once), the proxy stays unready (503) until the cluster's first table.
+    // In --kube mode the folder source gets no path (it loads nothing); the proxy
+    // stays unready (503) until the cluster's first table.
     let mut config = ProxyConfig::new(args.manifests.clone().unwrap_or_default());
     config.watch = args.manifests.is_some();
     let mut compile = CompileOptions::with_profile(args.profile)

@@ -96,8 +96,12 @@ impl FileSource {
     }
 
     /// Load, compile and publish once (blocking work runs off the async threads).
-    /// On error the current table stays.
+    /// On error the current table stays. An empty path means no folder (`--kube`
+    /// mode, where [`feed_kube`] fills the table): nothing is loaded.
     pub async fn apply(&self) -> Result<u64, LoadError> {
+        if self.path.as_os_str().is_empty() {
+            return Ok(self.live.load().version());
+        }
         let started = Instant::now();
         let (path, options) = (self.path.clone(), self.options.clone());
         let result = tokio::task::spawn_blocking(move || load(&path, &options))

@@ -128,3 +128,95 @@ async fn requests_follow_the_cluster() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+/// The binary itself: `ingress-proxy --kube --kubeconfig FILE` against the fake API
+/// server; it serves the Ingress, elects itself and writes the Ingress status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_in_kube_mode_serves_and_writes_status() -> TestResult {
+    let a = echo("a").await;
+    let api = FakeApiServer::start().await?;
+    api.apply(object(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        "gw",
+        json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME}}),
+    ));
+    for o in backend("web", a.addr) {
+        api.apply(o);
+    }
+    api.apply(ingress("web", "a.example.com", "web"));
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u, namespace: ingress}}}}]\ncurrent-context: c\n",
+            api.addr()
+        ),
+    )?;
+    let port = || -> std::io::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let (http, https, admin_port) = (port()?, port()?, port()?);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ingress-proxy"))
+        .args(["--kube", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            format!("--listen-http=127.0.0.1:{http}"),
+            format!("--listen-https=127.0.0.1:{https}"),
+            format!("--listen-admin=127.0.0.1:{admin_port}"),
+            "--publish-status-address=192.0.2.10".to_owned(),
+            "--pod-name=replica-1".to_owned(),
+        ])
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut child = KillOnDrop(child);
+    let http_addr: SocketAddr = format!("127.0.0.1:{http}").parse()?;
+    let served = || async move {
+        let Ok(io) = tokio::net::TcpStream::connect(http_addr).await else {
+            return None;
+        };
+        let reply = h1_on(
+            hyper_util::rt::TokioIo::new(io),
+            get("a.example.com", "/")
+                .body(Full::new(Bytes::new()))
+                .ok()?,
+        )
+        .await;
+        (reply.status == StatusCode::OK)
+            .then(|| reply.json()["server"].as_str().unwrap_or("").to_owned())
+    };
+    eventually("the binary serves a.example.com", || async {
+        served().await.as_deref() == Some("a")
+    })
+    .await;
+    eventually("the leader wrote the status", || async {
+        api.get("Ingress", "shop", "web").is_some_and(|i| {
+            i["status"]["loadBalancer"]["ingress"] == json!([{"ip": "192.0.2.10"}])
+        })
+    })
+    .await;
+    let lease = api
+        .get("Lease", "ingress", "ingress-rs-leader")
+        .ok_or("no Lease")?;
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-1");
+    child.0.kill()?;
+    let _ = child.0.wait();
+    Ok(())
+}
+
+/// Stops the spawned proxy however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
