@@ -127,7 +127,7 @@ pub struct Published {
     /// The gateway config applied to this table (the last valid one).
     pub applied_gateway: Option<GatewayConfig>,
     /// The snapshot the table was compiled from.
-    pub snapshot: Snapshot,
+    pub snapshot: Arc<Snapshot>,
 }
 
 /// The reflector stores, readable at any time (status writers use them).
@@ -407,7 +407,7 @@ struct BuildState {
 /// What a table depends on: when equal, the table would be the same.
 #[derive(Debug, Clone, PartialEq)]
 struct InputKey {
-    snapshot: Snapshot,
+    snapshot: Arc<Snapshot>,
     options: CompileOptions,
     conversion: Vec<Diagnostic>,
     gateway: Option<GatewayConfigState>,
@@ -508,7 +508,7 @@ fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -
     conversion.sort();
     Input {
         key: InputKey {
-            snapshot,
+            snapshot: Arc::new(snapshot),
             options: compile_options,
             conversion,
             gateway,

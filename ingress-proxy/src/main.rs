@@ -246,7 +246,7 @@ async fn start_kube(
     args: &Args,
     compile: CompileOptions,
     proxy: &Proxy,
-) -> anyhow::Result<(ingress_kube::KubeSource, Vec<tokio::task::JoinHandle<()>>)> {
+) -> anyhow::Result<KubeMode> {
     use ingress_kube::lease::{LeaderElector, LeaseOptions};
     use ingress_kube::status::{PublishAddress, StatusOptions, StatusWriter};
     let client = kube_client(args.kubeconfig.as_ref()).await?;
@@ -268,11 +268,11 @@ async fn start_kube(
         .pod_namespace
         .clone()
         .unwrap_or_else(|| client.default_namespace().to_owned());
-    let (leader, t) = LeaderElector::new(
+    let elector = LeaderElector::new(
         client.clone(),
         LeaseOptions::new(lease_ns, &args.election_id, &identity),
-    )
-    .spawn();
+    );
+    let (leader, t) = elector.clone().spawn();
     tasks.push(t);
     let publish = match (&args.publish_service, &args.publish_status_address) {
         (Some(s), _) => Some(s.clone()),
@@ -287,7 +287,30 @@ async fn start_kube(
         source.subscribe(),
         leader,
     ));
-    Ok((source, tasks))
+    Ok(KubeMode {
+        _source: source,
+        tasks,
+        elector,
+    })
+}
+
+/// What `--kube` runs besides the proxy.
+struct KubeMode {
+    _source: ingress_kube::KubeSource,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    elector: ingress_kube::lease::LeaderElector,
+}
+
+impl KubeMode {
+    /// Stop watching and writing, and hand the Lease over at once.
+    async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.elector.release().await {
+            tracing::warn!(error = %e, "releasing the Lease failed; it expires by itself");
+        }
+    }
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -350,10 +373,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "listening"
     );
     let signal = shutdown_signal().await?;
-    if let Some((_source, tasks)) = kube {
-        for t in tasks {
-            t.abort();
-        }
+    if let Some(kube) = kube {
+        kube.stop().await;
     }
     tracing::info!(signal, grace = ?args.shutdown_grace, "shutting down: draining connections");
     proxy.shutdown().await;

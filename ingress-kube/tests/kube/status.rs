@@ -45,6 +45,12 @@ async fn one_of_two_replicas_leads_and_the_other_takes_over_when_it_stops() {
     assert_eq!(lease["spec"]["holderIdentity"], "b");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
     b_task.abort();
+
+    // Released on shutdown: a takes it at once, without waiting for the hold to end.
+    let (a, b) = (elector(&server, "a"), elector(&server, "b"));
+    assert!(!a.release().await.expect("not ours"));
+    assert!(b.release().await.expect("release"));
+    assert!(a.round().await.expect("takes over"));
 }
 
 #[tokio::test]
