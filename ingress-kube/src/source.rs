@@ -53,7 +53,7 @@ pub struct KubeOptions {
     /// Longest delay between the first change of a burst and its rebuild.
     pub max_delay: Duration,
     /// Watch `IngressGatewayConfig` objects (skipped with a warning when the CRD is
-    /// not installed).
+    /// not installed or listing it is forbidden; checked once, at start).
     pub gateway_config: bool,
 }
 
@@ -212,7 +212,14 @@ impl KubeSource {
                 }
                 Err(kube::Error::Api(e)) if e.code == 404 => {
                     tracing::warn!(
-                        "the IngressGatewayConfig CRD is not installed; gateway configs are not watched (install deploy/crd.yaml)"
+                        "the IngressGatewayConfig CRD is not installed; gateway configs are not watched (install deploy/crd.yaml, then restart)"
+                    );
+                    None
+                }
+                Err(kube::Error::Api(e)) if e.code == 403 => {
+                    tracing::warn!(
+                        message = %e.message,
+                        "not allowed to list IngressGatewayConfigs; gateway configs are not watched (see deploy/rbac.yaml)"
                     );
                     None
                 }

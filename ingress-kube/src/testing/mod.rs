@@ -164,6 +164,13 @@ impl FakeApiServer {
         self.lock().fail_lists(plural, fail);
     }
 
+    /// Serve `plural` no more: every request for it gets 404, as when its CRD is
+    /// not installed.
+    pub fn fail_kind(&self, plural: &str) {
+        self.lock()
+            .fail_lists(&format!("{}{plural}", state::GONE), true);
+    }
+
     /// Make every watch request fail with 503 (`true`), as when the API server is
     /// unreachable, and close the open streams; or let watches work again.
     pub fn fail_watches(&self, fail: bool) {
@@ -196,7 +203,13 @@ impl FakeApiServer {
 
 async fn handle(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
-    let Some(path) = Path::parse(parts.uri.path()) else {
+    let path = Path::parse(parts.uri.path()).filter(|p| {
+        !state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .kind_gone(&p.plural)
+    });
+    let Some(path) = path else {
         return json_response(
             StatusCode::NOT_FOUND,
             &status(404, "NotFound", "no such resource"),

@@ -141,6 +141,8 @@ struct Watcher {
 
 /// The key of [`State::fail_lists`] that makes watches fail.
 pub(crate) const WATCHES: &str = "<watch>";
+/// The prefix of [`State::fail_lists`] keys that make a kind unknown (404).
+pub(crate) const GONE: &str = "<gone>";
 
 type Key = (String, String, String); // plural, namespace, name
 
@@ -308,6 +310,10 @@ impl State {
         } else {
             self.failing.remove(plural);
         }
+    }
+
+    pub(crate) fn kind_gone(&self, plural: &str) -> bool {
+        self.failing.contains(&format!("{GONE}{plural}"))
     }
 
     pub(crate) fn watches_failing(&self) -> bool {

@@ -296,3 +296,13 @@ async fn real_cluster_lists_and_publishes() {
         p.diagnostics.len()
     );
 }
+
+#[tokio::test]
+async fn without_the_crd_the_source_still_runs() {
+    let server = cluster().await;
+    server.fail_kind("ingressgatewayconfigs");
+    let source = start(&server).await;
+    let p = wait_for(&source, 5 * SECOND, |_| true).await;
+    assert!(source.stores().gateway_configs.is_none());
+    assert!(endpoint(&p, "a.example.com").is_some());
+}
