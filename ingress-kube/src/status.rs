@@ -3,7 +3,9 @@
 //! - `status.loadBalancer.ingress` of every Ingress the published table serves (one
 //!   route or more) is set to the gateway's addresses: those of `--publish-service`
 //!   (its load balancer ingress, else its external IPs, else its cluster IP) or the
-//!   fixed `--publish-status-address` list. It is patched only when it differs.
+//!   fixed `--publish-status-address` list. It is patched only when it differs. An
+//!   Ingress no longer served (moved to another class, or left out for errors) whose
+//!   status holds exactly our addresses has them cleared.
 //! - Every Warning or Error [`Diagnostic`] about an Ingress becomes a Kubernetes Event
 //!   on it (`type: Warning`, reason: the code in PascalCase, note: `[code] field:
 //!   message`), once per appearance: a diagnostic that stays is not re-sent.
@@ -166,14 +168,11 @@ impl StatusWriter {
             .collect();
         if self.options.write_status && self.options.publish.is_some() {
             let want = self.addresses().await?;
-            for r in &served {
-                let (Some(ns), name) = (r.namespace.as_deref(), r.name.as_str()) else {
-                    continue;
-                };
-                let Some(ing) = stores
-                    .ingresses
-                    .get(&reflector::ObjectRef::new(name).within(ns))
-                else {
+            for ing in stores.ingresses.state() {
+                let (Some(ns), Some(name)) = (
+                    ing.metadata.namespace.as_deref(),
+                    ing.metadata.name.as_deref(),
+                ) else {
                     continue;
                 };
                 let have = ing
@@ -182,11 +181,21 @@ impl StatusWriter {
                     .and_then(|s| s.load_balancer.as_ref())
                     .and_then(|l| l.ingress.clone())
                     .unwrap_or_default();
-                if have == want {
+                let ours = served.contains(&&ObjectRef::namespaced(ObjectKind::Ingress, ns, name));
+                let set_to = if ours {
+                    want.clone()
+                } else if !want.is_empty() && have == want {
+                    // No longer served by us (another class, or left out): clear the
+                    // addresses we wrote, and only those.
+                    Vec::new()
+                } else {
+                    continue;
+                };
+                if have == set_to {
                     continue;
                 }
                 let api: Api<Ingress> = Api::namespaced(self.client.clone(), ns);
-                let patch = json!({"status": {"loadBalancer": {"ingress": want}}});
+                let patch = json!({"status": {"loadBalancer": {"ingress": set_to}}});
                 api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
                     .await
                     .map_err(|source| WriteError::Api {

@@ -126,7 +126,8 @@ impl FakeApiServer {
     }
 
     /// Create or replace an object (it must carry `apiVersion`, `kind` and
-    /// `metadata.name`); watchers see `ADDED` or `MODIFIED`. Returns the stored object.
+    /// `metadata.name`); watchers see `ADDED` or `MODIFIED`. An object without
+    /// `status` keeps the one stored. Returns the stored object.
     ///
     /// # Panics
     /// On an object of a kind the server does not serve (a test bug).

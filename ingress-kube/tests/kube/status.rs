@@ -121,6 +121,16 @@ async fn only_the_leader_writes_status_and_events() {
         "{notes:?}"
     );
     assert!(events.iter().any(|e| e.body["reason"] == "IngressDropped"));
+
+    // Moved to a class that is not ours: the leader clears the addresses it wrote.
+    server.apply(ingress("shop", "web", "elsewhere", "a.example.com", "api"));
+    for _ in 0..50 {
+        if status() == Some(json!([])) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status(), Some(json!([])));
     for t in tasks {
         t.abort();
     }
