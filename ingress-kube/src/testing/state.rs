@@ -242,10 +242,11 @@ impl State {
         };
         let event = if old.is_some() { "MODIFIED" } else { "ADDED" };
         // Writes to the main resource keep the status (the status subresource's).
-        if let Some(o) = old {
-            if object.get("status").is_none_or(Value::is_null) && !o["status"].is_null() {
-                object["status"] = o["status"].clone();
-            }
+        if let Some(o) = old
+            && object.get("status").is_none_or(Value::is_null)
+            && !o["status"].is_null()
+        {
+            object["status"] = o["status"].clone();
         }
         object["metadata"]["uid"] = uid;
         if object["metadata"]["creationTimestamp"].is_null() {
