@@ -1,9 +1,13 @@
-//! `ingress-proxy`: serve a folder of Kubernetes manifests as an Ingress gateway.
+//! `ingress-proxy`: serve a folder of Kubernetes manifests, or a cluster's Ingresses,
+//! as an Ingress gateway.
 //!
 //! ```text
 //! ingress-proxy --manifests DIR --listen-http ADDR --listen-https ADDR --listen-admin ADDR
 //!               [--controller-name NAME] [--profile standard|ingress-nginx]
 //!               [--trust-forwarded-for CIDR[,CIDR...]]
+//! ingress-proxy --kube [--kubeconfig PATH] [--watch-namespace NS]
+//!               [--publish-service NS/NAME | --publish-status-address ADDR[,ADDR...]]
+//!               [--update-status false] --listen-http ADDR ... (see docs/kube.md)
 //! ```
 //!
 //! Every flag can also be set through its environment variable (`--help` lists them).
@@ -33,8 +37,78 @@ use tokio::net::TcpListener;
 #[command(name = "ingress-proxy", version, about, long_about = None)]
 struct Args {
     /// Manifests folder (recursed; .yaml, .yml, .json), watched for changes.
-    #[arg(long, env = "INGRESS_PROXY_MANIFESTS", value_name = "DIR")]
-    manifests: PathBuf,
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_MANIFESTS",
+        value_name = "DIR",
+        required_unless_present = "kube",
+        conflicts_with = "kube"
+    )]
+    manifests: Option<PathBuf>,
+    /// Serve the cluster's Ingresses (watched through the Kubernetes API) instead of a folder.
+    #[arg(long, env = "INGRESS_PROXY_KUBE")]
+    kube: bool,
+    /// Kubeconfig file (default: in-cluster config, else $KUBECONFIG or ~/.kube/config).
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_KUBECONFIG",
+        value_name = "PATH",
+        requires = "kube"
+    )]
+    kubeconfig: Option<PathBuf>,
+    /// Watch Ingresses, Services, EndpointSlices and Secrets of this namespace only.
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_WATCH_NAMESPACE",
+        value_name = "NS",
+        requires = "kube"
+    )]
+    watch_namespace: Option<String>,
+    /// Class names served even without an IngressClass object (ingress-nginx's --ingress-class).
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_INGRESS_CLASS",
+        value_name = "NAME[,NAME...]",
+        value_delimiter = ','
+    )]
+    ingress_class: Vec<String>,
+    /// Serve Ingresses that name no class.
+    #[arg(long, env = "INGRESS_PROXY_WATCH_INGRESS_WITHOUT_CLASS")]
+    watch_ingress_without_class: bool,
+    /// Write Ingress status from this Service's addresses (NAMESPACE/NAME).
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_PUBLISH_SERVICE",
+        value_name = "NS/NAME",
+        requires = "kube",
+        conflicts_with = "publish_status_address"
+    )]
+    publish_service: Option<ingress_kube::status::PublishAddress>,
+    /// Write Ingress status with these IPs or hostnames.
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_PUBLISH_STATUS_ADDRESS",
+        value_name = "ADDR[,ADDR...]",
+        value_delimiter = ',',
+        requires = "kube"
+    )]
+    publish_status_address: Vec<String>,
+    /// Write Ingress status at all (false to run side by side with another controller).
+    #[arg(long, env = "INGRESS_PROXY_UPDATE_STATUS", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    update_status: bool,
+    /// Name of the coordination.k8s.io Lease that elects the replica writing status and Events.
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_ELECTION_ID",
+        default_value = "ingress-rs-leader"
+    )]
+    election_id: String,
+    /// This replica's name, for the Lease and Events (set from the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// The namespace of the Lease (set from the pod's namespace; default: the client's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pod_namespace: Option<String>,
     /// Plain HTTP listener (HTTP/1.1 and h2c prior knowledge).
     #[arg(long, env = "INGRESS_PROXY_LISTEN_HTTP", value_name = "ADDR")]
     listen_http: SocketAddr,
@@ -210,14 +284,105 @@ async fn shutdown_signal() -> anyhow::Result<&'static str> {
     }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let meta = std::fs::metadata(&args.manifests)
-        .with_context(|| format!("--manifests {}", args.manifests.display()))?;
-    anyhow::ensure!(
-        meta.is_dir(),
-        "--manifests {}: not a folder",
-        args.manifests.display()
+async fn kube_client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("--kubeconfig {}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster config and no kubeconfig")?,
+    };
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+/// Watch the cluster and feed the proxy's live table; the Lease holder writes
+/// Ingress status and Events. The tasks run until the process exits.
+async fn start_kube(
+    args: &Args,
+    compile: CompileOptions,
+    proxy: &Proxy,
+) -> anyhow::Result<KubeMode> {
+    use ingress_kube::lease::{LeaderElector, LeaseOptions};
+    use ingress_kube::status::{PublishAddress, StatusOptions, StatusWriter};
+    let client = kube_client(args.kubeconfig.as_ref()).await?;
+    let mut options = ingress_kube::KubeOptions::new(compile);
+    if let Some(ns) = &args.watch_namespace {
+        options = options.namespace(ns);
+    }
+    let source = ingress_kube::KubeSource::start(client.clone(), options).await?;
+    let mut tasks = vec![ingress_proxy::source::feed_kube(
+        source.subscribe(),
+        proxy.live().clone(),
+        proxy.metrics().clone(),
+    )];
+    let identity = args
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| format!("ingress-proxy-{}", std::process::id()));
+    let lease_ns = args
+        .pod_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let elector = LeaderElector::new(
+        client.clone(),
+        LeaseOptions::new(lease_ns, &args.election_id, &identity),
     );
+    let (leader, t) = elector.clone().spawn();
+    tasks.push(t);
+    let publish = match (&args.publish_service, &args.publish_status_address) {
+        (Some(s), _) => Some(s.clone()),
+        (None, a) if !a.is_empty() => Some(PublishAddress::Addresses(a.clone())),
+        _ => None,
+    };
+    let mut status = StatusOptions::new(publish, "ingress-rs");
+    status.write_status = args.update_status;
+    status.instance = Some(identity);
+    tasks.push(StatusWriter::new(client, status).spawn(
+        source.stores().clone(),
+        source.subscribe(),
+        leader,
+    ));
+    Ok(KubeMode {
+        _source: source,
+        tasks,
+        elector,
+    })
+}
+
+/// What `--kube` runs besides the proxy.
+struct KubeMode {
+    _source: ingress_kube::KubeSource,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    elector: ingress_kube::lease::LeaderElector,
+}
+
+impl KubeMode {
+    /// Stop watching and writing, and hand the Lease over at once.
+    async fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.elector.release().await {
+            tracing::warn!(error = %e, "releasing the Lease failed; it expires by itself");
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(manifests) = &args.manifests {
+        let meta = std::fs::metadata(manifests)
+            .with_context(|| format!("--manifests {}", manifests.display()))?;
+        anyhow::ensure!(
+            meta.is_dir(),
+            "--manifests {}: not a folder",
+            manifests.display()
+        );
+    }
     let default_certificate = match (&args.default_certificate, &args.default_key) {
         (Some(c), Some(k)) => Some((
             std::fs::read(c).with_context(|| format!("reading {}", c.display()))?,
@@ -225,15 +390,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )),
         _ => None,
     };
-    let mut config = ProxyConfig::new(args.manifests.clone());
-    config.compile =
-        CompileOptions::with_profile(args.profile).controller_name(args.controller_name);
+    // In --kube mode the folder source gets no path (it loads nothing); the proxy
+    // stays unready (503) until the cluster's first table.
+    let mut config = ProxyConfig::new(args.manifests.clone().unwrap_or_default());
+    config.watch = args.manifests.is_some();
+    let mut compile = CompileOptions::with_profile(args.profile)
+        .controller_name(args.controller_name.clone())
+        .watch_ingress_without_class(args.watch_ingress_without_class);
+    for class in &args.ingress_class {
+        compile = compile.ingress_class(class);
+    }
+    config.compile = compile.clone();
     let mut service = ServiceOptions::default();
-    service.trusted = TrustedProxies::new(args.trust_forwarded_for);
+    service.trusted = TrustedProxies::new(args.trust_forwarded_for.clone());
     service.connect_timeout = args.upstream_connect_timeout;
     service.read_timeout = args.upstream_read_timeout;
     service.send_timeout = args.upstream_send_timeout;
-    service.global_limits = args.redis.map(|addr| {
+    service.global_limits = args.redis.clone().map(|addr| {
         let mut g = GlobalConfig::new(addr);
         g.fail = match args.redis_fail {
             Fail::Open => FailMode::Open,
@@ -262,15 +435,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         admin: Some(bind(args.listen_admin, "admin").await?),
     };
     let proxy = Proxy::start(config, listeners).await?;
+    let kube = if args.kube {
+        Some(start_kube(&args, compile, &proxy).await?)
+    } else {
+        None
+    };
     let addr = |a: Option<SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+    let source = match &args.manifests {
+        Some(m) => m.display().to_string(),
+        None => "kubernetes".to_owned(),
+    };
     tracing::info!(
         http = addr(proxy.http_addr()),
         https = addr(proxy.https_addr()),
         admin = addr(proxy.admin_addr()),
-        manifests = %args.manifests.display(),
+        source,
         "listening"
     );
     let signal = shutdown_signal().await?;
+    if let Some(kube) = kube {
+        kube.stop().await;
+    }
     tracing::info!(signal, grace = ?args.shutdown_grace, "shutting down: draining connections");
     proxy.shutdown().await;
     tracing::info!("stopped");

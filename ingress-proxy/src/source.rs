@@ -1,4 +1,5 @@
-//! The manifests folder as a configuration source: load, compile, publish, watch.
+//! Configuration sources: the manifests folder (load, compile, publish, watch) and
+//! the Kubernetes API ([`feed_kube`], fed by `ingress_kube::KubeSource`).
 //!
 //! A load whose files cannot be read, or have syntax or schema errors, is not
 //! applied: the last good table keeps serving and the diagnostics are logged. A load
@@ -95,8 +96,12 @@ impl FileSource {
     }
 
     /// Load, compile and publish once (blocking work runs off the async threads).
-    /// On error the current table stays.
+    /// On error the current table stays. An empty path means no folder (`--kube`
+    /// mode, where [`feed_kube`] fills the table): nothing is loaded.
     pub async fn apply(&self) -> Result<u64, LoadError> {
+        if self.path.as_os_str().is_empty() {
+            return Ok(self.live.load().version());
+        }
         let started = Instant::now();
         let (path, options) = (self.path.clone(), self.options.clone());
         let result = tokio::task::spawn_blocking(move || load(&path, &options))
@@ -177,6 +182,47 @@ impl FileSource {
             }
         }))
     }
+}
+
+/// Serve every table an `ingress_kube::KubeSource` publishes (its `subscribe()`
+/// receiver) from `live`, as [`FileSource`] does for the folder. Nothing is stored
+/// before the source's first table (which it publishes only once every watched kind
+/// is listed), so `/readyz` stays 503 until then. Runs until the source stops.
+pub fn feed_kube(
+    mut tables: tokio::sync::watch::Receiver<Option<Arc<ingress_kube::Published>>>,
+    live: Arc<LiveTable>,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let published = tables.borrow_and_update().clone();
+            if let Some(p) = published {
+                let started = Instant::now();
+                let diagnostics: Vec<Located> = p
+                    .diagnostics
+                    .iter()
+                    .map(|d| Located {
+                        location: None,
+                        diagnostic: d.clone(),
+                    })
+                    .collect();
+                log_diagnostics(&diagnostics);
+                let (routes, dropped) = (p.table.routes().len(), count_errors(&diagnostics));
+                live.store(Live::new(p.table.clone(), p.version, diagnostics));
+                metrics.config_applied(true, p.version);
+                tracing::info!(
+                    version = p.version,
+                    routes,
+                    errors = dropped,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "configuration applied from the cluster"
+                );
+            }
+            if tables.changed().await.is_err() {
+                return;
+            }
+        }
+    })
 }
 
 fn count_errors(d: &[Located]) -> usize {

@@ -1,0 +1,705 @@
+//! Watch the cluster, build snapshots, compile, publish.
+//!
+//! One kube-rs watcher and reflector store per kind (Ingress, IngressClass, Service,
+//! EndpointSlice, Secret and, when its CRD is installed, IngressGatewayConfig). Every
+//! change wakes a debounced builder, which waits until **every** store has its
+//! initial list before it publishes anything, then reads the stores into an
+//! [`ingress_core::Snapshot`], compiles it off the async threads and publishes a
+//! [`Published`] table through a [`tokio::sync::watch`] channel. A watch error backs
+//! off and re-lists (a `410 Gone` included); the stores keep their last good content
+//! meanwhile, so the last good table keeps serving.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ingress_core::model::{ObjectKind, ObjectRef};
+use ingress_core::{CompileOptions, Diagnostic, RouteTable, Snapshot, compile};
+use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
+use kube::api::{Api, ListParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::convert::convert;
+use crate::error::StartError;
+use crate::gateway::{self, ConfigError, GatewayConfig, IngressGatewayConfig};
+
+/// Secret types whose data is kept; the data of every other type (service account
+/// tokens, Helm releases...) is dropped before it reaches the store.
+pub const KEPT_SECRET_TYPES: [&str; 2] = ["kubernetes.io/tls", "Opaque"];
+
+/// How the source watches and compiles.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct KubeOptions {
+    /// Watch one namespace only (`None`: all namespaces). IngressClasses and gateway
+    /// configs are cluster-scoped and always watched cluster-wide.
+    pub namespace: Option<String>,
+    /// Compile options (controller name, profile...). A gateway config referenced by
+    /// our IngressClass overrides the profile and the annotation prefix.
+    pub compile: CompileOptions,
+    /// Quiet time after the last change before a rebuild.
+    pub debounce: Duration,
+    /// Longest delay between the first change of a burst and its rebuild.
+    pub max_delay: Duration,
+    /// Watch `IngressGatewayConfig` objects (skipped with a warning when the CRD is
+    /// not installed or listing it is forbidden; checked once, at start).
+    pub gateway_config: bool,
+}
+
+impl Default for KubeOptions {
+    fn default() -> Self {
+        KubeOptions {
+            namespace: None,
+            compile: CompileOptions::default(),
+            debounce: Duration::from_millis(50),
+            max_delay: Duration::from_millis(500),
+            gateway_config: true,
+        }
+    }
+}
+
+impl KubeOptions {
+    /// Default options compiling with `compile`.
+    pub fn new(compile: CompileOptions) -> Self {
+        KubeOptions {
+            compile,
+            ..KubeOptions::default()
+        }
+    }
+
+    /// Watch only `namespace`.
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = Some(namespace.into());
+        self
+    }
+
+    /// Set the debounce delay (and a max delay of ten times it).
+    pub fn debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self.max_delay = debounce * 10;
+        self
+    }
+
+    /// Watch gateway configs or not.
+    pub fn gateway_config(mut self, yes: bool) -> Self {
+        self.gateway_config = yes;
+        self
+    }
+}
+
+/// The gateway config in effect, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfigState {
+    /// The `IngressGatewayConfig` object's name.
+    pub name: String,
+    /// Whether the object exists (when not, the defaults apply).
+    pub exists: bool,
+    /// Its `metadata.generation`.
+    pub generation: Option<i64>,
+    /// The validation outcome (an invalid config is not applied: the previous valid
+    /// one, or the defaults, stay in effect).
+    pub result: Result<GatewayConfig, Vec<ConfigError>>,
+}
+
+/// One compiled configuration, as published.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Published {
+    /// 1 for the first table, then one more per publish.
+    pub version: u64,
+    /// The route table.
+    pub table: RouteTable,
+    /// Every problem found (conversion and compile), sorted.
+    pub diagnostics: Vec<Diagnostic>,
+    /// The gateway config referenced by our IngressClass, if any, as validated.
+    pub gateway: Option<GatewayConfigState>,
+    /// The gateway config applied to this table (the last valid one).
+    pub applied_gateway: Option<GatewayConfig>,
+    /// The snapshot the table was compiled from.
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// The reflector stores, readable at any time (status writers use them).
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Ingresses.
+    pub ingresses: Store<Ingress>,
+    /// IngressClasses.
+    pub ingress_classes: Store<IngressClass>,
+    /// Services.
+    pub services: Store<Service>,
+    /// EndpointSlices.
+    pub endpoint_slices: Store<EndpointSlice>,
+    /// Secrets (data kept only for [`KEPT_SECRET_TYPES`]).
+    pub secrets: Store<Secret>,
+    /// Gateway configs, when watched.
+    pub gateway_configs: Option<Store<IngressGatewayConfig>>,
+}
+
+impl Stores {
+    /// Wait until every store has its initial list. `false` when a watch task
+    /// stopped first (its store will never be complete).
+    pub async fn wait_until_ready(&self) -> bool {
+        let (a, b, c, d, e, f) = futures::join!(
+            self.ingresses.wait_until_ready(),
+            self.ingress_classes.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.endpoint_slices.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+            async {
+                match &self.gateway_configs {
+                    Some(s) => s.wait_until_ready().await.is_ok(),
+                    None => true,
+                }
+            },
+        );
+        a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok() && f
+    }
+}
+
+/// The running source: watch tasks and the builder. Dropping it stops them.
+#[derive(Debug)]
+pub struct KubeSource {
+    rx: watch::Receiver<Option<Arc<Published>>>,
+    stores: Stores,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for KubeSource {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl KubeSource {
+    /// Start watching with `client`. Must run inside a tokio runtime.
+    pub async fn start(client: Client, options: KubeOptions) -> Result<Self, StartError> {
+        let changed = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        let ns = options.namespace.as_deref();
+        let (ingresses, t) = watch_kind(namespaced::<Ingress>(&client, ns), &changed, strip);
+        tasks.push(t);
+        let (ingress_classes, t) =
+            watch_kind(Api::<IngressClass>::all(client.clone()), &changed, strip);
+        tasks.push(t);
+        let (services, t) = watch_kind(namespaced::<Service>(&client, ns), &changed, strip);
+        tasks.push(t);
+        let (endpoint_slices, t) =
+            watch_kind(namespaced::<EndpointSlice>(&client, ns), &changed, strip);
+        tasks.push(t);
+        let (secrets, t) = watch_kind(namespaced::<Secret>(&client, ns), &changed, strip_secret);
+        tasks.push(t);
+        let gateway_configs = if options.gateway_config {
+            let api = Api::<IngressGatewayConfig>::all(client.clone());
+            match api.list(&ListParams::default().limit(1)).await {
+                Ok(_) => {
+                    let (store, t) = watch_kind(api, &changed, strip);
+                    tasks.push(t);
+                    Some(store)
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {
+                    tracing::warn!(
+                        "the IngressGatewayConfig CRD is not installed; gateway configs are not watched (install deploy/crd.yaml, then restart)"
+                    );
+                    None
+                }
+                Err(kube::Error::Api(e)) if e.code == 403 => {
+                    tracing::warn!(
+                        message = %e.message,
+                        "not allowed to list IngressGatewayConfigs; gateway configs are not watched (see deploy/rbac.yaml)"
+                    );
+                    None
+                }
+                Err(source) => {
+                    for t in &tasks {
+                        t.abort();
+                    }
+                    return Err(StartError::Probe {
+                        what: "IngressGatewayConfig",
+                        source,
+                    });
+                }
+            }
+        } else {
+            None
+        };
+        let stores = Stores {
+            ingresses,
+            ingress_classes,
+            services,
+            endpoint_slices,
+            secrets,
+            gateway_configs,
+        };
+        let (tx, rx) = watch::channel(None);
+        tasks.push(tokio::spawn(run_builder(
+            stores.clone(),
+            options,
+            changed,
+            tx,
+        )));
+        Ok(KubeSource { rx, stores, tasks })
+    }
+
+    /// A receiver of every published table (`None` until the first).
+    pub fn subscribe(&self) -> watch::Receiver<Option<Arc<Published>>> {
+        self.rx.clone()
+    }
+
+    /// The latest published table, if any.
+    pub fn current(&self) -> Option<Arc<Published>> {
+        self.rx.borrow().clone()
+    }
+
+    /// Wait for the first published table (`None` if the builder stopped).
+    pub async fn ready(&self) -> Option<Arc<Published>> {
+        let mut rx = self.rx.clone();
+        rx.wait_for(Option::is_some).await.ok()?.clone()
+    }
+
+    /// The stores.
+    pub fn stores(&self) -> &Stores {
+        &self.stores
+    }
+}
+
+fn namespaced<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+fn strip<K: Resource>(o: &mut K) {
+    o.meta_mut().managed_fields = None;
+}
+
+fn strip_secret(s: &mut Secret) {
+    s.metadata.managed_fields = None;
+    let kept = s
+        .type_
+        .as_deref()
+        .is_some_and(|t| KEPT_SECRET_TYPES.contains(&t));
+    if !kept {
+        s.data = None;
+        s.string_data = None;
+    }
+}
+
+fn watch_kind<K>(
+    api: Api<K>,
+    changed: &Arc<Notify>,
+    modify: fn(&mut K),
+) -> (Store<K>, JoinHandle<()>)
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let changed = changed.clone();
+    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let stream = watch_stream(api)
+        .default_backoff()
+        .modify(modify)
+        .reflect(writer);
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => changed.notify_one(),
+                Ok(Event::Init | Event::InitApply(_)) => {}
+                Err(e) => tracing::warn!(
+                    kind,
+                    error = %e,
+                    "watch failed; retrying with backoff (the last good table keeps serving)"
+                ),
+            }
+        }
+    });
+    (reader, task)
+}
+
+fn watch_stream<K>(api: Api<K>) -> impl futures::Stream<Item = watcher::Result<Event<K>>> + Send
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    watcher::watcher(api, watcher::Config::default())
+}
+
+async fn run_builder(
+    stores: Stores,
+    options: KubeOptions,
+    changed: Arc<Notify>,
+    tx: watch::Sender<Option<Arc<Published>>>,
+) {
+    if !stores.wait_until_ready().await {
+        tracing::error!("a watch stopped before its initial list; nothing is published");
+        return;
+    }
+    tracing::info!("every store has its initial list; publishing");
+    let options = Arc::new(options);
+    let state = Arc::new(std::sync::Mutex::new(BuildState::default()));
+    loop {
+        // Reading the stores (a JSON round trip per object) and compiling are CPU
+        // work: both run off the async threads.
+        let (stores2, options2, state2) = (stores.clone(), options.clone(), state.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            let mut state = state2.lock().unwrap_or_else(|e| e.into_inner());
+            build(&stores2, &options2, &mut state)
+        })
+        .await;
+        match built {
+            Ok(Some(p)) => {
+                tracing::info!(
+                    version = p.version,
+                    routes = p.table.routes().len(),
+                    diagnostics = p.diagnostics.len(),
+                    "configuration published"
+                );
+                tx.send_replace(Some(Arc::new(p)));
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "build task failed; the last good table keeps serving")
+            }
+        }
+        changed.notified().await;
+        let deadline = tokio::time::Instant::now() + options.max_delay;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(options.debounce) => break,
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = changed.notified() => {}
+            }
+        }
+    }
+}
+
+/// Read the stores; compile and return a new table if the input changed.
+fn build(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Option<Published> {
+    let input = read_stores(stores, options, state);
+    if state.last_input.as_ref() == Some(&input.key) {
+        return None;
+    }
+    state.version += 1;
+    state.last_input = Some(input.key.clone());
+    Some(input.compile(state.version))
+}
+
+#[derive(Debug, Default)]
+struct BuildState {
+    version: u64,
+    last_input: Option<InputKey>,
+    /// The last valid gateway config, applied while a newer one is invalid.
+    last_valid_gateway: Option<(String, GatewayConfig)>,
+}
+
+/// What a table depends on: when equal, the table would be the same.
+#[derive(Debug, Clone, PartialEq)]
+struct InputKey {
+    snapshot: Arc<Snapshot>,
+    options: CompileOptions,
+    conversion: Vec<Diagnostic>,
+    gateway: Option<GatewayConfigState>,
+    applied: Option<GatewayConfig>,
+}
+
+struct Input {
+    key: InputKey,
+}
+
+impl Input {
+    fn compile(self, version: u64) -> Published {
+        let InputKey {
+            snapshot,
+            options,
+            conversion,
+            gateway,
+            applied,
+        } = self.key;
+        let compiled = compile(&snapshot, &options);
+        let mut diagnostics = conversion;
+        diagnostics.extend(compiled.diagnostics);
+        diagnostics.sort();
+        Published {
+            version,
+            table: compiled.table,
+            diagnostics,
+            gateway,
+            applied_gateway: applied,
+            snapshot,
+        }
+    }
+}
+
+fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Input {
+    let mut conversion = Vec::new();
+    let mut snapshot = Snapshot::new();
+    snapshot.ingresses = convert_all(&stores.ingresses, ObjectKind::Ingress, &mut conversion);
+    snapshot.ingress_classes = convert_all(
+        &stores.ingress_classes,
+        ObjectKind::IngressClass,
+        &mut conversion,
+    );
+    snapshot.services = convert_all(&stores.services, ObjectKind::Service, &mut conversion);
+    snapshot.endpoint_slices = convert_all(
+        &stores.endpoint_slices,
+        ObjectKind::EndpointSlice,
+        &mut conversion,
+    );
+
+    let gateway = resolve_gateway(stores, &snapshot, &options.compile.controller_name);
+    let applied = match &gateway {
+        Some(GatewayConfigState {
+            name,
+            result: Ok(cfg),
+            ..
+        }) => {
+            state.last_valid_gateway = Some((name.clone(), cfg.clone()));
+            Some(cfg.clone())
+        }
+        Some(GatewayConfigState {
+            name,
+            exists: true,
+            result: Err(_),
+            ..
+        }) => state
+            .last_valid_gateway
+            .as_ref()
+            .filter(|(n, _)| n == name)
+            .map(|(_, c)| c.clone()),
+        Some(_) | None => None,
+    };
+    let mut compile_options = options.compile.clone();
+    if let Some(cfg) = &applied {
+        compile_options.profile = cfg.profile;
+        if cfg.annotation_prefix.is_some() {
+            compile_options.annotation_prefix = cfg.annotation_prefix.clone();
+        }
+    }
+
+    let wanted = referenced_secrets(&snapshot, applied.as_ref());
+    let mut secrets: Vec<ingress_core::model::Secret> = Vec::new();
+    for s in stores.secrets.state() {
+        let r = crate::convert::object_ref(ObjectKind::Secret, s.as_ref());
+        if !wanted.contains(&r) {
+            continue;
+        }
+        match convert::<_, ingress_core::model::Secret>(ObjectKind::Secret, s.as_ref()) {
+            Ok(mut s) => {
+                s.metadata.resource_version = None;
+                secrets.push(s);
+            }
+            Err(d) => conversion.push(d),
+        }
+    }
+    sort_by_ref(&mut secrets, |s| &s.metadata);
+    snapshot.secrets = secrets;
+    conversion.sort();
+    Input {
+        key: InputKey {
+            snapshot: Arc::new(snapshot),
+            options: compile_options,
+            conversion,
+            gateway,
+            applied,
+        },
+    }
+}
+
+fn convert_all<K, T>(store: &Store<K>, kind: ObjectKind, diags: &mut Vec<Diagnostic>) -> Vec<T>
+where
+    K: Resource + k8s_openapi::Resource + serde::Serialize + Clone,
+    K::DynamicType: Eq + Hash + Clone,
+    T: DeserializeOwned + HasMeta,
+{
+    let mut out = Vec::new();
+    for o in store.state() {
+        match convert::<K, T>(kind, o.as_ref()) {
+            Ok(mut t) => {
+                // Status writes change only the resourceVersion: not a new input.
+                t.meta_mut().resource_version = None;
+                out.push(t);
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    sort_by_ref(&mut out, T::meta);
+    out
+}
+
+/// Objects with metadata, to sort store contents (stores are unordered).
+trait HasMeta {
+    fn meta(&self) -> &ingress_core::model::ObjectMeta;
+    fn meta_mut(&mut self) -> &mut ingress_core::model::ObjectMeta;
+}
+
+macro_rules! has_meta {
+    ($($t:ident),*) => {$(
+        impl HasMeta for ingress_core::model::$t {
+            fn meta(&self) -> &ingress_core::model::ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ingress_core::model::ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    )*};
+}
+has_meta!(Ingress, IngressClass, Service, EndpointSlice, Secret);
+
+fn sort_by_ref<T>(v: &mut [T], meta: impl Fn(&T) -> &ingress_core::model::ObjectMeta) {
+    v.sort_by(|a, b| {
+        let (a, b) = (meta(a), meta(b));
+        (a.namespace_or_default(), a.name.as_str())
+            .cmp(&(b.namespace_or_default(), b.name.as_str()))
+    });
+}
+
+/// The Secrets an Ingress can use: `spec.tls[].secretName`, annotation values under
+/// keys ending in `-secret` (`name` or `namespace/name`, e.g. `auth-secret`,
+/// `auth-tls-secret`, `proxy-ssl-secret`), and the gateway's default certificate.
+pub(crate) fn referenced_secrets(
+    snapshot: &Snapshot,
+    gateway: Option<&GatewayConfig>,
+) -> BTreeSet<ObjectRef> {
+    let mut out = BTreeSet::new();
+    let secret = |ns: &str, name: &str| ObjectRef::namespaced(ObjectKind::Secret, ns, name);
+    for ing in &snapshot.ingresses {
+        let ns = ing.metadata.namespace_or_default();
+        for tls in &ing.spec.tls {
+            if let Some(name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) {
+                out.insert(secret(ns, name));
+            }
+        }
+        for (key, value) in &ing.metadata.annotations {
+            if !key.ends_with("-secret") {
+                continue;
+            }
+            let value = value.trim();
+            match value.split_once('/') {
+                Some((other_ns, name)) => out.insert(secret(other_ns, name)),
+                None => out.insert(secret(ns, value)),
+            };
+        }
+    }
+    if let Some(r) = gateway.and_then(|g| g.default_tls_certificate.clone()) {
+        out.insert(r);
+    }
+    out
+}
+
+/// Find the gateway config our IngressClass references (the first of our classes by
+/// name that references one).
+fn resolve_gateway(
+    stores: &Stores,
+    snapshot: &Snapshot,
+    controller: &str,
+) -> Option<GatewayConfigState> {
+    let configs = stores.gateway_configs.as_ref()?;
+    let name = snapshot
+        .ingress_classes
+        .iter()
+        .filter(|c| c.spec.controller == controller)
+        .filter_map(|c| c.spec.parameters.as_ref())
+        .find(|p| p.api_group.as_deref() == Some(gateway::GROUP) && p.kind == gateway::KIND)
+        .map(|p| p.name.clone())?;
+    let Some(obj) = configs.get(&reflector::ObjectRef::new(&name)) else {
+        return Some(GatewayConfigState {
+            name: name.clone(),
+            exists: false,
+            generation: None,
+            result: Err(vec![ConfigError {
+                field: "spec.parameters".into(),
+                message: format!(
+                    "the IngressClass references IngressGatewayConfig {name:?}, which does not exist"
+                ),
+            }]),
+        });
+    };
+    Some(GatewayConfigState {
+        name,
+        exists: true,
+        generation: obj.metadata.generation,
+        result: gateway::validate(&obj.spec),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn referenced_secrets_come_from_tls_annotations_and_the_gateway() {
+        let yaml = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    nginx.ingress.kubernetes.io/auth-secret: basic-auth
+    nginx.ingress.kubernetes.io/auth-tls-secret: certs/client-ca
+    nginx.ingress.kubernetes.io/rewrite-target: /
+spec:
+  tls: [{hosts: [a.example.com], secretName: a-tls}, {hosts: [b.example.com]}]
+"#;
+        let loaded = ingress_core::manifest::load_str("t.yaml", yaml);
+        let gateway = GatewayConfig {
+            default_tls_certificate: Some(ObjectRef::namespaced(
+                ObjectKind::Secret,
+                "ingress",
+                "default",
+            )),
+            ..GatewayConfig::default()
+        };
+        let got: Vec<String> = referenced_secrets(&loaded.snapshot, Some(&gateway))
+            .iter()
+            .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(""), r.name))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "certs/client-ca",
+                "ingress/default",
+                "shop/a-tls",
+                "shop/basic-auth"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_secret_types_lose_their_data() {
+        let mut s = Secret {
+            type_: Some("helm.sh/release.v1".into()),
+            data: Some(Default::default()),
+            ..Secret::default()
+        };
+        strip_secret(&mut s);
+        assert!(s.data.is_none());
+        let mut tls = Secret {
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some(Default::default()),
+            ..Secret::default()
+        };
+        strip_secret(&mut tls);
+        assert!(tls.data.is_some());
+    }
+}

@@ -1,0 +1,222 @@
+//! End to end in `--kube` mode: the proxy fed by `ingress_kube::KubeSource` watching a
+//! fake Kubernetes API server (the real kube-rs client and watchers over loopback),
+//! with echo upstreams; requests follow the cluster's objects as they change.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::Full;
+use ingress_core::CompileOptions;
+use ingress_kube::testing::{FakeApiServer, object};
+use ingress_kube::{KubeOptions, KubeSource};
+use ingress_proxy::source::feed_kube;
+use serde_json::{Value, json};
+use support::*;
+
+fn backend(name: &str, upstream: SocketAddr) -> [Value; 2] {
+    [
+        object(
+            "v1",
+            "Service",
+            Some("shop"),
+            name,
+            json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": upstream.port()}]}}),
+        ),
+        object(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            Some("shop"),
+            &format!("{name}-1"),
+            json!({
+            "metadata": {"labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": upstream.port()}],
+            "endpoints": [{"addresses": [upstream.ip().to_string()]}]}),
+        ),
+    ]
+}
+
+fn ingress(name: &str, host: &str, service: &str) -> Value {
+    object(
+        "networking.k8s.io/v1",
+        "Ingress",
+        Some("shop"),
+        name,
+        json!({"spec": {
+        "ingressClassName": "gw", "rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]}}),
+    )
+}
+
+async fn server_of(p: &ingress_proxy::Proxy, host: &str) -> Option<String> {
+    let addr = p.http_addr().expect("http");
+    let reply = h1(
+        addr,
+        get(host, "/")
+            .body(Full::new(Bytes::new()))
+            .expect("request"),
+    )
+    .await;
+    (reply.status == StatusCode::OK)
+        .then(|| reply.json()["server"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_follow_the_cluster() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let api = FakeApiServer::start().await?;
+    api.apply(object(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        "gw",
+        json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME}}),
+    ));
+    for o in backend("web", a.addr) {
+        api.apply(o);
+    }
+    api.apply(ingress("web", "a.example.com", "web"));
+    api.fail_lists("secrets", true);
+
+    // As main.rs does in --kube mode: no folder, the cluster feeds the live table.
+    let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
+    let source = KubeSource::start(
+        api.client()?,
+        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
+    )
+    .await?;
+    let _feed = feed_kube(source.subscribe(), p.live().clone(), p.metrics().clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        admin(&p, "/readyz").await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    api.fail_lists("secrets", false);
+    eventually("ready", || async {
+        admin(&p, "/readyz").await.status == StatusCode::OK
+    })
+    .await;
+    assert_eq!(server_of(&p, "a.example.com").await.as_deref(), Some("a"));
+
+    // A new Ingress and backend.
+    for o in backend("other", b.addr) {
+        api.apply(o);
+    }
+    api.apply(ingress("other", "b.example.com", "other"));
+    eventually("b.example.com served", || async {
+        server_of(&p, "b.example.com").await.as_deref() == Some("b")
+    })
+    .await;
+
+    // Endpoint churn: web's endpoints move to upstream b.
+    api.apply(backend("web", b.addr)[1].clone());
+    eventually("web moved to b", || async {
+        server_of(&p, "a.example.com").await.as_deref() == Some("b")
+    })
+    .await;
+
+    // A deleted Ingress stops serving.
+    api.delete("Ingress", "shop", "other");
+    eventually("b.example.com gone", || async {
+        server_of(&p, "b.example.com").await.is_none()
+    })
+    .await;
+    p.shutdown().await;
+    Ok(())
+}
+
+/// The binary itself: `ingress-proxy --kube --kubeconfig FILE` against the fake API
+/// server; it serves the Ingress, elects itself and writes the Ingress status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_in_kube_mode_serves_and_writes_status() -> TestResult {
+    let a = echo("a").await;
+    let api = FakeApiServer::start().await?;
+    api.apply(object(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        "gw",
+        json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME}}),
+    ));
+    for o in backend("web", a.addr) {
+        api.apply(o);
+    }
+    api.apply(ingress("web", "a.example.com", "web"));
+    let dir = tempfile::tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: fake, cluster: {{server: \"http://{}\"}}}}]\nusers: [{{name: u, user: {{}}}}]\ncontexts: [{{name: c, context: {{cluster: fake, user: u, namespace: ingress}}}}]\ncurrent-context: c\n",
+            api.addr()
+        ),
+    )?;
+    let port = || -> std::io::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
+    let (http, https, admin_port) = (port()?, port()?, port()?);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_ingress-proxy"))
+        .args(["--kube", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            format!("--listen-http=127.0.0.1:{http}"),
+            format!("--listen-https=127.0.0.1:{https}"),
+            format!("--listen-admin=127.0.0.1:{admin_port}"),
+            "--publish-status-address=192.0.2.10".to_owned(),
+            "--pod-name=replica-1".to_owned(),
+        ])
+        .env_remove("POD_NAME")
+        .env_remove("POD_NAMESPACE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut child = KillOnDrop(child);
+    let http_addr: SocketAddr = format!("127.0.0.1:{http}").parse()?;
+    let served = || async move {
+        let Ok(io) = tokio::net::TcpStream::connect(http_addr).await else {
+            return None;
+        };
+        let reply = h1_on(
+            hyper_util::rt::TokioIo::new(io),
+            get("a.example.com", "/")
+                .body(Full::new(Bytes::new()))
+                .ok()?,
+        )
+        .await;
+        (reply.status == StatusCode::OK)
+            .then(|| reply.json()["server"].as_str().unwrap_or("").to_owned())
+    };
+    eventually("the binary serves a.example.com", || async {
+        served().await.as_deref() == Some("a")
+    })
+    .await;
+    eventually("the leader wrote the status", || async {
+        api.get("Ingress", "shop", "web").is_some_and(|i| {
+            i["status"]["loadBalancer"]["ingress"] == json!([{"ip": "192.0.2.10"}])
+        })
+    })
+    .await;
+    let lease = api
+        .get("Lease", "ingress", "ingress-rs-leader")
+        .ok_or("no Lease")?;
+    assert_eq!(lease["spec"]["holderIdentity"], "replica-1");
+    child.0.kill()?;
+    let _ = child.0.wait();
+    Ok(())
+}
+
+/// Stops the spawned proxy however the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
