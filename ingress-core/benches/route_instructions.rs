@@ -7,6 +7,8 @@
 //! N times. With no arguments (as `cargo bench` runs it) it routes each kind once
 //! and checks the decision, so the binary stays honest.
 #![allow(missing_docs)]
+// A benchmark binary, not the library: it reads its command line.
+#![allow(clippy::disallowed_methods)]
 
 use std::hint::black_box;
 
