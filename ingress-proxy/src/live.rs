@@ -117,9 +117,7 @@ impl Live {
     /// The certificate for an SNI name, if a TLS binding covers it and its
     /// certificate is usable; `None` means the default certificate.
     pub fn certificate_for(&self, sni: &str) -> Option<Arc<CertifiedKey>> {
-        let bindings = self.table.tls_bindings();
-        let found = self.table.tls_for_sni(sni)?;
-        let i = bindings.iter().position(|b| std::ptr::eq(b, found))?;
+        let i = self.table.tls_index_for_sni(sni)?;
         self.certs.get(i)?.clone()
     }
 

@@ -798,7 +798,7 @@ impl<'v> Builder<'v> {
         table.www_redirects = host_policies.iter().any(|p| p.from_to_www);
         table.routes = routes;
         table.backends = backends;
-        table.tls = tls;
+        table.set_tls(tls);
         table
     }
 }

@@ -399,6 +399,11 @@ pub struct RouteTable {
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) catch_all: Option<RouteId>,
     pub(crate) tls: Vec<TlsBinding>,
+    /// Lower-case exact TLS host -> its first binding in `tls`.
+    pub(crate) tls_exact: HashMap<Box<str>, usize>,
+    /// Lower-case wildcard suffix (`example.com` of `*.example.com`) -> its first
+    /// binding in `tls`.
+    pub(crate) tls_wildcard: HashMap<Box<str>, usize>,
     /// Some host has `from-to-www-redirect`: only then does a miss look for the
     /// other name.
     pub(crate) www_redirects: bool,
@@ -416,6 +421,8 @@ impl RouteTable {
             any_host: None,
             catch_all: None,
             tls: Vec::new(),
+            tls_exact: HashMap::default(),
+            tls_wildcard: HashMap::default(),
             www_redirects: false,
         }
     }
@@ -466,11 +473,49 @@ impl RouteTable {
     /// The TLS binding for an SNI name: the exact host first, then a wildcard that
     /// covers it (one label). `None` means: serve the default certificate.
     pub fn tls_for_sni(&self, sni: &str) -> Option<&TlsBinding> {
-        let sni = sni.trim_end_matches('.');
-        let find = |want: &dyn Fn(&HostPattern) -> bool| self.tls.iter().find(|b| want(&b.host));
-        find(&|h| matches!(h, HostPattern::Exact(e) if e.eq_ignore_ascii_case(sni))).or_else(|| {
-            let (_, suffix) = sni.split_once('.')?;
-            find(&|h| matches!(h, HostPattern::Wildcard(s) if s.eq_ignore_ascii_case(suffix)))
-        })
+        self.tls.get(self.tls_index_for_sni(sni)?)
     }
+
+    /// [`tls_for_sni`](Self::tls_for_sni) as an index into
+    /// [`tls_bindings`](Self::tls_bindings): two hash lookups, whatever the number
+    /// of TLS hosts (it runs on every handshake).
+    pub fn tls_index_for_sni(&self, sni: &str) -> Option<usize> {
+        let sni = sni.trim_end_matches('.');
+        let mut buf = [0u8; 256];
+        let sni = lower(sni, &mut buf)?;
+        if let Some(&i) = self.tls_exact.get(sni) {
+            return Some(i);
+        }
+        let (first, suffix) = sni.split_once('.')?;
+        if first.is_empty() {
+            return None;
+        }
+        self.tls_wildcard.get(suffix).copied()
+    }
+
+    /// Sets the TLS bindings and their SNI indexes.
+    pub(crate) fn set_tls(&mut self, tls: Vec<TlsBinding>) {
+        self.tls_exact.clear();
+        self.tls_wildcard.clear();
+        for (i, b) in tls.iter().enumerate() {
+            let (map, name) = match &b.host {
+                HostPattern::Exact(e) => (&mut self.tls_exact, e.to_ascii_lowercase()),
+                HostPattern::Wildcard(s) => (&mut self.tls_wildcard, s.to_ascii_lowercase()),
+            };
+            map.entry(name.into_boxed_str()).or_insert(i);
+        }
+        self.tls = tls;
+    }
+}
+
+/// `s` in lower case, in `buf` when it has upper-case letters (no allocation);
+/// `None` when longer than `buf`.
+fn lower<'b>(s: &'b str, buf: &'b mut [u8; 256]) -> Option<&'b str> {
+    if !s.bytes().any(|c| c.is_ascii_uppercase()) {
+        return Some(s);
+    }
+    let out = buf.get_mut(..s.len())?;
+    out.copy_from_slice(s.as_bytes());
+    out.make_ascii_lowercase();
+    std::str::from_utf8(out).ok()
 }
