@@ -190,4 +190,39 @@ mod tests {
         assert!(r.global.is_none());
         assert!(r.service.access_log);
     }
+
+    #[tokio::test]
+    async fn the_redis_store_is_kept_while_its_settings_are() {
+        use ingress_kube::gateway::GlobalRateLimit;
+        let base = ServiceOptions::default();
+        let mut config = GatewayConfig::default();
+        config.global_rate_limit = Some(GlobalRateLimit {
+            redis_address: "127.0.0.1:1".into(),
+            failure_mode: FailureMode::Closed,
+            timeout: std::time::Duration::from_millis(20),
+        });
+        let first = RuntimeOptions::merge(&base, &config, None);
+        let g1 = first.global.clone().expect("a store");
+        assert_eq!(g1.config().fail, FailMode::Closed);
+        assert_eq!(
+            first.service.global_limits.as_ref().map(|g| g.timeout),
+            Some(std::time::Duration::from_millis(20))
+        );
+        // Another field changes: same connection.
+        config.trusted_proxies = vec!["10.0.0.0/8".parse().expect("net")];
+        let second = RuntimeOptions::merge(&base, &config, Some(&first));
+        assert!(Arc::ptr_eq(&g1, second.global.as_ref().expect("a store")));
+        // The address changes: a new one.
+        if let Some(g) = config.global_rate_limit.as_mut() {
+            g.redis_address = "127.0.0.1:2".into();
+        }
+        let third = RuntimeOptions::merge(&base, &config, Some(&second));
+        assert!(!Arc::ptr_eq(&g1, third.global.as_ref().expect("a store")));
+        // Not usable here (TLS): the flags' store (none here) stays.
+        if let Some(g) = config.global_rate_limit.as_mut() {
+            g.redis_address = "rediss://cache:6380".into();
+        }
+        let fourth = RuntimeOptions::merge(&base, &config, Some(&third));
+        assert!(fourth.global.is_none() && fourth.service.global_limits.is_none());
+    }
 }
