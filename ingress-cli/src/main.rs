@@ -81,6 +81,9 @@ enum Command {
         #[arg(long, value_name = "A,B", value_delimiter = ',', num_args = 1)]
         profiles: Vec<String>,
     },
+    /// Print the CustomResourceDefinition of the gateway config
+    /// (IngressGatewayConfig), as in deploy/crd.yaml: `ingressctl crd | kubectl apply -f -`.
+    Crd,
     /// List every diagnostic code with its severity and meaning.
     Codes {
         /// Output format.
@@ -88,6 +91,11 @@ enum Command {
         output: Output,
     },
 }
+
+/// The gateway config's CRD: the checked-in deploy/crd.yaml, which ingress-kube's
+/// tests keep equal to the one generated from the Rust type (so the CLI needs no
+/// kube dependency).
+const CRD_YAML: &str = include_str!("../../deploy/crd.yaml");
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -173,6 +181,10 @@ fn main() -> ExitCode {
         }
         Command::Diff { input, profiles } => diff::diff(input, profiles),
         Command::Codes { output } => commands::codes(*output),
+        Command::Crd => {
+            print!("{CRD_YAML}");
+            Ok(0)
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -269,3 +269,18 @@ fn codes_lists_every_code() {
             .any(|c| c["code"] == "invalid-host" && c["severity"] == "error")
     );
 }
+
+#[test]
+fn crd_prints_the_gateway_config_crd() {
+    let (code, out, _) = run(&["crd"], None);
+    assert_eq!(code, 0);
+    let docs = ingress_core::manifest::parse_documents(&out).expect("the output is YAML");
+    assert_eq!(docs.len(), 1);
+    let crd = &docs[0].value;
+    assert_eq!(crd["kind"], "CustomResourceDefinition");
+    assert_eq!(crd["spec"]["names"]["kind"], "IngressGatewayConfig");
+    assert_eq!(crd["spec"]["group"], "gateway.ingress-rs.io");
+    // The checked-in copy, byte for byte (ingress-kube's test keeps it generated).
+    let file = std::fs::read_to_string(root().join("deploy/crd.yaml")).expect("deploy/crd.yaml");
+    assert_eq!(out, file);
+}

@@ -47,4 +47,4 @@ pub mod testing;
 
 pub use error::{StartError, WriteError};
 pub use gateway::{GatewayConfig, IngressGatewayConfig, IngressGatewayConfigSpec};
-pub use source::{KubeOptions, KubeSource, Published, Stores};
+pub use source::{BuildPath, KubeOptions, KubeSource, Published, Stores};

@@ -128,6 +128,19 @@ pub struct Published {
     pub applied_gateway: Option<GatewayConfig>,
     /// The snapshot the table was compiled from.
     pub snapshot: Arc<Snapshot>,
+    /// How the table was made: a full compile, or the endpoint fast path.
+    pub path: BuildPath,
+}
+
+/// How a published table was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BuildPath {
+    /// `ingress_core::compile` of the whole snapshot.
+    Full,
+    /// Only EndpointSlices changed: the previous table with the affected
+    /// backends' endpoints resolved again (`ingress_core::compile::refresh_endpoints`).
+    Endpoints,
 }
 
 /// The reflector stores, readable at any time (status writers use them).
@@ -371,9 +384,10 @@ async fn run_builder(
                     version = p.version,
                     routes = p.table.routes().len(),
                     diagnostics = p.diagnostics.len(),
+                    path = ?p.path,
                     "configuration published"
                 );
-                tx.send_replace(Some(Arc::new(p)));
+                tx.send_replace(Some(p));
             }
             Ok(None) => {}
             Err(e) => {
@@ -392,15 +406,44 @@ async fn run_builder(
     }
 }
 
-/// Read the stores; compile and return a new table if the input changed.
-fn build(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Option<Published> {
+/// Read the stores; compile and return a new table if the input changed. When
+/// only EndpointSlices changed, the previous table gets the new endpoints of the
+/// Services concerned instead (the fast path), if the core can do it exactly.
+fn build(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Option<Arc<Published>> {
     let input = read_stores(stores, options, state);
     if state.last_input.as_ref() == Some(&input.key) {
         return None;
     }
-    state.version += 1;
+    let version = state.version + 1;
+    let fast = match (&state.last_input, &state.last_published) {
+        (Some(prev), Some(published)) if prev.same_but_snapshot(&input.key) => {
+            match ingress_core::compile::refresh_endpoints(
+                &published.table,
+                &prev.snapshot,
+                &input.key.snapshot,
+            ) {
+                Ok(r) => Some(Published {
+                    version,
+                    table: r.table,
+                    diagnostics: published.diagnostics.clone(),
+                    gateway: input.key.gateway.clone(),
+                    applied_gateway: input.key.applied.clone(),
+                    snapshot: input.key.snapshot.clone(),
+                    path: BuildPath::Endpoints,
+                }),
+                Err(e) => {
+                    tracing::debug!(reason = %e, "full compile");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    state.version = version;
     state.last_input = Some(input.key.clone());
-    Some(input.compile(state.version))
+    let published = Arc::new(fast.unwrap_or_else(|| input.compile(version)));
+    state.last_published = Some(published.clone());
+    Some(published)
 }
 
 #[derive(Debug, Default)]
@@ -409,6 +452,8 @@ struct BuildState {
     last_input: Option<InputKey>,
     /// The last valid gateway config, applied while a newer one is invalid.
     last_valid_gateway: Option<(String, GatewayConfig)>,
+    /// The last table published, for the endpoint fast path.
+    last_published: Option<Arc<Published>>,
 }
 
 /// What a table depends on: when equal, the table would be the same.
@@ -419,6 +464,16 @@ struct InputKey {
     conversion: Vec<Diagnostic>,
     gateway: Option<GatewayConfigState>,
     applied: Option<GatewayConfig>,
+}
+
+impl InputKey {
+    /// Everything but the snapshot is equal.
+    fn same_but_snapshot(&self, other: &InputKey) -> bool {
+        self.options == other.options
+            && self.conversion == other.conversion
+            && self.gateway == other.gateway
+            && self.applied == other.applied
+    }
 }
 
 struct Input {
@@ -445,6 +500,7 @@ impl Input {
             gateway,
             applied_gateway: applied,
             snapshot,
+            path: BuildPath::Full,
         }
     }
 }

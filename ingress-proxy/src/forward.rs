@@ -187,7 +187,7 @@ impl Inner {
                 let client = f.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 // With Redis the rates are counted cluster-wide; connections stay
                 // per replica.
-                let checked = match &self.global {
+                let checked = match self.global_for(f.live) {
                     None => limits.check(client, now()),
                     Some(global) => match limits.admit_connection(client) {
                         Ok(a) => global
@@ -259,7 +259,7 @@ impl Inner {
         }
         let trusted_peer = f
             .conn
-            .is_some_and(|c| self.options.trusted.contains(c.peer.ip()));
+            .is_some_and(|c| self.options_for(f.live).trusted.contains(c.peer.ip()));
         parts.extensions = http::Extensions::new();
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
@@ -334,8 +334,8 @@ impl Inner {
 
         let timeouts = &policy.timeouts;
         let (connect, send) = (
-            timeouts.connect_or(self.options.connect_timeout),
-            timeouts.send_or(self.options.send_timeout),
+            timeouts.connect_or(self.options_for(f.live).connect_timeout),
+            timeouts.send_or(self.options_for(f.live).send_timeout),
         );
         // HTTP/2 clients are per endpoint (see `upstream`), so made per try.
         let shared = if wire.h2 {
@@ -349,7 +349,7 @@ impl Inner {
                 }
             }
         };
-        let read_timeout = timeouts.read_or(self.options.read_timeout);
+        let read_timeout = timeouts.read_or(self.options_for(f.live).read_timeout);
         let first = Instant::now();
         let deadline = timeouts.total_or(None).map(|t| first + t);
         let retries = &policy.retries;
@@ -380,7 +380,7 @@ impl Inner {
         // The cluster's circuit breaker: a full cluster refuses at once.
         let cluster = f.live.balancers.cluster(f.balancer);
         let slot = match cluster {
-            Some(c) => match c.breaker.try_request(&self.options.circuit) {
+            Some(c) => match c.breaker.try_request(&self.options_for(f.live).circuit) {
                 Some(s) => Some(s),
                 None => {
                     self.metrics.circuit_overflow(&c.name);
@@ -531,7 +531,7 @@ impl Inner {
                     Ok(resp) => Outcome::of_status(resp.status()),
                     Err(_) => Outcome::GatewayFailure,
                 };
-                let config = &self.options.outlier;
+                let config = &self.options_for(f.live).outlier;
                 if let Some(e) = c.outliers.record(pick.index, health, now_ns(), config) {
                     self.metrics.ejection(&c.name);
                     tracing::warn!(
@@ -552,7 +552,7 @@ impl Inner {
             let again = again
                 && match cluster {
                     None => true,
-                    Some(c) => match c.breaker.try_retry(&self.options.circuit) {
+                    Some(c) => match c.breaker.try_retry(&self.options_for(f.live).circuit) {
                         Some(s) => {
                             _retry_slot = Some(s);
                             true

@@ -129,6 +129,11 @@ impl GlobalLimits {
         }
     }
 
+    /// The settings this store was started with.
+    pub(crate) fn config(&self) -> &GlobalConfig {
+        &self.config
+    }
+
     /// Counts the request of `client` on a route of `ingress` under `policy`'s
     /// rates; `Err` with the refusal when a rate has no room.
     pub(crate) async fn check(

@@ -9,6 +9,7 @@ use ingress_core::{Profile, RouteTable};
 use rustls::sign::CertifiedKey;
 
 use crate::balance::Balancers;
+use crate::gateway::RuntimeOptions;
 use crate::limits::LimitSet;
 use crate::mtls::ClientAuthSet;
 
@@ -30,6 +31,9 @@ pub struct Live {
     labels: Vec<RouteLabel>,
     /// The hosts' client-certificate configurations.
     pub(crate) client_auth: ClientAuthSet,
+    /// The gateway config's settings served with this table (`--kube` mode);
+    /// `None`: the service's own options.
+    runtime: Option<Arc<RuntimeOptions>>,
 }
 
 /// How a route is named in metrics and access logs.
@@ -91,7 +95,20 @@ impl Live {
             limits,
             labels,
             client_auth,
+            runtime: None,
         }
+    }
+
+    /// Serve this table with `runtime` in place of the service's own options
+    /// (the gateway config laid over the flags; see [`crate::gateway`]).
+    pub fn with_runtime(mut self, runtime: Arc<RuntimeOptions>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// The settings this table is served with, when they are not the service's own.
+    pub fn runtime(&self) -> Option<&Arc<RuntimeOptions>> {
+        self.runtime.as_ref()
     }
 
     /// The table served before any configuration is loaded (version 0: not ready).

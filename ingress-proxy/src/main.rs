@@ -319,6 +319,7 @@ async fn start_kube(
         source.subscribe(),
         proxy.live().clone(),
         proxy.metrics().clone(),
+        proxy.service().options().clone(),
     )];
     let identity = args
         .pod_name

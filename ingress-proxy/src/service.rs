@@ -25,10 +25,11 @@ use ingress_core::{Decision, RequestView, Scheme};
 use crate::access::{Access, ResponseBody};
 use crate::balance::Vars;
 use crate::forward::Forwarding;
+use crate::gateway::IpAccess;
 use crate::global::{GlobalConfig, GlobalLimits};
 use crate::grpc::LocalReply;
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
-use crate::live::{LiveTable, RouteLabel};
+use crate::live::{Live, LiveTable, RouteLabel};
 use crate::metrics::Metrics;
 use crate::upgrade::Tunnels;
 use crate::upstream::{Clients, UpstreamClient};
@@ -77,6 +78,10 @@ pub struct ServiceOptions {
     pub outlier: OutlierConfig,
     /// Per-cluster ceilings on requests and retries in flight.
     pub circuit: CircuitLimits,
+    /// Global IP allow/deny lists, checked before routing (403).
+    pub ip_access: IpAccess,
+    /// Whether requests are logged at all (routes may still turn it off).
+    pub access_log: bool,
 }
 
 impl Default for ServiceOptions {
@@ -91,6 +96,8 @@ impl Default for ServiceOptions {
             global_limits: None,
             outlier: OutlierConfig::default(),
             circuit: CircuitLimits::default(),
+            ip_access: IpAccess::default(),
+            access_log: true,
         }
     }
 }
@@ -185,6 +192,12 @@ impl ProxyService {
                 auth,
             }),
         }
+    }
+
+    /// The options the service was built with (in `--kube` mode, each table may
+    /// carry the gateway config's in their place: [`crate::gateway`]).
+    pub fn options(&self) -> &ServiceOptions {
+        &self.inner.options
     }
 
     /// How many upgraded connections (WebSocket tunnels) are open.
@@ -297,13 +310,27 @@ pub(crate) fn empty() -> ProxyBody {
 }
 
 impl Inner {
+    /// The options a request on `live` is served with: the table's gateway
+    /// settings when it carries some, else the service's own.
+    pub(crate) fn options_for<'a>(&'a self, live: &'a Live) -> &'a ServiceOptions {
+        live.runtime().map_or(&self.options, |r| &r.service)
+    }
+
+    /// The Redis store of global limits for a request on `live`.
+    pub(crate) fn global_for<'a>(&'a self, live: &'a Live) -> Option<&'a GlobalLimits> {
+        live.runtime()
+            .and_then(|r| r.global.as_deref())
+            .or(self.global.as_ref())
+    }
+
     async fn handle(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
         let start = Instant::now();
         let live = self.live.load();
         let conn = req.extensions().get::<ConnInfo>().copied();
         let scheme = conn.map_or(Scheme::Http, |c| c.scheme);
         let peer = conn.map(|c| c.peer.ip().to_canonical());
-        let client_ip = peer.map(|p| self.options.trusted.client_ip(p, req.headers()));
+        let options = self.options_for(&live);
+        let client_ip = peer.map(|p| options.trusted.client_ip(p, req.headers()));
         let request_id = match req.headers().get(X_REQUEST_ID) {
             Some(v) if valid_request_id(v) => v.clone(),
             _ => self.ids.next(),
@@ -327,7 +354,7 @@ impl Inner {
             upstream_elapsed: None,
             status: 0,
             bytes: 0,
-            log: true,
+            log: options.access_log,
             held: (None, None),
             read_idle: None,
         };
@@ -343,6 +370,14 @@ impl Inner {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 location: None,
                 why: "no-configuration",
+                response_headers: Vec::new(),
+                label: None,
+            },
+            // The gateway config's IP lists, before any route.
+            Ok(_) if client_ip.is_some_and(|ip| !options.ip_access.allows(ip)) => Plan::Answer {
+                status: StatusCode::FORBIDDEN,
+                location: None,
+                why: "ip-denied",
                 response_headers: Vec::new(),
                 label: None,
             },
@@ -424,7 +459,7 @@ impl Inner {
             } => {
                 access.label = label;
                 access.decision = "forward";
-                access.log = access_log;
+                access.log = access_log && options.access_log;
                 let client_host = access.host.clone();
                 let original_uri = req
                     .uri()

@@ -15,8 +15,10 @@ use ingress_core::{CompileOptions, RouteTable, Severity, compile};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::gateway::RuntimeOptions;
 use crate::live::{Live, LiveTable};
 use crate::metrics::Metrics;
+use crate::service::ServiceOptions;
 
 /// Why a load was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -188,12 +190,20 @@ impl FileSource {
 /// receiver) from `live`, as [`FileSource`] does for the folder. Nothing is stored
 /// before the source's first table (which it publishes only once every watched kind
 /// is listed), so `/readyz` stays 503 until then. Runs until the source stops.
+///
+/// Each table is served with the gateway config applied to it
+/// (`Published::applied_gateway`) laid over `base`, the options the flags built
+/// ([`crate::gateway::RuntimeOptions`]): a field the config sets wins, one it
+/// leaves out keeps the flag's value; with no config, `base` alone. The merged
+/// options are remade only when the config changes.
 pub fn feed_kube(
     mut tables: tokio::sync::watch::Receiver<Option<Arc<ingress_kube::Published>>>,
     live: Arc<LiveTable>,
     metrics: Arc<Metrics>,
+    base: ServiceOptions,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut runtime: Option<Arc<RuntimeOptions>> = None;
         loop {
             let published = tables.borrow_and_update().clone();
             if let Some(p) = published {
@@ -208,7 +218,25 @@ pub fn feed_kube(
                     .collect();
                 log_diagnostics(&diagnostics);
                 let (routes, dropped) = (p.table.routes().len(), count_errors(&diagnostics));
-                live.store(Live::new(p.table.clone(), p.version, diagnostics));
+                runtime = match &p.applied_gateway {
+                    None => None,
+                    Some(c) => match runtime.take() {
+                        Some(r) if r.config() == c => Some(r),
+                        previous => {
+                            tracing::info!("gateway config applied");
+                            Some(Arc::new(RuntimeOptions::merge(
+                                &base,
+                                c,
+                                previous.as_deref(),
+                            )))
+                        }
+                    },
+                };
+                let mut table = Live::new(p.table.clone(), p.version, diagnostics);
+                if let Some(r) = &runtime {
+                    table = table.with_runtime(r.clone());
+                }
+                live.store(table);
                 metrics.config_applied(true, p.version);
                 tracing::info!(
                     version = p.version,

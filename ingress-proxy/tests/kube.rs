@@ -89,7 +89,12 @@ async fn requests_follow_the_cluster() -> TestResult {
         KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
     )
     .await?;
-    let _feed = feed_kube(source.subscribe(), p.live().clone(), p.metrics().clone());
+    let _feed = feed_kube(
+        source.subscribe(),
+        p.live().clone(),
+        p.metrics().clone(),
+        p.service().options().clone(),
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         admin(&p, "/readyz").await.status,
@@ -219,4 +224,116 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+async fn status_of(p: &ingress_proxy::Proxy, host: &str, xff: Option<&str>) -> StatusCode {
+    let addr = p.http_addr().expect("http");
+    let mut req = get(host, "/");
+    if let Some(x) = xff {
+        req = req.header("x-forwarded-for", x);
+    }
+    h1(addr, req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .status
+}
+
+/// The gateway config's global settings take effect without a restart: its IP
+/// lists answer 403 before routing, its trusted proxies decide whose
+/// `X-Forwarded-For` counts, and an invalid config keeps the last valid one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_config_changes_the_proxy_at_runtime() -> TestResult {
+    let a = echo("a").await;
+    let api = FakeApiServer::start().await?;
+    api.apply(object(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        "gw",
+        json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME,
+            "parameters": {"apiGroup": "gateway.ingress-rs.io", "kind": "IngressGatewayConfig", "name": "main"}}}),
+    ));
+    let config = |spec: Value| {
+        object(
+            "gateway.ingress-rs.io/v1alpha1",
+            "IngressGatewayConfig",
+            None,
+            "main",
+            json!({ "spec": spec }),
+        )
+    };
+    for o in backend("web", a.addr) {
+        api.apply(o);
+    }
+    api.apply(ingress("web", "a.example.com", "web"));
+    let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
+    let source = KubeSource::start(
+        api.client()?,
+        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
+    )
+    .await?;
+    let _feed = feed_kube(
+        source.subscribe(),
+        p.live().clone(),
+        p.metrics().clone(),
+        p.service().options().clone(),
+    );
+    eventually("served without a config", || async {
+        status_of(&p, "a.example.com", None).await == StatusCode::OK
+    })
+    .await;
+
+    // Loopback denied: 403 before any route (even for hosts no route serves).
+    api.apply(config(json!({"ipAccess": {"deny": ["127.0.0.0/8"]}})));
+    eventually("loopback denied", || async {
+        status_of(&p, "a.example.com", None).await == StatusCode::FORBIDDEN
+    })
+    .await;
+    assert_eq!(
+        status_of(&p, "nowhere.example.com", None).await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Only 192.0.2.0/24, as told by a trusted loopback proxy.
+    api.apply(config(json!({
+        "trustedProxies": ["127.0.0.1/32"],
+        "ipAccess": {"allow": ["192.0.2.0/24"]}})));
+    eventually("X-Forwarded-For from a trusted proxy counts", || async {
+        status_of(&p, "a.example.com", Some("192.0.2.7")).await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        status_of(&p, "a.example.com", None).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status_of(&p, "a.example.com", Some("198.51.100.1")).await,
+        StatusCode::FORBIDDEN
+    );
+
+    // An invalid config is not applied: the last valid one stays.
+    api.apply(config(json!({"trustedProxies": ["not-a-network"]})));
+    eventually("the invalid config is reported", || async {
+        source
+            .current()
+            .is_some_and(|p| p.gateway.as_ref().is_some_and(|g| g.result.is_err()))
+    })
+    .await;
+    assert_eq!(
+        status_of(&p, "a.example.com", Some("192.0.2.7")).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        status_of(&p, "a.example.com", None).await,
+        StatusCode::FORBIDDEN
+    );
+
+    // Trusted proxies turned back to the flags' (none): X-Forwarded-For no longer
+    // counts, and the config without IP lists lets loopback in.
+    api.apply(config(json!({})));
+    eventually("back to the flags", || async {
+        status_of(&p, "a.example.com", None).await == StatusCode::OK
+    })
+    .await;
+    p.shutdown().await;
+    Ok(())
 }

@@ -9,6 +9,7 @@
 mod backends;
 mod build;
 mod class;
+mod endpoints;
 mod options;
 mod references;
 mod tls;
@@ -17,6 +18,7 @@ mod validate;
 use rustc_hash::FxHashMap;
 
 pub use class::LEGACY_CLASS_ANNOTATION;
+pub use endpoints::{FullCompileNeeded, Refreshed, refresh_endpoints};
 pub use options::{CompileOptions, DEFAULT_CONTROLLER_NAME, Profile, UnknownProfile};
 
 use crate::diagnostics::{Code, Diagnostic};
@@ -49,22 +51,15 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         |s: &Service| &s.metadata,
         &mut diags,
     );
-    let mut slices: FxHashMap<(&str, &str), Vec<&EndpointSlice>> = FxHashMap::default();
-    for s in dedup(
-        &snapshot.endpoint_slices,
-        ObjectKind::EndpointSlice,
-        |s: &EndpointSlice| &s.metadata,
-        &mut diags,
-    )
-    .into_values()
-    {
-        if let Some(svc) = s.service_name() {
-            slices
-                .entry((s.metadata.namespace_or_default(), svc))
-                .or_default()
-                .push(s);
-        }
-    }
+    let slices = slice_index(
+        dedup(
+            &snapshot.endpoint_slices,
+            ObjectKind::EndpointSlice,
+            |s: &EndpointSlice| &s.metadata,
+            &mut diags,
+        )
+        .into_values(),
+    );
     let index = ServiceIndex { services, slices };
     let secrets = dedup(
         &snapshot.secrets,
@@ -125,6 +120,22 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         table,
         diagnostics: diags,
     }
+}
+
+/// EndpointSlices grouped by the Service they belong to (their
+/// `kubernetes.io/service-name` label); slices without one are ignored.
+pub(crate) fn slice_index<'s>(
+    slices: impl Iterator<Item = &'s EndpointSlice>,
+) -> FxHashMap<(&'s str, &'s str), Vec<&'s EndpointSlice>> {
+    let mut out: FxHashMap<(&str, &str), Vec<&EndpointSlice>> = FxHashMap::default();
+    for s in slices {
+        if let Some(svc) = s.service_name() {
+            out.entry((s.metadata.namespace_or_default(), svc))
+                .or_default()
+                .push(s);
+        }
+    }
+    out
 }
 
 /// Oldest first; ties by namespace/name (ascending; descending for ingress-nginx).

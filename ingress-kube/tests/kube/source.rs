@@ -98,6 +98,34 @@ async fn endpoint_churn_follows_the_slices() {
 }
 
 #[tokio::test]
+async fn an_endpoint_change_takes_the_fast_path() {
+    let server = cluster().await;
+    let source = start(&server).await;
+    let first = wait_for(&source, 5 * SECOND, |_| true).await;
+    assert_eq!(first.path, ingress_kube::BuildPath::Full);
+    server.apply(slice("shop", "api", "10.0.0.42"));
+    let p = wait_for(&source, 2 * SECOND, |p| {
+        endpoint(p, "a.example.com").as_deref() == Some("10.0.0.42:8080")
+    })
+    .await;
+    assert_eq!(p.path, ingress_kube::BuildPath::Endpoints);
+    // The same table and diagnostics a full compile gives.
+    let full = ingress_core::compile(&p.snapshot, &ingress_core::CompileOptions::default());
+    assert_eq!(
+        format!("{:?}", p.table.backends()),
+        format!("{:?}", full.table.backends())
+    );
+    assert_eq!(p.diagnostics, first.diagnostics);
+    // Anything else: a full compile.
+    server.apply(ingress("shop", "more", "gw", "m.example.com", "api"));
+    let p = wait_for(&source, 2 * SECOND, |p| {
+        endpoint(p, "m.example.com").is_some()
+    })
+    .await;
+    assert_eq!(p.path, ingress_kube::BuildPath::Full);
+}
+
+#[tokio::test]
 async fn only_our_classes_are_served() {
     let server = cluster().await;
     server.apply(class("nginx", "k8s.io/ingress-nginx"));

@@ -21,6 +21,7 @@ mod backends;
 mod classes;
 mod conflicts;
 mod determinism;
+mod endpoints;
 mod requests;
 mod tls;
 mod validation;

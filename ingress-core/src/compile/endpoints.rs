@@ -1,0 +1,162 @@
+//! The endpoint fast path: a new table from an old one when only EndpointSlices
+//! changed, re-resolving only the backends of the Services whose slices changed.
+//!
+//! Endpoints are resolved by the same code as [`compile`](super::compile)
+//! (`ServiceIndex::resolve`: readiness, serving fallback, port mapping by the
+//! Service port's name), so the result equals a full compile of the new snapshot.
+//! When it could not (anything but EndpointSlices changed, duplicate slices, or a
+//! backend whose diagnostics would change, e.g. it lost its last endpoint), the
+//! fast path declines and the caller compiles in full.
+
+use std::collections::BTreeSet;
+
+use rustc_hash::FxHashMap;
+
+use crate::model::{EndpointSlice, ObjectKind};
+use crate::routing::{BackendStatus, RouteTable};
+use crate::snapshot::Snapshot;
+
+use super::backends::{Resolution, ServiceIndex};
+use super::validate::BackendSpec;
+
+/// Why [`refresh_endpoints`] declined: compile the new snapshot in full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FullCompileNeeded {
+    /// Objects other than EndpointSlices differ.
+    #[error("objects other than EndpointSlices changed")]
+    NotOnlyEndpoints,
+    /// Two EndpointSlices share a namespace and name (compile reports it).
+    #[error("duplicate EndpointSlices")]
+    DuplicateSlices,
+    /// A backend's resolution changed kind (say, from ready endpoints to none),
+    /// which changes the diagnostics.
+    #[error("Service {0} changed from or to having no ready endpoints")]
+    DiagnosticsChange(String),
+}
+
+/// What [`refresh_endpoints`] did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Refreshed {
+    /// The new table.
+    pub table: RouteTable,
+    /// The backends whose endpoints were resolved again.
+    pub backends: usize,
+    /// The Services (`namespace/name`) whose EndpointSlices changed.
+    pub services: BTreeSet<String>,
+}
+
+/// Given `table`, compiled from `previous`, the table a full
+/// [`compile`](super::compile) of `next` would give (same routes, same backends,
+/// same endpoints, same diagnostics), when `next` differs from `previous` in
+/// EndpointSlices only: the backends of the Services whose slices changed are
+/// resolved again, every other part of the table is kept as is.
+///
+/// `Err` says why it declined; compile `next` in full then. Both snapshots must
+/// hold their objects in the same order for anything but EndpointSlices to count
+/// as unchanged (a reordering only costs a full compile).
+pub fn refresh_endpoints(
+    table: &RouteTable,
+    previous: &Snapshot,
+    next: &Snapshot,
+) -> Result<Refreshed, FullCompileNeeded> {
+    if previous.ingresses != next.ingresses
+        || previous.ingress_classes != next.ingress_classes
+        || previous.services != next.services
+        || previous.secrets != next.secrets
+    {
+        return Err(FullCompileNeeded::NotOnlyEndpoints);
+    }
+    let old = slices_by_name(&previous.endpoint_slices)?;
+    let new = slices_by_name(&next.endpoint_slices)?;
+    // The Services whose slices were added, removed or changed.
+    let mut changed: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for (key, s) in &new {
+        if old.get(key) != Some(s) {
+            changed.extend(owner(s));
+        }
+    }
+    for (key, s) in &old {
+        if new.get(key) != Some(s) {
+            changed.extend(owner(s));
+        }
+    }
+    let services = changed.iter().map(|(ns, n)| format!("{ns}/{n}")).collect();
+    let mut out = table.clone();
+    if changed.is_empty() {
+        return Ok(Refreshed {
+            table: out,
+            backends: 0,
+            services,
+        });
+    }
+    let mut diags = Vec::new();
+    let svc_index = super::dedup(
+        &next.services,
+        ObjectKind::Service,
+        |s: &crate::model::Service| &s.metadata,
+        &mut diags,
+    );
+    let old_index = ServiceIndex {
+        services: svc_index.clone(),
+        slices: super::slice_index(old.values().copied()),
+    };
+    let new_index = ServiceIndex {
+        services: svc_index,
+        slices: super::slice_index(new.values().copied()),
+    };
+    let mut count = 0;
+    for backend in &mut out.backends {
+        if backend.status == BackendStatus::Unsupported
+            || !changed.contains(&(backend.namespace.as_str(), backend.service.as_str()))
+        {
+            continue;
+        }
+        let spec = BackendSpec::Service {
+            name: backend.service.clone(),
+            port: backend.port.clone(),
+        };
+        let (_, before) = old_index.resolve(backend.id, &backend.namespace, &spec);
+        let (fresh, after) = new_index.resolve(backend.id, &backend.namespace, &spec);
+        if !same_kind(&before, &after) {
+            return Err(FullCompileNeeded::DiagnosticsChange(format!(
+                "{}/{}",
+                backend.namespace, backend.service
+            )));
+        }
+        *backend = fresh;
+        count += 1;
+    }
+    Ok(Refreshed {
+        table: out,
+        backends: count,
+        services,
+    })
+}
+
+/// Slices by namespace and name; `Err` on a duplicate (compile would report it).
+fn slices_by_name(
+    slices: &[EndpointSlice],
+) -> Result<FxHashMap<(&str, &str), &EndpointSlice>, FullCompileNeeded> {
+    let mut out = FxHashMap::default();
+    for s in slices {
+        let key = (s.metadata.namespace_or_default(), s.metadata.name.as_str());
+        if out.insert(key, s).is_some() {
+            return Err(FullCompileNeeded::DuplicateSlices);
+        }
+    }
+    Ok(out)
+}
+
+/// The Service a slice belongs to.
+fn owner(s: &EndpointSlice) -> Option<(&str, &str)> {
+    s.service_name()
+        .map(|svc| (s.metadata.namespace_or_default(), svc))
+}
+
+/// Whether two resolutions give the same diagnostics (their messages name the
+/// Service and port, never the endpoints).
+fn same_kind(a: &Resolution, b: &Resolution) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
