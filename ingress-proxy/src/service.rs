@@ -77,6 +77,9 @@ pub struct ServiceOptions {
     pub outlier: OutlierConfig,
     /// Per-cluster ceilings on requests and retries in flight.
     pub circuit: CircuitLimits,
+    /// Trust anchors for `https://` auth URLs (`auth-url`) besides the system's
+    /// (empty by default): the CA of an in-cluster auth service, say.
+    pub auth_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for ServiceOptions {
@@ -91,6 +94,7 @@ impl Default for ServiceOptions {
             global_limits: None,
             outlier: OutlierConfig::default(),
             circuit: CircuitLimits::default(),
+            auth_roots: Vec::new(),
         }
     }
 }
@@ -170,7 +174,11 @@ impl ProxyService {
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         let global = options.global_limits.clone().map(GlobalLimits::start);
-        let auth = crate::auth::AuthState::new(options.connect_timeout, options.pool_idle_timeout);
+        let auth = crate::auth::AuthState::new(
+            options.connect_timeout,
+            options.pool_idle_timeout,
+            &options.auth_roots,
+        );
         ProxyService {
             inner: Arc::new(Inner {
                 live,
@@ -486,6 +494,7 @@ impl Inner {
 /// route that asks for any other answers 503.
 pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
     ingress_core::annotations::Requirement::BasicAuth,
+    ingress_core::annotations::Requirement::DigestAuth,
     ingress_core::annotations::Requirement::ExternalAuth,
     ingress_core::annotations::Requirement::ClientCertificate,
     ingress_core::annotations::Requirement::RateLimit,
