@@ -291,3 +291,21 @@ fn parameters_with_quotes_and_escapes() {
         assert!(params(bad).is_none(), "{bad}");
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_header_is_parsed_or_refused_without_panic(v in "[ -~]{0,200}") {
+        let a = auth();
+        let key = NonceKey::new([8; 32]);
+        let mut store = NonceStore::new(NonceConfig::default());
+        for value in [v.clone(), format!("Digest {v}")] {
+            if let Ok(hv) = HeaderValue::from_str(&value) {
+                let mut h = HeaderMap::new();
+                h.insert(AUTHORIZATION, hv);
+                let _ = credentials(&h);
+                let out = a.verify(&key, &mut store, "GET", URI, &h, Duration::from_secs(5));
+                proptest::prop_assert_ne!(out, Outcome::Allow);
+            }
+        }
+    }
+}
