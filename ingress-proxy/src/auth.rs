@@ -369,17 +369,23 @@ impl Inner {
             ));
         };
         let now = state.epoch.elapsed();
-        let outcome = match state.nonces.lock() {
-            Ok(mut store) => d.verify(
-                key,
-                &mut store,
-                req.method().as_str(),
-                f.original_uri,
-                req.headers(),
-                now,
-            ),
-            Err(_) => Outcome::Challenge { stale: false },
-        };
+        // The store stays safe whatever happened while it was held (an entry
+        // is inserted whole, and the floor is raised before entries below it
+        // are forgotten), so a poisoned lock is taken over rather than denying
+        // every digest request from then on.
+        let mut store = state
+            .nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = d.verify(
+            key,
+            &mut store,
+            req.method().as_str(),
+            f.original_uri,
+            req.headers(),
+            now,
+        );
+        drop(store);
         let stale = match outcome {
             Outcome::Allow => return None,
             Outcome::Challenge { stale } => stale,

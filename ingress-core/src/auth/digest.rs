@@ -333,6 +333,14 @@ struct Used {
     nc: u64,
 }
 
+/// The time (ms) until which `u` must be remembered: while it could be used as
+/// fresh or is still good.
+fn keep_until(u: &Used, timeout: u64, expires: u64) -> u64 {
+    u.issued
+        .saturating_add(timeout)
+        .max(u.first.saturating_add(expires))
+}
+
 /// What [`NonceStore::admit`] decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Admit {
@@ -376,16 +384,6 @@ impl NonceStore {
         self.used.is_empty()
     }
 
-    /// The time (ms) until which `u` must be remembered: while it could be used
-    /// as fresh or is still good.
-    fn keep_until(&self, u: &Used) -> u64 {
-        let timeout = millis(self.config.timeout);
-        let expires = millis(self.config.expires);
-        u.issued
-            .saturating_add(timeout)
-            .max(u.first.saturating_add(expires))
-    }
-
     /// Use nonce `n` with `nc` at `now` (ms), recording it when good.
     fn admit(&mut self, n: Issued, nc: u32, now: u64) -> Admit {
         let replays = self.config.replays.clamp(1, 64);
@@ -426,16 +424,9 @@ impl NonceStore {
     /// Forget what can no longer be used; if that is not enough, the oldest
     /// eighth, raising the floor past them.
     fn make_room(&mut self, now: u64) {
-        let live: Vec<([u8; 16], u64, u64)> = self
-            .used
-            .iter()
-            .map(|(id, u)| (*id, u.issued, self.keep_until(u)))
-            .collect();
-        for (id, _, until) in &live {
-            if *until < now {
-                self.used.remove(id);
-            }
-        }
+        let (timeout, expires) = (millis(self.config.timeout), millis(self.config.expires));
+        self.used
+            .retain(|_, u| keep_until(u, timeout, expires) >= now);
         let cap = self.config.capacity.max(1);
         if self.used.len() < cap {
             return;
@@ -444,15 +435,15 @@ impl NonceStore {
             self.used.iter().map(|(id, u)| (*id, u.issued)).collect();
         by_age.sort_unstable_by_key(|(_, at)| *at);
         let drop = (cap / 8).max(1);
-        let mut floor = self.floor.unwrap_or(0);
-        for (id, at) in by_age.iter().take(drop) {
-            self.used.remove(id);
-            floor = floor.max(*at);
-        }
-        // Nonces issued in the same millisecond as the last one dropped go too,
-        // so that none below the floor is left to be looked up.
-        self.used.retain(|_, u| u.issued > floor);
+        let oldest = by_age
+            .get(drop - 1)
+            .or(by_age.last())
+            .map_or(0, |(_, at)| *at);
+        let floor = self.floor.unwrap_or(0).max(oldest);
+        // The floor first: whatever is forgotten below it is stale, never fresh.
+        // Nonces issued in the same millisecond as the last one dropped go too.
         self.floor = Some(floor);
+        self.used.retain(|_, u| u.issued > floor);
     }
 }
 
@@ -525,8 +516,15 @@ impl DigestAuth {
         ) else {
             return deny;
         };
-        let Some(entry) = self.user(&c.username) else {
-            return deny;
+        // An unknown user costs the same hashing as a known one.
+        let unknown = DigestEntry {
+            user: String::new(),
+            realm: String::new(),
+            ha1: [0; 16],
+        };
+        let (entry, known) = match self.user(&c.username) {
+            Some(e) => (e, true),
+            None => (&unknown, false),
         };
         let ha2 = hex(&md5(&[method.as_bytes(), c.uri.as_bytes()]));
         let expected = md5(&[
@@ -537,7 +535,7 @@ impl DigestAuth {
             b"auth",
             ha2.as_bytes(),
         ]);
-        if !bool::from(expected.ct_eq(&response)) {
+        if !(bool::from(expected.ct_eq(&response)) && known) {
             return deny;
         }
         match store.admit(nonce, nc, millis(now)) {
