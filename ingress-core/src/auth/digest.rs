@@ -16,6 +16,8 @@
 //! stays good for `expires` (10 s) more and for `replays` (20) requests, each
 //! with its own `nc` (1..=replays, any order, each once). Past that the client
 //! is told `stale=true` and retries with a new nonce without asking the user.
+//! So is a client whose answer is right for a nonce this process did not issue
+//! (another replica's, or one from before a restart): nonce keys are per process.
 //!
 //! ```
 //! use std::time::Duration;
@@ -507,8 +509,7 @@ impl DigestAuth {
         if c.realm != realm || c.qop != "auth" || !algorithm_ok || c.uri != request_uri {
             return deny;
         }
-        let (Some(nonce), Some(nc), Some(response)) = (
-            issued(key, &c.nonce, &c.opaque),
+        let (Some(nc), Some(response)) = (
             (c.nc.len() == 8)
                 .then(|| u32::from_str_radix(&c.nc, 16).ok())
                 .flatten(),
@@ -538,6 +539,12 @@ impl DigestAuth {
         if !(bool::from(expected.ct_eq(&response)) && known) {
             return deny;
         }
+        // A right answer on a nonce this process did not issue (another
+        // replica's, or one from before a restart) is stale: the client retries
+        // with ours without asking its user.
+        let Some(nonce) = issued(key, &c.nonce, &c.opaque) else {
+            return Outcome::Challenge { stale: true };
+        };
         match store.admit(nonce, nc, millis(now)) {
             Admit::Ok => Outcome::Allow,
             Admit::Stale => Outcome::Challenge { stale: true },
