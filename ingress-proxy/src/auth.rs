@@ -12,18 +12,34 @@
 //! (microseconds). An unknown user is checked against another user's bcrypt hash
 //! (result dropped) so that timing does not reveal which users exist.
 //!
+//! Digest auth: the state machine is [`ingress_core::auth::digest`]; this side
+//! supplies the time (a monotonic clock since the service started), the
+//! randomness (the nonce key, made at start, and 8 bytes per challenge, from
+//! ring's system random) and the one [`NonceStore`] shared by every route and
+//! table (at most [`DIGEST_NONCES`] nonces remembered). Nonces do not survive a
+//! restart: clients are asked again (`stale=true`).
+//!
 //! External auth: one sub-request per request, unless `auth-cache-key` is set:
 //! then answers are cached (status and headers, in memory, per proxy) under the
 //! route, the rendered auth URL and the evaluated key, for `auth-cache-duration`
 //! (at most [`AUTH_CACHE_ENTRIES`] entries; a key with an unsupported variable is
-//! not cached). Plain `http://` auth URLs only: an `https://` auth URL is
-//! answered 500 (fail closed), as is an auth service that refuses, times out
-//! (the route's connect and read timeouts) or answers anything but 2xx, 401 or
-//! 403.
+//! not cached). `http://` and `https://` auth URLs: over HTTPS the auth
+//! service's certificate is verified (rustls, ring) for the URL's host (also the
+//! SNI name) against the system's trust anchors (read once at start by
+//! `rustls-native-certs`: the OS bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR`)
+//! plus [`ServiceOptions::auth_roots`]; there is no way to turn verification
+//! off. An auth service that refuses, fails the TLS handshake or verification,
+//! times out (the route's connect and read timeouts) or answers anything but
+//! 2xx, 401 or 403 is answered 500 (fail closed).
+//!
+//! [`ServiceOptions::auth_roots`]: crate::ServiceOptions::auth_roots
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -32,21 +48,26 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use ingress_core::Scheme;
-use ingress_core::annotations::auth::{BasicAuth, ExternalAuth};
+use ingress_core::annotations::auth::{BasicAuth, DigestAuth, ExternalAuth};
 use ingress_core::annotations::template::Var;
+use ingress_core::auth::digest::{self, NonceConfig, NonceKey, NonceStore, Outcome};
 use ingress_core::auth::external::{self, Original, Verdict};
 use ingress_core::routing::{Route, RouteHost};
 use tokio::sync::Semaphore;
 
 use crate::balance::Vars;
+use crate::connect::UpstreamIo;
 use crate::forward::Forwarding;
 use crate::mtls::ClientAuth;
-use crate::service::{Inner, ProxyBody, text};
+use crate::service::{BoxError, Inner, ProxyBody, text};
 
 /// How many bcrypt verifications run at once.
 pub(crate) const BCRYPT_PARALLEL: usize = 4;
+
+/// The most digest nonces remembered (for `nc` replay protection).
+pub(crate) const DIGEST_NONCES: usize = 65_536;
 
 /// The most auth answers kept in the cache.
 pub(crate) const AUTH_CACHE_ENTRIES: usize = 10_000;
@@ -62,19 +83,139 @@ struct Cached {
 /// The largest auth answer body read (to keep the connection reusable).
 const MAX_AUTH_BODY: usize = 64 * 1024;
 
+/// Connections to auth services: TCP, then TLS for `https://` URIs, verified
+/// for the URI's host (the SNI name too). The handshake counts against the
+/// connect timeout.
+#[derive(Clone)]
+struct AuthConnector {
+    http: HttpConnector,
+    tls: Option<tokio_rustls::TlsConnector>,
+    connect: Duration,
+}
+
+impl std::fmt::Debug for AuthConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConnector")
+            .field("connect", &self.connect)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tower::Service<Uri> for AuthConnector {
+    type Response = UpstreamIo;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<UpstreamIo, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        tower::Service::<Uri>::poll_ready(&mut self.http, cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let https = dst.scheme_str() == Some("https");
+        let host = dst
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let connecting = tower::Service::call(&mut self.http, dst);
+        let (tls, connect) = (self.tls.clone(), self.connect);
+        Box::pin(async move {
+            let tcp = connecting.await.map_err(BoxError::from)?;
+            if !https {
+                return Ok(UpstreamIo::Plain(tcp));
+            }
+            let tls = tls.ok_or("no TLS configuration for auth URLs")?;
+            let name = rustls::pki_types::ServerName::try_from(host)?;
+            let stream = tokio::time::timeout(connect, tls.connect(name, tcp.into_inner()))
+                .await
+                .map_err(|_| "auth service TLS handshake timed out")??;
+            Ok(UpstreamIo::Tls {
+                io: TokioIo::new(Box::new(stream)),
+                h2: false,
+            })
+        })
+    }
+}
+
+/// The trust anchors of `https://` auth URLs: the system's (a file that cannot be
+/// read or parsed is skipped with a log line) and `extra`.
+fn auth_tls(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Option<tokio_rustls::TlsConnector> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    for e in &native.errors {
+        tracing::warn!(error = %e, "reading the system's trust anchors");
+    }
+    let (_, skipped) = roots.add_parsable_certificates(native.certs);
+    let (_, bad) = roots.add_parsable_certificates(extra.iter().cloned());
+    if skipped + bad > 0 {
+        tracing::warn!(
+            skipped,
+            bad,
+            "some trust anchors for auth URLs were unusable"
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+    let mut config = match config {
+        Ok(c) => c,
+        // The ring provider supports the default versions; should it not,
+        // https auth URLs fail closed.
+        Err(e) => {
+            tracing::error!(error = %e, "no TLS configuration for auth URLs");
+            return None;
+        }
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 /// The state authentication shares across requests.
 #[derive(Debug)]
 pub(crate) struct AuthState {
-    client: Client<HttpConnector, Empty<Bytes>>,
+    client: Client<AuthConnector, Empty<Bytes>>,
     bcrypt: Arc<Semaphore>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// The digest nonce key (`None`: no system randomness; digest routes fail
+    /// closed).
+    digest_key: Option<NonceKey>,
+    nonces: Mutex<NonceStore>,
+    /// The epoch of digest nonces' times.
+    epoch: Instant,
+    random: &'static dyn rustls::crypto::SecureRandom,
 }
 
 impl AuthState {
-    pub(crate) fn new(connect_timeout: Duration, idle: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(connect_timeout));
-        connector.set_nodelay(true);
+    pub(crate) fn new(
+        connect_timeout: Duration,
+        idle: Duration,
+        roots: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = AuthConnector {
+            http,
+            tls: auth_tls(roots),
+            connect: connect_timeout,
+        };
+        let random = rustls::crypto::ring::default_provider().secure_random;
+        let mut key = [0u8; 32];
+        let digest_key = match random.fill(&mut key) {
+            Ok(()) => Some(NonceKey::new(key)),
+            Err(_) => {
+                tracing::error!("no system randomness: digest-auth routes answer 500");
+                None
+            }
+        };
+        key.iter_mut().for_each(|b| *b = 0);
+        let mut nonce_config = NonceConfig::default();
+        nonce_config.capacity = DIGEST_NONCES;
         AuthState {
             client: Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(idle)
@@ -82,6 +223,10 @@ impl AuthState {
                 .build(connector),
             bcrypt: Arc::new(Semaphore::new(BCRYPT_PARALLEL)),
             cache: Mutex::new(HashMap::new()),
+            digest_key,
+            nonces: Mutex::new(NonceStore::new(nonce_config)),
+            epoch: Instant::now(),
+            random,
         }
     }
 
@@ -197,10 +342,67 @@ impl Inner {
         if let Some(basic) = &auth.basic {
             self.basic(req.headers(), basic).await?;
         }
+        if let Some(d) = &auth.digest
+            && let Some(denied) = self.digest(req, f, d)
+        {
+            return Err(denied);
+        }
         if let Some(ext) = &auth.external {
             self.external(req, f, route, ext).await?;
         }
         Ok(())
+    }
+
+    /// Check digest credentials; `Some` is the answer to send (401 with a
+    /// challenge, or 500).
+    fn digest(
+        &self,
+        req: &Request<ProxyBody>,
+        f: &Forwarding<'_>,
+        d: &DigestAuth,
+    ) -> Option<Response<ProxyBody>> {
+        let state = &self.auth;
+        let Some(key) = &state.digest_key else {
+            return Some(answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "auth-unavailable",
+            ));
+        };
+        let now = state.epoch.elapsed();
+        // The store stays safe whatever happened while it was held (an entry
+        // is inserted whole, and the floor is raised before entries below it
+        // are forgotten), so a poisoned lock is taken over rather than denying
+        // every digest request from then on.
+        let mut store = state
+            .nonces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let outcome = d.verify(
+            key,
+            &mut store,
+            req.method().as_str(),
+            f.original_uri,
+            req.headers(),
+            now,
+        );
+        drop(store);
+        let stale = match outcome {
+            Outcome::Allow => return None,
+            Outcome::Challenge { stale } => stale,
+        };
+        let mut random = [0u8; 8];
+        if state.random.fill(&mut random).is_err() {
+            return Some(answer(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "auth-unavailable",
+            ));
+        }
+        let (nonce, opaque) = digest::issue(key, now, random);
+        let mut resp = answer(StatusCode::UNAUTHORIZED, "");
+        if let Ok(v) = HeaderValue::from_str(&d.challenge(&nonce, &opaque, stale)) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        Some(resp)
     }
 
     async fn basic(
@@ -393,8 +595,8 @@ impl Inner {
         let uri: Uri = url
             .parse()
             .map_err(|_| "auth-url does not render to a URI")?;
-        if uri.scheme_str() != Some("http") {
-            return Err("only http:// auth URLs are supported");
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err("auth-url is neither http:// nor https://");
         }
         let authority = uri.authority().ok_or("auth-url has no host")?.as_str();
         let headers = external::subrequest_headers(client, original, authority, redirect);

@@ -82,6 +82,9 @@ pub struct ServiceOptions {
     pub ip_access: IpAccess,
     /// Whether requests are logged at all (routes may still turn it off).
     pub access_log: bool,
+    /// Trust anchors for `https://` auth URLs (`auth-url`) besides the system's
+    /// (empty by default): the CA of an in-cluster auth service, say.
+    pub auth_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for ServiceOptions {
@@ -98,6 +101,7 @@ impl Default for ServiceOptions {
             circuit: CircuitLimits::default(),
             ip_access: IpAccess::default(),
             access_log: true,
+            auth_roots: Vec::new(),
         }
     }
 }
@@ -177,7 +181,11 @@ impl ProxyService {
         );
         let tunnels = Arc::new(Tunnels::new(metrics.clone()));
         let global = options.global_limits.clone().map(GlobalLimits::start);
-        let auth = crate::auth::AuthState::new(options.connect_timeout, options.pool_idle_timeout);
+        let auth = crate::auth::AuthState::new(
+            options.connect_timeout,
+            options.pool_idle_timeout,
+            &options.auth_roots,
+        );
         ProxyService {
             inner: Arc::new(Inner {
                 live,
@@ -521,6 +529,7 @@ impl Inner {
 /// route that asks for any other answers 503.
 pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
     ingress_core::annotations::Requirement::BasicAuth,
+    ingress_core::annotations::Requirement::DigestAuth,
     ingress_core::annotations::Requirement::ExternalAuth,
     ingress_core::annotations::Requirement::ClientCertificate,
     ingress_core::annotations::Requirement::RateLimit,

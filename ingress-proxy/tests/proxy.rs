@@ -701,10 +701,7 @@ async fn routes_asking_for_controls_not_carried_out_yet_fail_closed() -> TestRes
             CLASS.to_owned(),
             ingress_with(
                 "limited",
-                &[
-                    ("nginx.ingress.kubernetes.io/auth-type", "digest"),
-                    ("nginx.ingress.kubernetes.io/auth-secret", "users"),
-                ],
+                &[("nginx.ingress.kubernetes.io/backend-protocol", "FCGI")],
                 &[("limited.test", "/", "a")],
                 &[],
             ),

@@ -7,8 +7,9 @@
 //! htpasswd text under `auth`; an `auth-map` Secret holds one user per key, the
 //! hash as value). The compile step reads the Secret with [`parse_htpasswd`] /
 //! [`PasswordHash::parse`]; a data plane checks passwords with
-//! [`PasswordHash::verify`] (see [`crate::auth`]). `auth-type: digest` is not
-//! supported and fails closed.
+//! [`PasswordHash::verify`] (see [`crate::auth`]). Digest auth: `auth-type:
+//! digest` with an htdigest Secret (`user:realm:HA1` lines; [`parse_htdigest`]),
+//! checked with [`crate::auth::digest`].
 //!
 //! External auth: for every request the gateway sends `auth-method` to the
 //! rendered `auth-url` with the original request's headers (and
@@ -36,7 +37,9 @@ use super::{AnnotationFamily, Cx, Family, IngressPolicy, KeySpec};
 
 pub mod htpasswd;
 
-pub use htpasswd::{BcryptVersion, HtpasswdEntry, PasswordHash, parse_htpasswd};
+pub use htpasswd::{
+    BcryptVersion, DigestEntry, HtpasswdEntry, PasswordHash, parse_htdigest, parse_htpasswd,
+};
 
 /// How an `auth-secret` holds its users.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -62,6 +65,39 @@ pub struct BasicAuth {
     /// per user for `auth-map`). Empty until compiled; a Secret that is missing,
     /// unreadable or holds no user fails the routes closed.
     pub users: Vec<HtpasswdEntry>,
+}
+
+/// `auth-type: digest`: RFC 7616 digest authentication (MD5, `qop=auth`)
+/// against an htdigest Secret, as nginx's `auth_digest` module. Enforced with
+/// [`crate::auth::digest`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct DigestAuth {
+    /// `auth-secret`; a written namespace is checked by the compile step.
+    pub secret: ObjectName,
+    /// `auth-secret-type`: `auth-file` holds htdigest text (`user:realm:HA1`)
+    /// under `auth`; `auth-map` one key per user with `realm:HA1` as value.
+    pub secret_type: SecretType,
+    /// `auth-realm`: the realm of the challenge; only users of this realm
+    /// (empty if unset) can sign in.
+    pub realm: Option<String>,
+    /// The users of the Secret in the realm, read by compile. Empty until
+    /// compiled; a Secret that is missing, unreadable or holds no user of the
+    /// realm fails the routes closed.
+    pub users: Vec<DigestEntry>,
+}
+
+impl DigestAuth {
+    /// Digest authentication in `realm` for `users` (as compile makes it from
+    /// the Secret `secret`).
+    pub fn new(secret: ObjectName, realm: Option<String>, users: Vec<DigestEntry>) -> DigestAuth {
+        DigestAuth {
+            secret,
+            secret_type: SecretType::AuthFile,
+            realm,
+            users,
+        }
+    }
 }
 
 /// `auth-method`.
@@ -195,6 +231,8 @@ pub struct ExternalAuth {
 pub struct AuthPolicy {
     /// Basic authentication.
     pub basic: Option<BasicAuth>,
+    /// Digest authentication.
+    pub digest: Option<DigestAuth>,
     /// External authentication.
     pub external: Option<ExternalAuth>,
     /// `satisfy: any`: the IP allow list or authentication suffices (default: both
@@ -208,6 +246,7 @@ impl Default for AuthPolicy {
     fn default() -> Self {
         AuthPolicy {
             basic: None,
+            digest: None,
             external: None,
             satisfy_any: false,
             global_auth: true,
@@ -221,7 +260,8 @@ impl AuthPolicy {
     /// address an allow list names ([`super::AccessPolicy::explicitly_allowed`])
     /// and requires it from every other address, as nginx's `satisfy any`.
     pub fn defers_access(&self) -> bool {
-        self.satisfy_any && (self.basic.is_some() || self.external.is_some())
+        self.satisfy_any
+            && (self.basic.is_some() || self.digest.is_some() || self.external.is_some())
     }
 }
 
@@ -354,22 +394,22 @@ const OWN_POOL: Support = Support::NotEnforced(
 static KEYS: &[KeySpec] = &[
     key("auth-type")
         .grammar("`basic` or `digest`")
-        .doc("`basic`: HTTP basic authentication against auth-secret (401 with a challenge otherwise). `digest` is not supported: the routes fail closed.")
+        .doc("`basic`: HTTP basic authentication against auth-secret (401 with a challenge otherwise). `digest`: RFC 7616 digest authentication (MD5, qop=auth) against an htdigest auth-secret, with expiring nonces and nc replay protection.")
         .security(),
     key("auth-secret")
         .grammar("`name` or `namespace/name` of a Secret")
-        .doc("The users of basic authentication; another namespace needs cross-namespace references allowed.")
+        .doc("The users of basic (htpasswd) or digest (htdigest: `user:realm:HA1`) authentication; another namespace needs cross-namespace references allowed.")
         .risk(Risk::Medium)
         .security(),
     key("auth-secret-type")
         .grammar("`auth-file` or `auth-map`")
         .default("auth-file")
-        .doc("auth-file: htpasswd text under `auth`; auth-map: one key per user, the hash as value. Hashes: bcrypt ($2y$, $2a$, $2b$), {SHA}, {SSHA}, {PLAIN}, $apr1$, $1$; a traditional DES crypt hash never matches.")
+        .doc("auth-file: htpasswd (digest: htdigest) text under `auth`; auth-map: one key per user, the hash (digest: `realm:HA1`) as value. Hashes: bcrypt ($2y$, $2a$, $2b$), {SHA}, {SSHA}, {PLAIN}, $apr1$, $1$; a traditional DES crypt hash never matches.")
         .security(),
     key("auth-realm")
         .grammar("text without quotes or backslashes")
         .default("empty")
-        .doc("Realm of the basic-auth challenge."),
+        .doc("Realm of the basic or digest challenge; digest signs in only the users of this realm."),
     key("auth-url")
         .grammar("absolute http(s) URL; host literal or `$host`; supported variables elsewhere")
         .doc("External authentication: 2xx lets the request through, 401/403 answer with that status, anything else (or no answer) 500.")
@@ -453,7 +493,7 @@ static KEYS: &[KeySpec] = &[
 pub(crate) struct Auth;
 
 impl Auth {
-    fn basic(cx: &mut Cx<'_>) -> Option<BasicAuth> {
+    fn basic(cx: &mut Cx<'_>) -> (Option<BasicAuth>, Option<DigestAuth>) {
         let kind = cx.take(&KEYS[0]);
         let secret = cx.parse(&KEYS[1], values::object_ref);
         let secret_type = cx.parse(&KEYS[2], |s| values::one_of(s, &["auth-file", "auth-map"]));
@@ -465,41 +505,55 @@ impl Auth {
                     cx.report(Code::AnnotationIgnored, k.name, msg);
                 }
             }
-            return None;
+            return (None, None);
         };
-        match ["basic", "digest"]
+        let digest = match ["basic", "digest"]
             .iter()
             .position(|k| *k == kind.value)
             .ok_or("expected `basic` or `digest`")
         {
-            Ok(0) => {}
-            Ok(_) => {
-                let msg = format!(
-                    "`{}`: digest authentication is not supported; the routes answer 503 rather than serve without it",
-                    kind.key
-                );
-                cx.report(Code::AnnotationUnenforceable, kind.key, msg);
-                cx.fail_closed(kind.key);
-                return None;
-            }
+            Ok(i) => i == 1,
             Err(why) => {
                 cx.invalid(&kind, why);
-                return None;
+                return (None, None);
             }
-        }
+        };
         if secret.is_none() && !cx.any_present(&KEYS[1..2]) {
-            cx.invalid(&kind, "basic authentication needs auth-secret");
-        }
-        Some(BasicAuth {
-            secret: secret?,
-            secret_type: if secret_type == Some(1) {
-                SecretType::AuthMap
+            let why = if digest {
+                "digest authentication needs auth-secret"
             } else {
-                SecretType::AuthFile
-            },
-            realm,
-            users: Vec::new(),
-        })
+                "basic authentication needs auth-secret"
+            };
+            cx.invalid(&kind, why);
+        }
+        let Some(secret) = secret else {
+            return (None, None);
+        };
+        let secret_type = if secret_type == Some(1) {
+            SecretType::AuthMap
+        } else {
+            SecretType::AuthFile
+        };
+        if digest {
+            return (
+                None,
+                Some(DigestAuth {
+                    secret,
+                    secret_type,
+                    realm,
+                    users: Vec::new(),
+                }),
+            );
+        }
+        (
+            Some(BasicAuth {
+                secret,
+                secret_type,
+                realm,
+                users: Vec::new(),
+            }),
+            None,
+        )
     }
 
     fn external(cx: &mut Cx<'_>) -> Option<ExternalAuth> {
@@ -582,7 +636,7 @@ impl AnnotationFamily for Auth {
         KEYS
     }
     fn parse(&self, cx: &mut Cx<'_>, policy: &mut IngressPolicy) {
-        let basic = Auth::basic(cx);
+        let (basic, digest) = Auth::basic(cx);
         let external = Auth::external(cx);
         let global_auth = cx.boolean(&KEYS[18]).unwrap_or(true);
         let satisfy = cx.take(&KEYS[19]);
@@ -592,7 +646,7 @@ impl AnnotationFamily for Auth {
                 Ok(i) => satisfy_any = i == 1,
                 Err(why) => cx.invalid(&raw, &why),
             }
-            let has_auth = basic.is_some() || external.is_some();
+            let has_auth = basic.is_some() || digest.is_some() || external.is_some();
             if satisfy_any && !(has_auth && policy.access.allow.is_some()) {
                 let msg = format!(
                     "`{}` has no effect unless an IP allow list and authentication are both set",
@@ -603,6 +657,7 @@ impl AnnotationFamily for Auth {
         }
         policy.auth = AuthPolicy {
             basic,
+            digest,
             external,
             satisfy_any,
             global_auth,

@@ -345,6 +345,8 @@ impl Default for IngressPolicy {
 pub enum Requirement {
     /// `auth-type: basic` with `auth-secret`.
     BasicAuth,
+    /// `auth-type: digest` with `auth-secret`.
+    DigestAuth,
     /// `auth-url`: an external authorization call per request.
     ExternalAuth,
     /// `auth-tls-*`: a verified client certificate.
@@ -360,6 +362,7 @@ impl Requirement {
     pub fn as_str(self) -> &'static str {
         match self {
             Requirement::BasicAuth => "basic-auth",
+            Requirement::DigestAuth => "digest-auth",
             Requirement::ExternalAuth => "external-auth",
             Requirement::ClientCertificate => "client-certificate",
             Requirement::RateLimit => "rate-limit",
@@ -374,6 +377,7 @@ impl IngressPolicy {
     pub fn unmet(&self, supported: &[Requirement]) -> Option<Requirement> {
         let needs = [
             (Requirement::BasicAuth, self.auth.basic.is_some()),
+            (Requirement::DigestAuth, self.auth.digest.is_some()),
             (Requirement::ExternalAuth, self.auth.external.is_some()),
             (
                 Requirement::ClientCertificate,
@@ -399,6 +403,9 @@ impl IngressPolicy {
         let mut out = Vec::new();
         if self.auth.basic.is_some() {
             out.push(Requirement::BasicAuth);
+        }
+        if self.auth.digest.is_some() {
+            out.push(Requirement::DigestAuth);
         }
         if self.auth.external.is_some() {
             out.push(Requirement::ExternalAuth);

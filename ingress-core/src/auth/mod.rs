@@ -4,6 +4,9 @@
 //! - [`password`]: verification of htpasswd hashes ([`PasswordHash::verify`]);
 //! - [`basic`]: the `Authorization: Basic` header, the user lookup and the
 //!   `WWW-Authenticate` challenge of [`BasicAuth`];
+//! - [`digest`]: RFC 7616 digest authentication (MD5, `qop=auth`): nonces,
+//!   their lifetimes and `nc` replay protection, with injected time and
+//!   randomness;
 //! - [`external`]: the `auth-url` sub-request's headers and what its answer means,
 //!   as ingress-nginx's `auth_request` location does it;
 //! - [`client_cert`]: client-certificate facts as nginx exposes them (RFC 2253
@@ -22,5 +25,6 @@
 
 pub mod basic;
 pub mod client_cert;
+pub mod digest;
 pub mod external;
 pub mod password;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::annotations::auth::{SecretType, parse_htpasswd};
+use crate::annotations::auth::{SecretType, parse_htdigest, parse_htpasswd};
 use crate::annotations::backend::UpstreamTlsSecret;
 use crate::annotations::values::ObjectName;
 use crate::annotations::{FailClosed, IngressPolicy, annotation_field};
@@ -23,6 +23,7 @@ pub(super) fn resolve(
     for v in valid.iter_mut() {
         let p = &v.policy;
         let wants = p.auth.basic.is_some()
+            || p.auth.digest.is_some()
             || p.client_tls.ca_secret.is_some()
             || p.backend
                 .upstream_tls
@@ -106,6 +107,58 @@ pub(super) fn resolve(
                                 basic.secret.name
                             ),
                         ));
+                            failed.push(full);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(digest) = policy.auth.digest.as_mut() {
+            match lookup("auth-secret", &digest.secret, diags) {
+                Err(k) => failed.push(k),
+                Ok(secret) => {
+                    let users = match digest.secret_type {
+                        SecretType::AuthFile => match secret.get("auth") {
+                            Some(bytes) => parse_htdigest(&String::from_utf8_lossy(bytes)),
+                            None => {
+                                Err("it has no `auth` key (auth-secret-type auth-file)".to_owned())
+                            }
+                        },
+                        SecretType::AuthMap => {
+                            let text: String = secret
+                                .data
+                                .keys()
+                                .chain(secret.string_data.keys())
+                                .filter_map(|user| {
+                                    let hash = secret.get(user)?;
+                                    Some(format!("{user}:{}\n", String::from_utf8_lossy(hash)))
+                                })
+                                .collect();
+                            parse_htdigest(&text)
+                        }
+                    };
+                    let realm = digest.realm.clone().unwrap_or_default();
+                    let users = users.and_then(|u| {
+                        let u: Vec<_> = u.into_iter().filter(|e| e.realm == realm).collect();
+                        if u.is_empty() {
+                            Err(format!("it holds no user of realm `{realm}` (auth-realm)"))
+                        } else {
+                            Ok(u)
+                        }
+                    });
+                    match users {
+                        Ok(u) => digest.users = u,
+                        Err(why) => {
+                            let full = "nginx.ingress.kubernetes.io/auth-secret".to_owned();
+                            diags.push(Diagnostic::new(
+                                Code::AnnotationReferenceInvalid,
+                                Some(v.r.as_ref().clone()),
+                                Some(annotation_field(&full)),
+                                format!(
+                                    "Secret {namespace}/{} cannot be used for digest authentication: {why}; the routes answer 503",
+                                    digest.secret.name
+                                ),
+                            ));
                             failed.push(full);
                         }
                     }

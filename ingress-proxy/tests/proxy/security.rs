@@ -123,25 +123,211 @@ async fn basic_auth_checks_htpasswd_and_auth_map_secrets() -> TestResult {
     Ok(())
 }
 
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    md5::Md5::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The quoted parameters of a `WWW-Authenticate: Digest` challenge.
+fn challenge_param(challenge: &str, name: &str) -> String {
+    let start = challenge
+        .find(&format!("{name}=\""))
+        .unwrap_or_else(|| panic!("{name} in {challenge}"))
+        + name.len()
+        + 2;
+    let end = challenge[start..].find('"').expect("closing quote") + start;
+    challenge[start..end].to_owned()
+}
+
+/// The `Authorization` value a client computes (RFC 2617, qop=auth), written
+/// here independently of the core's digest code.
+fn digest_header(challenge: &str, user: &str, pass: &str, uri: &str, nc: u32) -> String {
+    let (realm, nonce, opaque) = (
+        challenge_param(challenge, "realm"),
+        challenge_param(challenge, "nonce"),
+        challenge_param(challenge, "opaque"),
+    );
+    let ha1 = md5_hex(&format!("{user}:{realm}:{pass}"));
+    let ha2 = md5_hex(&format!("GET:{uri}"));
+    let nc = format!("{nc:08x}");
+    let cnonce = "f00dfeed";
+    let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\", response=\"{response}\", opaque=\"{opaque}\""
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_auth_challenges_verifies_and_refuses_replays() -> TestResult {
+    let up = echo("up").await;
+    let dir = tempfile::tempdir()?;
+    let realm = "testrealm@host.com";
+    let htdigest = format!(
+        "Mufasa:{realm}:{}\nscar:elsewhere:{}\n",
+        md5_hex(&format!("Mufasa:{realm}:Circle Of Life")),
+        md5_hex("scar:elsewhere:pride")
+    );
+    write(
+        dir.path(),
+        "digest.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress_with(
+                "digest",
+                &[
+                    (&a("auth-type"), "digest"),
+                    (&a("auth-secret"), "users"),
+                    (&a("auth-realm"), realm),
+                ],
+                &[("digest.test", "/", "up")],
+                &[],
+            ),
+            ingress_with(
+                "norealm",
+                &[(&a("auth-type"), "digest"), (&a("auth-secret"), "users")],
+                &[("norealm.test", "/", "up")],
+                &[],
+            ),
+            secret("users", &[("auth", &htdigest)]),
+            service("up", &[up.addr]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let uri = "/dir/index.html?x=1";
+    let call = |auth: Option<String>| async move {
+        let mut b = get("digest.test", uri);
+        if let Some(v) = auth {
+            b = b.header("authorization", v);
+        }
+        h1(addr, b.body(empty()).expect("request")).await
+    };
+    let r = call(None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let challenge = r.headers["www-authenticate"].to_str()?.to_owned();
+    assert!(
+        challenge.starts_with(&format!("Digest realm=\"{realm}\", qop=\"auth\", nonce=\"")),
+        "{challenge}"
+    );
+    assert!(!challenge.contains("stale"), "{challenge}");
+    let wrong = call(Some(digest_header(
+        &challenge,
+        "Mufasa",
+        "circle of life",
+        uri,
+        1,
+    )))
+    .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let other_realm = call(Some(digest_header(&challenge, "scar", "pride", uri, 1))).await;
+    assert_eq!(other_realm.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        0,
+        "no upstream contact on denial"
+    );
+    let good = digest_header(&challenge, "Mufasa", "Circle Of Life", uri, 1);
+    let r = call(Some(good.clone())).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = call(Some(digest_header(
+        &challenge,
+        "Mufasa",
+        "Circle Of Life",
+        uri,
+        2,
+    )))
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "the next nc on the same nonce");
+    let hits = up.hits.load(Ordering::SeqCst);
+    let replay = call(Some(good)).await;
+    assert_eq!(replay.status, StatusCode::UNAUTHORIZED, "a replayed nc");
+    assert!(
+        replay.headers["www-authenticate"]
+            .to_str()?
+            .starts_with("Digest ")
+    );
+    let elsewhere = digest_header(&challenge, "Mufasa", "Circle Of Life", "/elsewhere", 3);
+    assert_eq!(call(Some(elsewhere)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(up.hits.load(Ordering::SeqCst), hits);
+    // No user of the (empty) realm: the route fails closed.
+    let r = h1(addr, get("norealm.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    // A real client: curl computes the digest itself.
+    let curl = move |pass: &'static str| {
+        let url = format!("http://{addr}{uri}");
+        std::process::Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--digest",
+                "-u",
+            ])
+            .arg(format!("Mufasa:{pass}"))
+            .args(["-H", "Host: digest.test"])
+            .arg(url)
+            .output()
+    };
+    let out = tokio::task::spawn_blocking(move || (curl("Circle Of Life"), curl("nope"))).await?;
+    let code = |o: std::io::Result<std::process::Output>| {
+        let o = o.expect("curl runs (.ci/run installs it)");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(code(out.0), "200");
+    assert_eq!(code(out.1), "401");
+    p.shutdown().await;
+    Ok(())
+}
+
 /// An auth service: `x-token: good` is 200 (with `X-User`, `X-Ignored` and a
 /// cookie), `forbid` 403, `boom` 502, anything else 401. It records every
 /// request's method, URI and headers.
 struct AuthService {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<(String, String, HeaderMap)>>>,
+    /// The SNI names of TLS connections.
+    sni: Arc<Mutex<Vec<String>>>,
 }
 
 async fn auth_service() -> AuthService {
+    auth_service_on(None).await
+}
+
+/// [`auth_service`], over TLS with this certificate when given.
+async fn auth_service_on(
+    tls: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+) -> AuthService {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let seen = Arc::new(Mutex::new(Vec::new()));
+    let sni = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
+    let names = sni.clone();
+    let acceptor = tls.map(|(cert, key)| {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server cert");
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    });
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let log = log.clone();
+            let names = names.clone();
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let log = log.clone();
@@ -172,13 +358,98 @@ async fn auth_service() -> AuthService {
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                    }
+                    Some(a) => {
+                        let Ok(stream) = a.accept(tcp).await else {
+                            return;
+                        };
+                        if let Some(n) = stream.get_ref().1.server_name() {
+                            names.lock().expect("lock").push(n.to_owned());
+                        }
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
             });
         }
     });
-    AuthService { addr, seen }
+    AuthService { addr, seen, sni }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_auth_over_https_verifies_the_auth_service() -> TestResult {
+    let up = echo("up").await;
+    let (pki, rogue_ca) = (Pki::new("Auth CA"), Pki::new("Rogue CA"));
+    let good = auth_service_on(Some(pki.server(&["localhost"]))).await;
+    let rogue = auth_service_on(Some(rogue_ca.server(&["localhost"]))).await;
+    let misnamed = auth_service_on(Some(pki.server(&["auth.elsewhere.test"]))).await;
+    let dir = tempfile::tempdir()?;
+    let url = |s: &AuthService| format!("https://localhost:{}/check", s.addr.port());
+    let guarded = |name: &str, host: &'static str, url: String| {
+        ingress_with(
+            name,
+            &[
+                (&a("auth-url"), &url),
+                (&a("auth-response-headers"), "X-User"),
+            ],
+            &[(host, "/", "up")],
+            &[],
+        )
+    };
+    write(
+        dir.path(),
+        "https-auth.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            guarded("good", "good.test", url(&good)),
+            guarded("rogue", "rogue.test", url(&rogue)),
+            guarded("misnamed", "misnamed.test", url(&misnamed)),
+            service("up", &[up.addr]),
+        ]),
+    );
+    let ca = pki.ca.der().clone();
+    let p = proxy(dir.path(), move |c| c.service.auth_roots = vec![ca]).await;
+    let addr = p.http_addr().expect("http");
+    let call = |host: &'static str, token: &'static str| async move {
+        let req = get(host, "/")
+            .header("x-token", token)
+            .body(empty())
+            .expect("request");
+        h1(addr, req).await
+    };
+    let r = call("good.test", "good").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.seen("x-user").as_deref(), Some("alice"));
+    assert_eq!(
+        call("good.test", "nope").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        good.sni.lock().expect("lock").first().map(String::as_str),
+        Some("localhost"),
+        "SNI is the URL's host"
+    );
+    let hits = up.hits.load(Ordering::SeqCst);
+    for host in ["rogue.test", "misnamed.test"] {
+        let r = call(host, "good").await;
+        assert_eq!(
+            r.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{host}: an unverified auth service denies"
+        );
+    }
+    assert!(rogue.seen.lock().expect("lock").is_empty());
+    assert!(misnamed.seen.lock().expect("lock").is_empty());
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        hits,
+        "no upstream contact on denial"
+    );
+    p.shutdown().await;
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,6 +636,17 @@ impl Pki {
             ca,
             issuer: rcgen::Issuer::new(params, key),
         }
+    }
+
+    /// A server certificate for `names`.
+    fn server(&self, names: &[&str]) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        let params =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        let key = PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+        (cert.der().clone(), key)
     }
 
     fn client(&self, cn: &str) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {

@@ -40,10 +40,24 @@ fn basic_auth_combinations() {
     let p = run(&[("auth-type", "basic")]);
     assert_eq!(codes(&p), vec![Code::AnnotationInvalidValue]);
     assert!(p.policy.fail_closed.is_some() && p.policy.auth.basic.is_none());
-    // Digest cannot be enforced.
-    let p = run(&[("auth-type", "digest"), ("auth-secret", "users")]);
-    assert_eq!(codes(&p), vec![Code::AnnotationUnenforceable]);
-    assert!(p.policy.fail_closed.is_some() && p.policy.auth.basic.is_none());
+    // Digest: the same keys, its own policy.
+    let p = run(&[
+        ("auth-type", "digest"),
+        ("auth-secret", "users"),
+        ("auth-secret-type", "auth-map"),
+        ("auth-realm", "Staff"),
+    ]);
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    assert!(p.policy.fail_closed.is_none() && p.policy.auth.basic.is_none());
+    let d = p.policy.auth.digest.expect("digest");
+    assert_eq!(d.secret.name, "users");
+    assert_eq!(
+        (d.secret_type, d.realm.as_deref()),
+        (SecretType::AuthMap, Some("Staff"))
+    );
+    let p = run(&[("auth-type", "digest")]);
+    assert_eq!(codes(&p), vec![Code::AnnotationInvalidValue]);
+    assert!(p.policy.fail_closed.is_some() && p.policy.auth.digest.is_none());
     // A secret without auth-type has no effect.
     let p = run(&[("auth-secret", "users"), ("auth-realm", "x")]);
     assert_eq!(

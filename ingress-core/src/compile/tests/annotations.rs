@@ -379,3 +379,80 @@ stringData: {auth: 'admin:{SHA}0DPiKuNIrrVmD8IUCuw1hQxNqZc='}
         );
     }
 }
+
+#[test]
+fn digest_secrets_keep_the_users_of_the_realm_or_fail_closed() {
+    let ha1 = "939e7578ed9e3c518a452acee763bce9";
+    let secrets = format!(
+        "---
+apiVersion: v1
+kind: Secret
+metadata: {{name: file, namespace: default}}
+stringData: {{auth: \"Mufasa:testrealm@host.com:{ha1}\\nscar:other:{ha1}\"}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: map, namespace: default}}
+stringData: {{Mufasa: 'testrealm@host.com:{ha1}'}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: htpasswd, namespace: default}}
+stringData: {{auth: 'admin:{{SHA}}0DPiKuNIrrVmD8IUCuw1hQxNqZc='}}
+"
+    );
+    let ing = |name: &str, host: &str, extra: &[(&str, &str)]| {
+        let mut pairs = vec![("auth-type", "digest")];
+        pairs.extend_from_slice(extra);
+        simple(
+            "default",
+            name,
+            &format!("{T2020}{}", ann(&pairs)),
+            host,
+            "Prefix",
+            "/",
+            "web",
+        )
+    };
+    let realm = ("auth-realm", "testrealm@host.com");
+    let yaml = [
+        ing("file", "a.com", &[("auth-secret", "file"), realm]),
+        ing(
+            "map",
+            "b.com",
+            &[
+                ("auth-secret", "map"),
+                ("auth-secret-type", "auth-map"),
+                realm,
+            ],
+        ),
+        ing("norealm", "c.com", &[("auth-secret", "file")]),
+        ing("htpasswd", "d.com", &[("auth-secret", "htpasswd"), realm]),
+        secrets,
+        svc("default", "web", "10.0.0.1"),
+    ]
+    .concat();
+    let c = run(&yaml, &opts());
+    let digest = |host: &str| {
+        c.table
+            .routes()
+            .iter()
+            .find(|r| r.host().to_string() == host)
+            .and_then(|r| r.policy().auth.digest.clone())
+    };
+    for host in ["a.com", "b.com"] {
+        let d = digest(host).expect("digest auth");
+        let users: Vec<&str> = d.users.iter().map(|u| u.user.as_str()).collect();
+        assert_eq!(users, ["Mufasa"], "{host}: only the realm's users");
+        assert_eq!(outcome(&c, host, "/"), "web");
+    }
+    for (host, name) in [("c.com", "norealm"), ("d.com", "htpasswd")] {
+        assert_eq!(outcome(&c, host, "/"), "503 InvalidPolicy", "{host}");
+        assert_diag(
+            &c,
+            Code::AnnotationReferenceInvalid,
+            &ing_ref("default", name),
+            Some("metadata.annotations[\"nginx.ingress.kubernetes.io/auth-secret\"]"),
+        );
+    }
+}
