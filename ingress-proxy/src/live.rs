@@ -34,6 +34,9 @@ pub struct Live {
     /// The gateway config's settings served with this table (`--kube` mode);
     /// `None`: the service's own options.
     runtime: Option<Arc<RuntimeOptions>>,
+    /// The gateway config's default certificate (`--kube` mode): served when no TLS
+    /// host matches, before the listener's own default.
+    default_cert: Option<Arc<CertifiedKey>>,
 }
 
 /// How a route is named in metrics and access logs.
@@ -96,7 +99,20 @@ impl Live {
             labels,
             client_auth,
             runtime: None,
+            default_cert: None,
         }
+    }
+
+    /// Serve `cert` when no TLS host of this table matches the SNI name (the
+    /// gateway config's `defaultTlsCertificate`), instead of the listener's default.
+    pub fn with_default_certificate(mut self, cert: Arc<CertifiedKey>) -> Self {
+        self.default_cert = Some(cert);
+        self
+    }
+
+    /// The default certificate this table brings, if any.
+    pub fn default_certificate(&self) -> Option<&Arc<CertifiedKey>> {
+        self.default_cert.as_ref()
     }
 
     /// Serve this table with `runtime` in place of the service's own options

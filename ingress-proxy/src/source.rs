@@ -236,6 +236,14 @@ pub fn feed_kube(
                 if let Some(r) = &runtime {
                     table = table.with_runtime(r.clone());
                 }
+                if let Some(cert) = p
+                    .applied_gateway
+                    .as_ref()
+                    .and_then(|g| g.default_tls_certificate.as_ref())
+                    .and_then(|r| default_certificate_of(&p.snapshot, r))
+                {
+                    table = table.with_default_certificate(cert);
+                }
                 live.store(table);
                 metrics.config_applied(true, p.version);
                 tracing::info!(
@@ -271,6 +279,44 @@ fn log_diagnostics(diagnostics: &[Located]) {
             Severity::Error => tracing::warn!(code, at, "{msg}"),
             Severity::Warning => tracing::warn!(code, at, "{msg}"),
             Severity::Info => tracing::debug!(code, at, "{msg}"),
+        }
+    }
+}
+
+/// The gateway config's default certificate from its Secret in `snapshot`; `None`
+/// (logged) when the Secret is missing or unusable: the listener's default serves.
+fn default_certificate_of(
+    snapshot: &ingress_core::snapshot::Snapshot,
+    secret: &ingress_core::model::ObjectRef,
+) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    let found = snapshot.secrets.iter().find(|s| {
+        s.metadata.name == secret.name
+            && s.metadata.namespace.as_deref() == secret.namespace.as_deref()
+    });
+    let Some(found) = found else {
+        tracing::warn!(secret = %secret, "defaultTlsCertificate: Secret not found; serving the listener's default certificate");
+        return None;
+    };
+    let (Some(crt), Some(key)) = (found.get("tls.crt"), found.get("tls.key")) else {
+        tracing::warn!(secret = %secret, "defaultTlsCertificate: the Secret must hold tls.crt and tls.key");
+        return None;
+    };
+    let parsed = match ingress_core::tls::CertifiedKey::from_pem(crt, key) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(secret = %secret, error = %e, "defaultTlsCertificate not usable");
+            return None;
+        }
+    };
+    let provider = rustls::crypto::ring::default_provider();
+    match provider
+        .key_provider
+        .load_private_key(parsed.key.clone_key())
+    {
+        Ok(k) => Some(Arc::new(rustls::sign::CertifiedKey::new(parsed.chain, k))),
+        Err(e) => {
+            tracing::warn!(secret = %secret, error = %e, "defaultTlsCertificate key not usable");
+            None
         }
     }
 }

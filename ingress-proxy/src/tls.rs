@@ -75,7 +75,8 @@ pub fn default_certificate(
 }
 
 /// Picks the certificate for each handshake from the live table (one atomic load):
-/// the exact SNI host, then a one-label wildcard, else the default certificate.
+/// the exact SNI host, then a one-label wildcard, else the table's default
+/// certificate (the gateway config's), else the listener's default.
 /// Certificates rotate with the table: a changed Secret file means a new table.
 #[derive(Debug)]
 pub struct SniResolver {
@@ -92,9 +93,11 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let live = self.live.load();
         let found = hello
             .server_name()
-            .and_then(|sni| self.live.load().certificate_for(sni));
+            .and_then(|sni| live.certificate_for(sni))
+            .or_else(|| live.default_certificate().cloned());
         Some(found.unwrap_or_else(|| self.default.clone()))
     }
 }

@@ -337,3 +337,59 @@ async fn the_gateway_config_changes_the_proxy_at_runtime() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+/// The gateway config's `defaultTlsCertificate` is served for names no TLS host
+/// covers, instead of the listener's generated default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_config_default_certificate_is_served() -> TestResult {
+    let a = echo("a").await;
+    let api = FakeApiServer::start().await?;
+    api.apply(object(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        "gw",
+        json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME,
+            "parameters": {"apiGroup": "gateway.ingress-rs.io", "kind": "IngressGatewayConfig", "name": "main"}}}),
+    ));
+    for o in backend("web", a.addr) {
+        api.apply(o);
+    }
+    api.apply(ingress("web", "a.example.com", "web"));
+    let (crt, key) = cert(&["fallback.example.net"]);
+    api.apply(object(
+        "v1",
+        "Secret",
+        Some("ingress"),
+        "default-cert",
+        json!({"type": "kubernetes.io/tls", "stringData": {"tls.crt": crt, "tls.key": key}}),
+    ));
+    let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
+    let https = p.https_addr().expect("https");
+    let before = tls(https, "unknown.example.org", &[], false).await.leaf;
+    assert_ne!(before, der(&crt));
+    let source = KubeSource::start(
+        api.client()?,
+        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
+    )
+    .await?;
+    let _feed = feed_kube(
+        source.subscribe(),
+        p.live().clone(),
+        p.metrics().clone(),
+        p.service().options().clone(),
+    );
+    api.apply(object(
+        "gateway.ingress-rs.io/v1alpha1",
+        "IngressGatewayConfig",
+        None,
+        "main",
+        json!({"spec": {"defaultTlsCertificate": {"namespace": "ingress", "name": "default-cert"}}}),
+    ));
+    eventually("the config's default certificate is served", || async {
+        tls(https, "unknown.example.org", &[], false).await.leaf == der(&crt)
+    })
+    .await;
+    p.shutdown().await;
+    Ok(())
+}
