@@ -4,7 +4,7 @@
 //! ```text
 //! ingress-proxy --manifests DIR --listen-http ADDR --listen-https ADDR --listen-admin ADDR
 //!               [--controller-name NAME] [--profile standard|ingress-nginx]
-//!               [--trust-forwarded-for CIDR[,CIDR...]]
+//!               [--trust-forwarded-for CIDR[,CIDR...]] [--worker-threads N]
 //! ingress-proxy --kube [--kubeconfig PATH] [--watch-namespace NS]
 //!               [--publish-service NS/NAME | --publish-status-address ADDR[,ADDR...]]
 //!               [--update-status false] --listen-http ADDR ... (see docs/kube.md)
@@ -207,6 +207,9 @@ struct Args {
     /// Log format.
     #[arg(long, env = "INGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Tokio worker threads (default: $TOKIO_WORKER_THREADS, else one per CPU the process may use).
+    #[arg(long, env = "INGRESS_PROXY_WORKER_THREADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    worker_threads: Option<u16>,
 }
 
 /// Redis failure mode.
@@ -466,7 +469,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.worker_threads {
+        runtime.worker_threads(usize::from(n));
+    }
+    let runtime = runtime
         .enable_all()
         .build()
         .context("starting the runtime")?;
