@@ -213,6 +213,7 @@ $(temp_paths nginx-proxy)
             proxy_set_header X-Request-ID \$request_id;
             proxy_buffering ${NGINX_PROXY_BUFFERING:-off};
             proxy_buffer_size ${NGINX_PROXY_BUFFER_SIZE:-4k};
+            proxy_buffers 4 ${NGINX_PROXY_BUFFER_SIZE:-4k};
         }
     }
 }
