@@ -16,7 +16,7 @@ use ingress_core::Scheme;
 use ingress_core::lb::circuit::Slot;
 use ingress_core::limits::Admitted;
 
-use crate::live::RouteLabel;
+use crate::live::RouteStats;
 use crate::metrics::Metrics;
 use crate::service::{BoxError, ProxyBody};
 
@@ -32,9 +32,9 @@ pub(crate) struct Access {
     pub(crate) path: String,
     pub(crate) client: Option<std::net::IpAddr>,
     pub(crate) request_id: HeaderValue,
-    pub(crate) label: Option<RouteLabel>,
+    pub(crate) label: Option<Arc<RouteStats>>,
     pub(crate) decision: &'static str,
-    pub(crate) upstream: Option<String>,
+    pub(crate) upstream: Option<http::uri::Authority>,
     pub(crate) upstream_elapsed: Option<Duration>,
     pub(crate) status: u16,
     pub(crate) bytes: u64,
@@ -51,11 +51,13 @@ pub(crate) struct Access {
 impl Access {
     fn finish(&self, complete: bool) {
         let total = self.start.elapsed();
-        let (host, route) = self
-            .label
-            .as_ref()
-            .map_or(("", ""), |l| (l.host.as_str(), l.route.as_str()));
-        self.metrics.request(host, route, self.status, total);
+        let (host, route) = self.label.as_ref().map_or(("", ""), |l| {
+            (l.label.host.as_str(), l.label.route.as_str())
+        });
+        match &self.label {
+            Some(stats) => self.metrics.route_request(stats, self.status, total),
+            None => self.metrics.request(host, route, self.status, total),
+        }
         if !self.log {
             return;
         }
@@ -73,7 +75,7 @@ impl Access {
             path = %self.path,
             route = route,
             decision = self.decision,
-            upstream = self.upstream.as_deref(),
+            upstream = self.upstream.as_ref().map(http::uri::Authority::as_str),
             status = self.status,
             bytes = self.bytes,
             duration_ms = total.as_secs_f64() * 1e3,
@@ -91,8 +93,37 @@ impl Access {
 pub(crate) struct ResponseBody {
     inner: ProxyBody,
     access: Option<Access>,
-    /// The read timeout and its timer, for bodies still to come.
-    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
+    /// The read timeout, for bodies still to come.
+    idle: Option<Idle>,
+}
+
+/// `proxy-read-timeout` between two reads of a body: the timer is only made (and
+/// moved) when the body is waited for, so a body that arrives whole costs none.
+struct Idle {
+    timeout: Duration,
+    /// When the body last made progress (or the response began).
+    since: tokio::time::Instant,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Idle {
+    /// Whether the body has waited longer than the timeout (registers the
+    /// wake-up otherwise).
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.since + self.timeout;
+        let sleep = match &mut self.sleep {
+            Some(s) => {
+                if s.deadline() != deadline {
+                    s.as_mut().reset(deadline);
+                }
+                s
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        sleep.as_mut().poll(cx).is_ready()
+    }
 }
 
 /// The error a stalled upstream body ends with.
@@ -112,7 +143,11 @@ impl ResponseBody {
             .read_idle
             .take()
             .filter(|_| !inner.is_end_stream())
-            .map(|t| (t, Box::pin(tokio::time::sleep(t))));
+            .map(|timeout| Idle {
+                timeout,
+                since: tokio::time::Instant::now(),
+                sleep: None,
+            });
         ResponseBody {
             inner,
             access: Some(access),
@@ -147,8 +182,8 @@ impl Body for ResponseBody {
             Poll::Ready(None) => this.finish(true),
             Poll::Ready(Some(Err(_))) => {}
             Poll::Pending => {
-                if let Some((_, sleep)) = this.idle.as_mut()
-                    && sleep.as_mut().poll(cx).is_ready()
+                if let Some(idle) = this.idle.as_mut()
+                    && idle.expired(cx)
                 {
                     this.idle = None;
                     return Poll::Ready(Some(Err(Box::new(ReadTimeout))));
@@ -156,9 +191,8 @@ impl Body for ResponseBody {
                 return Poll::Pending;
             }
         }
-        if let Some((timeout, sleep)) = this.idle.as_mut() {
-            let next = tokio::time::Instant::now() + *timeout;
-            sleep.as_mut().reset(next);
+        if let Some(idle) = this.idle.as_mut() {
+            idle.since = tokio::time::Instant::now();
         }
         polled
     }

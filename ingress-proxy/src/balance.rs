@@ -17,7 +17,7 @@ use ingress_core::annotations::{AffinityPolicy, IngressPolicy, LoadBalancePolicy
 use ingress_core::lb::Balancer;
 use ingress_core::lb::circuit::CircuitBreaker;
 use ingress_core::lb::outlier::Outliers;
-use ingress_core::routing::{Backend, Forward};
+use ingress_core::routing::{Backend, EndpointAddr, Forward};
 
 /// Monotonic time since the first call (the epoch of every `now` the proxy gives
 /// the core's state machines).
@@ -73,6 +73,22 @@ pub(crate) struct Cluster {
     /// Indexes as in each of the cluster's balancers (the same endpoint list).
     pub(crate) outliers: Outliers,
     pub(crate) breaker: CircuitBreaker,
+    /// Parallel to the endpoints: each as a URI authority, written once per table.
+    authorities: Vec<Option<http::uri::Authority>>,
+}
+
+impl Cluster {
+    /// Endpoint `index` (which must be `endpoint`) as a URI authority.
+    pub(crate) fn authority(
+        &self,
+        index: usize,
+        endpoint: &EndpointAddr,
+    ) -> Option<http::uri::Authority> {
+        if self.outliers.endpoints().get(index) != Some(endpoint) {
+            return None;
+        }
+        self.authorities.get(index).cloned().flatten()
+    }
 }
 
 /// Every balancer of one table.
@@ -112,6 +128,11 @@ impl Balancers {
                     name,
                     outliers: Outliers::new(backend.endpoints(), None),
                     breaker: CircuitBreaker::new(),
+                    authorities: backend
+                        .endpoints()
+                        .iter()
+                        .map(crate::forward::authority_of)
+                        .collect(),
                 });
                 clusters.len() - 1
             });

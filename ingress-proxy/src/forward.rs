@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
@@ -25,7 +26,7 @@ use crate::balance::{now, now_ns};
 use crate::errors::ErrorContext;
 use crate::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
-    X_REAL_IP, remove_hop_by_hop, remove_underscored,
+    X_REAL_IP, ip_value, remove_hop_by_hop, remove_underscored,
 };
 use crate::limits::RouteLimits;
 use crate::live::Live;
@@ -60,9 +61,25 @@ pub(crate) struct Forwarding<'a> {
     pub(crate) auth_cookies: &'a crate::auth::CookieCell,
 }
 
-/// The absolute URI the pooled client sends to: `http(s)://endpoint/target`.
-fn upstream_uri(scheme: &str, endpoint: &EndpointAddr, target: &str) -> Option<Uri> {
-    format!("{scheme}://{endpoint}{target}").parse().ok()
+/// The absolute URI the pooled client sends to: `http(s)://endpoint/target`
+/// (built from parts: no formatting and parsing of the whole URI per request).
+fn upstream_uri(scheme: &str, authority: Authority, target: &str) -> Option<Uri> {
+    if !target.starts_with('/') {
+        return None;
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(match scheme {
+        "https" => http::uri::Scheme::HTTPS,
+        _ => http::uri::Scheme::HTTP,
+    });
+    parts.authority = Some(authority);
+    parts.path_and_query = Some(PathAndQuery::try_from(target).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// An endpoint as a URI authority (`10.0.0.1:8080`, `[fd00::1]:80`).
+pub(crate) fn authority_of(endpoint: &EndpointAddr) -> Option<Authority> {
+    Authority::try_from(endpoint.to_string()).ok()
 }
 
 /// The URI of a request to an HTTP/2 upstream: `:authority` is the request's
@@ -272,24 +289,34 @@ impl Inner {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, p);
         }
+        let mut peer_value = None;
         if let Some(c) = f.conn {
             // Append the peer; several incoming lines are joined into one.
-            let mut xff: Vec<String> = headers
-                .get_all(&X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .collect();
-            xff.push(c.peer.ip().to_canonical().to_string());
-            if let Ok(v) = HeaderValue::from_str(&xff.join(", ")) {
+            let peer = c.peer.ip().to_canonical();
+            let value = ip_value(peer);
+            let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+                let mut xff: Vec<&str> = headers
+                    .get_all(&X_FORWARDED_FOR)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                xff.push(value.to_str().unwrap_or_default());
+                HeaderValue::from_str(&xff.join(", ")).ok()
+            } else {
+                Some(value.clone())
+            };
+            if let Some(v) = xff {
                 headers.insert(X_FORWARDED_FOR, v);
             }
+            peer_value = Some((peer, value));
         }
-        if let Some(ip) = f.client_ip
-            && let Ok(v) = HeaderValue::from_str(&ip.to_string())
-        {
+        if let Some(ip) = f.client_ip {
+            let v = match peer_value {
+                Some((peer, v)) if peer == ip => v,
+                _ => ip_value(ip),
+            };
             headers.insert(X_REAL_IP, v);
         }
         let mut set_forwarded = |name: HeaderName, value: Option<HeaderValue>| {
@@ -440,6 +467,10 @@ impl Inner {
                     }
                 },
             };
+            // The endpoint's address, written once per table (see `Cluster`).
+            let upstream = cluster
+                .and_then(|c| c.authority(pick.index, endpoint))
+                .or_else(|| authority_of(endpoint));
             // Over HTTP/2 the request's host is the `:authority` (the client is
             // bound to the endpoint), and no `Host` header goes with it.
             let authority = match wire
@@ -450,7 +481,9 @@ impl Inner {
                     parts.headers.remove(header::HOST);
                     Some(u)
                 }
-                _ => upstream_uri(wire.scheme(), endpoint, f.target),
+                _ => upstream
+                    .clone()
+                    .and_then(|a| upstream_uri(wire.scheme(), a, f.target)),
             };
             parts.uri = match authority {
                 Some(u) => u,
@@ -458,8 +491,8 @@ impl Inner {
             };
             tried.insert(pick.index);
             tries += 1;
-            let upstream = endpoint.to_string();
-            access.upstream = Some(upstream.clone());
+            access.upstream.clone_from(&upstream);
+            let upstream = upstream.as_ref().map_or("", Authority::as_str);
             let sent = Instant::now();
             let wait = match deadline {
                 Some(d) => read_timeout.min(d.saturating_duration_since(sent)),
@@ -487,7 +520,7 @@ impl Inner {
                     return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
                 }
                 Ok(Err(e)) if e.is_connect() => {
-                    self.metrics.upstream_connect_error(&upstream);
+                    self.metrics.upstream_connect_error(upstream);
                     tracing::debug!(upstream, tries, error = %e, "upstream connect failed");
                     if is_timeout(&e) {
                         let why = Err("upstream-connect-timeout");
@@ -569,7 +602,7 @@ impl Inner {
                     return self.error(status.unwrap_or(StatusCode::BAD_GATEWAY), why);
                 }
                 _ => {
-                    self.metrics.upstream_retry(&upstream);
+                    self.metrics.upstream_retry(upstream);
                     tracing::debug!(upstream, tries, ?outcome, "retrying on another endpoint");
                 }
             }

@@ -28,41 +28,120 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// names, `Keep-Alive`, `TE` (kept as `TE: trailers` when the client asked for
 /// trailers), `Transfer-Encoding`, `Upgrade`, and every `Proxy-*` header.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
+    // One pass over the names says which of these are present; most requests
+    // carry none, most responses only `Connection`.
+    let mut present = 0u8;
+    for k in headers.keys() {
+        present |= hop_by_hop_bit(k);
     }
-    let trailers = headers.get_all(header::TE).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|c| c.trim().eq_ignore_ascii_case("trailers"))
-        })
-    });
-    for n in [
-        header::CONNECTION,
-        HeaderName::from_static("keep-alive"),
-        header::TE,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-    ] {
-        headers.remove(n);
+    if present == 0 {
+        return;
     }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for n in proxy {
-        headers.remove(n);
+    if present & CONNECTION != 0 {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            // `close` and `keep-alive` are the usual tokens: nothing more to remove.
+            .filter(|n| !n.eq_ignore_ascii_case("close") && !n.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for n in named {
+            headers.remove(n);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    let trailers = present & TE != 0
+        && headers.get_all(header::TE).iter().any(|v| {
+            v.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|c| c.trim().eq_ignore_ascii_case("trailers"))
+            })
+        });
+    if present & KEEP_ALIVE != 0 {
+        headers.remove(HeaderName::from_static("keep-alive"));
+    }
+    if present & TE != 0 {
+        headers.remove(header::TE);
+    }
+    if present & TRANSFER_ENCODING != 0 {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+    if present & UPGRADE != 0 {
+        headers.remove(header::UPGRADE);
+    }
+    if present & PROXY != 0 {
+        let proxy: Vec<HeaderName> = headers
+            .keys()
+            .filter(|k| k.as_str().starts_with("proxy-"))
+            .cloned()
+            .collect();
+        for n in proxy {
+            headers.remove(n);
+        }
     }
     if trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+const CONNECTION: u8 = 1;
+const KEEP_ALIVE: u8 = 2;
+const TE: u8 = 4;
+const TRANSFER_ENCODING: u8 = 8;
+const UPGRADE: u8 = 16;
+const PROXY: u8 = 32;
+
+/// Which of the headers [`remove_hop_by_hop`] removes whatever `Connection` says
+/// `name` is (0: none).
+fn hop_by_hop_bit(name: &HeaderName) -> u8 {
+    if name == header::CONNECTION {
+        CONNECTION
+    } else if name == header::TE {
+        TE
+    } else if name == header::TRANSFER_ENCODING {
+        TRANSFER_ENCODING
+    } else if name == header::UPGRADE {
+        UPGRADE
+    } else if name.as_str() == "keep-alive" {
+        KEEP_ALIVE
+    } else if name.as_str().starts_with("proxy-") {
+        PROXY
+    } else {
+        0
+    }
+}
+
+/// An IP address as a header value (`X-Forwarded-For`, `X-Real-IP`), IPv4 written
+/// without going through `fmt` (this runs for every request).
+pub(crate) fn ip_value(ip: IpAddr) -> HeaderValue {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut buf = [0u8; 15];
+            let mut n = 0;
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[n] = b'.';
+                    n += 1;
+                }
+                if octet >= 100 {
+                    buf[n] = b'0' + octet / 100;
+                    n += 1;
+                }
+                if octet >= 10 {
+                    buf[n] = b'0' + octet / 10 % 10;
+                    n += 1;
+                }
+                buf[n] = b'0' + octet % 10;
+                n += 1;
+            }
+            HeaderValue::from_bytes(&buf[..n]).unwrap_or(HeaderValue::from_static("0.0.0.0"))
+        }
+        IpAddr::V6(_) => {
+            HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("::"))
+        }
     }
 }
 
@@ -143,13 +222,18 @@ pub fn valid_request_id(v: &HeaderValue) -> bool {
 pub struct RequestIds {
     keys: (RandomState, RandomState),
     counter: AtomicU64,
+    /// The state of [`RequestIds::random`].
+    mix: AtomicU64,
 }
 
 impl Default for RequestIds {
     fn default() -> Self {
+        let keys = (RandomState::new(), RandomState::new());
+        let mix = AtomicU64::new(keys.0.hash_one(0x5eed_u64));
         RequestIds {
-            keys: (RandomState::new(), RandomState::new()),
+            keys,
             counter: AtomicU64::new(0),
+            mix,
         }
     }
 }
@@ -157,23 +241,39 @@ impl Default for RequestIds {
 impl RequestIds {
     /// A random number for the core's weighted choices (canary weights).
     pub fn roll(&self) -> u32 {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        (self.keys.0.hash_one(!n) >> 32) as u32
+        (self.random() >> 32) as u32
     }
 
-    /// 64 random bits for load balancing (cheap: one keyed hash of a counter).
+    /// 64 random bits for load balancing and weighted choices: SplitMix64 over a
+    /// counter started at a random point (uniform and cheap; not secret, unlike
+    /// [`RequestIds::next`]).
     pub fn random(&self) -> u64 {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        self.keys.1.hash_one(!n)
+        let n = self.mix.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+        let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
     }
 
     /// The next id.
     pub fn next(&self) -> HeaderValue {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let (a, b) = (self.keys.0.hash_one(n), self.keys.1.hash_one(n));
-        let s = format!("{a:016x}{b:016x}");
-        HeaderValue::from_str(&s).unwrap_or(HeaderValue::from_static("0"))
+        HeaderValue::from_bytes(&hex_id(a, b)).unwrap_or(HeaderValue::from_static("0"))
     }
+}
+
+/// `format!("{a:016x}{b:016x}")` without `fmt`.
+fn hex_id(a: u64, b: u64) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = [0u8; 32];
+    for (i, word) in [a, b].into_iter().enumerate() {
+        for j in 0..16 {
+            // Most significant nibble first.
+            s[i * 16 + j] = HEX[((word >> (60 - 4 * j)) & 0xf) as usize];
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -211,6 +311,61 @@ mod tests {
     }
 
     #[test]
+    fn hop_by_hop_fast_path_keeps_the_rest() {
+        let mut m = map(&[("host", "a"), ("accept", "*/*"), ("x-proxy", "kept")]);
+        remove_hop_by_hop(&mut m);
+        assert_eq!(m.len(), 3);
+        let mut m = map(&[("host", "a"), ("Proxy-Authorization", "x")]);
+        remove_hop_by_hop(&mut m);
+        assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["host"]);
+    }
+
+    #[test]
+    fn random_is_spread() {
+        let ids = RequestIds::default();
+        // Canary rolls (0..100) land in every decile, close to evenly.
+        let mut deciles = [0u32; 10];
+        for _ in 0..10_000 {
+            deciles[(ids.roll() % 100 / 10) as usize] += 1;
+        }
+        assert!(
+            deciles.iter().all(|&n| (800..1200).contains(&n)),
+            "{deciles:?}"
+        );
+        assert_ne!(ids.random(), ids.random());
+    }
+
+    #[test]
+    fn hex_ids_match_format() {
+        for (a, b) in [
+            (0, 0),
+            (1, u64::MAX),
+            (0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
+        ] {
+            assert_eq!(
+                std::str::from_utf8(&hex_id(a, b)).expect("ascii"),
+                format!("{a:016x}{b:016x}")
+            );
+        }
+    }
+
+    #[test]
+    fn ip_values_match_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.30.40",
+            "255.255.255.255",
+            "1.100.99.9",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+        ] {
+            let parsed: IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_value(parsed), parsed.to_string().as_str(), "{ip}");
+        }
+    }
+
+    #[test]
     fn client_ip_trust() {
         let t = TrustedProxies::new(vec!["10.0.0.0/8".parse().expect("net")]);
         let h = map(&[("x-forwarded-for", "1.2.3.4, 10.1.1.1")]);
@@ -236,6 +391,11 @@ mod tests {
         let (a, b) = (ids.next(), ids.next());
         assert_ne!(a, b);
         assert_eq!(a.len(), 32);
+        assert!(
+            a.as_bytes()
+                .iter()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert!(valid_request_id(&a));
         assert!(!valid_request_id(&HeaderValue::from_static("has space")));
         assert!(!valid_request_id(&HeaderValue::from_static("")));

@@ -28,7 +28,7 @@ pub struct Live {
     /// The routes' rate and connection limits.
     pub(crate) limits: LimitSet,
     /// Parallel to `table.routes()`: metric and log labels.
-    labels: Vec<RouteLabel>,
+    labels: Vec<Arc<RouteStats>>,
     /// The hosts' client-certificate configurations.
     pub(crate) client_auth: ClientAuthSet,
     /// The gateway config's settings served with this table (`--kube` mode);
@@ -46,6 +46,45 @@ pub struct RouteLabel {
     pub host: String,
     /// `namespace/ingress path` (or `(default)` for a default backend).
     pub route: String,
+}
+
+/// A route's label and its request counters by status, looked up in the metric
+/// family once per table rather than once per request.
+#[derive(Debug)]
+pub(crate) struct RouteStats {
+    pub(crate) label: RouteLabel,
+    counters: std::sync::Mutex<Vec<(u16, prometheus_client::metrics::counter::Counter)>>,
+}
+
+impl RouteStats {
+    fn of(r: &Route) -> Self {
+        RouteStats {
+            label: RouteLabel::of(r),
+            counters: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The counter of this route's requests answered with `status`, made by `make`
+    /// the first time.
+    pub(crate) fn counter(
+        &self,
+        status: u16,
+        make: impl FnOnce() -> prometheus_client::metrics::counter::Counter,
+    ) -> prometheus_client::metrics::counter::Counter {
+        let mut counters = self
+            .counters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, c)) = counters.iter().find(|(s, _)| *s == status) {
+            return c.clone();
+        }
+        let c = make();
+        // A route answers with a handful of statuses; never keep more than 16.
+        if counters.len() < 16 {
+            counters.push((status, c.clone()));
+        }
+        c
+    }
 }
 
 impl RouteLabel {
@@ -87,7 +126,11 @@ impl Live {
             .collect();
         let balancers = Balancers::new(&table);
         let limits = LimitSet::new(&table, None);
-        let labels = table.routes().iter().map(RouteLabel::of).collect();
+        let labels = table
+            .routes()
+            .iter()
+            .map(|r| Arc::new(RouteStats::of(r)))
+            .collect();
         let client_auth = ClientAuthSet::new(&table);
         Live {
             table,
@@ -156,6 +199,11 @@ impl Live {
 
     /// The labels of a route of this table.
     pub fn label(&self, route: &Route) -> Option<&RouteLabel> {
+        self.labels.get(route.id().index()).map(|s| &s.label)
+    }
+
+    /// The label and counters of a route of this table.
+    pub(crate) fn stats(&self, route: &Route) -> Option<&Arc<RouteStats>> {
         self.labels.get(route.id().index())
     }
 

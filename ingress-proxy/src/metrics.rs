@@ -154,6 +154,28 @@ impl Metrics {
         self.duration.observe(elapsed.as_secs_f64());
     }
 
+    /// Count one finished request of a route (its counter looked up once per
+    /// table and status).
+    pub(crate) fn route_request(
+        &self,
+        stats: &crate::live::RouteStats,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        stats
+            .counter(status, || {
+                self.requests
+                    .get_or_create(&RequestLabels {
+                        host: stats.label.host.clone(),
+                        route: stats.label.route.clone(),
+                        status,
+                    })
+                    .clone()
+            })
+            .inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
     /// Count a failed upstream connect.
     pub fn upstream_connect_error(&self, upstream: &str) {
         self.upstream_connect_errors

@@ -29,7 +29,7 @@ use crate::gateway::IpAccess;
 use crate::global::{GlobalConfig, GlobalLimits};
 use crate::grpc::LocalReply;
 use crate::headers::{RequestIds, TrustedProxies, X_REQUEST_ID, valid_request_id};
-use crate::live::{Live, LiveTable, RouteLabel};
+use crate::live::{Live, LiveTable, RouteStats};
 use crate::metrics::Metrics;
 use crate::upgrade::Tunnels;
 use crate::upstream::{Clients, UpstreamClient};
@@ -148,7 +148,7 @@ enum Plan {
         target: String,
         upstream_host: String,
         response_headers: Vec<(HeaderName, HeaderValue)>,
-        label: Option<RouteLabel>,
+        label: Option<Arc<RouteStats>>,
         /// `X-Forwarded-Prefix` (the path was rewritten).
         forwarded_prefix: Option<String>,
         /// The route's header control, when it has any.
@@ -162,7 +162,7 @@ enum Plan {
         location: Option<String>,
         why: &'static str,
         response_headers: Vec<(HeaderName, HeaderValue)>,
-        label: Option<RouteLabel>,
+        label: Option<Arc<RouteStats>>,
     },
 }
 
@@ -412,7 +412,7 @@ impl Inner {
                         location,
                         why,
                         response_headers: Vec::new(),
-                        label: d.route().and_then(|r| live.label(r)).cloned(),
+                        label: d.route().and_then(|r| live.stats(r)).cloned(),
                     },
                     None => plan(&live, d, &vars, self.ids.roll()),
                 }
@@ -537,7 +537,7 @@ pub const SUPPORTED_REQUIREMENTS: &[ingress_core::annotations::Requirement] = &[
 ];
 
 fn plan(live: &crate::live::Live, d: Decision<'_>, vars: &Vars<'_>, roll: u32) -> Plan {
-    let label = d.route().and_then(|r| live.label(r)).cloned();
+    let label = d.route().and_then(|r| live.stats(r)).cloned();
     let response_headers = d.response_headers().to_vec();
     match d {
         // Security controls this data plane does not carry out yet: answer 503 rather
