@@ -518,7 +518,7 @@ impl<'v> Builder<'v> {
     pub(super) fn finish(
         self,
         index: &ServiceIndex<'_>,
-        tls: Vec<TlsBinding>,
+        tls: &[TlsBinding],
         profile: Profile,
         diags: &mut Vec<Diagnostic>,
     ) -> RouteTable {
@@ -566,7 +566,7 @@ impl<'v> Builder<'v> {
             has_tls: true,
             ..HostPolicy::default()
         });
-        let tls_hosts = TlsHosts::new(&tls);
+        let tls_hosts = TlsHosts::new(tls);
         let host_policies: Vec<Arc<HostPolicy>> = self
             .hosts
             .iter()
@@ -798,7 +798,6 @@ impl<'v> Builder<'v> {
         table.www_redirects = host_policies.iter().any(|p| p.from_to_www);
         table.routes = routes;
         table.backends = backends;
-        table.set_tls(tls);
         table
     }
 }
