@@ -137,8 +137,6 @@ pub struct Compiler {
 struct Entry {
     /// Validated and ours (Secret references resolved).
     valid: Option<ValidIngress>,
-    /// What class ownership, validation and Secret references said about it.
-    diags: Vec<Diagnostic>,
 }
 
 #[derive(Debug, Default)]
@@ -146,6 +144,10 @@ struct State {
     duplicates: bool,
     ingress_pos: FxHashMap<Arc<ObjectRef>, usize>,
     entries: FxHashMap<Arc<ObjectRef>, Entry>,
+    /// What class ownership, validation and Secret references said about each
+    /// Ingress (only those with something to say, so that putting the
+    /// diagnostics together does not visit every Ingress).
+    ingress_diags: FxHashMap<Arc<ObjectRef>, Vec<Diagnostic>>,
     /// The valid Ingresses with rules for each host.
     host_users: FxHashMap<RouteHost, Vec<Arc<ObjectRef>>>,
     service_pos: FxHashMap<(String, String), usize>,
@@ -316,7 +318,10 @@ impl Compiler {
                     st.host_users.entry(h).or_default().push(r.clone());
                 }
             }
-            st.entries.insert(r, Entry { valid, diags });
+            if !diags.is_empty() {
+                st.ingress_diags.insert(r.clone(), diags);
+            }
+            st.entries.insert(r, Entry { valid });
         }
         st.ingress_pos.reserve(self.snapshot.ingresses.len());
         for (i, ing) in self.snapshot.ingresses.iter().enumerate() {
@@ -402,6 +407,7 @@ impl Compiler {
                 }
                 (None, None) => continue,
             }
+            self.state.ingress_diags.remove(&r);
             let old = self.state.entries.remove(&r).and_then(|e| e.valid);
             changed.push((r, old));
         }
@@ -470,7 +476,10 @@ impl Compiler {
             if let Some(v) = valid.as_mut() {
                 references::resolve(std::slice::from_mut(v), &secrets, &mut diags);
             }
-            self.state.entries.insert(r.clone(), Entry { valid, diags });
+            if !diags.is_empty() {
+                self.state.ingress_diags.insert(r.clone(), diags);
+            }
+            self.state.entries.insert(r.clone(), Entry { valid });
         }
     }
 
@@ -595,8 +604,8 @@ impl Compiler {
         diags.extend(st.global.iter().cloned());
         diags.extend(st.tls.iter().cloned());
         diags.extend(st.build.iter().cloned());
-        for e in st.entries.values() {
-            diags.extend(e.diags.iter().cloned());
+        for d in st.ingress_diags.values() {
+            diags.extend(d.iter().cloned());
         }
         diags.sort();
         diags.dedup();
@@ -752,15 +761,6 @@ impl Compiler {
         let moved = splices
             .iter()
             .any(|(_, old, _, new)| old.len() != new.len());
-        let mut touched_exact: FxHashSet<&str> = FxHashSet::default();
-        let mut touched_wildcard: FxHashSet<&str> = FxHashSet::default();
-        for h in hosts {
-            match h {
-                RouteHost::Pattern(HostPattern::Exact(e)) => touched_exact.insert(e),
-                RouteHost::Pattern(HostPattern::Wildcard(s)) => touched_wildcard.insert(s),
-                RouteHost::Any => false,
-            };
-        }
         if moved {
             let first = splices
                 .iter()
@@ -782,15 +782,14 @@ impl Compiler {
                     hr.map_ids(|id| RouteId((id.0 as i64 + d) as u32));
                 }
             };
-            for (k, hr) in table.exact_hosts.iter_mut() {
-                if !touched_exact.contains(&**k) {
-                    shift(hr);
-                }
-            }
-            for (k, hr) in table.wildcard_hosts.iter_mut() {
-                if !touched_wildcard.contains(&**k) {
-                    shift(hr);
-                }
+            // The touched hosts' structures are shifted too, harmlessly: they are
+            // replaced below.
+            for hr in table
+                .exact_hosts
+                .values_mut()
+                .chain(table.wildcard_hosts.values_mut())
+            {
+                shift(hr);
             }
             if let Some(hr) = table.any_host.as_mut() {
                 shift(hr);
