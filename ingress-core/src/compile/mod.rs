@@ -123,7 +123,8 @@ pub(crate) fn run(
     }
     // Sort the references (not the validated structs) into precedence order first.
     let mut ingresses: Vec<&Ingress> = ingresses.into_values().collect();
-    ingresses.sort_by(|a, b| precedence(&a.metadata, &b.metadata, nginx));
+    // Namespace/name pairs are distinct after `dedup`: an unstable sort is exact.
+    ingresses.sort_unstable_by(|a, b| precedence(&a.metadata, &b.metadata, nginx));
     let annotation_options = options.annotation_options();
     let mut valid: Vec<ValidIngress> = Vec::with_capacity(ingresses.len());
     // With a record: for each valid Ingress, its entry in `record.ingresses`.
