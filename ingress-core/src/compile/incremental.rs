@@ -738,7 +738,7 @@ impl Compiler {
             for r in table.routes.splice(old.clone(), block) {
                 for b in route_backends(&r) {
                     let n = &mut st.backend_refs[b.0 as usize];
-                    *n -= 1;
+                    *n = n.saturating_sub(1);
                     if *n == 0 {
                         freed.push(b);
                     }
