@@ -1,8 +1,13 @@
 //! `compile()` benchmarks, and a one-shot mode for peak-memory measurement.
 //!
 //! `cargo bench -p ingress-core --bench compile` runs the criterion groups
-//! `compile/10k` and `compile/1k` (both profiles). The output table is dropped outside
-//! the timed region (`BatchSize::PerIteration`), so the figure is the compile alone.
+//! `compile/20k`, `compile/10k` and `compile/1k` (both profiles; the output table is
+//! dropped outside the timed region, `BatchSize::PerIteration`, so the figure is the
+//! compile alone), and `incremental/20k` and `incremental/1k`: one changed Ingress
+//! applied by a [`Compiler`] holding the compiled table (`edit`: an annotation
+//! changes, the routes keep their places; `reshape`: a path is added or removed, so
+//! every later route id moves), plus `clone-table` (what publishing an owned copy of
+//! the 20k table would cost).
 //!
 //! Run directly with `--memory MODE [PROFILE]` (what `bench/compile-memory.sh` does
 //! under `/usr/bin/time -v`), it does one thing and exits, so the process's peak RSS
@@ -25,10 +30,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion};
+use ingress_core::compile::{Compiler, Update};
+use ingress_core::model::{HttpIngressPath, Ingress};
 use ingress_core::{Profile, compile};
 
 fn compile_benches(c: &mut Criterion) {
     for (n, name, samples, secs) in [
+        (20_000, "compile/20k", 10, 10),
         (common::INGRESSES, "compile/10k", 20, 8),
         (1_000, "compile/1k", 30, 3),
     ] {
@@ -109,6 +117,71 @@ fn memory(mode: &str, profile: Profile) {
     black_box(&snapshot);
 }
 
+/// Two versions of the Ingress in the middle of `snapshot`: `(a, b)` differ by an
+/// annotation (`edit`) or by one more path (`reshape`).
+fn versions(snapshot: &ingress_core::Snapshot, reshape: bool) -> (Ingress, Ingress) {
+    let a = snapshot.ingresses[snapshot.ingresses.len() / 2 + 1].clone();
+    let mut b = a.clone();
+    if reshape {
+        let paths = &mut b.spec.rules[0].http.as_mut().unwrap().paths;
+        let extra = HttpIngressPath {
+            path: Some("/extra".to_owned()),
+            ..paths[0].clone()
+        };
+        paths.push(extra);
+    } else {
+        b.metadata.annotations.insert(
+            "nginx.ingress.kubernetes.io/proxy-read-timeout".to_owned(),
+            "60".to_owned(),
+        );
+    }
+    (a, b)
+}
+
+fn incremental_benches(c: &mut Criterion) {
+    for (n, name) in [(20_000, "incremental/20k"), (1_000, "incremental/1k")] {
+        let snapshot = common::snapshot(n);
+        let mut group = c.benchmark_group(name);
+        group.sample_size(50);
+        for (profile, pname) in common::PROFILES {
+            let options = common::options(profile);
+            let mut compiler = Compiler::new(snapshot.clone(), options.clone());
+            for (kind, reshape) in [("edit", false), ("reshape", true)] {
+                let (a, b) = versions(&snapshot, reshape);
+                // Both directions are incremental and give what compile() gives.
+                for v in [&b, &a] {
+                    let u = compiler.upsert_ingress(v.clone());
+                    assert!(matches!(u, Update::Incremental { .. }), "{u:?}");
+                    let full = compile(compiler.snapshot(), &options);
+                    assert_eq!(compiler.diagnostics(), &full.diagnostics[..]);
+                    assert_eq!(compiler.table().routes(), full.table.routes());
+                }
+                let mut flip = false;
+                group.bench_function(format!("{kind}/{pname}"), |bench| {
+                    bench.iter_batched(
+                        || {
+                            flip = !flip;
+                            if flip { b.clone() } else { a.clone() }
+                        },
+                        |v| compiler.upsert_ingress(black_box(v)),
+                        BatchSize::SmallInput,
+                    );
+                });
+            }
+            if n == 20_000 && profile == Profile::Standard {
+                group.bench_function("clone-table/standard", |bench| {
+                    bench.iter_batched(
+                        || (),
+                        |()| compiler.table().clone(),
+                        BatchSize::PerIteration,
+                    );
+                });
+            }
+        }
+        group.finish();
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(pos) = args.iter().position(|a| a == "--memory") {
@@ -126,5 +199,6 @@ fn main() {
     }
     let mut c = Criterion::default().configure_from_args();
     compile_benches(&mut c);
+    incremental_benches(&mut c);
     c.final_summary();
 }

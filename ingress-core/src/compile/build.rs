@@ -518,14 +518,15 @@ impl<'v> Builder<'v> {
     pub(super) fn finish(
         self,
         index: &ServiceIndex<'_>,
-        tls: Vec<TlsBinding>,
+        tls: &[TlsBinding],
         profile: Profile,
         diags: &mut Vec<Diagnostic>,
     ) -> RouteTable {
         // Stable route order: by host, then path (then the host's default backend),
         // the catch-all last among the host-less routes; ids are positions in it.
         let mut hosts: Vec<usize> = (0..self.hosts.len()).collect();
-        hosts.sort_by(|&a, &b| self.hosts[a].0.cmp(self.hosts[b].0));
+        // Hosts are distinct, so an unstable sort gives the same order.
+        hosts.sort_unstable_by(|&a, &b| self.hosts[a].0.cmp(self.hosts[b].0));
         let path_of = |i: usize| match self.routes[i].matcher {
             Matcher::Path(p) => Some(p),
             Matcher::Default(_) => None,
@@ -566,7 +567,7 @@ impl<'v> Builder<'v> {
             has_tls: true,
             ..HostPolicy::default()
         });
-        let tls_hosts = TlsHosts::new(&tls);
+        let tls_hosts = TlsHosts::new(tls);
         let host_policies: Vec<Arc<HostPolicy>> = self
             .hosts
             .iter()
@@ -740,7 +741,9 @@ impl<'v> Builder<'v> {
                 regex_only: self.nginx && hb.regex,
                 ..HostRoutes::default()
             };
-            let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = Vec::new();
+            let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> =
+                Vec::with_capacity(hb.entries.len());
+            hr.all.reserve_exact(hb.entries.len());
             let mut regexes: Vec<(usize, usize, Pattern, RouteId)> = Vec::new();
             for ((kind, key), old) in hb.entries {
                 let Matcher::Path(p) = self.routes[old].matcher else {
@@ -763,6 +766,11 @@ impl<'v> Builder<'v> {
             hr.regex = regexes.into_iter().map(|(_, _, re, id)| (re, id)).collect();
             entries.sort_by_key(|e| e.2);
             let small = entries.len() <= SMALL_HOST;
+            if small {
+                hr.small.reserve_exact(entries.len());
+                hr.small_keys
+                    .reserve_exact(entries.iter().map(|e| e.1.len()).sum());
+            }
             for (kind, key, rid, path_type) in entries {
                 hr.all.push(rid);
                 if small {
@@ -798,7 +806,6 @@ impl<'v> Builder<'v> {
         table.www_redirects = host_policies.iter().any(|p| p.from_to_www);
         table.routes = routes;
         table.backends = backends;
-        table.set_tls(tls);
         table
     }
 }

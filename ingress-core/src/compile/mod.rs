@@ -10,6 +10,7 @@ mod backends;
 mod build;
 mod class;
 mod endpoints;
+mod incremental;
 mod options;
 mod references;
 mod tls;
@@ -19,6 +20,7 @@ use rustc_hash::FxHashMap;
 
 pub use class::LEGACY_CLASS_ANNOTATION;
 pub use endpoints::{FullCompileNeeded, Refreshed, refresh_endpoints};
+pub use incremental::{Compiler, FullReason, MAX_INGRESSES, RouteSplice, Update};
 pub use options::{CompileOptions, DEFAULT_CONTROLLER_NAME, Profile, UnknownProfile};
 
 use crate::diagnostics::{Code, Diagnostic};
@@ -41,6 +43,36 @@ pub struct Compiled {
 /// Compile a snapshot into a route table. Never fails and never panics: problems
 /// become diagnostics, and an invalid Ingress is left out alone.
 pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
+    run(snapshot, options, None)
+}
+
+/// Where each diagnostic of a full compile came from, and the validated Ingresses,
+/// for [`Compiler`] to update parts of the result later.
+#[derive(Default)]
+pub(crate) struct Record {
+    /// Duplicate objects and IngressClasses.
+    pub(crate) global: Vec<Diagnostic>,
+    /// Per Ingress: what class ownership, validation and Secret references said,
+    /// and the validated Ingress if it is ours and valid.
+    pub(crate) ingresses: Vec<(
+        std::sync::Arc<ObjectRef>,
+        Option<ValidIngress>,
+        Vec<Diagnostic>,
+    )>,
+    /// TLS bindings.
+    pub(crate) tls: Vec<Diagnostic>,
+    /// Routes, canaries, default backends, backends (the builder).
+    pub(crate) build: Vec<Diagnostic>,
+    /// Some Ingress, Service or EndpointSlice appears twice.
+    pub(crate) duplicates: bool,
+}
+
+/// [`compile`], recording into `record` when given.
+pub(crate) fn run(
+    snapshot: &Snapshot,
+    options: &CompileOptions,
+    mut record: Option<&mut Record>,
+) -> Compiled {
     let mut diags = Vec::new();
     let nginx = options.profile == Profile::IngressNginx;
 
@@ -60,6 +92,7 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
         )
         .into_values(),
     );
+    let duplicates_before_secrets = !diags.is_empty();
     let index = ServiceIndex { services, slices };
     let secrets = dedup(
         &snapshot.secrets,
@@ -76,23 +109,36 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
     let classes = class::Classes::new(class_objects.into_values().collect(), options, &mut diags);
 
     // 2. Ours, valid, in precedence order.
+    let before_ingresses = diags.len();
     let ingresses = dedup(
         &snapshot.ingresses,
         ObjectKind::Ingress,
         |i: &Ingress| &i.metadata,
         &mut diags,
     );
+    if let Some(rec) = record.as_deref_mut() {
+        rec.duplicates = duplicates_before_secrets || diags.len() > before_ingresses;
+        rec.global = diags.clone();
+        rec.ingresses.reserve(ingresses.len());
+    }
     // Sort the references (not the validated structs) into precedence order first.
     let mut ingresses: Vec<&Ingress> = ingresses.into_values().collect();
-    ingresses.sort_by(|a, b| precedence(&a.metadata, &b.metadata, nginx));
+    // Namespace/name pairs are distinct after `dedup`: an unstable sort is exact.
+    ingresses.sort_unstable_by(|a, b| precedence(&a.metadata, &b.metadata, nginx));
     let annotation_options = options.annotation_options();
     let mut valid: Vec<ValidIngress> = Vec::with_capacity(ingresses.len());
+    // With a record: for each valid Ingress, its entry in `record.ingresses`.
+    let mut entry_of: Vec<usize> = Vec::new();
     for ing in ingresses {
+        let before = diags.len();
         let r = validate::ingress_ref(ing);
+        let shared = record.is_some().then(|| std::sync::Arc::new(r.clone()));
+        let mut ok = false;
         match classes.ownership(ing, &r, options, &mut diags) {
             class::Ownership::Ours => {
                 if let Some(v) = validate::validate(ing, r, &annotation_options, &mut diags) {
                     valid.push(v);
+                    ok = true;
                 }
             }
             class::Ownership::NotOurs => {}
@@ -103,17 +149,44 @@ pub fn compile(snapshot: &Snapshot, options: &CompileOptions) -> Compiled {
                 "left out because of the error reported with it; every other Ingress still serves",
             )),
         }
+        if let (Some(rec), Some(shared)) = (record.as_deref_mut(), shared) {
+            if ok {
+                entry_of.push(rec.ingresses.len());
+            }
+            rec.ingresses
+                .push((shared, None, diags.drain(before..).collect()));
+        }
     }
 
     // 3. Routes per host (the older Ingress wins a conflict), default backends,
     // backends resolved once each, TLS, and the lookup structures.
-    references::resolve(&mut valid, &secrets, &mut diags);
+    if let Some(rec) = record.as_deref_mut() {
+        // Secret references per Ingress, so that their diagnostics are its own.
+        for (v, &e) in valid.iter_mut().zip(&entry_of) {
+            references::resolve(std::slice::from_mut(v), &secrets, &mut rec.ingresses[e].2);
+        }
+    } else {
+        references::resolve(&mut valid, &secrets, &mut diags);
+    }
+    let before_tls = diags.len();
     let tls = tls::bindings(&valid, &secrets, options, &mut diags);
+    let before_build = diags.len();
     let mut b = build::Builder::new(nginx, &valid);
     b.add_rules(&mut diags);
     b.attach_canaries(&mut diags);
     b.add_default_backends(&mut diags);
-    let table = b.finish(&index, tls, options.profile, &mut diags);
+    let mut table = b.finish(&index, &tls, options.profile, &mut diags);
+    table.set_tls(tls);
+    if let Some(rec) = record {
+        rec.build = diags[before_build..].to_vec();
+        rec.tls = diags[before_tls..before_build].to_vec();
+        for (v, e) in valid.into_iter().zip(entry_of) {
+            rec.ingresses[e].1 = Some(v);
+        }
+        for (_, _, d) in &rec.ingresses {
+            diags.extend(d.iter().cloned());
+        }
+    }
     diags.sort();
     diags.dedup();
     Compiled {

@@ -21,7 +21,7 @@ pub(crate) enum BackendSpec {
     Resource { kind: String, name: String },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ValidPath {
     pub(crate) path: IngressPath,
     pub(crate) backend: BackendSpec,
@@ -29,13 +29,13 @@ pub(crate) struct ValidPath {
     pub(crate) field: Arc<str>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ValidRule {
     pub(crate) host: RouteHost,
     pub(crate) paths: Vec<ValidPath>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ValidTls {
     pub(crate) host: HostPattern,
     pub(crate) secret: Option<String>,
@@ -44,7 +44,7 @@ pub(crate) struct ValidTls {
 }
 
 /// An Ingress that passed validation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct ValidIngress {
     pub(crate) r: Arc<ObjectRef>,
     /// The typed policy of its annotations.

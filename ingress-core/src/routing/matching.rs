@@ -100,6 +100,32 @@ pub(crate) fn rank(
 }
 
 impl HostRoutes {
+    /// Rewrite every route id this host refers to (incremental compile moves a
+    /// host's routes when routes before it were added or removed).
+    pub(crate) fn map_ids(&mut self, f: impl Fn(RouteId) -> RouteId) {
+        for e in &mut self.small {
+            e.id = f(e.id);
+        }
+        for id in self.exact.values_mut() {
+            *id = f(*id);
+        }
+        for (id, _) in self.prefix.values_mut() {
+            *id = f(*id);
+        }
+        for (_, id, _) in &mut self.string_prefix {
+            *id = f(*id);
+        }
+        for (_, id) in &mut self.regex {
+            *id = f(*id);
+        }
+        for id in self.root.iter_mut().chain(self.fallback.iter_mut()) {
+            *id = f(*id);
+        }
+        for id in &mut self.all {
+            *id = f(*id);
+        }
+    }
+
     /// Add a path to the scanned form.
     pub(crate) fn push_small(
         &mut self,

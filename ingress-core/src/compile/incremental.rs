@@ -1,0 +1,840 @@
+//! Incremental compile: [`Compiler`] keeps the last result and what it was built
+//! from, and applies changed Ingresses by compiling again only the hosts they touch.
+//!
+//! The result is the one a full [`compile`](super::compile) of the same objects
+//! gives: the same routes with the same ids (route ids are positions in the
+//! host-sorted route list, so routes after a host that gained or lost routes move;
+//! [`Update::Incremental`] says where), the same host lookup structures, TLS
+//! bindings and diagnostics. Backend ids are the one difference: an unchanged
+//! backend keeps its id across updates, a new one takes a free slot or goes at
+//! the end, and a backend no route uses any more stays in
+//! [`RouteTable::backends`] (resolved as before) until a new backend takes its
+//! slot or a full compile renumbers them all. Every backend a route refers to
+//! resolves exactly as in a full compile.
+//!
+//! What cannot be done host by host falls back to a full compile, and
+//! [`Update::Full`] says why: any change to an object other than an Ingress,
+//! duplicate objects, an Ingress (old or new version) with `spec.tls`, without
+//! rules, with a host-less rule, with a catch-all `spec.defaultBackend`, or with a
+//! backend-scoped annotation, or more than [`MAX_INGRESSES`] Ingresses sharing
+//! the touched hosts.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::annotations::Scope;
+use crate::diagnostics::Diagnostic;
+use crate::model::{
+    EndpointSlice, HostPattern, Ingress, IngressClass, ObjectKind, ObjectRef, Secret, Service,
+};
+use crate::routing::{
+    Backend, BackendId, BackendStatus, HostRoutes, PortRef, Route, RouteHost, RouteId, RouteTable,
+};
+use crate::snapshot::Snapshot;
+
+use super::backends::ServiceIndex;
+use super::validate::{BackendSpec, ValidIngress};
+use super::{CompileOptions, Compiled, Profile, Record, build, class, dedup, references};
+
+/// At most this many Ingresses are compiled again for one update (the changed
+/// ones and every Ingress sharing a host with them, transitively); more fall back
+/// to a full compile.
+pub const MAX_INGRESSES: usize = 256;
+
+/// Why an update was a full compile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FullReason {
+    /// The first compile of a [`Compiler`].
+    #[error("first compile")]
+    First,
+    /// The compile options changed.
+    #[error("the compile options changed")]
+    Options,
+    /// An IngressClass, Service, EndpointSlice or Secret changed (or the order of
+    /// their lists).
+    #[error("objects other than Ingresses changed")]
+    NotOnlyIngresses,
+    /// Two objects of one kind share a namespace and name.
+    #[error("duplicate objects")]
+    Duplicates,
+    /// A changed Ingress has (or had) `spec.tls`: TLS bindings are resolved across
+    /// all Ingresses.
+    #[error("a changed Ingress has spec.tls")]
+    Tls,
+    /// An Ingress involved has no rules or a rule without a host (such rules serve
+    /// every host).
+    #[error("an Ingress involved has no rules or a rule without a host")]
+    NoHost,
+    /// An Ingress involved has a `spec.defaultBackend` that may be the catch-all.
+    #[error("an Ingress involved has a catch-all default backend")]
+    CatchAll,
+    /// An Ingress involved sets a backend-scoped annotation (compared across every
+    /// Ingress routing to the same Service port).
+    #[error("an Ingress involved sets a backend-scoped annotation")]
+    BackendScoped,
+    /// More than [`MAX_INGRESSES`] Ingresses share the touched hosts.
+    #[error("{0} Ingresses share the touched hosts")]
+    TooMany(usize),
+}
+
+/// Routes `old` of the previous table are now routes `new` (one touched host).
+/// Routes outside every such range are unchanged; they moved by the difference in
+/// length of the ranges before them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSplice {
+    /// The touched host.
+    pub host: RouteHost,
+    /// Its routes in the previous table (empty for a new host).
+    pub old: Range<usize>,
+    /// Its routes in the new table (empty for a host that is gone).
+    pub new: Range<usize>,
+}
+
+/// What an update did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Update {
+    /// The objects were already as given; nothing was compiled.
+    Unchanged,
+    /// Only the touched hosts were compiled again.
+    Incremental {
+        /// Ingresses compiled again (the changed ones and those sharing their hosts).
+        ingresses: usize,
+        /// The touched hosts' route ranges, in route order.
+        splices: Vec<RouteSplice>,
+        /// Backends written (new, or a slot reused): their endpoints may differ from
+        /// what the previous table had under the same id.
+        backends: Vec<BackendId>,
+    },
+    /// Everything was compiled again: route and backend ids may all differ.
+    Full(FullReason),
+}
+
+/// An incremental compiler: the last [`Compiled`] and the [`Snapshot`] it came
+/// from, updated in place.
+///
+/// ```
+/// use ingress_core::compile::{Compiler, Update};
+/// use ingress_core::{CompileOptions, Snapshot};
+///
+/// let mut compiler = Compiler::new(Snapshot::new(), CompileOptions::default());
+/// assert!(compiler.table().routes().is_empty());
+/// assert_eq!(compiler.remove_ingress("default", "web"), Update::Unchanged);
+/// ```
+#[derive(Debug)]
+pub struct Compiler {
+    options: CompileOptions,
+    snapshot: Snapshot,
+    compiled: Compiled,
+    state: State,
+}
+
+/// One Ingress as last compiled.
+#[derive(Debug)]
+struct Entry {
+    /// Validated and ours (Secret references resolved).
+    valid: Option<ValidIngress>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    duplicates: bool,
+    ingress_pos: FxHashMap<Arc<ObjectRef>, usize>,
+    entries: FxHashMap<Arc<ObjectRef>, Entry>,
+    /// What class ownership, validation and Secret references said about each
+    /// Ingress (only those with something to say, so that putting the
+    /// diagnostics together does not visit every Ingress).
+    ingress_diags: FxHashMap<Arc<ObjectRef>, Vec<Diagnostic>>,
+    /// The valid Ingresses with rules for each host.
+    host_users: FxHashMap<RouteHost, Vec<Arc<ObjectRef>>>,
+    service_pos: FxHashMap<(String, String), usize>,
+    /// EndpointSlices by the Service they belong to.
+    slice_pos: FxHashMap<(String, String), Vec<usize>>,
+    global: Vec<Diagnostic>,
+    tls: Vec<Diagnostic>,
+    build: Vec<Diagnostic>,
+    backend_ids: FxHashMap<BackendKey, BackendId>,
+    /// References to each backend from routes (own, canary and fallback backends).
+    backend_refs: Vec<u32>,
+    free: Vec<BackendId>,
+}
+
+type BackendKey = (String, String, PortRef, bool);
+
+fn backend_key(b: &Backend) -> BackendKey {
+    (
+        b.namespace.clone(),
+        b.service.clone(),
+        b.port.clone(),
+        b.status == BackendStatus::Unsupported,
+    )
+}
+
+fn route_backends(r: &Route) -> impl Iterator<Item = BackendId> + '_ {
+    std::iter::once(r.backend)
+        .chain(r.canaries.iter().map(|c| c.backend))
+        .chain(r.fallback)
+}
+
+fn hosts_of(v: &ValidIngress) -> Vec<RouteHost> {
+    let mut hosts: Vec<RouteHost> = v.rules.iter().map(|r| r.host.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
+}
+
+impl Compiler {
+    /// Compile `snapshot` in full and keep it for later updates.
+    pub fn new(snapshot: Snapshot, options: CompileOptions) -> Self {
+        let mut c = Compiler {
+            options,
+            snapshot,
+            compiled: Compiled {
+                table: RouteTable::empty(Profile::Standard),
+                diagnostics: Vec::new(),
+            },
+            state: State::default(),
+        };
+        c.full();
+        c
+    }
+
+    /// The current table and diagnostics.
+    pub fn compiled(&self) -> &Compiled {
+        &self.compiled
+    }
+
+    /// The current table.
+    pub fn table(&self) -> &RouteTable {
+        &self.compiled.table
+    }
+
+    /// The current diagnostics (sorted, as [`compile`](super::compile) gives them).
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        &self.compiled.diagnostics
+    }
+
+    /// The objects the current table was compiled from (in no particular order).
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+
+    /// The compile options.
+    pub fn options(&self) -> &CompileOptions {
+        &self.options
+    }
+
+    /// The snapshot and the result, giving up the state kept for updates.
+    pub fn into_parts(self) -> (Snapshot, Compiled) {
+        (self.snapshot, self.compiled)
+    }
+
+    /// New compile options: always a full compile.
+    pub fn set_options(&mut self, options: CompileOptions) -> Update {
+        self.options = options;
+        self.full();
+        Update::Full(FullReason::Options)
+    }
+
+    /// Add an Ingress, or replace the one with its namespace and name.
+    pub fn upsert_ingress(&mut self, ingress: Ingress) -> Update {
+        let r = Arc::new(super::validate::ingress_ref(&ingress));
+        self.apply(vec![(r, Some(ingress))])
+    }
+
+    /// Remove an Ingress (`Unchanged` if there is none of that name).
+    pub fn remove_ingress(&mut self, namespace: &str, name: &str) -> Update {
+        let r = Arc::new(ObjectRef::namespaced(ObjectKind::Ingress, namespace, name));
+        self.apply(vec![(r, None)])
+    }
+
+    /// Take `next` as the new set of objects: incremental when only Ingresses
+    /// differ (compared by namespace and name, then content), a full compile
+    /// otherwise. Every other list must be equal, in the same order, to count as
+    /// unchanged.
+    pub fn replace(&mut self, next: Snapshot) -> Update {
+        let same_rest = next.ingress_classes == self.snapshot.ingress_classes
+            && next.services == self.snapshot.services
+            && next.endpoint_slices == self.snapshot.endpoint_slices
+            && next.secrets == self.snapshot.secrets;
+        if !same_rest || self.state.duplicates {
+            let reason = if same_rest {
+                FullReason::Duplicates
+            } else {
+                FullReason::NotOnlyIngresses
+            };
+            self.snapshot = next;
+            self.full();
+            return Update::Full(reason);
+        }
+        let refs: Vec<Arc<ObjectRef>> = next
+            .ingresses
+            .iter()
+            .map(|i| Arc::new(super::validate::ingress_ref(i)))
+            .collect();
+        let seen: FxHashSet<&Arc<ObjectRef>> = refs.iter().collect();
+        if seen.len() != refs.len() {
+            self.snapshot = next;
+            self.full();
+            return Update::Full(FullReason::Duplicates);
+        }
+        let mut changes = Vec::new();
+        for r in self.state.ingress_pos.keys() {
+            if !seen.contains(r) {
+                changes.push((r.clone(), None));
+            }
+        }
+        for (ing, r) in next.ingresses.into_iter().zip(refs) {
+            let same = self
+                .state
+                .ingress_pos
+                .get(&r)
+                .is_some_and(|&p| self.snapshot.ingresses[p] == ing);
+            if !same {
+                changes.push((r, Some(ing)));
+            }
+        }
+        self.apply(changes)
+    }
+
+    /// Compile everything again and rebuild the state kept for updates.
+    fn full(&mut self) {
+        let mut rec = Record::default();
+        self.compiled = super::run(&self.snapshot, &self.options, Some(&mut rec));
+        let mut st = State {
+            duplicates: rec.duplicates,
+            global: rec.global,
+            tls: rec.tls,
+            build: rec.build,
+            ..State::default()
+        };
+        st.entries.reserve(rec.ingresses.len());
+        for (r, valid, diags) in rec.ingresses {
+            if let Some(v) = &valid {
+                for h in hosts_of(v) {
+                    st.host_users.entry(h).or_default().push(r.clone());
+                }
+            }
+            if !diags.is_empty() {
+                st.ingress_diags.insert(r.clone(), diags);
+            }
+            st.entries.insert(r, Entry { valid });
+        }
+        st.ingress_pos.reserve(self.snapshot.ingresses.len());
+        for (i, ing) in self.snapshot.ingresses.iter().enumerate() {
+            let r = super::validate::ingress_ref(ing);
+            let key = st
+                .entries
+                .get_key_value(&r)
+                .map_or_else(|| Arc::new(r), |(k, _)| k.clone());
+            st.ingress_pos.insert(key, i);
+        }
+        for (i, s) in self.snapshot.services.iter().enumerate() {
+            let m = &s.metadata;
+            st.service_pos
+                .insert((m.namespace_or_default().to_owned(), m.name.clone()), i);
+        }
+        for (i, s) in self.snapshot.endpoint_slices.iter().enumerate() {
+            if let Some(svc) = s.service_name() {
+                let key = (s.metadata.namespace_or_default().to_owned(), svc.to_owned());
+                st.slice_pos.entry(key).or_default().push(i);
+            }
+        }
+        let table = &self.compiled.table;
+        st.backend_refs = vec![0; table.backends.len()];
+        for b in &table.backends {
+            st.backend_ids.entry(backend_key(b)).or_insert(b.id);
+        }
+        for r in &table.routes {
+            for b in route_backends(r) {
+                st.backend_refs[b.0 as usize] += 1;
+            }
+        }
+        // Backends no route uses (a duplicate key) can be reused.
+        st.free = (0..table.backends.len())
+            .filter(|&i| st.backend_refs[i] == 0)
+            .map(|i| BackendId(i as u32))
+            .collect();
+        for id in &st.free {
+            let key = backend_key(&table.backends[id.0 as usize]);
+            if st.backend_ids.get(&key) == Some(id) {
+                st.backend_ids.remove(&key);
+            }
+        }
+        self.state = st;
+    }
+
+    /// Write the changes into the snapshot, then update the result.
+    fn apply(&mut self, changes: Vec<(Arc<ObjectRef>, Option<Ingress>)>) -> Update {
+        let mut changed: Vec<(Arc<ObjectRef>, Option<ValidIngress>)> = Vec::new();
+        let mut new_entries: Vec<Arc<ObjectRef>> = Vec::new();
+        for (r, ing) in changes {
+            if self.state.duplicates {
+                self.snapshot
+                    .ingresses
+                    .retain(|i| super::validate::ingress_ref(i) != *r);
+                self.snapshot.ingresses.extend(ing);
+                changed.push((r, None));
+                continue;
+            }
+            match (self.state.ingress_pos.get(&r).copied(), ing) {
+                (Some(p), Some(ing)) => {
+                    if self.snapshot.ingresses[p] == ing {
+                        continue;
+                    }
+                    self.snapshot.ingresses[p] = ing;
+                    new_entries.push(r.clone());
+                }
+                (None, Some(ing)) => {
+                    self.state
+                        .ingress_pos
+                        .insert(r.clone(), self.snapshot.ingresses.len());
+                    self.snapshot.ingresses.push(ing);
+                    new_entries.push(r.clone());
+                }
+                (Some(p), None) => {
+                    self.state.ingress_pos.remove(&r);
+                    self.snapshot.ingresses.swap_remove(p);
+                    if let Some(moved) = self.snapshot.ingresses.get(p) {
+                        let m = super::validate::ingress_ref(moved);
+                        if let Some(pos) = self.state.ingress_pos.get_mut(&m) {
+                            *pos = p;
+                        }
+                    }
+                }
+                (None, None) => continue,
+            }
+            self.state.ingress_diags.remove(&r);
+            let old = self.state.entries.remove(&r).and_then(|e| e.valid);
+            changed.push((r, old));
+        }
+        if changed.is_empty() {
+            return Update::Unchanged;
+        }
+        if self.state.duplicates {
+            self.full();
+            return Update::Full(FullReason::Duplicates);
+        }
+        self.validate_changed(&new_entries);
+        match self.update(changed) {
+            Ok(u) => u,
+            Err(reason) => {
+                self.full();
+                Update::Full(reason)
+            }
+        }
+    }
+
+    /// Class ownership, validation and Secret references of the changed Ingresses.
+    fn validate_changed(&mut self, keys: &[Arc<ObjectRef>]) {
+        let mut scratch = Vec::new();
+        let class_objects = dedup(
+            &self.snapshot.ingress_classes,
+            ObjectKind::IngressClass,
+            |c: &IngressClass| &c.metadata,
+            &mut scratch,
+        );
+        let classes = class::Classes::new(
+            class_objects.into_values().collect(),
+            &self.options,
+            &mut scratch,
+        );
+        let secrets = dedup(
+            &self.snapshot.secrets,
+            ObjectKind::Secret,
+            |s: &Secret| &s.metadata,
+            &mut scratch,
+        );
+        let annotation_options = self.options.annotation_options();
+        for r in keys {
+            let Some(&p) = self.state.ingress_pos.get(r) else {
+                continue;
+            };
+            let ing = &self.snapshot.ingresses[p];
+            let mut diags = Vec::new();
+            let mut valid = match classes.ownership(ing, r, &self.options, &mut diags) {
+                class::Ownership::Ours => super::validate::validate(
+                    ing,
+                    ObjectRef::clone(r),
+                    &annotation_options,
+                    &mut diags,
+                ),
+                class::Ownership::NotOurs => None,
+                class::Ownership::Invalid => {
+                    diags.push(Diagnostic::new(
+                        crate::diagnostics::Code::IngressDropped,
+                        Some(ObjectRef::clone(r)),
+                        None,
+                        "left out because of the error reported with it; every other Ingress still serves",
+                    ));
+                    None
+                }
+            };
+            if let Some(v) = valid.as_mut() {
+                references::resolve(std::slice::from_mut(v), &secrets, &mut diags);
+            }
+            if !diags.is_empty() {
+                self.state.ingress_diags.insert(r.clone(), diags);
+            }
+            self.state.entries.insert(r.clone(), Entry { valid });
+        }
+    }
+
+    /// Whether Ingress `v` can take part in an incremental update.
+    fn local(&self, v: &ValidIngress, changed: bool) -> Result<(), FullReason> {
+        if v.rules.is_empty() || v.rules.iter().any(|r| r.host == RouteHost::Any) {
+            return Err(FullReason::NoHost);
+        }
+        if changed && !v.tls.is_empty() {
+            return Err(FullReason::Tls);
+        }
+        if v.default_backend.is_some()
+            && v.policy.canary.is_none()
+            && self.options.profile == Profile::Standard
+        {
+            return Err(FullReason::CatchAll);
+        }
+        if v.policy.scoped.iter().any(|s| s.scope == Scope::Backend) {
+            return Err(FullReason::BackendScoped);
+        }
+        Ok(())
+    }
+
+    /// The incremental update proper; `Err` leaves a full compile to the caller.
+    fn update(
+        &mut self,
+        changed: Vec<(Arc<ObjectRef>, Option<ValidIngress>)>,
+    ) -> Result<Update, FullReason> {
+        // 1. The touched hosts and the Ingresses sharing them, transitively.
+        let mut hosts: FxHashSet<RouteHost> = FxHashSet::default();
+        let mut involved: FxHashSet<Arc<ObjectRef>> = FxHashSet::default();
+        for (r, old) in &changed {
+            involved.insert(r.clone());
+            if let Some(old) = old {
+                self.local(old, true)?;
+                hosts.extend(hosts_of(old));
+            }
+            if let Some(new) = self.state.entries.get(r).and_then(|e| e.valid.as_ref()) {
+                self.local(new, true)?;
+                hosts.extend(hosts_of(new));
+            }
+        }
+        // Host users: the changed Ingresses leave their old hosts, join the new.
+        for (r, old) in &changed {
+            if let Some(old) = old {
+                for h in hosts_of(old) {
+                    if let Some(users) = self.state.host_users.get_mut(&h) {
+                        users.retain(|u| u != r);
+                        if users.is_empty() {
+                            self.state.host_users.remove(&h);
+                        }
+                    }
+                }
+            }
+            if let Some(new) = self.state.entries.get(r).and_then(|e| e.valid.as_ref()) {
+                for h in hosts_of(new) {
+                    self.state.host_users.entry(h).or_default().push(r.clone());
+                }
+            }
+        }
+        let mut members: FxHashSet<Arc<ObjectRef>> = FxHashSet::default();
+        let mut work: Vec<RouteHost> = hosts.iter().cloned().collect();
+        while let Some(h) = work.pop() {
+            for u in self.state.host_users.get(&h).into_iter().flatten() {
+                if !members.insert(u.clone()) {
+                    continue;
+                }
+                if members.len() > MAX_INGRESSES {
+                    return Err(FullReason::TooMany(members.len()));
+                }
+                let Some(v) = self.state.entries.get(u).and_then(|e| e.valid.as_ref()) else {
+                    continue;
+                };
+                self.local(v, false)?;
+                for h in hosts_of(v) {
+                    if hosts.insert(h.clone()) {
+                        work.push(h);
+                    }
+                }
+            }
+        }
+        involved.extend(members.iter().cloned());
+
+        // 2. Compile the involved Ingresses' hosts alone.
+        let nginx = self.options.profile == Profile::IngressNginx;
+        let mut order: Vec<(&Arc<ObjectRef>, usize)> = members
+            .iter()
+            .filter_map(|r| self.state.ingress_pos.get(r).map(|&p| (r, p)))
+            .collect();
+        let meta = |p: usize| &self.snapshot.ingresses[p].metadata;
+        order.sort_by(|a, b| super::precedence(meta(a.1), meta(b.1), nginx));
+        let valid: Vec<ValidIngress> = order
+            .iter()
+            .filter_map(|(r, _)| self.state.entries.get(*r).and_then(|e| e.valid.clone()))
+            .collect();
+        let index = self.service_index(&valid);
+        let mut build_diags = Vec::new();
+        let mut b = build::Builder::new(nginx, &valid);
+        b.add_rules(&mut build_diags);
+        b.attach_canaries(&mut build_diags);
+        b.add_default_backends(&mut build_diags);
+        let mini = b.finish(
+            &index,
+            &self.compiled.table.tls,
+            self.options.profile,
+            &mut build_diags,
+        );
+        drop(index);
+
+        // 3. Put the hosts' routes, backends and lookup structures in place.
+        let mut hosts: Vec<RouteHost> = hosts.into_iter().collect();
+        hosts.sort();
+        let (splices, backends) = self.splice(&hosts, mini);
+
+        // 4. Diagnostics: the involved Ingresses' builder diagnostics are new.
+        self.state
+            .build
+            .retain(|d| d.object.as_ref().is_none_or(|o| !involved.contains(o)));
+        self.state.build.extend(build_diags);
+        let st = &self.state;
+        let mut diags: Vec<Diagnostic> = Vec::with_capacity(self.compiled.diagnostics.len());
+        diags.extend(st.global.iter().cloned());
+        diags.extend(st.tls.iter().cloned());
+        diags.extend(st.build.iter().cloned());
+        for d in st.ingress_diags.values() {
+            diags.extend(d.iter().cloned());
+        }
+        diags.sort();
+        diags.dedup();
+        self.compiled.diagnostics = diags;
+        Ok(Update::Incremental {
+            ingresses: members.len().max(changed.len()),
+            splices,
+            backends,
+        })
+    }
+
+    /// The Services and EndpointSlices the given Ingresses' routes may use.
+    fn service_index(&self, valid: &[ValidIngress]) -> ServiceIndex<'_> {
+        let mut services: FxHashMap<(&str, &str), &Service> = FxHashMap::default();
+        let mut slices: FxHashMap<(&str, &str), Vec<&EndpointSlice>> = FxHashMap::default();
+        let mut add = |ns: &str, name: &str| {
+            let key = (ns.to_owned(), name.to_owned());
+            if let Some(&p) = self.state.service_pos.get(&key) {
+                let s = &self.snapshot.services[p];
+                services.insert((s.metadata.namespace_or_default(), &s.metadata.name), s);
+            }
+            if let Some(list) = self.state.slice_pos.get(&key) {
+                let list: Vec<&EndpointSlice> = list
+                    .iter()
+                    .map(|&i| &self.snapshot.endpoint_slices[i])
+                    .collect();
+                if let Some(first) = list.first()
+                    && let Some(svc) = first.service_name()
+                {
+                    slices.insert((first.metadata.namespace_or_default(), svc), list);
+                }
+            }
+        };
+        for v in valid {
+            let ns = v.namespace();
+            let specs = v
+                .rules
+                .iter()
+                .flat_map(|r| r.paths.iter().map(|p| &p.backend))
+                .chain(v.default_backend.as_ref());
+            for spec in specs {
+                if let BackendSpec::Service { name, .. } = spec {
+                    add(ns, name);
+                }
+            }
+            if let Some(t) = &v.policy.fallback.default_backend {
+                add(ns, &t.name);
+            }
+        }
+        ServiceIndex { services, slices }
+    }
+
+    /// Replace the routes and host structures of `hosts` (sorted) by those of
+    /// `mini`, a table compiled from the Ingresses of those hosts alone.
+    fn splice(
+        &mut self,
+        hosts: &[RouteHost],
+        mut mini: RouteTable,
+    ) -> (Vec<RouteSplice>, Vec<BackendId>) {
+        let table = &mut self.compiled.table;
+        let st = &mut self.state;
+        // Backends: the mini table's ids to this table's.
+        let mut written = Vec::new();
+        let map: Vec<BackendId> = mini
+            .backends
+            .drain(..)
+            .map(|mut b| {
+                let key = backend_key(&b);
+                if let Some(&id) = st.backend_ids.get(&key) {
+                    return id;
+                }
+                let id = match st.free.pop() {
+                    Some(id) => {
+                        b.id = id;
+                        table.backends[id.0 as usize] = b;
+                        id
+                    }
+                    None => {
+                        let id = BackendId(table.backends.len() as u32);
+                        b.id = id;
+                        table.backends.push(b);
+                        st.backend_refs.push(0);
+                        id
+                    }
+                };
+                st.backend_ids.insert(key, id);
+                written.push(id);
+                id
+            })
+            .collect();
+        let map_backend = |id: BackendId| map[id.0 as usize];
+
+        // Route ranges per host, old and new.
+        let range = |routes: &[Route], h: &RouteHost| {
+            routes.partition_point(|r| *r.host < *h)..routes.partition_point(|r| *r.host <= *h)
+        };
+        let mut splices = Vec::with_capacity(hosts.len());
+        let mut delta: i64 = 0;
+        // (first old id after the range, shift of every old id from there on)
+        let mut shifts: Vec<(usize, i64)> = Vec::new();
+        for h in hosts {
+            let old = range(&table.routes, h);
+            let local = range(&mini.routes, h);
+            let start = (old.start as i64 + delta) as usize;
+            let new = start..start + local.len();
+            delta += new.len() as i64 - old.len() as i64;
+            shifts.push((old.end, delta));
+            splices.push((h, old, local, new));
+        }
+        // Routes, last host first so earlier ranges stay where they are.
+        let mut freed: Vec<BackendId> = Vec::new();
+        for (_, old, local, new) in splices.iter().rev() {
+            let block: Vec<Route> = mini.routes[local.clone()]
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let mut r = r.clone();
+                    r.id = RouteId((new.start + i) as u32);
+                    r.backend = map_backend(r.backend);
+                    for c in &mut r.canaries {
+                        c.backend = map_backend(c.backend);
+                    }
+                    r.fallback = r.fallback.map(map_backend);
+                    for b in route_backends(&r) {
+                        st.backend_refs[b.0 as usize] += 1;
+                    }
+                    r
+                })
+                .collect();
+            for r in table.routes.splice(old.clone(), block) {
+                for b in route_backends(&r) {
+                    let n = &mut st.backend_refs[b.0 as usize];
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        freed.push(b);
+                    }
+                }
+            }
+        }
+        for id in freed {
+            if st.backend_refs[id.0 as usize] == 0 {
+                let key = backend_key(&table.backends[id.0 as usize]);
+                if st.backend_ids.get(&key) == Some(&id) {
+                    st.backend_ids.remove(&key);
+                }
+                st.free.push(id);
+            }
+        }
+        st.free.sort_unstable_by(|a, b| b.cmp(a));
+        st.free.dedup();
+
+        // Ids of the routes that moved, and of the host structures pointing at them.
+        let moved = splices
+            .iter()
+            .any(|(_, old, _, new)| old.len() != new.len());
+        if moved {
+            let first = splices
+                .iter()
+                .find(|(_, old, _, new)| old.len() != new.len())
+                .map_or(0, |(_, _, _, new)| new.end);
+            for (i, r) in table.routes.iter_mut().enumerate().skip(first) {
+                r.id = RouteId(i as u32);
+            }
+            let shift_of = |id: RouteId| {
+                let i = shifts.partition_point(|(end, _)| *end <= id.index());
+                i.checked_sub(1).map_or(0, |i| shifts[i].1)
+            };
+            let shift = |hr: &mut HostRoutes| {
+                let Some(&rep) = hr.all.first().or(hr.fallback.as_ref()) else {
+                    return;
+                };
+                let d = shift_of(rep);
+                if d != 0 {
+                    hr.map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+                }
+            };
+            // The touched hosts' structures are shifted too, harmlessly: they are
+            // replaced below.
+            for hr in table
+                .exact_hosts
+                .values_mut()
+                .chain(table.wildcard_hosts.values_mut())
+            {
+                shift(hr);
+            }
+            if let Some(hr) = table.any_host.as_mut() {
+                shift(hr);
+            }
+            table.catch_all = table
+                .catch_all
+                .map(|id| RouteId((id.0 as i64 + delta) as u32));
+        }
+
+        // The touched hosts' lookup structures.
+        let mut www = false;
+        for (h, _, local, new) in &splices {
+            let RouteHost::Pattern(p) = h else { continue };
+            let (map, mini_map, key) = match p {
+                HostPattern::Exact(e) => (&mut table.exact_hosts, &mut mini.exact_hosts, e),
+                HostPattern::Wildcard(s) => {
+                    (&mut table.wildcard_hosts, &mut mini.wildcard_hosts, s)
+                }
+            };
+            if let Some(old) = map.remove(key.as_str()) {
+                www |= old.policy.as_ref().is_some_and(|p| p.from_to_www);
+            }
+            if let Some(mut hr) = mini_map.remove(key.as_str()) {
+                let d = new.start as i64 - local.start as i64;
+                hr.map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+                www |= hr.policy.as_ref().is_some_and(|p| p.from_to_www);
+                map.insert(key.as_str().into(), hr);
+            }
+        }
+        if www {
+            table.www_redirects = table
+                .exact_hosts
+                .values()
+                .chain(table.wildcard_hosts.values())
+                .chain(table.any_host.as_ref())
+                .any(|hr| hr.policy.as_ref().is_some_and(|p| p.from_to_www));
+        }
+        let splices = splices
+            .into_iter()
+            .map(|(h, old, _, new)| RouteSplice {
+                host: h.clone(),
+                old,
+                new,
+            })
+            .collect();
+        (splices, written)
+    }
+}
