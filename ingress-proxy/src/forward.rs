@@ -379,15 +379,19 @@ impl Inner {
         let mut tries = 0u32;
         // The cluster's circuit breaker: a full cluster refuses at once.
         let cluster = f.live.balancers.cluster(f.balancer);
-        let slot = match cluster {
-            Some(c) => match c.breaker.try_request(&self.options_for(f.live).circuit) {
+        // The route's own outlier values and ceilings over the gateway's defaults.
+        let defaults = self.options_for(f.live);
+        let outlier_config = cluster.map(|c| c.outlier.apply(&defaults.outlier));
+        let circuit = cluster.map(|c| c.circuit.apply(&defaults.circuit));
+        let slot = match (cluster, &circuit) {
+            (Some(c), Some(circuit)) => match c.breaker.try_request(circuit) {
                 Some(s) => Some(s),
                 None => {
-                    self.metrics.circuit_overflow(&c.name);
+                    self.metrics.circuit_overflow(c.name);
                     return self.error(StatusCode::SERVICE_UNAVAILABLE, "upstream-overflow");
                 }
             },
-            None => None,
+            _ => None,
         };
         let mut _retry_slot = None;
         let (resp, pick) = loop {
@@ -526,14 +530,13 @@ impl Inner {
                     (outcome, true, Some(StatusCode::BAD_GATEWAY), why)
                 }
             };
-            if let Some(c) = cluster {
+            if let (Some(c), Some(config)) = (cluster, &outlier_config) {
                 let health = match &why {
                     Ok(resp) => Outcome::of_status(resp.status()),
                     Err(_) => Outcome::GatewayFailure,
                 };
-                let config = &self.options_for(f.live).outlier;
                 if let Some(e) = c.outliers.record(pick.index, health, now_ns(), config) {
-                    self.metrics.ejection(&c.name);
+                    self.metrics.ejection(c.name);
                     tracing::warn!(
                         cluster = %c.name,
                         upstream,
@@ -550,18 +553,18 @@ impl Inner {
                 && deadline.is_none_or(|d| Instant::now() < d);
             // A retry needs a retry slot of the cluster (no retry storms).
             let again = again
-                && match cluster {
-                    None => true,
-                    Some(c) => match c.breaker.try_retry(&self.options_for(f.live).circuit) {
+                && match (cluster, &circuit) {
+                    (Some(c), Some(circuit)) => match c.breaker.try_retry(circuit) {
                         Some(s) => {
                             _retry_slot = Some(s);
                             true
                         }
                         None => {
-                            self.metrics.circuit_overflow(&c.name);
+                            self.metrics.circuit_overflow(c.name);
                             false
                         }
                     },
+                    _ => true,
                 };
             match why {
                 Ok(resp) if !again => break (resp, pick),
