@@ -1,5 +1,6 @@
 //! One annotation value for one registered key: the first byte picks the key, the
-//! second the prefix and profile, the rest is the value (lossy UTF-8).
+//! second the prefix (bits 0-1, or the project prefix when bit 3 is set) and the
+//! profile (bit 2), the rest is the value (lossy UTF-8).
 //!
 //! Checks: nothing panics; the checks of `check_annotations` (diagnostics name the
 //! key, fail-closed keys exist, deterministic); a value with a line break is never
@@ -18,7 +19,8 @@ fuzz_target!(|data: &[u8]| {
     let [k, p, rest @ ..] = data else { return };
     let keys: Vec<_> = all_keys().collect();
     let spec = keys[usize::from(*k) % keys.len()];
-    let (prefix_kind, prefix) = Prefix::FIXED[usize::from(*p & 3)];
+    let index = if p & 8 == 0 { usize::from(*p & 3) } else { Prefix::FIXED.len() - 1 };
+    let (prefix_kind, prefix) = Prefix::FIXED[index];
     let name = spec.name.replace('*', "x-test");
     let value = String::from_utf8_lossy(rest).into_owned();
     let key = format!("{prefix}{name}");

@@ -124,7 +124,7 @@ pub(crate) fn compat(args: &InputArgs, prefix: Option<&str>) -> anyhow::Result<u
         Output::Text => {
             if uses.is_empty() {
                 println!(
-                    "no annotations under nginx.ingress.kubernetes.io/, higress.io/ or mse.ingress.kubernetes.io/"
+                    "no annotations under nginx.ingress.kubernetes.io/, higress.io/, mse.ingress.kubernetes.io/ or ingress-rs.io/"
                 );
             }
             for status in ORDER {

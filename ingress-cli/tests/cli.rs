@@ -284,3 +284,59 @@ fn crd_prints_the_gateway_config_crd() {
     let file = std::fs::read_to_string(root().join("deploy/crd.yaml")).expect("deploy/crd.yaml");
     assert_eq!(out, file);
 }
+
+#[test]
+fn compat_reports_the_project_resilience_keys_as_supported() {
+    let manifest = r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: cart
+  namespace: shop
+  annotations:
+    ingress-rs.io/outlier-consecutive-5xx: "2"
+    ingress-rs.io/outlier-consecutive-gateway-failures: "3"
+    ingress-rs.io/outlier-base-ejection-time: "10s"
+    ingress-rs.io/outlier-max-ejection-time: "2m"
+    ingress-rs.io/outlier-max-ejection-percent: "30"
+    ingress-rs.io/circuit-max-requests: "100"
+    ingress-rs.io/circuit-max-retries: "2"
+    nginx.ingress.kubernetes.io/circuit-max-requests: "100"
+spec:
+  rules:
+  - host: shop.example.com
+    http:
+      paths:
+      - {path: /cart, pathType: Prefix, backend: {service: {name: cart, port: {number: 80}}}}
+"#;
+    let (code, v) = json(&["compat", "-", "-o", "json"], Some(manifest));
+    assert_eq!(code, 0, "{v}");
+    let list = v["annotations"].as_array().unwrap();
+    let ours: Vec<&Value> = list
+        .iter()
+        .filter(|a| a["key"].as_str().unwrap().starts_with("ingress-rs.io/"))
+        .collect();
+    assert_eq!(ours.len(), 7, "{v}");
+    for a in ours {
+        assert_eq!(a["status"], "supported", "{a}");
+        assert_eq!(a["family"], "resilience", "{a}");
+    }
+    // Under another project's prefix the key is not read, and compat says so.
+    let wrong = list
+        .iter()
+        .find(|a| a["key"] == "nginx.ingress.kubernetes.io/circuit-max-requests")
+        .unwrap();
+    assert_eq!(wrong["status"], "unknown", "{wrong}");
+    assert_eq!(v["summary"]["supported"], 7);
+
+    let (_, v) = json(&["compat", "--list", "-o", "json"], None);
+    let key = v["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "circuit-max-requests")
+        .unwrap();
+    assert_eq!(key["prefixes"], "project");
+    assert_eq!(key["status"], "supported");
+    assert_eq!(key["scope"], "route");
+}

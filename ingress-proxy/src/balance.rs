@@ -12,8 +12,11 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use ingress_core::RouteTable;
+use ingress_core::annotations::resilience::{CircuitOverrides, OutlierOverrides};
 use ingress_core::annotations::template::Var;
-use ingress_core::annotations::{AffinityPolicy, IngressPolicy, LoadBalancePolicy};
+use ingress_core::annotations::{
+    AffinityPolicy, IngressPolicy, LoadBalancePolicy, ResiliencePolicy,
+};
 use ingress_core::lb::Balancer;
 use ingress_core::lb::circuit::CircuitBreaker;
 use ingress_core::lb::outlier::Outliers;
@@ -31,8 +34,9 @@ pub(crate) fn now_ns() -> u64 {
     u64::try_from(now().as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// What makes two balancers the same across tables: the Service port and the
-/// policy that picks among its endpoints.
+/// What makes two balancers the same across tables: the Service port, the policy
+/// that picks among its endpoints, and the route's own outlier and circuit values
+/// (routes with other values pick within another cluster).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     namespace: String,
@@ -40,6 +44,7 @@ struct Key {
     port: String,
     load_balance: LoadBalancePolicy,
     affinity: Option<AffinityPolicy>,
+    resilience: ResiliencePolicy,
 }
 
 impl Key {
@@ -50,7 +55,13 @@ impl Key {
             port: backend.port_ref().to_string(),
             load_balance: policy.load_balance.clone(),
             affinity: policy.affinity.clone(),
+            resilience: policy.resilience,
         }
+    }
+
+    /// `namespace/service:port`.
+    fn cluster_name(&self) -> String {
+        format!("{}/{}:{}", self.namespace, self.service, self.port)
     }
 }
 
@@ -64,20 +75,57 @@ struct RouteBalancers {
     canaries: Vec<Option<usize>>,
 }
 
-/// The passive health and the circuit breaker of one cluster (the endpoints of one
-/// Service port), shared by every balancer over it and carried across tables.
+/// The passive health of the endpoints of one Service port under one set of
+/// outlier values: shared by every balancer over them with those values, and
+/// carried across tables.
 #[derive(Debug)]
-pub(crate) struct Cluster {
-    /// `namespace/service:port`, for metrics and logs.
-    pub(crate) name: String,
+struct Health {
+    /// `namespace/service:port`.
+    name: String,
+    /// The routes' own values (none: the gateway's defaults).
+    overrides: OutlierOverrides,
     /// Indexes as in each of the cluster's balancers (the same endpoint list).
-    pub(crate) outliers: Outliers,
-    pub(crate) breaker: CircuitBreaker,
+    outliers: Outliers,
     /// Parallel to the endpoints: each as a URI authority, written once per table.
     authorities: Vec<Option<http::uri::Authority>>,
 }
 
-impl Cluster {
+/// The circuit breaker of one Service port under one set of ceilings.
+#[derive(Debug)]
+struct Breaker {
+    /// `namespace/service:port`.
+    name: String,
+    /// The routes' own ceilings (none: the gateway's defaults).
+    overrides: CircuitOverrides,
+    breaker: CircuitBreaker,
+}
+
+/// The cluster a balancer picks in: the endpoints of one Service port, their
+/// passive health and the circuit breaker, under the route's own values.
+///
+/// Choice: a route whose annotations (`ingress-rs.io/outlier-*`, `circuit-*`) give
+/// other values than another route's to the same Service port gets its own health
+/// state and its own in-flight counts: its ejections and ceilings apply to its
+/// traffic only. Routes with the same values (or none) share them. Health and
+/// breaker are keyed apart, so a route that only changes a circuit ceiling still
+/// shares the Service's passive health with the others.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Cluster<'a> {
+    /// `namespace/service:port`, for metrics and logs (the same for every set of
+    /// values over one Service port: their counts add up).
+    pub(crate) name: &'a str,
+    /// Indexes as in each of the cluster's balancers (the same endpoint list).
+    pub(crate) outliers: &'a Outliers,
+    pub(crate) breaker: &'a CircuitBreaker,
+    /// The routes' own outlier values, applied over the gateway's defaults.
+    pub(crate) outlier: &'a OutlierOverrides,
+    /// The routes' own ceilings, applied over the gateway's defaults.
+    pub(crate) circuit: &'a CircuitOverrides,
+    /// Parallel to the endpoints: each as a URI authority.
+    authorities: &'a [Option<http::uri::Authority>],
+}
+
+impl Cluster<'_> {
     /// Endpoint `index` (which must be `endpoint`) as a URI authority.
     pub(crate) fn authority(
         &self,
@@ -95,9 +143,10 @@ impl Cluster {
 #[derive(Debug, Default)]
 pub(crate) struct Balancers {
     list: Vec<(Key, Balancer)>,
-    /// Parallel to `list`: the index of the balancer's cluster.
-    cluster_of: Vec<usize>,
-    clusters: Vec<Cluster>,
+    /// Parallel to `list`: the indexes of the balancer's health and breaker.
+    cluster_of: Vec<(usize, usize)>,
+    health: Vec<Health>,
+    breakers: Vec<Breaker>,
     /// Parallel to `table.routes()`.
     routes: Vec<RouteBalancers>,
 }
@@ -108,9 +157,11 @@ impl Balancers {
     pub(crate) fn new(table: &RouteTable) -> Balancers {
         let mut list: Vec<(Key, Balancer)> = Vec::new();
         let mut index: HashMap<Key, usize> = HashMap::new();
-        let mut cluster_of: Vec<usize> = Vec::new();
-        let mut clusters: Vec<Cluster> = Vec::new();
-        let mut cluster_index: HashMap<String, usize> = HashMap::new();
+        let mut cluster_of: Vec<(usize, usize)> = Vec::new();
+        let mut health: Vec<Health> = Vec::new();
+        let mut breakers: Vec<Breaker> = Vec::new();
+        let mut health_index: HashMap<(String, OutlierOverrides), usize> = HashMap::new();
+        let mut breaker_index: HashMap<(String, CircuitOverrides), usize> = HashMap::new();
         let seeds = std::collections::hash_map::RandomState::new();
         let mut add = |backend: &Backend, policy: &IngressPolicy| -> Option<usize> {
             if backend.endpoints().is_empty() {
@@ -122,21 +173,34 @@ impl Balancers {
             }
             let b = Balancer::for_policy(backend.endpoints(), policy);
             b.start_at_random(seeds.hash_one(list.len()));
-            let name = format!("{}/{}:{}", key.namespace, key.service, key.port);
-            let c = *cluster_index.entry(name.clone()).or_insert_with(|| {
-                clusters.push(Cluster {
-                    name,
-                    outliers: Outliers::new(backend.endpoints(), None),
-                    breaker: CircuitBreaker::new(),
-                    authorities: backend
-                        .endpoints()
-                        .iter()
-                        .map(crate::forward::authority_of)
-                        .collect(),
+            let name = key.cluster_name();
+            let (outlier, circuit) = (key.resilience.outlier, key.resilience.circuit);
+            let h = *health_index
+                .entry((name.clone(), outlier))
+                .or_insert_with(|| {
+                    health.push(Health {
+                        name: name.clone(),
+                        overrides: outlier,
+                        outliers: Outliers::new(backend.endpoints(), None),
+                        authorities: backend
+                            .endpoints()
+                            .iter()
+                            .map(crate::forward::authority_of)
+                            .collect(),
+                    });
+                    health.len() - 1
                 });
-                clusters.len() - 1
-            });
-            cluster_of.push(c);
+            let c = *breaker_index
+                .entry((name.clone(), circuit))
+                .or_insert_with(|| {
+                    breakers.push(Breaker {
+                        name,
+                        overrides: circuit,
+                        breaker: CircuitBreaker::new(),
+                    });
+                    breakers.len() - 1
+                });
+            cluster_of.push((h, c));
             index.insert(key.clone(), list.len());
             list.push((key, b));
             Some(list.len() - 1)
@@ -159,7 +223,8 @@ impl Balancers {
         Balancers {
             list,
             cluster_of,
-            clusters,
+            health,
+            breakers,
             routes,
         }
     }
@@ -173,22 +238,40 @@ impl Balancers {
                 b.inherit(p, now);
             }
         }
-        let old: HashMap<&str, &Cluster> = previous
-            .clusters
+        let old: HashMap<(&str, &OutlierOverrides), &Outliers> = previous
+            .health
             .iter()
-            .map(|c| (c.name.as_str(), c))
+            .map(|h| ((h.name.as_str(), &h.overrides), &h.outliers))
             .collect();
-        for c in &mut self.clusters {
-            if let Some(p) = old.get(c.name.as_str()) {
-                c.outliers = Outliers::new(c.outliers.endpoints(), Some(&p.outliers));
-                c.breaker = p.breaker.clone();
+        for h in &mut self.health {
+            if let Some(p) = old.get(&(h.name.as_str(), &h.overrides)) {
+                h.outliers = Outliers::new(h.outliers.endpoints(), Some(p));
+            }
+        }
+        let old: HashMap<(&str, &CircuitOverrides), &CircuitBreaker> = previous
+            .breakers
+            .iter()
+            .map(|b| ((b.name.as_str(), &b.overrides), &b.breaker))
+            .collect();
+        for b in &mut self.breakers {
+            if let Some(p) = old.get(&(b.name.as_str(), &b.overrides)) {
+                b.breaker = (*p).clone();
             }
         }
     }
 
     /// The cluster of balancer `i`.
-    pub(crate) fn cluster(&self, i: usize) -> Option<&Cluster> {
-        self.clusters.get(*self.cluster_of.get(i)?)
+    pub(crate) fn cluster(&self, i: usize) -> Option<Cluster<'_>> {
+        let &(h, b) = self.cluster_of.get(i)?;
+        let (h, b) = (self.health.get(h)?, self.breakers.get(b)?);
+        Some(Cluster {
+            name: &h.name,
+            outliers: &h.outliers,
+            breaker: &b.breaker,
+            outlier: &h.overrides,
+            circuit: &b.overrides,
+            authorities: &h.authorities,
+        })
     }
 
     /// The balancer for a forward decision: the canary's, the default backend's, or

@@ -10,7 +10,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
@@ -69,6 +69,7 @@ impl tower::Service<Uri> for TimedConnector {
                 inner: io,
                 timeout: send,
                 blocked: None,
+                opened: Instant::now(),
             })
         })
     }
@@ -156,6 +157,12 @@ impl Connection for UpstreamIo {
     }
 }
 
+/// When an upstream connection was opened: carried in its `Connected` info (and
+/// so in a failed request's error), to tell a try on a pooled keep-alive
+/// connection (opened before the try) from one on a new connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Opened(pub(crate) Instant);
+
 /// A connection whose writes may stay blocked for `timeout` at most.
 #[derive(Debug)]
 pub(crate) struct SendTimeout<T> {
@@ -163,6 +170,8 @@ pub(crate) struct SendTimeout<T> {
     timeout: Duration,
     /// Armed while a write is blocked.
     blocked: Option<Pin<Box<Sleep>>>,
+    /// When the connection was made.
+    opened: Instant,
 }
 
 impl<T> SendTimeout<T> {
@@ -235,6 +244,6 @@ impl<T: Write + Unpin> Write for SendTimeout<T> {
 
 impl<T: Connection> Connection for SendTimeout<T> {
     fn connected(&self) -> Connected {
-        self.inner.connected()
+        self.inner.connected().extra(Opened(self.opened))
     }
 }

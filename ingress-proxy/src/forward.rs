@@ -2,18 +2,15 @@
 //! route's balancer, timeouts and retries on other endpoints, affinity cookies.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, SizeHint};
+use hyper::body::Body;
 use ingress_core::Scheme;
 use ingress_core::annotations::HeaderPolicy;
 use ingress_core::annotations::retries::{DEFAULT_TRIES, TryOutcome};
@@ -30,7 +27,8 @@ use crate::headers::{
 };
 use crate::limits::RouteLimits;
 use crate::live::Live;
-use crate::service::{BoxError, ConnInfo, Inner, ProxyBody, empty, is_upgrade};
+use crate::request_body::{Limited, Recoverable};
+use crate::service::{ConnInfo, Inner, ProxyBody, empty, is_upgrade};
 use crate::upstream::{UpstreamClient, Wire, WireError};
 
 /// What forwarding one request needs.
@@ -133,6 +131,19 @@ fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
         cur = e.source();
     }
     false
+}
+
+/// Whether a failed try ran on a pooled keep-alive connection, one opened before
+/// the try started (which the upstream may have closed just as the request went
+/// out), rather than on a connection made for it.
+fn on_pooled_connection(e: &hyper_util::client::legacy::Error, started: Instant) -> bool {
+    e.connect_info().is_some_and(|c| {
+        let mut extras = http::Extensions::new();
+        c.get_extras(&mut extras);
+        extras
+            .get::<crate::connect::Opened>()
+            .is_some_and(|o| o.0 < started)
+    })
 }
 
 /// GET, HEAD, PUT, DELETE, OPTIONS, TRACE (RFC 9110 §9.2.2).
@@ -381,11 +392,11 @@ impl Inner {
         let deadline = timeouts.total_or(None).map(|t| first + t);
         let retries = &policy.retries;
         let may_retry_method = idempotent(&parts.method);
-        // Only a request without a body is replayed (bodies are streamed, never
-        // buffered), so it keeps what a new try needs.
-        let replay = body
-            .is_end_stream()
-            .then(|| (parts.method.clone(), parts.headers.clone()));
+        // A request without a body is replayed; one with a body (streamed, never
+        // buffered) only while the body is untouched (a failed connect), so a
+        // new try needs the head again either way.
+        let head = (parts.method.clone(), parts.headers.clone());
+        let replay = body.is_end_stream();
         let tripped = Arc::new(AtomicBool::new(false));
         let body = match body_limit {
             Some(max) if !body.is_end_stream() => Limited {
@@ -401,20 +412,31 @@ impl Inner {
             Some(copy) if !upgrade => self.mirror(*copy, &parts, body, read_timeout),
             _ => body,
         };
+        let (body, waiting) = if replay {
+            (body, None)
+        } else {
+            let slot = Arc::new(Mutex::new(None));
+            (Recoverable::wrap(body, &slot), Some(slot))
+        };
         let mut next = Some((parts, body));
         let mut tried = EndpointSet::new();
         let mut tries = 0u32;
+        let mut stale_retried = false;
         // The cluster's circuit breaker: a full cluster refuses at once.
         let cluster = f.live.balancers.cluster(f.balancer);
-        let slot = match cluster {
-            Some(c) => match c.breaker.try_request(&self.options_for(f.live).circuit) {
+        // The route's own outlier values and ceilings over the gateway's defaults.
+        let defaults = self.options_for(f.live);
+        let outlier_config = cluster.map(|c| c.outlier.apply(&defaults.outlier));
+        let circuit = cluster.map(|c| c.circuit.apply(&defaults.circuit));
+        let slot = match (cluster, &circuit) {
+            (Some(c), Some(circuit)) => match c.breaker.try_request(circuit) {
                 Some(s) => Some(s),
                 None => {
-                    self.metrics.circuit_overflow(&c.name);
+                    self.metrics.circuit_overflow(c.name);
                     return self.error(StatusCode::SERVICE_UNAVAILABLE, "upstream-overflow");
                 }
             },
-            None => None,
+            _ => None,
         };
         let mut _retry_slot = None;
         let (resp, pick) = loop {
@@ -444,17 +466,23 @@ impl Inner {
             else {
                 return self.error(StatusCode::SERVICE_UNAVAILABLE, "no-endpoints");
             };
-            let (mut parts, body) = match (next.take(), &replay) {
-                (Some(p), _) => p,
-                (None, Some((method, headers))) => {
-                    let mut again = Request::new(empty());
-                    *again.method_mut() = method.clone();
+            let (mut parts, body) = match next.take() {
+                Some(p) => p,
+                None => {
+                    let body = match &waiting {
+                        None => empty(),
+                        Some(slot) => match Recoverable::take(slot) {
+                            Some(b) => Recoverable::wrap(b, slot),
+                            None => {
+                                return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable");
+                            }
+                        },
+                    };
+                    let mut again = Request::new(body);
+                    *again.method_mut() = head.0.clone();
                     *again.version_mut() = version;
-                    *again.headers_mut() = headers.clone();
+                    *again.headers_mut() = head.1.clone();
                     again.into_parts()
-                }
-                (None, None) => {
-                    return self.error(StatusCode::BAD_GATEWAY, "upstream-unreachable");
                 }
             };
             let client = match &shared {
@@ -508,6 +536,7 @@ impl Inner {
                 now_ns(),
             );
             access.upstream_elapsed = Some(first.elapsed());
+            let mut stale = false;
             let (outcome, sent_upstream, status, why) = match result {
                 Ok(Ok(resp)) => (TryOutcome::Status(resp.status()), true, None, Ok(resp)),
                 Err(_) => (
@@ -553,20 +582,35 @@ impl Inner {
                     let outcome = if is_parse_error(&e) {
                         TryOutcome::InvalidHeader
                     } else {
+                        stale = on_pooled_connection(&e, sent);
                         TryOutcome::Error
                     };
                     let why = Err("upstream-error");
                     (outcome, true, Some(StatusCode::BAD_GATEWAY), why)
                 }
             };
-            if let Some(c) = cluster {
+            let in_time = deadline.is_none_or(|d| Instant::now() < d);
+            // A try that failed on a pooled keep-alive connection (the upstream
+            // closed it as the request went out) gets one more, which may go to the
+            // same endpoint, as nginx gives a failed cached connection an extra
+            // try; it counts against neither the tries nor the endpoint's health.
+            let stale_retry = stale
+                && !stale_retried
+                && replay
+                && retries.should_retry(outcome, may_retry_method, sent_upstream)
+                && in_time;
+            if stale_retry {
+                stale_retried = true;
+                tried.remove(pick.index);
+                tries -= 1;
+            }
+            if let (Some(c), Some(config), false) = (cluster, &outlier_config, stale_retry) {
                 let health = match &why {
                     Ok(resp) => Outcome::of_status(resp.status()),
                     Err(_) => Outcome::GatewayFailure,
                 };
-                let config = &self.options_for(f.live).outlier;
                 if let Some(e) = c.outliers.record(pick.index, health, now_ns(), config) {
-                    self.metrics.ejection(&c.name);
+                    self.metrics.ejection(c.name);
                     tracing::warn!(
                         cluster = %c.name,
                         upstream,
@@ -576,25 +620,30 @@ impl Inner {
                     );
                 }
             }
-            let again = replay.is_some()
-                && retries.should_retry(outcome, may_retry_method, sent_upstream)
-                && retries.budget_left(tries, first.elapsed(), DEFAULT_TRIES)
-                && tried.len() < balancer.len()
-                && deadline.is_none_or(|d| Instant::now() < d);
+            // A body is replayable only while untouched: the try never got a
+            // connection.
+            let replayable =
+                replay || (!sent_upstream && waiting.as_ref().is_some_and(Recoverable::waiting));
+            let again = stale_retry
+                || (replayable
+                    && retries.should_retry(outcome, may_retry_method, sent_upstream)
+                    && retries.budget_left(tries, first.elapsed(), DEFAULT_TRIES)
+                    && tried.len() < balancer.len()
+                    && in_time);
             // A retry needs a retry slot of the cluster (no retry storms).
             let again = again
-                && match cluster {
-                    None => true,
-                    Some(c) => match c.breaker.try_retry(&self.options_for(f.live).circuit) {
+                && match (cluster, &circuit) {
+                    (Some(c), Some(circuit)) => match c.breaker.try_retry(circuit) {
                         Some(s) => {
                             _retry_slot = Some(s);
                             true
                         }
                         None => {
-                            self.metrics.circuit_overflow(&c.name);
+                            self.metrics.circuit_overflow(c.name);
                             false
                         }
                     },
+                    _ => true,
                 };
             match why {
                 Ok(resp) if !again => break (resp, pick),
@@ -671,49 +720,6 @@ impl Inner {
             access.read_idle = Some(read_timeout);
         }
         Response::from_parts(parts, body)
-    }
-}
-
-/// A request body cut off (with an error) once it passes its limit.
-struct Limited {
-    inner: ProxyBody,
-    left: u64,
-    tripped: Arc<AtomicBool>,
-}
-
-/// The error a [`Limited`] body ends with.
-#[derive(Debug, thiserror::Error)]
-#[error("request body larger than proxy-body-size")]
-struct TooLarge;
-
-impl Body for Limited {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(d) = frame.data_ref()
-        {
-            let n = d.len() as u64;
-            if n > self.left {
-                self.tripped.store(true, Ordering::Relaxed);
-                return Poll::Ready(Some(Err(Box::new(TooLarge))));
-            }
-            self.left -= n;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }
 

@@ -58,6 +58,7 @@ pub mod metrics;
 mod mirror;
 mod mtls;
 pub mod redis;
+mod request_body;
 pub mod server;
 pub mod service;
 pub mod source;

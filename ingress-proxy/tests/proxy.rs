@@ -3,6 +3,8 @@
 
 #[path = "proxy/balancing.rs"]
 mod balancing;
+#[path = "proxy/faults.rs"]
+mod faults;
 #[path = "proxy/framing.rs"]
 mod framing;
 #[path = "proxy/governance.rs"]

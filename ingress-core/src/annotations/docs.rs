@@ -11,6 +11,7 @@ fn prefixes(p: Prefixes) -> &'static str {
         Prefixes::ExtensionAndNginx => "higress, mse, nginx",
         Prefixes::Extension => "higress, mse",
         Prefixes::Mse => "mse",
+        Prefixes::Project => "ingress-rs.io",
     }
 }
 
@@ -45,6 +46,15 @@ Prefixes: an ingress-nginx key is read under the custom prefix (if configured), 
 (a different value under a later prefix is reported as `annotation-shadowed`). Higress extension keys \
 are read under `higress.io/`, `mse.ingress.kubernetes.io/` and `higress.ingress.kubernetes.io/`; \
 MSE-only keys under `mse.ingress.kubernetes.io/`.\n\n\
+This project's own keys (the `resilience` family: per-route outlier detection and circuit breaking, for \
+which neither ingress-nginx nor Higress has a key) are read under `ingress-rs.io/` only (the domain of the \
+gateway config's API group `gateway.ingress-rs.io`), and under the custom prefix like every key. They are \
+not read under the nginx, Higress or MSE prefixes: those belong to other projects, which may one day give \
+the same name another meaning. Their names are Envoy's `outlier_detection` and `circuit_breakers` fields, \
+kebab-cased, under `outlier-` and `circuit-` (`consecutive_gateway_failure` is plural here, as the proxy \
+flag). Each overrides the gateway's default (proxy flag or gateway config) for the Ingress's routes; routes \
+to one Service port with different values get separate clusters (their own passive health and in-flight \
+counts), routes with the same values (or none) share one.\n\n\
 Every value must be one line without control characters (header-control lists may span lines) and at most \
 4096 bytes. An invalid value is an error (`annotation-invalid-value`) and the routes of the Ingress answer 503 \
 until it is fixed: it is never treated as unset. Refused keys (`annotation-refused`) and security keys that \

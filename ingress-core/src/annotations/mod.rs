@@ -10,7 +10,9 @@
 //!   `nginx.ingress.kubernetes.io/`, `higress.io/`, `mse.ingress.kubernetes.io/` and
 //!   `higress.ingress.kubernetes.io/`, first present wins; a different value under a
 //!   later prefix is reported (`annotation-shadowed`). Higress-only keys are read
-//!   under the extension prefixes, MSE-only keys under `mse.ingress.kubernetes.io/`.
+//!   under the extension prefixes, MSE-only keys under `mse.ingress.kubernetes.io/`,
+//!   this project's own keys (no ingress-nginx or Higress key exists for them) under
+//!   `ingress-rs.io/` (and the custom prefix).
 //! - Every value is one line without control characters (header-control lists may
 //!   span lines) and at most [`MAX_VALUE_LEN`] bytes, then parses into a type. An
 //!   invalid value is an error (`annotation-invalid-value`), never "unset": the
@@ -39,6 +41,7 @@ pub mod mirror;
 mod observability;
 pub mod rate_limit;
 pub mod redirect;
+pub mod resilience;
 pub mod retries;
 pub mod routing;
 pub mod snippets;
@@ -73,6 +76,7 @@ pub use load_balance::LoadBalancePolicy;
 pub use mirror::MirrorPolicy;
 pub use rate_limit::RateLimitPolicy;
 pub use redirect::RedirectPolicy;
+pub use resilience::ResiliencePolicy;
 pub use retries::RetryPolicy;
 pub use routing::{RegexMode, RewriteTarget, RoutingPolicy};
 pub use spec::{Family, KeySpec, Prefix, Prefixes, Retired, Risk, Scope, Support};
@@ -110,6 +114,7 @@ pub static REGISTRY: &[&dyn AnnotationFamily] = &[
     &affinity::Affinity,
     &timeouts::Timeouts,
     &retries::Retries,
+    &resilience::Resilience,
     &rate_limit::RateLimitFamily,
     &backend::Backend,
     &headers::Headers,
@@ -284,6 +289,8 @@ pub struct IngressPolicy {
     pub timeouts: TimeoutPolicy,
     /// Retries.
     pub retries: RetryPolicy,
+    /// Per-route outlier detection and circuit breaking (`ingress-rs.io/` keys).
+    pub resilience: ResiliencePolicy,
     /// Rate and connection limits.
     pub rate_limit: RateLimitPolicy,
     /// Upstream protocol and TLS.
@@ -321,6 +328,7 @@ impl Default for IngressPolicy {
             affinity: None,
             timeouts: TimeoutPolicy::default(),
             retries: RetryPolicy::default(),
+            resilience: ResiliencePolicy::default(),
             rate_limit: RateLimitPolicy::default(),
             backend: BackendPolicy::default(),
             headers: HeaderPolicy::default(),
@@ -785,6 +793,7 @@ impl<'a> Cx<'a> {
                     match spec.prefixes {
                         Prefixes::Extension => "higress.io/ or mse.ingress.kubernetes.io/",
                         Prefixes::Mse => "mse.ingress.kubernetes.io/",
+                        Prefixes::Project => "ingress-rs.io/",
                         _ => "nginx.ingress.kubernetes.io/",
                     }
                 ),

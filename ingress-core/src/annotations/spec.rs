@@ -31,6 +31,8 @@ pub enum Family {
     Timeouts,
     /// Retries on the next endpoint.
     Retries,
+    /// Per-route outlier detection and circuit breaking (this project's keys).
+    Resilience,
     /// Request rate and connection limits.
     RateLimit,
     /// Upstream protocol and TLS to the upstream.
@@ -64,6 +66,7 @@ impl Family {
             Family::Affinity => "affinity",
             Family::Timeouts => "timeouts",
             Family::Retries => "retries",
+            Family::Resilience => "resilience",
             Family::RateLimit => "rate-limit",
             Family::Backend => "backend",
             Family::Headers => "headers",
@@ -192,6 +195,9 @@ pub enum Prefixes {
     Extension,
     /// An MSE-only key: `mse.ingress.kubernetes.io/` (and the extension aliases).
     Mse,
+    /// This project's own key (no ingress-nginx or Higress key exists for it):
+    /// `ingress-rs.io/` only (and the custom prefix, as every key).
+    Project,
 }
 
 /// One of the annotation prefixes the gateway reads.
@@ -208,22 +214,28 @@ pub enum Prefix {
     Mse,
     /// `higress.ingress.kubernetes.io/` (Alibaba Cloud APIG spelling).
     HigressIngress,
+    /// `ingress-rs.io/`: this project's own keys (the domain of the CRD group
+    /// `gateway.ingress-rs.io`).
+    Project,
 }
 
 impl Prefix {
     /// The fixed prefixes with their text, in lookup order (the custom one comes first
     /// when configured).
-    pub const FIXED: [(Prefix, &'static str); 4] = [
+    pub const FIXED: [(Prefix, &'static str); 5] = [
         (Prefix::Nginx, "nginx.ingress.kubernetes.io/"),
         (Prefix::Higress, "higress.io/"),
         (Prefix::Mse, "mse.ingress.kubernetes.io/"),
         (Prefix::HigressIngress, "higress.ingress.kubernetes.io/"),
+        (Prefix::Project, "ingress-rs.io/"),
     ];
 
     /// Whether a key declared with `prefixes` is read under this prefix.
     pub fn accepts(self, prefixes: Prefixes) -> bool {
         match (self, prefixes) {
             (Prefix::Custom, _) => true,
+            (Prefix::Project, p) => p == Prefixes::Project,
+            (_, Prefixes::Project) => false,
             (Prefix::Nginx, Prefixes::Nginx | Prefixes::ExtensionAndNginx) => true,
             (Prefix::Nginx, _) => false,
             (Prefix::Higress | Prefix::HigressIngress, Prefixes::Mse) => false,

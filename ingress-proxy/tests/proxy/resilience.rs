@@ -329,3 +329,134 @@ async fn a_full_circuit_refuses_at_once_without_upstream_contact() -> TestResult
     p.shutdown().await;
     Ok(())
 }
+
+/// Ingresses `plain` (host plain.test) and `own` (host own.test, with these
+/// `ingress-rs.io/` annotations) both routing `/` to Service `s` over `ups`.
+fn two_routes_to_one_service(ups: &[&Upstream], own: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys: Vec<(String, &str)> = own
+        .iter()
+        .map(|(k, v)| (format!("ingress-rs.io/{k}"), *v))
+        .collect();
+    let keys: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let addrs: Vec<_> = ups.iter().map(|u| u.addr).collect();
+    write(
+        dir.path(),
+        "two.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("plain", &[("plain.test", "/", "s")], &[]),
+            ingress_with("own", &keys, &[("own.test", "/", "s")], &[]),
+            service("s", &addrs),
+        ]),
+    );
+    dir
+}
+
+async fn status_of(addr: SocketAddr, host: &str, path: &str) -> StatusCode {
+    h1(addr, get(host, path).body(empty()).expect("request"))
+        .await
+        .status
+}
+
+/// How many of `n` requests to `host` got a 500.
+async fn failures(addr: SocketAddr, host: &str, n: usize) -> usize {
+    let mut failed = 0;
+    for _ in 0..n {
+        if status_of(addr, host, "/").await == StatusCode::INTERNAL_SERVER_ERROR {
+            failed += 1;
+        }
+    }
+    failed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_own_outlier_values_eject_sooner_and_only_for_its_traffic() -> TestResult {
+    let bad = fixed("bad", 500).await;
+    let good = echo("good").await;
+    let dir = two_routes_to_one_service(
+        &[&bad, &good],
+        &[
+            ("outlier-consecutive-5xx", "1"),
+            ("outlier-base-ejection-time", "300ms"),
+        ],
+    );
+    let p = proxy(dir.path(), |c| {
+        c.service.outlier = OutlierConfig {
+            consecutive_5xx: 3,
+            ..OutlierConfig::default()
+        };
+    })
+    .await;
+    let addr = p.http_addr().expect("http");
+    // own.test: ejected at its first 500 (the default would take three).
+    assert_eq!(failures(addr, "own.test", 10).await, 1);
+    // plain.test keeps the gateway's values and its own view of the endpoints:
+    // the ejection above does not spare it its three 500s.
+    assert_eq!(failures(addr, "plain.test", 10).await, 3);
+    assert_eq!(bad.hits.load(Ordering::SeqCst), 4);
+    // own.test's ejection lasts 300 ms, not the default 30 s: `bad` is tried
+    // again once, and ejected again at once (for 600 ms this time).
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(failures(addr, "own.test", 4).await, 1);
+    assert_eq!(failures(addr, "plain.test", 4).await, 0, "still ejected");
+    let m = admin(&p, "/metrics").await.text();
+    assert_eq!(
+        metric(
+            &m,
+            "ingress_proxy_outlier_ejections_total{cluster=\"t/s:80\"}"
+        ),
+        Some(3.0),
+        "the clusters of one Service port add up under its name: {m}"
+    );
+    p.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routes_own_circuit_ceiling_refuses_while_the_default_admits() -> TestResult {
+    let a = echo("a").await;
+    let dir = two_routes_to_one_service(&[&a], &[("circuit-max-requests", "1")]);
+    // A third Ingress whose value is invalid: its routes fail closed.
+    write(
+        dir.path(),
+        "broken.yaml",
+        &ingress_with(
+            "broken",
+            &[("ingress-rs.io/circuit-max-requests", "lots")],
+            &[("broken.test", "/", "s")],
+            &[],
+        ),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    eventually("broken.test is in the table", || async {
+        status_of(addr, "broken.test", "/").await == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    let r = h1(addr, get("broken.test", "/").body(empty())?).await;
+    assert!(r.text().contains("invalid-policy"), "{}", r.text());
+    assert_eq!(a.hits.load(Ordering::SeqCst), 0, "nothing forwarded");
+
+    let slow = tokio::spawn(async move { status_of(addr, "own.test", "/slow?ms=1500").await });
+    eventually("the slow request is upstream", || async {
+        a.hits.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // own.test allows one request in flight: the next is refused at once.
+    let r = h1(addr, get("own.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.text().contains("upstream-overflow"), "{}", r.text());
+    assert_eq!(a.hits.load(Ordering::SeqCst), 1);
+    // The same Service through plain.test has the gateway's ceiling (1024) and
+    // its own count: served.
+    assert_eq!(status_of(addr, "plain.test", "/").await, StatusCode::OK);
+    assert_eq!(a.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(tokio::time::timeout(DEADLINE, slow).await??, StatusCode::OK);
+    eventually("own.test's slot is free again", || async {
+        status_of(addr, "own.test", "/").await == StatusCode::OK
+    })
+    .await;
+    p.shutdown().await;
+    Ok(())
+}
