@@ -186,7 +186,7 @@ fn content_length(headers: &mut HeaderMap) -> Result<Option<u64>, &'static str> 
     for v in headers.get_all(header::CONTENT_LENGTH) {
         lines += 1;
         let b = v.as_bytes();
-        if b.is_empty() || b.len() > 19 || !b.iter().all(u8::is_ascii_digit) {
+        if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
             return Err("bad-content-length");
         }
         let n = std::str::from_utf8(b)
@@ -424,7 +424,8 @@ mod tests {
         assert_eq!(r.map_err(|e| e.status.as_u16()), Err(414));
         let big = "v".repeat(MAX_FIELD);
         assert_eq!(status(check(Version::HTTP_11, &[("x", &big)])), 431);
-        let kib = "v".repeat(1000);
+        // 61 fields of 1 KiB (name, ": ", value) and their line ends.
+        let kib = "v".repeat(1024 - 3);
         let many: Vec<_> = (0..61).map(|_| ("x", kib.as_str())).collect();
         assert_eq!(status(check(Version::HTTP_11, &many)), 431);
         assert_eq!(status(check(Version::HTTP_11, &many[..50])), 200);

@@ -5,11 +5,14 @@
 //! - `framing`: section A, HTTP/1.1 framing and request smuggling.
 //! - `limits`: section B, header handling, limits and trust.
 //! - `paths`: section C end to end, path normalisation against access rules.
+//! - `injection`: section D end to end, hostile annotations through the proxy.
 
 #[path = "hardening/canary.rs"]
 mod canary;
 #[path = "hardening/framing.rs"]
 mod framing;
+#[path = "hardening/injection.rs"]
+mod injection;
 #[path = "hardening/limits.rs"]
 mod limits;
 #[path = "hardening/paths.rs"]
