@@ -268,6 +268,8 @@ async fn t05_invalid_chunk_framing() -> TestResult {
     let u = Canary::start("u1").await;
     let (_dir, p) = gateway(&[("app.test", "/", &u)], &[], |_| {}).await;
     let addr = p.http_addr().expect("http");
+    // Broken before any data: refused before any upstream contact (the first
+    // chunk is read first), not one byte forwarded.
     for (case, body) in [
         ("size Z", "Z\r\nhello\r\n0\r\n\r\n"),
         ("size 0x5", "0x5\r\nhello\r\n0\r\n\r\n"),
@@ -282,8 +284,6 @@ async fn t05_invalid_chunk_framing() -> TestResult {
             "bare CR before the extension",
             "5\r;a\r\nhello\r\n0\r\n\r\n",
         ),
-        ("size larger than the data", "3\r\nhello\r\n0\r\n\r\n"),
-        ("data not followed by CRLF", "5\r\nhelloXX\r\n0\r\n\r\n"),
         ("last chunk without CRLF", "0\r\nXX"),
     ] {
         let req = format!(
@@ -292,6 +292,22 @@ async fn t05_invalid_chunk_framing() -> TestResult {
         let a = send(addr, req.as_bytes(), false).await;
         a.assert_rejected(400, case);
         nothing_forwarded(&u, case);
+    }
+    // Broken after some data: still 400 + close, and never a complete request
+    // upstream (the upstream request is cut before its end). Whether the head
+    // and the first bytes went out first is a race with the upstream connect
+    // (docs/SECURITY.md, T05); a request line in the body never goes out as one.
+    for (case, body) in [
+        ("size larger than the data", "3\r\nhello\r\n0\r\n\r\n"),
+        ("data not followed by CRLF", "5\r\nhelloXX\r\n0\r\n\r\n"),
+    ] {
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n{body}\r\n{SMUGGLED}"
+        );
+        let a = send(addr, req.as_bytes(), false).await;
+        a.assert_rejected(400, case);
+        assert!(u.requests().is_empty(), "{case}: {}", u.text());
+        assert!(!u.saw_line("GET /smuggled"), "{case}: {}", u.text());
     }
     // A trailer section whose field value reads like a request line is a
     // trailer field, not a request: the upstream never gets a second request.
@@ -523,7 +539,7 @@ async fn t12_malformed_responses_from_the_upstream() -> TestResult {
                 assert_eq!(a.status(), 200, "{m:?}: {text}");
                 assert_eq!(a.responses()[0].text(), "hello", "{m:?}");
             }
-            // A chunked body that breaks after the head went out: the client
+            // A chunked body that breaks after a good head: the client
             // connection is cut, never ended as if complete.
             Misbehave::BadChunk => {
                 let complete = a
@@ -531,7 +547,10 @@ async fn t12_malformed_responses_from_the_upstream() -> TestResult {
                     .first()
                     .is_some_and(|r| r.status() == 200 && r.text() == "hello");
                 assert!(!complete, "{m:?}: {text}");
-                assert!(a.status() == 502 || a.closed, "{m:?}: {text}");
+                // hyper writes the head with the first body bytes: the client
+                // sees the connection closed without an answer.
+                assert!(a.closed, "{m:?}: {text}");
+                assert!(a.responses().is_empty(), "{m:?}: {text}");
             }
             _ => assert_eq!(a.status(), 502, "{m:?}: {text}"),
         }
