@@ -68,7 +68,10 @@ pub fn check_request(
     if version > Version::HTTP_11 {
         return Ok(());
     }
-    let target = uri.to_string().len();
+    // The request target as sent (origin or absolute form), without allocating.
+    let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target > MAX_REQUEST_TARGET {
         return Err(refuse(StatusCode::URI_TOO_LONG, "request-target-too-long"));
     }
