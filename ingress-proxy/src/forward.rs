@@ -362,18 +362,24 @@ impl Inner {
         // chunk) is answered 400 + close, not blamed on the upstream; a chunked
         // body's first chunk is read before any upstream contact, so one broken
         // from its first size line reaches no upstream at all.
-        let (mut watched, client_failed) = crate::framing::Watched::new(body);
-        if chunked {
-            let refused = match tokio::time::timeout(read_timeout, watched.read_ahead()).await {
-                Ok(Ok(())) => None,
-                Ok(Err(_)) => Some((StatusCode::BAD_REQUEST, "bad-request-body")),
-                Err(_) => Some((StatusCode::REQUEST_TIMEOUT, "request-body-timeout")),
-            };
-            if let Some((status, why)) = refused {
-                return self.refuse(status, why);
+        // Requests without a body (most) are not wrapped.
+        let (body, client_failed) = if body.is_end_stream() {
+            (body, None)
+        } else {
+            let (mut watched, failed) = crate::framing::Watched::new(body);
+            if chunked {
+                let read = tokio::time::timeout(read_timeout, watched.read_ahead()).await;
+                let refused = match read {
+                    Ok(Ok(())) => None,
+                    Ok(Err(_)) => Some((StatusCode::BAD_REQUEST, "bad-request-body")),
+                    Err(_) => Some((StatusCode::REQUEST_TIMEOUT, "request-body-timeout")),
+                };
+                if let Some((status, why)) = refused {
+                    return self.refuse(status, why);
+                }
             }
-        }
-        let body = watched.boxed_unsync();
+            (watched.boxed_unsync(), Some(failed))
+        };
         // Only a request without a body is replayed (bodies are streamed, never
         // buffered), so it keeps what a new try needs.
         let replay = body
@@ -506,7 +512,11 @@ impl Inner {
                 Ok(Err(_)) if tripped.load(Ordering::Relaxed) => {
                     return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
                 }
-                Ok(Err(_)) if client_failed.load(Ordering::Relaxed) => {
+                Ok(Err(_))
+                    if client_failed
+                        .as_ref()
+                        .is_some_and(|f| f.load(Ordering::Relaxed)) =>
+                {
                     return self.refuse(StatusCode::BAD_REQUEST, "bad-request-body");
                 }
                 Ok(Err(e)) if e.is_connect() => {

@@ -253,9 +253,9 @@ fn is_tchar(c: u8) -> bool {
 }
 
 /// A client's request body, watched: when it ends in an error (a broken chunk,
-/// the client gone), [`Watched::failed`] says so, so the proxy answers 400 rather
-/// than blaming the upstream. The first frame can be read ahead and replayed
-/// ([`Watched::read_ahead`]).
+/// the client gone), the flag [`Watched::new`] returns is set, so the proxy
+/// answers 400 rather than blaming the upstream. The first frame can be read
+/// ahead and replayed ([`Watched::read_ahead`]).
 pub(crate) struct Watched {
     first: Option<Frame<Bytes>>,
     inner: ProxyBody,
