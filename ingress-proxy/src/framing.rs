@@ -466,6 +466,43 @@ mod tests {
         }
     }
 
+    /// A body that fails on its first poll, as a broken chunk does.
+    struct Broken;
+
+    impl Body for Broken {
+        type Data = Bytes;
+        type Error = BoxError;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(Some(Err("invalid chunk size".into())))
+        }
+    }
+
+    #[tokio::test]
+    async fn watched_bodies_replay_the_first_frame_and_report_errors() {
+        use http_body_util::{BodyExt, Full};
+        let body = Full::new(Bytes::from_static(b"hello"))
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let (mut w, failed) = Watched::new(body);
+        assert!(w.read_ahead().await.is_ok());
+        assert!(!w.is_end_stream());
+        assert_eq!(w.size_hint().lower(), 5);
+        let all = w.collect().await.map(|c| c.to_bytes());
+        assert_eq!(all.ok().as_deref(), Some(&b"hello"[..]));
+        assert!(!failed.load(Ordering::Relaxed));
+
+        let (mut w, failed) = Watched::new(Broken.boxed_unsync());
+        assert!(w.read_ahead().await.is_err());
+        assert!(failed.load(Ordering::Relaxed));
+        let (w, failed) = Watched::new(Broken.boxed_unsync());
+        assert!(w.collect().await.is_err());
+        assert!(failed.load(Ordering::Relaxed), "seen while streaming too");
+    }
+
     #[test]
     fn responses() {
         let mut h = head(&[("content-length", "3"), ("transfer-encoding", "chunked")]);
