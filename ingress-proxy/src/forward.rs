@@ -261,10 +261,10 @@ impl Inner {
             .conn
             .is_some_and(|c| self.options_for(f.live).trusted.contains(c.peer.ip()));
         parts.extensions = http::Extensions::new();
-        // An HTTP/1 chunked body (framing checked in `service`).
-        let chunked = parts.version <= Version::HTTP_11
-            && parts.headers.contains_key(header::TRANSFER_ENCODING)
-            && !upgrade;
+        // Refusals close HTTP/1 connections; an HTTP/1 chunked body (framing
+        // checked in `service`) has its first chunk read ahead.
+        let http1 = parts.version <= Version::HTTP_11;
+        let chunked = http1 && parts.headers.contains_key(header::TRANSFER_ENCODING) && !upgrade;
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
         remove_underscored(headers);
@@ -375,7 +375,7 @@ impl Inner {
                     Err(_) => Some((StatusCode::REQUEST_TIMEOUT, "request-body-timeout")),
                 };
                 if let Some((status, why)) = refused {
-                    return self.refuse(status, why);
+                    return self.refuse(status, why, http1);
                 }
             }
             (watched.boxed_unsync(), Some(failed))
@@ -517,7 +517,7 @@ impl Inner {
                         .as_ref()
                         .is_some_and(|f| f.load(Ordering::Relaxed)) =>
                 {
-                    return self.refuse(StatusCode::BAD_REQUEST, "bad-request-body");
+                    return self.refuse(StatusCode::BAD_REQUEST, "bad-request-body", http1);
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     self.metrics.upstream_connect_error(&upstream);

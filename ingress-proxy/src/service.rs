@@ -534,12 +534,19 @@ impl Inner {
         Response::from_parts(parts, ResponseBody::new(body, access).boxed_unsync())
     }
 
-    /// [`Inner::error`] for a request the client got wrong: the HTTP/1
-    /// connection is closed after the answer.
-    pub(crate) fn refuse(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {
+    /// [`Inner::error`] for a request the client got wrong: an HTTP/1
+    /// connection (`http1`) is closed after the answer.
+    pub(crate) fn refuse(
+        &self,
+        status: StatusCode,
+        why: &'static str,
+        http1: bool,
+    ) -> Response<ProxyBody> {
         let mut resp = self.error(status, why);
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if http1 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 
