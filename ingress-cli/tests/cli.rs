@@ -339,4 +339,34 @@ spec:
     assert_eq!(key["prefixes"], "project");
     assert_eq!(key["status"], "supported");
     assert_eq!(key["scope"], "route");
+
+/// Checklist T27: the IngressNightmare and snippet payloads are refused by
+/// `validate` (exit 1), each naming its key; nothing is executed or written.
+#[test]
+fn validate_refuses_ingress_nightmare_payloads() {
+    let payloads = [
+        ("auth-url", "http://example.com/#;\\ninjection_point"),
+        ("mirror-target", "http://example.com/#;\\ninjection_point"),
+        ("mirror-host", "http://example.com/#;\\ninjection_point"),
+        ("permanent-redirect", "https://x\\r\\nSet-Cookie: a=b"),
+        ("configuration-snippet", "more_set_headers \\\"X: y\\\";"),
+        ("server-snippet", "location /x { return 200; }"),
+        ("auth-snippet", "proxy_set_header X y;"),
+    ];
+    for (key, value) in payloads {
+        let yaml = format!(
+            "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/{key}: \"{value}\"\nspec:\n  ingressClassName: gateway\n  rules:\n  - http:\n      paths:\n      - {{path: /, pathType: Prefix, backend: {{service: {{name: nowhere, port: {{number: 80}}}}}}}}\n"
+        );
+        let (code, out, err) = run(
+            &["validate", "--ingress-class", "gateway", "-"],
+            Some(&yaml),
+        );
+        assert_eq!(code, 1, "{key}: {out}{err}");
+        assert!(
+            out.contains(&format!("nginx.ingress.kubernetes.io/{key}")),
+            "{key}: {out}"
+        );
+        // Values are shown escaped, never as raw lines.
+        assert!(!out.contains("#;\ninjection"), "{key}: {out}");
+    }
 }

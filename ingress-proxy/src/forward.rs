@@ -289,6 +289,10 @@ impl Inner {
             .conn
             .is_some_and(|c| self.options_for(f.live).trusted.contains(c.peer.ip()));
         parts.extensions = http::Extensions::new();
+        // Refusals close HTTP/1 connections; an HTTP/1 chunked body (framing
+        // checked in `service`) has its first chunk read ahead.
+        let http1 = parts.version <= Version::HTTP_11;
+        let chunked = http1 && parts.headers.contains_key(header::TRANSFER_ENCODING) && !upgrade;
         let headers = &mut parts.headers;
         remove_hop_by_hop(headers);
         remove_underscored(headers);
@@ -392,6 +396,28 @@ impl Inner {
         let deadline = timeouts.total_or(None).map(|t| first + t);
         let retries = &policy.retries;
         let may_retry_method = idempotent(&parts.method);
+        // The client's body, watched, so that a body the client breaks (a bad
+        // chunk) is answered 400 + close, not blamed on the upstream; a chunked
+        // body's first chunk is read before any upstream contact, so one broken
+        // from its first size line reaches no upstream at all.
+        // Requests without a body (most) are not wrapped.
+        let (body, client_failed) = if body.is_end_stream() {
+            (body, None)
+        } else {
+            let (mut watched, failed) = crate::framing::Watched::new(body);
+            if chunked {
+                let read = tokio::time::timeout(read_timeout, watched.read_ahead()).await;
+                let refused = match read {
+                    Ok(Ok(())) => None,
+                    Ok(Err(_)) => Some((StatusCode::BAD_REQUEST, "bad-request-body")),
+                    Err(_) => Some((StatusCode::REQUEST_TIMEOUT, "request-body-timeout")),
+                };
+                if let Some((status, why)) = refused {
+                    return self.refuse(status, why, http1);
+                }
+            }
+            (watched.boxed_unsync(), Some(failed))
+        };
         // A request without a body is replayed; one with a body (streamed, never
         // buffered) only while the body is untouched (a failed connect), so a
         // new try needs the head again either way.
@@ -548,6 +574,13 @@ impl Inner {
                 Ok(Err(_)) if tripped.load(Ordering::Relaxed) => {
                     return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
                 }
+                Ok(Err(_))
+                    if client_failed
+                        .as_ref()
+                        .is_some_and(|f| f.load(Ordering::Relaxed)) =>
+                {
+                    return self.refuse(StatusCode::BAD_REQUEST, "bad-request-body", http1);
+                }
                 Ok(Err(e)) if e.is_connect() => {
                     self.metrics.upstream_connect_error(upstream);
                     tracing::debug!(upstream, tries, error = %e, "upstream connect failed");
@@ -695,6 +728,12 @@ impl Inner {
             return self.error(StatusCode::BAD_GATEWAY, "upgrade-refused");
         }
         let (mut parts, body) = resp.into_parts();
+        // Never re-frame an ambiguous response: 502, and the upstream connection
+        // goes with the unread body.
+        if let Err(why) = crate::framing::check_response(parts.version, &mut parts.headers) {
+            tracing::debug!(why, "upstream response refused");
+            return self.error(StatusCode::BAD_GATEWAY, why);
+        }
         remove_hop_by_hop(&mut parts.headers);
         if let Some(h) = f.headers {
             h.response.apply(&mut parts.headers);

@@ -48,6 +48,7 @@ mod balance;
 mod connect;
 mod errors;
 mod forward;
+pub mod framing;
 pub mod gateway;
 pub mod global;
 mod grpc;

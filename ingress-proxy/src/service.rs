@@ -333,6 +333,18 @@ impl Inner {
 
     async fn handle(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
         let start = Instant::now();
+        // Framing, size limits and the path, checked before anything else reads
+        // the head (crate::framing).
+        let (mut parts, body) = req.into_parts();
+        let refused = crate::framing::check_request(
+            parts.version,
+            &parts.method,
+            &parts.uri,
+            &mut parts.headers,
+        )
+        .and_then(|()| crate::framing::check_path(parts.uri.path()))
+        .err();
+        let req = Request::from_parts(parts, body);
         let live = self.live.load();
         let conn = req.extensions().get::<ConnInfo>().copied();
         let scheme = conn.map_or(Scheme::Http, |c| c.scheme);
@@ -366,15 +378,22 @@ impl Inner {
             held: (None, None),
             read_idle: None,
         };
-        let plan = match host {
-            Err(why) => Plan::Answer {
+        let plan = match (refused, host) {
+            (Some(r), _) => Plan::Answer {
+                status: r.status,
+                location: None,
+                why: r.why,
+                response_headers: Vec::new(),
+                label: None,
+            },
+            (None, Err(why)) => Plan::Answer {
                 status: StatusCode::BAD_REQUEST,
                 location: None,
                 why,
                 response_headers: Vec::new(),
                 label: None,
             },
-            Ok(_) if live.version() == 0 => Plan::Answer {
+            (None, Ok(_)) if live.version() == 0 => Plan::Answer {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 location: None,
                 why: "no-configuration",
@@ -382,14 +401,16 @@ impl Inner {
                 label: None,
             },
             // The gateway config's IP lists, before any route.
-            Ok(_) if client_ip.is_some_and(|ip| !options.ip_access.allows(ip)) => Plan::Answer {
-                status: StatusCode::FORBIDDEN,
-                location: None,
-                why: "ip-denied",
-                response_headers: Vec::new(),
-                label: None,
-            },
-            Ok(host) => {
+            (None, Ok(_)) if client_ip.is_some_and(|ip| !options.ip_access.allows(ip)) => {
+                Plan::Answer {
+                    status: StatusCode::FORBIDDEN,
+                    location: None,
+                    why: "ip-denied",
+                    response_headers: Vec::new(),
+                    label: None,
+                }
+            }
+            (None, Ok(host)) => {
                 let path_and_query = req.uri().path_and_query().map_or("/", |p| p.as_str());
                 let mut view = RequestView::get(scheme, host, path_and_query);
                 view.method = req.method();
@@ -445,7 +466,7 @@ impl Inner {
                 }
                 append_headers(h, response_headers);
                 // A malformed HTTP/1 request ends its connection (400 + close).
-                if status == StatusCode::BAD_REQUEST && http1 {
+                if (status == StatusCode::BAD_REQUEST || refused.is_some()) && http1 {
                     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 resp
@@ -511,6 +532,22 @@ impl Inner {
         access.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
         Response::from_parts(parts, ResponseBody::new(body, access).boxed_unsync())
+    }
+
+    /// [`Inner::error`] for a request the client got wrong: an HTTP/1
+    /// connection (`http1`) is closed after the answer.
+    pub(crate) fn refuse(
+        &self,
+        status: StatusCode,
+        why: &'static str,
+        http1: bool,
+    ) -> Response<ProxyBody> {
+        let mut resp = self.error(status, why);
+        if http1 {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
     }
 
     pub(crate) fn error(&self, status: StatusCode, why: &'static str) -> Response<ProxyBody> {

@@ -456,3 +456,49 @@ stringData: {{auth: 'admin:{{SHA}}0DPiKuNIrrVmD8IUCuw1hQxNqZc='}}
         );
     }
 }
+
+/// Checklist T25: regex paths run in linear time (the `regex` crate does not
+/// backtrack: a backtracking engine would not finish these matches against 64 KiB
+/// of `a`), and a pattern over the size limit is a typed error that leaves that
+/// path out, the others serving.
+#[test]
+fn catastrophic_regex_paths_are_linear_and_oversized_ones_refused() {
+    let regex = |name: &str, t: &str, host: &str, p: &str| {
+        simple(
+            "default",
+            name,
+            &format!("{t}{}", ann(&[("use-regex", "true")])),
+            host,
+            "ImplementationSpecific",
+            p,
+            "api",
+        )
+    };
+    let yaml = [
+        regex("nested", T2020, "a.com", "/(a+)+$"),
+        regex("alternation", T2020, "b.com", "/(a|aa)*b"),
+        regex("huge", T2021, "c.com", "/(\\w{1000}){1000}"),
+        simple("default", "plain", T2021, "c.com", "Prefix", "/ok", "api"),
+        svc("default", "api", "10.0.0.1"),
+    ]
+    .concat();
+    for options in [opts(), nginx()] {
+        let c = run(&yaml, &options);
+        let long = format!("/{}", "a".repeat(64 * 1024));
+        assert_eq!(outcome(&c, "a.com", &long), "api");
+        assert_eq!(outcome(&c, "a.com", &format!("{long}!")), "404 NoRoute");
+        assert_eq!(outcome(&c, "b.com", &format!("{long}b")), "api");
+        assert_eq!(outcome(&c, "b.com", &format!("{long}!")), "404 NoRoute");
+        let huge = ing_ref("default", "huge");
+        assert!(
+            !find(&c, Code::InvalidRegexPath, &huge).is_empty(),
+            "{:?}",
+            codes_of(&c, &huge)
+        );
+        assert_eq!(outcome(&c, "c.com", "/ok"), "api", "the others still serve");
+        assert_eq!(
+            outcome(&c, "c.com", &format!("/{}", "a".repeat(1000))),
+            "404 NoRoute"
+        );
+    }
+}
