@@ -292,12 +292,10 @@ mod tests {
 
     #[test]
     fn the_gateway_config_wins_where_it_speaks() {
-        let g = GatewayLimits {
-            max_headers: Some(50),
-            header_read_timeout: Some(Duration::from_secs(5)),
-            h2_max_concurrent_streams: Some(10),
-            ..GatewayLimits::default()
-        };
+        let mut g = GatewayLimits::default();
+        g.max_headers = Some(50);
+        g.header_read_timeout = Some(Duration::from_secs(5));
+        g.h2_max_concurrent_streams = Some(10);
         let l = Limits::default().with_gateway(&g);
         assert_eq!(l.max_headers, 50);
         assert_eq!(l.header_read_timeout, Duration::from_secs(5));

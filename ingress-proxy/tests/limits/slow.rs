@@ -24,7 +24,6 @@ async fn t50_slowloris_connections_are_closed_at_the_header_timeout() -> TestRes
     let started = Instant::now();
     let mut slow = Vec::new();
     for i in 0..200 {
-        let addr = addr;
         slow.push(tokio::spawn(async move {
             let Ok(mut tcp) = TcpStream::connect(addr).await else {
                 return None;
