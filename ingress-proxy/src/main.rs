@@ -597,3 +597,52 @@ fn main() -> anyhow::Result<()> {
         .context("starting the runtime")?;
     runtime.block_on(run(args))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec![
+            "ingress-proxy",
+            "--manifests",
+            "m",
+            "--listen-http",
+            "127.0.0.1:1",
+            "--listen-https",
+            "127.0.0.1:2",
+            "--listen-admin",
+            "127.0.0.1:3",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn the_limit_flags_default_to_the_library_defaults() {
+        let a = args(&[]).expect("parses");
+        assert_eq!(limits(&a).expect("valid"), Limits::default());
+    }
+
+    #[test]
+    fn limit_flags_parse_sizes_and_refuse_out_of_range_values() {
+        let a = args(&[
+            "--max-request-head",
+            "16k",
+            "--h2-connection-window",
+            "2m",
+            "--header-read-timeout",
+            "2s",
+        ])
+        .expect("parses");
+        let l = limits(&a).expect("valid");
+        assert_eq!(l.max_request_head, 16 * 1024);
+        assert_eq!(l.h2_connection_window, 2 * 1024 * 1024);
+        assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+        assert!(args(&["--max-request-head", "4k"]).is_err());
+        assert!(args(&["--max-headers", "0"]).is_err());
+        assert!(args(&["--h2-stream-window", "4294967296"]).is_err());
+        assert!(args(&["--body-idle-timeout", "0s"]).is_err());
+        assert!(args(&["--max-request-head", "lots"]).is_err());
+    }
+}
