@@ -125,6 +125,8 @@ async fn t33_malformed_h2_requests_never_reach_the_upstream() -> TestResult {
             "a body longer than its content-length was forwarded: {s:?}"
         );
     }
+    // Closed by the client, so shutdown need not wait out its grace period.
+    drop(c);
     proxy.shutdown().await;
     Ok(())
 }
@@ -156,6 +158,8 @@ async fn t33_host_differing_from_authority_routes_and_forwards_one_host() -> Tes
         Outcome::Status(Some(400)) | Outcome::Reset(PROTOCOL_ERROR) => {}
         other => panic!("host != :authority: {other:?}"),
     }
+    // Closed by the client, so shutdown need not wait out its grace period.
+    drop(c);
     proxy.shutdown().await;
     Ok(())
 }
@@ -250,6 +254,8 @@ async fn t34c_settings_and_ping_flood_are_bounded() -> TestResult {
     );
     let grown = rss_kib().saturating_sub(before);
     assert!(grown < 32 * 1024, "RSS grew by {grown} KiB");
+    // Closed by the client, so shutdown need not wait out its grace period.
+    drop(c);
     proxy.shutdown().await;
     Ok(())
 }
@@ -338,6 +344,8 @@ async fn t34e_streams_past_the_limit_are_refused() -> TestResult {
     // The five open streams are still served: finish stream 1's body.
     c.send(&frame(DATA, END_STREAM, 1, b"done")).await;
     assert_eq!(c.outcome(1).await, Outcome::Status(Some(200)));
+    // Closed by the client, so shutdown need not wait out its grace period.
+    drop(c);
     proxy.shutdown().await;
     Ok(())
 }
