@@ -58,6 +58,10 @@ pub struct ProxyConfig {
     /// config field reaches it.
     #[doc(hidden)]
     pub panic_on_path: Option<String>,
+    /// Test hook: loading the manifests panics while a file of this name is in the
+    /// folder ([`FileSource::with_panic_marker`]). Set only by code.
+    #[doc(hidden)]
+    pub panic_on_manifest: Option<String>,
 }
 
 impl ProxyConfig {
@@ -73,6 +77,7 @@ impl ProxyConfig {
             shutdown_grace: Duration::from_secs(10),
             limits: Limits::default(),
             panic_on_path: None,
+            panic_on_manifest: None,
         }
     }
 }
@@ -124,12 +129,15 @@ impl Proxy {
     pub async fn start(config: ProxyConfig, listeners: Listeners) -> Result<Proxy, ProxyError> {
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveTable::new(Live::empty(config.compile.profile)));
-        let source = FileSource::new(
+        let mut source = FileSource::new(
             config.manifests.clone(),
             config.compile.clone(),
             live.clone(),
             metrics.clone(),
         );
+        if let Some(marker) = &config.panic_on_manifest {
+            source = source.with_panic_marker(marker.clone());
+        }
         let pem = config
             .default_certificate
             .as_ref()

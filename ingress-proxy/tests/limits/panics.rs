@@ -1,6 +1,7 @@
 //! T54: panic containment. A request whose handler panics (the test-only
 //! `panic_on_path` hook) gets 500; the connection it came on and the proxy keep
-//! serving.
+//! serving. A panic while loading the configuration (the `panic_on_manifest` hook)
+//! is reported and leaves the last good table serving.
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -53,6 +54,42 @@ async fn t54_a_panicking_handler_answers_500_and_the_proxy_serves_on() -> TestRe
     assert_eq!(h1_status(addr, "/fine").await, Some(200));
     assert!(up.seen().iter().all(|s| s.path != "/__panic"));
     let _ = support::DEADLINE;
+    proxy.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn t54_a_panic_in_config_apply_keeps_the_last_good_table() -> TestResult {
+    let up = canary().await;
+    let (proxy, dir) = proxy_to(up.addr, |c| {
+        c.panic_on_manifest = Some("PANIC".into());
+    })
+    .await;
+    let addr = proxy.http_addr().ok_or("no http")?;
+    let version = proxy.live().load().version();
+    assert!(version > 0);
+    // The marker makes loading panic; the next manifest would also move the route.
+    support::write(dir.path(), "PANIC", "");
+    support::write(
+        dir.path(),
+        "app.yaml",
+        &support::docs(&[
+            support::CLASS.to_owned(),
+            support::ingress("app", &[("moved.test", "/", "canary")], &[]),
+            support::service("canary", &[up.addr]),
+        ]),
+    );
+    let reloaded = proxy.reload().await;
+    assert!(
+        matches!(reloaded, Err(ingress_proxy::source::LoadError::Task(_))),
+        "{reloaded:?}"
+    );
+    assert_eq!(proxy.live().load().version(), version);
+    assert_eq!(h1_status(addr, "/still").await, Some(200));
+    // Without the marker the same manifests load.
+    std::fs::remove_file(dir.path().join("PANIC"))?;
+    assert_eq!(proxy.reload().await?, version + 1);
+    assert_eq!(h1_status(addr, "/gone").await, Some(404));
     proxy.shutdown().await;
     Ok(())
 }
