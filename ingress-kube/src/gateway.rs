@@ -18,6 +18,10 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+#[path = "gateway_limits.rs"]
+mod limits;
+pub use limits::{GatewayLimits, LimitsSpec, limit_ranges};
+
 /// The API group of the gateway config.
 pub const GROUP: &str = "gateway.ingress-rs.io";
 /// The kind of the gateway config.
@@ -68,6 +72,9 @@ pub struct IngressGatewayConfigSpec {
     /// A custom annotation prefix (e.g. `example.com/`), read before the standard ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotation_prefix: Option<String>,
+    /// Bounds on client connections (sizes, counts, timeouts, HTTP/2 settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<LimitsSpec>,
 }
 
 /// One listener.
@@ -293,6 +300,8 @@ pub struct GatewayConfig {
     pub access_log: AccessLog,
     /// The custom annotation prefix, ending in `/`.
     pub annotation_prefix: Option<String>,
+    /// Client connection limits (`None` fields keep the data plane's flags).
+    pub limits: GatewayLimits,
 }
 
 /// One invalid field of a gateway config.
@@ -483,6 +492,9 @@ pub fn validate(spec: &IngressGatewayConfigSpec) -> Result<GatewayConfig, Vec<Co
                 format!("{p:?} is not a DNS subdomain prefix such as \"example.com/\""),
             );
         }
+    }
+    if let Some(l) = &spec.limits {
+        cfg.limits = limits::validate_limits(l, &mut err);
     }
     if errs.is_empty() { Ok(cfg) } else { Err(errs) }
 }

@@ -581,6 +581,13 @@ impl Inner {
                 {
                     return self.refuse(StatusCode::BAD_REQUEST, "bad-request-body", http1);
                 }
+                Ok(Err(e)) if crate::conn::is_body_idle_timeout(&e) => {
+                    // The client stopped sending its body (nginx's client_body_timeout).
+                    let mut resp = self.error(StatusCode::REQUEST_TIMEOUT, "client-body-timeout");
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return resp;
+                }
                 Ok(Err(e)) if e.is_connect() => {
                     self.metrics.upstream_connect_error(upstream);
                     tracing::debug!(upstream, tries, error = %e, "upstream connect failed");

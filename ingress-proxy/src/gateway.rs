@@ -10,8 +10,10 @@
 //!
 //! What changes at runtime: trusted proxies, the global IP allow/deny lists, the
 //! Redis store of global limits (a new connection when its address or settings
-//! change), outlier detection (`circuitBreaker`), the upstream timeouts, and
-//! whether requests are logged. What does not: listeners (bound at start; a
+//! change), outlier detection (`circuitBreaker`), the upstream timeouts, whether
+//! requests are logged, and the client connection limits (`limits`, laid over the
+//! flags' [`Limits`](crate::Limits) for each connection accepted after the table is
+//! live; open connections keep theirs). What does not: listeners (bound at start; a
 //! config naming them is logged), the access log format (`--log-format` at start)
 //! and the timeouts of external auth and mirror copies (the flags').
 

@@ -24,10 +24,11 @@ use ingress_core::lb::circuit::CircuitLimits;
 use ingress_core::lb::outlier::OutlierConfig;
 use ingress_core::limits::FailMode;
 use ingress_core::{CompileOptions, DEFAULT_CONTROLLER_NAME, Profile};
+use ingress_kube::gateway::limit_ranges as r;
 use ingress_proxy::global::GlobalConfig;
 use ingress_proxy::headers::TrustedProxies;
 use ingress_proxy::redis::RedisAddr;
-use ingress_proxy::{Listeners, Proxy, ProxyConfig, ServiceOptions};
+use ingress_proxy::{Limits, Listeners, Proxy, ProxyConfig, ServiceOptions};
 use ipnet::IpNet;
 use tokio::net::TcpListener;
 
@@ -204,6 +205,54 @@ struct Args {
     /// Retries in flight per Service port before more are not made (0: no limit).
     #[arg(long, env = "INGRESS_PROXY_CIRCUIT_MAX_RETRIES", default_value_t = 3)]
     circuit_max_retries: u32,
+    /// Client connections open at once per listener; one more is accepted and
+    /// closed at once (0: no limit).
+    #[arg(long, env = "INGRESS_PROXY_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(range(r::MAX_CONNECTIONS)))]
+    max_connections: u64,
+    /// HTTP/1.1: request line and headers together, in bytes (`64k`; 431 beyond).
+    #[arg(long, env = "INGRESS_PROXY_MAX_REQUEST_HEAD", default_value = "64k", value_parser = parse_size(r::REQUEST_HEAD))]
+    max_request_head: u64,
+    /// HTTP/1.1: headers per request (431 beyond).
+    #[arg(long, env = "INGRESS_PROXY_MAX_HEADERS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(range(r::HEADERS)))]
+    max_headers: u64,
+    /// HTTP/1.1: time for a request head to arrive, also the longest idle time
+    /// between two requests; the connection is closed.
+    #[arg(long, env = "INGRESS_PROXY_HEADER_READ_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body (408, connection closed).
+    #[arg(long, env = "INGRESS_PROXY_BODY_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    body_idle_timeout: Duration,
+    /// How long a write to a client that does not read may stay blocked before the
+    /// connection is closed.
+    #[arg(long, env = "INGRESS_PROXY_SEND_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    send_timeout: Duration,
+    /// A client connection with no request in flight for this long is closed
+    /// (HTTP/2: GOAWAY).
+    #[arg(long, env = "INGRESS_PROXY_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = parse_positive_duration)]
+    keep_alive_timeout: Duration,
+    /// Time allowed for a TLS handshake.
+    #[arg(long, env = "INGRESS_PROXY_TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    tls_handshake_timeout: Duration,
+    /// HTTP/2: concurrent streams per connection.
+    #[arg(long, env = "INGRESS_PROXY_H2_MAX_CONCURRENT_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(range(r::H2_STREAMS)))]
+    h2_max_concurrent_streams: u64,
+    /// HTTP/2: initial stream flow-control window, in bytes.
+    #[arg(long, env = "INGRESS_PROXY_H2_STREAM_WINDOW", default_value = "64k", value_parser = parse_size(r::H2_STREAM_WINDOW))]
+    h2_stream_window: u64,
+    /// HTTP/2: connection flow-control window, in bytes.
+    #[arg(long, env = "INGRESS_PROXY_H2_CONNECTION_WINDOW", default_value = "1m", value_parser = parse_size(r::H2_CONNECTION_WINDOW))]
+    h2_connection_window: u64,
+    /// HTTP/2: decoded header list of one request, in bytes (431 beyond).
+    #[arg(long, env = "INGRESS_PROXY_H2_MAX_HEADER_LIST", default_value = "64k", value_parser = parse_size(r::H2_HEADER_LIST))]
+    h2_max_header_list: u64,
+    /// HTTP/2: streams a client may reset before the proxy accepted them (rapid
+    /// reset); one more ends the connection with GOAWAY.
+    #[arg(long, env = "INGRESS_PROXY_H2_MAX_PENDING_ACCEPT_RESETS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(range(r::H2_RESETS)))]
+    h2_max_pending_accept_resets: u64,
+    /// HTTP/2: streams the proxy may reset for client protocol errors
+    /// ("MadeYouReset"); one more ends the connection with GOAWAY.
+    #[arg(long, env = "INGRESS_PROXY_H2_MAX_LOCAL_ERROR_RESETS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(range(r::H2_RESETS)))]
+    h2_max_local_error_resets: u64,
     /// Log format.
     #[arg(long, env = "INGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -240,6 +289,48 @@ fn parse_cidr(s: &str) -> Result<IpNet, String> {
     s.parse::<IpNet>()
         .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
         .map_err(|_| format!("{s:?} is not a CIDR (10.0.0.0/8) or an IP address"))
+}
+
+/// An inclusive range of the shared limit ranges, for clap.
+const fn range((lo, hi): (u64, u64)) -> std::ops::RangeInclusive<u64> {
+    lo..=hi
+}
+
+/// A byte count: `65536`, `64k`, `1m` (KiB, MiB), within `lo..=hi`.
+fn parse_size((lo, hi): (u64, u64)) -> impl Fn(&str) -> Result<u64, String> + Clone {
+    move |s: &str| {
+        let t = s.trim().to_ascii_lowercase();
+        let t = t
+            .strip_suffix("ib")
+            .or_else(|| t.strip_suffix('b'))
+            .unwrap_or(&t);
+        let (num, unit) = match t.strip_suffix('k') {
+            Some(n) => (n, 1024),
+            None => match t.strip_suffix('m') {
+                Some(n) => (n, 1024 * 1024),
+                None => (t, 1),
+            },
+        };
+        let n = num
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .ok_or_else(|| format!("{s:?} is not a size (65536, 64k, 1m)"))?;
+        if (lo..=hi).contains(&n) {
+            Ok(n)
+        } else {
+            Err(format!("{s:?} ({n} bytes) is not in {lo}..={hi}"))
+        }
+    }
+}
+
+/// A duration longer than zero.
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err(format!("{s:?}: must be longer than zero")),
+        d => Ok(d),
+    }
 }
 
 /// `500ms`, `5s`, `2m`, or a plain number of seconds.
@@ -433,6 +524,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.service = service;
     config.default_certificate = default_certificate;
     config.shutdown_grace = args.shutdown_grace;
+    config.limits = limits(&args)?;
     let listeners = Listeners {
         http: Some(bind(args.listen_http, "HTTP").await?),
         https: Some(bind(args.listen_https, "HTTPS").await?),
@@ -466,6 +558,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The connection limits the flags set (ranges were checked when parsing).
+fn limits(args: &Args) -> anyhow::Result<Limits> {
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    let small = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    let mut l = Limits::default();
+    l.max_connections = size(args.max_connections);
+    l.max_request_head = size(args.max_request_head);
+    l.max_headers = size(args.max_headers);
+    l.header_read_timeout = args.header_read_timeout;
+    l.body_idle_timeout = args.body_idle_timeout;
+    l.send_timeout = args.send_timeout;
+    l.keep_alive_timeout = args.keep_alive_timeout;
+    l.handshake_timeout = args.tls_handshake_timeout;
+    l.h2_max_concurrent_streams = small(args.h2_max_concurrent_streams);
+    l.h2_stream_window = small(args.h2_stream_window);
+    l.h2_connection_window = small(args.h2_connection_window);
+    l.h2_max_header_list = small(args.h2_max_header_list);
+    l.h2_max_pending_accept_resets = size(args.h2_max_pending_accept_resets);
+    l.h2_max_local_error_resets = size(args.h2_max_local_error_resets);
+    if let Err(errs) = l.validate() {
+        let lines: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        anyhow::bail!("invalid limits: {}", lines.join("; "));
+    }
+    Ok(l)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
@@ -478,4 +596,53 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("starting the runtime")?;
     runtime.block_on(run(args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec![
+            "ingress-proxy",
+            "--manifests",
+            "m",
+            "--listen-http",
+            "127.0.0.1:1",
+            "--listen-https",
+            "127.0.0.1:2",
+            "--listen-admin",
+            "127.0.0.1:3",
+        ];
+        argv.extend_from_slice(extra);
+        Args::try_parse_from(argv)
+    }
+
+    #[test]
+    fn the_limit_flags_default_to_the_library_defaults() {
+        let a = args(&[]).expect("parses");
+        assert_eq!(limits(&a).expect("valid"), Limits::default());
+    }
+
+    #[test]
+    fn limit_flags_parse_sizes_and_refuse_out_of_range_values() {
+        let a = args(&[
+            "--max-request-head",
+            "16k",
+            "--h2-connection-window",
+            "2m",
+            "--header-read-timeout",
+            "2s",
+        ])
+        .expect("parses");
+        let l = limits(&a).expect("valid");
+        assert_eq!(l.max_request_head, 16 * 1024);
+        assert_eq!(l.h2_connection_window, 2 * 1024 * 1024);
+        assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+        assert!(args(&["--max-request-head", "4k"]).is_err());
+        assert!(args(&["--max-headers", "0"]).is_err());
+        assert!(args(&["--h2-stream-window", "4294967296"]).is_err());
+        assert!(args(&["--body-idle-timeout", "0s"]).is_err());
+        assert!(args(&["--max-request-head", "lots"]).is_err());
+    }
 }

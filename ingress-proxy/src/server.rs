@@ -7,23 +7,26 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Request;
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use ingress_core::{CompileOptions, Scheme};
+use ingress_kube::gateway::GatewayLimits;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
+use crate::conn::{Activity, CatchPanic, ConnCount, ConnSlot, IdleBody, StallGuard, Tracked};
 use crate::live::{Live, LiveTable};
 use crate::metrics::Metrics;
 use crate::mtls::{ClientAuth, Handshaker};
-use crate::service::{ConnInfo, ProxyService, ServiceOptions};
+use crate::server_limits::Limits;
+use crate::service::{ConnInfo, ProxyBody, ProxyService, ServiceOptions};
 use crate::source::{FileSource, WatchError};
 use crate::tls::{SniResolver, TlsSetupError, default_certificate, server_config};
 
@@ -46,10 +49,19 @@ pub struct ProxyConfig {
     pub watch: bool,
     /// How long in-flight requests may take to finish on shutdown.
     pub shutdown_grace: Duration,
-    /// Time allowed for a client to send a request head (HTTP/1.1).
-    pub header_read_timeout: Duration,
-    /// Time allowed for a TLS handshake.
-    pub handshake_timeout: Duration,
+    /// Bounds on client connections (sizes, counts, timeouts, HTTP/2 settings).
+    /// In `--kube` mode the gateway config's `spec.limits` is laid over them for
+    /// each new connection.
+    pub limits: Limits,
+    /// Test hook: a request for exactly this path panics inside the request
+    /// handler (panic containment tests). Set only by code; no flag, header or
+    /// config field reaches it.
+    #[doc(hidden)]
+    pub panic_on_path: Option<String>,
+    /// Test hook: loading the manifests panics while a file of this name is in the
+    /// folder ([`FileSource::with_panic_marker`]). Set only by code.
+    #[doc(hidden)]
+    pub panic_on_manifest: Option<String>,
 }
 
 impl ProxyConfig {
@@ -63,8 +75,9 @@ impl ProxyConfig {
             debounce: Duration::from_millis(30),
             watch: true,
             shutdown_grace: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(30),
-            handshake_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+            panic_on_path: None,
+            panic_on_manifest: None,
         }
     }
 }
@@ -116,12 +129,15 @@ impl Proxy {
     pub async fn start(config: ProxyConfig, listeners: Listeners) -> Result<Proxy, ProxyError> {
         let metrics = Arc::new(Metrics::new());
         let live = Arc::new(LiveTable::new(Live::empty(config.compile.profile)));
-        let source = FileSource::new(
+        let mut source = FileSource::new(
             config.manifests.clone(),
             config.compile.clone(),
             live.clone(),
             metrics.clone(),
         );
+        if let Some(marker) = &config.panic_on_manifest {
+            source = source.with_panic_marker(marker.clone());
+        }
         let pem = config
             .default_certificate
             .as_ref()
@@ -141,33 +157,6 @@ impl Proxy {
         let _ = source.apply().await;
         let service = ProxyService::new(live.clone(), metrics.clone(), config.service.clone());
 
-        // Every limit is set here rather than left to hyper's defaults, which hyper
-        // documents as unstable (edge values as Envoy's edge guide recommends).
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(config.header_read_timeout)
-            .max_buf_size(64 * 1024)
-            // At most 100 headers: hyper's documented default, which it parses on
-            // the stack (setting it explicitly moves the parse to an initialised
-            // SmallVec per request). Pinned by the framing tests.
-            .keep_alive(true)
-            .half_close(false);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(100)
-            // RFC 8441: WebSocket over HTTP/2 (extended CONNECT).
-            .enable_connect_protocol()
-            .max_header_list_size(64 * 1024)
-            .initial_stream_window_size(64 * 1024)
-            .initial_connection_window_size(1024 * 1024)
-            .max_pending_accept_reset_streams(20)
-            .max_local_error_reset_streams(1024)
-            .max_send_buf_size(64 * 1024)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20));
         let (stop, _) = watch::channel(false);
         let mut addrs = [None; 3];
         let mut servers = Vec::new();
@@ -183,11 +172,13 @@ impl Proxy {
             let Some(listener) = listener else { continue };
             addrs[i] = Some(listener.local_addr()?);
             let server = Server {
-                builder: builder.clone(),
+                base: Base::new(config.limits),
+                live: live.clone(),
                 service: service.clone(),
                 kind,
                 grace: config.shutdown_grace,
-                handshake_timeout: config.handshake_timeout,
+                panic_on_path: config.panic_on_path.clone(),
+                conns: Arc::new(ConnCount::default()),
             };
             servers.push(tokio::spawn(server.run(listener, stop.subscribe())));
         }
@@ -261,78 +252,159 @@ enum Kind {
     Admin(Admin),
 }
 
-struct Server {
+/// The limits a listener was started with, and the hyper builder they make.
+struct Base {
+    limits: Limits,
     builder: auto::Builder<TokioExecutor>,
+}
+
+impl Base {
+    fn new(limits: Limits) -> Self {
+        Base {
+            builder: limits.builder(),
+            limits,
+        }
+    }
+}
+
+struct Server {
+    base: Base,
+    live: Arc<LiveTable>,
     service: ProxyService,
     kind: Kind,
     grace: Duration,
-    handshake_timeout: Duration,
+    panic_on_path: Option<String>,
+    conns: Arc<ConnCount>,
+}
+
+/// Drive a hyper connection to its end; on shutdown, or once no request has been
+/// in flight for the keep-alive timeout, close it gracefully (HTTP/1.1: after the
+/// response in flight; HTTP/2: GOAWAY, open streams finish).
+macro_rules! drive {
+    ($conn:expr, $stop:expr, $activity:expr, $idle:expr) => {{
+        let conn = $conn;
+        tokio::pin!(conn);
+        let mut stop = $stop;
+        let activity = $activity;
+        let idle = activity.idle_for($idle);
+        tokio::pin!(idle);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                r = conn.as_mut() => break r,
+                _ = stop.changed(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = idle.as_mut(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }};
 }
 
 impl Server {
+    /// The limits for a connection accepted now: the listener's, with the gateway
+    /// config's `spec.limits` laid over them when the live table carries one.
+    fn limits(&self) -> (Limits, auto::Builder<TokioExecutor>) {
+        let live = self.live.load();
+        let gateway = live
+            .runtime()
+            .map(|r| r.config().limits)
+            .filter(|g| *g != GatewayLimits::default());
+        match gateway {
+            Some(g) => {
+                let limits = self.base.limits.with_gateway(&g);
+                (limits, limits.builder())
+            }
+            None => (self.base.limits, self.base.builder.clone()),
+        }
+    }
+
     async fn run(self, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-        let graceful = GracefulShutdown::new();
         let this = Arc::new(self);
+        let mut backoff = Duration::ZERO;
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
                     let (tcp, peer) = match accepted {
-                        Ok(a) => a,
+                        Ok(a) => {
+                            backoff = Duration::ZERO;
+                            a
+                        }
                         Err(e) => {
-                            // Out of file descriptors and the like: back off briefly.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            // Out of file descriptors (EMFILE, ENFILE) and the like:
+                            // back off, doubling up to 1 s, so a full table never
+                            // spins; accepting resumes once descriptors free up.
+                            backoff = (backoff * 2)
+                                .clamp(Duration::from_millis(10), Duration::from_secs(1));
+                            tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                            tokio::select! {
+                                () = tokio::time::sleep(backoff) => {}
+                                _ = stop.changed() => break,
+                            }
                             continue;
                         }
                     };
+                    let (limits, builder) = this.limits();
+                    let Some(slot) = this.conns.try_open(limits.max_connections) else {
+                        // At the cap: closed at once, so the client learns it now
+                        // rather than waiting in the backlog.
+                        tracing::debug!(%peer, max = limits.max_connections, "connection limit reached; closed");
+                        drop(tcp);
+                        continue;
+                    };
                     let _ = tcp.set_nodelay(true);
                     let Ok(local) = tcp.local_addr() else { continue };
-                    let watcher = graceful.watcher();
                     let this = this.clone();
+                    let stop = stop.clone();
                     tokio::spawn(async move {
-                        this.connection(tcp, peer, local, watcher).await;
+                        let conn = Conn { peer, local, limits, builder, stop, _slot: slot };
+                        this.connection(tcp, conn).await;
                     });
                 }
                 _ = stop.changed() => break,
             }
         }
         drop(listener);
-        if tokio::time::timeout(this.grace, graceful.shutdown())
+        if tokio::time::timeout(this.grace, this.conns.all_closed())
             .await
             .is_err()
         {
-            tracing::warn!("shutdown grace period over; closing remaining connections");
+            tracing::warn!(
+                open = this.conns.open(),
+                "shutdown grace period over; closing remaining connections"
+            );
         }
     }
 
-    async fn connection(
-        &self,
-        tcp: tokio::net::TcpStream,
-        peer: SocketAddr,
-        local: SocketAddr,
-        watcher: hyper_util::server::graceful::Watcher,
-    ) {
+    async fn connection(&self, tcp: tokio::net::TcpStream, conn: Conn) {
         match &self.kind {
             Kind::Http => {
                 let info = ConnInfo {
-                    peer,
-                    local,
+                    peer: conn.peer,
+                    local: conn.local,
                     scheme: Scheme::Http,
                 };
-                self.serve(TokioIo::new(tcp), info, None, watcher).await;
+                let io = StallGuard::new(tcp, conn.limits.send_timeout);
+                self.serve(io, info, None, conn).await;
             }
             Kind::Https(handshaker) => {
                 let tls =
-                    tokio::time::timeout(self.handshake_timeout, handshaker.accept(tcp)).await;
+                    tokio::time::timeout(conn.limits.handshake_timeout, handshaker.accept(tcp))
+                        .await;
+                let peer = conn.peer;
                 match tls {
                     Ok(Ok((stream, client_auth))) => {
                         let info = ConnInfo {
                             peer,
-                            local,
+                            local: conn.local,
                             scheme: Scheme::Https,
                         };
-                        self.serve(TokioIo::new(stream), info, client_auth, watcher)
-                            .await;
+                        let io = StallGuard::new(stream, conn.limits.send_timeout);
+                        self.serve(io, info, client_auth, conn).await;
                     }
                     Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                     Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
@@ -344,36 +416,89 @@ impl Server {
                     let resp = admin.handle(&req);
                     async move { Ok::<_, Infallible>(resp) }
                 });
-                let conn = self.builder.serve_connection(TokioIo::new(tcp), svc);
-                let _ = watcher.watch(conn.into_owned()).await;
+                let io = StallGuard::new(tcp, conn.limits.send_timeout);
+                let served = conn.builder.serve_connection(TokioIo::new(io), svc);
+                let _ = drive!(
+                    served.into_owned(),
+                    conn.stop,
+                    Activity::new(),
+                    conn.limits.keep_alive_timeout
+                );
             }
         }
     }
 
     async fn serve<I>(
         &self,
-        io: TokioIo<I>,
+        io: I,
         info: ConnInfo,
         client_auth: Option<Arc<ClientAuth>>,
-        watcher: hyper_util::server::graceful::Watcher,
+        conn: Conn,
     ) where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let service = self.service.clone();
+        let activity = Activity::new();
+        let tracker = activity.clone();
+        let body_idle = conn.limits.body_idle_timeout;
+        let panic_on_path = self.panic_on_path.clone();
         let svc = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(info);
             if let Some(a) = &client_auth {
                 req.extensions_mut().insert(a.clone());
             }
             let service = service.clone();
+            let in_flight = tracker.begin();
+            let panic_here = panic_on_path
+                .as_deref()
+                .is_some_and(|p| req.uri().path() == p);
             async move {
-                let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-                Ok::<_, Infallible>(service.handle(req).await)
+                let req = req.map(|b| {
+                    IdleBody::new(b.map_err(Into::into).boxed_unsync(), body_idle).boxed_unsync()
+                });
+                let handled = CatchPanic(Box::pin(async move {
+                    assert!(!panic_here, "test hook: panic_on_path");
+                    service.handle(req).await
+                }))
+                .await;
+                let resp = handled.unwrap_or_else(|()| internal_error());
+                Ok::<_, Infallible>(resp.map(|inner| Tracked {
+                    inner,
+                    _in_flight: in_flight,
+                }))
             }
         });
-        let conn = self.builder.serve_connection_with_upgrades(io, svc);
-        if let Err(e) = watcher.watch(conn.into_owned()).await {
+        let served = conn
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc)
+            .into_owned();
+        let ended = drive!(served, conn.stop, activity, conn.limits.keep_alive_timeout);
+        if let Err(e) = ended {
             tracing::debug!(peer = %info.peer, error = %e, "connection ended with an error");
         }
     }
+}
+
+/// One accepted connection: where it came from and what it may take.
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+    limits: Limits,
+    builder: auto::Builder<TokioExecutor>,
+    stop: watch::Receiver<bool>,
+    _slot: ConnSlot,
+}
+
+/// The answer to a request whose handler panicked.
+fn internal_error() -> Response<ProxyBody> {
+    let body = Full::new(Bytes::from_static(b"500 Internal Server Error\n"))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut resp = Response::new(body);
+    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
 }

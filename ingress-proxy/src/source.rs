@@ -79,6 +79,8 @@ pub struct FileSource {
     options: CompileOptions,
     live: Arc<LiveTable>,
     metrics: Arc<Metrics>,
+    /// Test hook: loading panics while a file of this name is in the folder.
+    panic_marker: Option<String>,
 }
 
 impl FileSource {
@@ -94,7 +96,16 @@ impl FileSource {
             options,
             live,
             metrics,
+            panic_marker: None,
         }
+    }
+
+    /// Test hook (panic containment tests): loading panics, inside the blocking
+    /// task, while a file named `marker` is in the folder. Set only by code.
+    #[doc(hidden)]
+    pub fn with_panic_marker(mut self, marker: impl Into<String>) -> Self {
+        self.panic_marker = Some(marker.into());
+        self
     }
 
     /// Load, compile and publish once (blocking work runs off the async threads).
@@ -106,10 +117,18 @@ impl FileSource {
         }
         let started = Instant::now();
         let (path, options) = (self.path.clone(), self.options.clone());
-        let result = tokio::task::spawn_blocking(move || load(&path, &options))
-            .await
-            .map_err(|e| LoadError::Task(e.to_string()))
-            .and_then(|r| r);
+        let marker = self.panic_marker.clone();
+        // A panic while loading ends only this task: it comes back as
+        // `LoadError::Task` and the last good table keeps serving.
+        let result = tokio::task::spawn_blocking(move || {
+            if let Some(m) = marker {
+                assert!(!path.join(m).exists(), "test hook: panic_marker present");
+            }
+            load(&path, &options)
+        })
+        .await
+        .map_err(|e| LoadError::Task(e.to_string()))
+        .and_then(|r| r);
         match result {
             Ok((table, diagnostics)) => {
                 let version = self.live.load().version() + 1;

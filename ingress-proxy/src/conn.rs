@@ -1,0 +1,338 @@
+//! Per-connection guards the listeners put around hyper: a write-stall timeout on
+//! the client socket, an idle timeout on request bodies, in-flight request
+//! tracking for the keep-alive idle timeout, connection counting for the
+//! per-listener cap, and panic containment around the service.
+
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::service::{BoxError, ProxyBody};
+
+/// A client socket whose writes fail with `TimedOut` once one stays blocked (the
+/// client not reading) for longer than `limit`.
+pub(crate) struct StallGuard<I> {
+    io: I,
+    limit: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl<I> StallGuard<I> {
+    pub(crate) fn new(io: I, limit: Duration) -> Self {
+        StallGuard {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// After a write-side poll: start the stall clock on `Pending`, stop it on
+    /// progress, and turn a stall past the limit into an error.
+    fn check<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Pending => {
+                let limit = self.limit;
+                let sleep = self
+                    .stalled
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client did not read within the send timeout",
+                    )));
+                }
+                Poll::Pending
+            }
+            ready => {
+                self.stalled = None;
+                ready
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for StallGuard<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for StallGuard<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.check(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.check(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        self.check(cx, polled)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The error a request body ends with when the client sends nothing for
+/// the body idle timeout; the forwarding code answers 408 on it.
+#[derive(Debug, thiserror::Error)]
+#[error("client sent no request body data within the body idle timeout")]
+pub(crate) struct BodyIdleTimeout;
+
+/// Whether `e` (or what caused it) is a [`BodyIdleTimeout`].
+pub(crate) fn is_body_idle_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<BodyIdleTimeout>())
+}
+
+/// A request body that fails with [`BodyIdleTimeout`] when no frame arrives for
+/// `limit` while it is being read.
+pub(crate) struct IdleBody {
+    inner: ProxyBody,
+    limit: Duration,
+    idle: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleBody {
+    pub(crate) fn new(inner: ProxyBody, limit: Duration) -> Self {
+        IdleBody {
+            inner,
+            limit,
+            idle: None,
+        }
+    }
+}
+
+impl Body for IdleBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                let limit = this.limit;
+                let idle = this
+                    .idle
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if idle.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(Box::new(BodyIdleTimeout))));
+                }
+                Poll::Pending
+            }
+            ready => {
+                this.idle = None;
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Requests in flight on one connection, and since when none has been.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    /// Milliseconds since `start` when the last request ended.
+    idle_since: AtomicU64,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Count a request in flight until the returned guard drops (with its response body).
+    pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        InFlight(self.clone())
+    }
+
+    /// Resolves once no request has been in flight for `limit`.
+    pub(crate) async fn idle_for(&self, limit: Duration) {
+        let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            let wait = if self.in_flight.load(Ordering::Acquire) == 0 {
+                let idle = self
+                    .now_ms()
+                    .saturating_sub(self.idle_since.load(Ordering::Acquire));
+                if idle >= limit_ms {
+                    return;
+                }
+                Duration::from_millis(limit_ms - idle)
+            } else {
+                limit
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// One request in flight (see [`Activity::begin`]).
+#[derive(Debug)]
+pub(crate) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.idle_since.store(self.0.now_ms(), Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request counted in flight until it ends.
+pub(crate) struct Tracked {
+    pub(crate) inner: ProxyBody,
+    pub(crate) _in_flight: InFlight,
+}
+
+impl Body for Tracked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Connections open on one listener; a [`ConnSlot`] holds one.
+#[derive(Debug, Default)]
+pub(crate) struct ConnCount {
+    open: AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+impl ConnCount {
+    /// Take a slot if fewer than `max` are open (`0`: no limit).
+    pub(crate) fn try_open(self: &Arc<Self>, max: usize) -> Option<ConnSlot> {
+        let mut n = self.open.load(Ordering::Acquire);
+        loop {
+            if max != 0 && n >= max {
+                return None;
+            }
+            match self
+                .open
+                .compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return Some(ConnSlot(self.clone())),
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no connection is open.
+    pub(crate) async fn all_closed(&self) {
+        loop {
+            let closed = self.closed.notified();
+            if self.open() == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+}
+
+/// One open connection, counted until dropped.
+#[derive(Debug)]
+pub(crate) struct ConnSlot(Arc<ConnCount>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.closed.notify_waiters();
+        }
+    }
+}
+
+/// A future whose panic is caught and returned as `Err` (the panic message is
+/// logged), so one request's panic answers 500 instead of ending the connection.
+pub(crate) struct CatchPanic<F>(pub(crate) Pin<Box<F>>);
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let fut = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(panic = msg, "request handler panicked; answered 500");
+                Poll::Ready(Err(()))
+            }
+        }
+    }
+}
