@@ -339,6 +339,7 @@ spec:
     assert_eq!(key["prefixes"], "project");
     assert_eq!(key["status"], "supported");
     assert_eq!(key["scope"], "route");
+}
 
 /// Checklist T27: the IngressNightmare and snippet payloads are refused by
 /// `validate` (exit 1), each naming its key; nothing is executed or written.
