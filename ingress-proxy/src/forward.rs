@@ -574,19 +574,20 @@ impl Inner {
                 Ok(Err(_)) if tripped.load(Ordering::Relaxed) => {
                     return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
                 }
-                Ok(Err(_))
-                    if client_failed
-                        .as_ref()
-                        .is_some_and(|f| f.load(Ordering::Relaxed)) =>
-                {
-                    return self.refuse(StatusCode::BAD_REQUEST, "bad-request-body", http1);
-                }
+                // Before the client-body check: a stalled body also marks it failed.
                 Ok(Err(e)) if crate::conn::is_body_idle_timeout(&e) => {
                     // The client stopped sending its body (nginx's client_body_timeout).
                     let mut resp = self.error(StatusCode::REQUEST_TIMEOUT, "client-body-timeout");
                     resp.headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
                     return resp;
+                }
+                Ok(Err(_))
+                    if client_failed
+                        .as_ref()
+                        .is_some_and(|f| f.load(Ordering::Relaxed)) =>
+                {
+                    return self.refuse(StatusCode::BAD_REQUEST, "bad-request-body", http1);
                 }
                 Ok(Err(e)) if e.is_connect() => {
                     self.metrics.upstream_connect_error(upstream);
