@@ -26,7 +26,8 @@
 # Rounds are interleaved (ingress-proxy, nginx, ingress-proxy, nginx, ...) after one short
 # warm-up each. CPU µs per request = utime+stime of the proxy's processes (/proc/PID/stat;
 # for nginx master + worker) over the round / requests completed; RSS = VmRSS after the round
-# (nginx: the worker's). Prints one table of medians with the ratios to nginx.
+# (nginx: the worker's). Prints one table of medians with the ratios to nginx; user and
+# kernel CPU µs per request apart go to cpu-split.tsv.
 # Logs and raw tool output: target/bench-logs/proxy-vs-nginx-STAMP/.
 set -euo pipefail
 
@@ -329,6 +330,16 @@ cpu_ticks() { # sum of utime+stime over the given pids
     done
     echo "$sum"
 }
+cpu_split() { # "utime stime" in ticks, summed over the given pids
+    local u=0 k=0 p stat rest
+    for p in "$@"; do
+        stat="$(cat "/proc/$p/stat")" || die "process $p is gone"
+        rest="${stat##*) }"
+        read -ra f <<<"$rest"
+        u=$((u + f[11])) k=$((k + f[12]))
+    done
+    echo "$u $k"
+}
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # run_load TOOL URL CONNS SECONDS RAWFILE
@@ -360,11 +371,14 @@ scenario() {
             if [[ $t == nginx ]]; then pidlist=("$ng_master" "$ng_worker") rss=$ng_worker; else pidlist=("$px_pid") rss=$px_pid; fi
             local raw="$out/${name// /_}-$t-$round.txt"
             before="$(cpu_ticks "${pidlist[@]}")"
+            local split_before split_after
+            split_before="$(cpu_split "${pidlist[@]}")"
             local t0 t1
             t0="$(date +%s.%N)"
             run_load "$tool" "$url" "$conns" "$DURATION" "$raw" || { log "$t round $round: $tool failed: $(tail -n 3 "$raw")"; continue; }
             t1="$(date +%s.%N)"
             after="$(cpu_ticks "${pidlist[@]}")"
+            split_after="$(cpu_split "${pidlist[@]}")"
             local parsed
             parsed="$(python3 "$PY" "$tool" "$raw")" || { log "$t round $round: cannot parse $raw"; continue; }
             local reqs
@@ -373,6 +387,12 @@ scenario() {
             cpu_us="$(awk -v a="$before" -v b="$after" -v n="$reqs" -v hz="$tck" 'BEGIN { printf "%.3f", (b - a) * 1e6 / hz / n }')"
             cpu_pct="$(awk -v a="$before" -v b="$after" -v t0="$t0" -v t1="$t1" -v hz="$tck" 'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }')"
             printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$t" "$round" "$parsed" "$cpu_us" "$cpu_pct" "$(rss_kib "$rss")" | tee -a "$results" >&2
+            # User and kernel CPU µs per request, apart (cpu-split.tsv).
+            read -r ub kb <<<"$split_before"
+            read -r ua ka <<<"$split_after"
+            awk -v n="$name" -v t="$t" -v r="$round" -v u=$((ua - ub)) -v k=$((ka - kb)) -v q="$reqs" -v hz="$tck" \
+                'BEGIN { printf "%s\t%s\t%s\tuser %.2f\tsys %.2f\n", n, t, r, u * 1e6 / hz / q, k * 1e6 / hz / q }' |
+                tee -a "$out/cpu-split.tsv" >&2
         done
     done
 }

@@ -130,12 +130,22 @@ struct InputArgs {
     /// A custom annotation prefix (e.g. `example.com/`), read before the standard ones.
     #[arg(long, env = "INGRESS_ANNOTATION_PREFIX", value_name = "PREFIX")]
     annotation_prefix: Option<String>,
+    /// The highest annotation risk level allowed (ingress-nginx's
+    /// `annotations-risk-level`): low, medium, high or critical. A key above it is an
+    /// error and its Ingress's routes fail closed.
+    #[arg(long, env = "INGRESS_ANNOTATIONS_RISK_LEVEL", value_name = "LEVEL", default_value = "high", value_parser = parse_risk)]
+    annotations_risk_level: ingress_core::annotations::Risk,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     output: Output,
     /// Also show info-level diagnostics in text output.
     #[arg(short = 'v', long)]
     verbose: bool,
+}
+
+fn parse_risk(s: &str) -> Result<ingress_core::annotations::Risk, String> {
+    s.parse()
+        .map_err(|e: ingress_core::annotations::UnknownRisk| e.to_string())
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -151,7 +161,8 @@ impl InputArgs {
     fn options(&self) -> CompileOptions {
         let mut o = CompileOptions::with_profile(self.profile)
             .controller_name(self.controller_name.clone())
-            .watch_ingress_without_class(self.watch_ingress_without_class);
+            .watch_ingress_without_class(self.watch_ingress_without_class)
+            .annotations_risk_level(self.annotations_risk_level);
         for c in &self.ingress_classes {
             o = o.ingress_class(c.clone());
         }

@@ -371,3 +371,37 @@ fn validate_refuses_ingress_nightmare_payloads() {
         assert!(!out.contains("#;\ninjection"), "{key}: {out}");
     }
 }
+
+/// ingress-nginx's `annotations-risk-level`: a key above the allowed level is an error
+/// naming the key and its level; at the default (high) the same Ingress is clean.
+#[test]
+fn annotations_risk_level_refuses_keys_above_it() {
+    let yaml = "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata:\n  name: a\n  annotations:\n    nginx.ingress.kubernetes.io/upstream-hash-by: \"$request_uri\"\nspec:\n  ingressClassName: gateway\n  rules:\n  - http:\n      paths:\n      - {path: /, pathType: Prefix, backend: {service: {name: nowhere, port: {number: 80}}}}\n";
+    let (code, out, err) = run(&["validate", "--ingress-class", "gateway", "-"], Some(yaml));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("risk level"), "{out}");
+    let (code, out, err) = run(
+        &[
+            "validate",
+            "--ingress-class",
+            "gateway",
+            "--annotations-risk-level",
+            "medium",
+            "-",
+        ],
+        Some(yaml),
+    );
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("nginx.ingress.kubernetes.io/upstream-hash-by")
+            && out
+                .contains("risk level (high) is above the allowed annotations risk level (medium)"),
+        "{out}"
+    );
+    let (code, _, err) = run(
+        &["validate", "--annotations-risk-level", "severe", "-"],
+        Some(yaml),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("unknown risk level"), "{err}");
+}

@@ -125,6 +125,11 @@ struct Args {
     /// Behaviour profile: the Kubernetes spec (standard) or ingress-nginx's quirks.
     #[arg(long, env = "INGRESS_PROXY_PROFILE", default_value = "standard", value_parser = parse_profile)]
     profile: Profile,
+    /// The highest annotation risk level allowed (ingress-nginx's
+    /// `annotations-risk-level`): low, medium, high or critical. An Ingress using a
+    /// key above it gets an error and its routes answer 503.
+    #[arg(long, env = "INGRESS_PROXY_ANNOTATIONS_RISK_LEVEL", value_name = "LEVEL", default_value = "high", value_parser = parse_risk)]
+    annotations_risk_level: ingress_core::annotations::Risk,
     /// Peers whose X-Forwarded-For (and X-Forwarded-Proto/-Host/-Port) are believed.
     #[arg(long, env = "INGRESS_PROXY_TRUST_FORWARDED_FOR", value_name = "CIDR[,CIDR...]", value_delimiter = ',', value_parser = parse_cidr)]
     trust_forwarded_for: Vec<IpNet>,
@@ -282,6 +287,11 @@ enum LogFormat {
 fn parse_profile(s: &str) -> Result<Profile, String> {
     s.parse()
         .map_err(|e: ingress_core::compile::UnknownProfile| e.to_string())
+}
+
+fn parse_risk(s: &str) -> Result<ingress_core::annotations::Risk, String> {
+    s.parse()
+        .map_err(|e: ingress_core::annotations::UnknownRisk| e.to_string())
 }
 
 fn parse_cidr(s: &str) -> Result<IpNet, String> {
@@ -491,7 +501,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     config.watch = args.manifests.is_some();
     let mut compile = CompileOptions::with_profile(args.profile)
         .controller_name(args.controller_name.clone())
-        .watch_ingress_without_class(args.watch_ingress_without_class);
+        .watch_ingress_without_class(args.watch_ingress_without_class)
+        .annotations_risk_level(args.annotations_risk_level);
     for class in &args.ingress_class {
         compile = compile.ingress_class(class);
     }

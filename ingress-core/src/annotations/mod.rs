@@ -79,7 +79,7 @@ pub use redirect::RedirectPolicy;
 pub use resilience::ResiliencePolicy;
 pub use retries::RetryPolicy;
 pub use routing::{RegexMode, RewriteTarget, RoutingPolicy};
-pub use spec::{Family, KeySpec, Prefix, Prefixes, Retired, Risk, Scope, Support};
+pub use spec::{Family, KeySpec, Prefix, Prefixes, Retired, Risk, Scope, Support, UnknownRisk};
 pub use timeouts::TimeoutPolicy;
 
 /// The longest single annotation value read, in bytes (the API server allows 256 KiB
@@ -254,6 +254,10 @@ pub struct AnnotationOptions {
     pub profile: Profile,
     /// An operator's custom prefix (e.g. `example.com/`), read before all others.
     pub custom_prefix: Option<String>,
+    /// The highest risk level an annotation may have (ingress-nginx's
+    /// `annotations-risk-level`, `High` by default): a key above it is refused and
+    /// the Ingress's routes fail closed.
+    pub max_risk: Risk,
 }
 
 /// Why an Ingress's routes answer 503 instead of serving.
@@ -638,6 +642,22 @@ impl<'a> Cx<'a> {
                     "the value holds a newline or another control character"
                 },
             );
+            return None;
+        }
+        // Refused keys (snippets) say why below; any other key above the allowed
+        // level is refused here.
+        if spec.risk > self.options.max_risk && !matches!(spec.support, Support::Refused(_)) {
+            let d = self.diag(
+                Code::AnnotationRefused,
+                key,
+                format!(
+                    "`{key}` is refused: its risk level ({}) is above the allowed annotations risk level ({})",
+                    spec.risk.as_str(),
+                    self.options.max_risk.as_str()
+                ),
+            );
+            self.diags.push(d);
+            self.failed.push(key.to_string());
             return None;
         }
         if spec.scope != Scope::Route {

@@ -110,8 +110,10 @@ impl Scope {
     }
 }
 
-/// ingress-nginx's risk level for the key (annotations-risk.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// ingress-nginx's risk level for the key (annotations-risk.md). As the highest level
+/// an operator allows (ingress-nginx's `annotations-risk-level`), the default is
+/// `High`, as there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Risk {
     /// Cosmetic.
@@ -119,9 +121,28 @@ pub enum Risk {
     /// Takes a URL, list, reference or regex.
     Medium,
     /// Free-form strings that reach identity, redirects or hashing.
+    #[default]
     High,
     /// Raw configuration.
     Critical,
+}
+
+/// A risk level that is not `low`, `medium`, `high` or `critical`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown risk level {0:?}: expected low, medium, high or critical")]
+pub struct UnknownRisk(pub String);
+
+impl std::str::FromStr for Risk {
+    type Err = UnknownRisk;
+    fn from_str(s: &str) -> Result<Self, UnknownRisk> {
+        match s.to_ascii_lowercase().as_str() {
+            "low" => Ok(Risk::Low),
+            "medium" => Ok(Risk::Medium),
+            "high" => Ok(Risk::High),
+            "critical" => Ok(Risk::Critical),
+            _ => Err(UnknownRisk(s.to_owned())),
+        }
+    }
 }
 
 impl Risk {

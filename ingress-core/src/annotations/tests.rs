@@ -308,3 +308,46 @@ fn reports_by_name_point_at_the_written_key() {
         assert_eq!(d.field, Some(annotation_field(&key)), "{d:?}");
     }
 }
+
+/// ingress-nginx's `annotations-risk-level`: every registered key, at every level,
+/// is refused (and fails its routes closed) exactly when its risk is above the level.
+#[test]
+fn the_risk_level_refuses_exactly_the_keys_above_it() {
+    let levels = [Risk::Low, Risk::Medium, Risk::High, Risk::Critical];
+    let mut checked = 0;
+    for spec in super::all_keys() {
+        if spec.name.contains('*') || matches!(spec.support, Support::Refused(_)) {
+            continue;
+        }
+        let Some((_, prefix)) = Prefix::FIXED.iter().find(|(p, _)| p.accepts(spec.prefixes)) else {
+            continue;
+        };
+        let key = format!("{prefix}{}", spec.name);
+        for level in levels {
+            let options = AnnotationOptions {
+                max_risk: level,
+                ..AnnotationOptions::default()
+            };
+            let p = run_with(&[(&key, "1")], &options);
+            let refused = p.diagnostics.iter().any(|d| {
+                d.message
+                    .contains("above the allowed annotations risk level")
+            });
+            assert_eq!(
+                refused,
+                spec.risk > level,
+                "{key} at {level:?}: {:?}",
+                p.diagnostics
+            );
+            if refused {
+                assert!(p.policy.fail_closed.is_some(), "{key} at {level:?}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 100, "only {checked} keys checked");
+    // The default is ingress-nginx's: High.
+    assert_eq!(AnnotationOptions::default().max_risk, Risk::High);
+    assert_eq!("Medium".parse::<Risk>(), Ok(Risk::Medium));
+    assert!("severe".parse::<Risk>().is_err());
+}

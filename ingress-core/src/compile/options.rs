@@ -71,6 +71,10 @@ pub struct CompileOptions {
     /// A custom annotation prefix (e.g. `example.com/`), read before the standard ones
     /// (ingress-nginx's `--annotations-prefix`).
     pub annotation_prefix: Option<String>,
+    /// The highest annotation risk level allowed (ingress-nginx's
+    /// `annotations-risk-level`; `High` by default): an Ingress using a key above it
+    /// gets an error and its routes fail closed.
+    pub annotations_risk_level: crate::annotations::Risk,
 }
 
 impl Default for CompileOptions {
@@ -82,6 +86,7 @@ impl Default for CompileOptions {
             watch_ingress_without_class: false,
             now: None,
             annotation_prefix: None,
+            annotations_risk_level: crate::annotations::Risk::default(),
         }
     }
 }
@@ -119,11 +124,19 @@ impl CompileOptions {
         self
     }
 
+    /// Allow annotations up to this risk level (ingress-nginx's
+    /// `annotations-risk-level`).
+    pub fn annotations_risk_level(mut self, level: crate::annotations::Risk) -> Self {
+        self.annotations_risk_level = level;
+        self
+    }
+
     /// The options the annotation parser needs.
     pub fn annotation_options(&self) -> crate::annotations::AnnotationOptions {
         crate::annotations::AnnotationOptions {
             profile: self.profile,
             custom_prefix: self.annotation_prefix.clone(),
+            max_risk: self.annotations_risk_level,
         }
     }
 
