@@ -72,6 +72,11 @@ pub struct IngressGatewayConfigSpec {
     /// A custom annotation prefix (e.g. `example.com/`), read before the standard ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotation_prefix: Option<String>,
+    /// The highest annotation risk level allowed (ingress-nginx's
+    /// `annotations-risk-level`): `low`, `medium`, `high` (default) or `critical`. An
+    /// Ingress using a key above it gets an error and its routes answer 503.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations_risk_level: Option<String>,
     /// Bounds on client connections (sizes, counts, timeouts, HTTP/2 settings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<LimitsSpec>,
@@ -300,6 +305,8 @@ pub struct GatewayConfig {
     pub access_log: AccessLog,
     /// The custom annotation prefix, ending in `/`.
     pub annotation_prefix: Option<String>,
+    /// The highest annotation risk level allowed (`None`: the data plane's flag).
+    pub annotations_risk_level: Option<ingress_core::annotations::Risk>,
     /// Client connection limits (`None` fields keep the data plane's flags).
     pub limits: GatewayLimits,
 }
@@ -470,6 +477,12 @@ pub fn validate(spec: &IngressGatewayConfigSpec) -> Result<GatewayConfig, Vec<Co
                 AccessLogFormat::Text
             }
         };
+    }
+    if let Some(level) = &spec.annotations_risk_level {
+        match level.parse::<ingress_core::annotations::Risk>() {
+            Ok(r) => cfg.annotations_risk_level = Some(r),
+            Err(e) => err("spec.annotationsRiskLevel".into(), e.to_string()),
+        }
     }
     if let Some(p) = &spec.annotation_prefix {
         let name = p.strip_suffix('/').unwrap_or(p);

@@ -24,7 +24,8 @@ fn a_full_spec_is_typed() {
         "circuitBreaker": {"consecutiveErrors": 3, "baseEjectionTime": "10s", "maxEjectionPercent": 20},
         "timeouts": {"connect": "2s", "read": "1m"},
         "accessLog": {"enabled": false, "format": "json"},
-        "annotationPrefix": "example.com"
+        "annotationPrefix": "example.com",
+        "annotationsRiskLevel": "Medium"
     })))
     .expect("valid");
     assert_eq!(cfg.profile, Profile::IngressNginx);
@@ -61,6 +62,10 @@ fn a_full_spec_is_typed() {
         }
     );
     assert_eq!(cfg.annotation_prefix.as_deref(), Some("example.com/"));
+    assert_eq!(
+        cfg.annotations_risk_level,
+        Some(ingress_core::annotations::Risk::Medium)
+    );
 }
 
 #[test]
@@ -73,7 +78,8 @@ fn every_problem_is_reported_with_its_field() {
         "circuitBreaker": {"maxEjectionPercent": 101},
         "timeouts": {"connect": "soon"},
         "accessLog": {"format": "xml"},
-        "annotationPrefix": "Not_A/Prefix/"
+        "annotationPrefix": "Not_A/Prefix/",
+        "annotationsRiskLevel": "severe"
     })))
     .expect_err("invalid");
     let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
@@ -90,6 +96,7 @@ fn every_problem_is_reported_with_its_field() {
             "spec.circuitBreaker.maxEjectionPercent",
             "spec.timeouts.connect",
             "spec.accessLog.format",
+            "spec.annotationsRiskLevel",
             "spec.annotationPrefix",
         ]
     );

@@ -549,6 +549,9 @@ fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -
         if cfg.annotation_prefix.is_some() {
             compile_options.annotation_prefix = cfg.annotation_prefix.clone();
         }
+        if let Some(level) = cfg.annotations_risk_level {
+            compile_options.annotations_risk_level = level;
+        }
     }
 
     let wanted = referenced_secrets(&snapshot, applied.as_ref());
