@@ -16,6 +16,7 @@ use ingress_core::Scheme;
 use ingress_core::lb::circuit::Slot;
 use ingress_core::limits::Admitted;
 
+use crate::conn::IdleTimer;
 use crate::live::RouteStats;
 use crate::metrics::Metrics;
 use crate::service::{BoxError, ProxyBody};
@@ -94,36 +95,7 @@ pub(crate) struct ResponseBody {
     inner: ProxyBody,
     access: Option<Access>,
     /// The read timeout, for bodies still to come.
-    idle: Option<Idle>,
-}
-
-/// `proxy-read-timeout` between two reads of a body: the timer is only made (and
-/// moved) when the body is waited for, so a body that arrives whole costs none.
-struct Idle {
-    timeout: Duration,
-    /// When the body last made progress (or the response began).
-    since: tokio::time::Instant,
-    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
-}
-
-impl Idle {
-    /// Whether the body has waited longer than the timeout (registers the
-    /// wake-up otherwise).
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.since + self.timeout;
-        let sleep = match &mut self.sleep {
-            Some(s) => {
-                if s.deadline() != deadline {
-                    s.as_mut().reset(deadline);
-                }
-                s
-            }
-            None => self
-                .sleep
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        sleep.as_mut().poll(cx).is_ready()
-    }
+    idle: Option<IdleTimer>,
 }
 
 /// The error a stalled upstream body ends with.
@@ -143,11 +115,7 @@ impl ResponseBody {
             .read_idle
             .take()
             .filter(|_| !inner.is_end_stream())
-            .map(|timeout| Idle {
-                timeout,
-                since: tokio::time::Instant::now(),
-                sleep: None,
-            });
+            .map(IdleTimer::new);
         ResponseBody {
             inner,
             access: Some(access),
@@ -192,7 +160,7 @@ impl Body for ResponseBody {
             }
         }
         if let Some(idle) = this.idle.as_mut() {
-            idle.since = tokio::time::Instant::now();
+            idle.progress();
         }
         polled
     }

@@ -119,20 +119,61 @@ pub(crate) fn is_body_idle_timeout(e: &(dyn std::error::Error + 'static)) -> boo
     std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<BodyIdleTimeout>())
 }
 
+/// A timeout between two frames of a body (nginx's `client_body_timeout` and
+/// `proxy_read_timeout`): the timer is only made, and only moved, when the body is
+/// waited for, so a body that arrives whole costs none.
+pub(crate) struct IdleTimer {
+    timeout: Duration,
+    /// When the body last made progress (or the timer was made).
+    since: Instant,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleTimer {
+    pub(crate) fn new(timeout: Duration) -> Self {
+        IdleTimer {
+            timeout,
+            since: Instant::now(),
+            sleep: None,
+        }
+    }
+
+    /// The body made progress: the timeout counts from now.
+    pub(crate) fn progress(&mut self) {
+        self.since = Instant::now();
+    }
+
+    /// Whether the body has waited longer than the timeout since its last progress
+    /// (registers the wake-up otherwise).
+    pub(crate) fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.since + self.timeout;
+        let sleep = match &mut self.sleep {
+            Some(s) => {
+                if s.deadline() != deadline {
+                    s.as_mut().reset(deadline);
+                }
+                s
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// A request body that fails with [`BodyIdleTimeout`] when no frame arrives for
 /// `limit` while it is being read.
 pub(crate) struct IdleBody {
     inner: ProxyBody,
-    limit: Duration,
-    idle: Option<Pin<Box<Sleep>>>,
+    idle: IdleTimer,
 }
 
 impl IdleBody {
     pub(crate) fn new(inner: ProxyBody, limit: Duration) -> Self {
         IdleBody {
             inner,
-            limit,
-            idle: None,
+            idle: IdleTimer::new(limit),
         }
     }
 }
@@ -148,17 +189,13 @@ impl Body for IdleBody {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
-                let limit = this.limit;
-                let idle = this
-                    .idle
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-                if idle.as_mut().poll(cx).is_ready() {
+                if this.idle.expired(cx) {
                     return Poll::Ready(Some(Err(Box::new(BodyIdleTimeout))));
                 }
                 Poll::Pending
             }
             ready => {
-                this.idle = None;
+                this.idle.progress();
                 ready
             }
         }
@@ -314,9 +351,9 @@ impl Drop for ConnSlot {
 
 /// A future whose panic is caught and returned as `Err` (the panic message is
 /// logged), so one request's panic answers 500 instead of ending the connection.
-pub(crate) struct CatchPanic<F>(pub(crate) Pin<Box<F>>);
+pub(crate) struct CatchPanic<'a, F>(pub(crate) Pin<&'a mut F>);
 
-impl<F: Future> Future for CatchPanic<F> {
+impl<F: Future> Future for CatchPanic<'_, F> {
     type Output = Result<F::Output, ()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {

@@ -453,14 +453,20 @@ impl Server {
                 .as_deref()
                 .is_some_and(|p| req.uri().path() == p);
             async move {
+                // A request without a body (most) has nothing to time.
                 let req = req.map(|b| {
-                    IdleBody::new(b.map_err(Into::into).boxed_unsync(), body_idle).boxed_unsync()
+                    let b = b.map_err(Into::into).boxed_unsync();
+                    if hyper::body::Body::is_end_stream(&b) {
+                        b
+                    } else {
+                        IdleBody::new(b, body_idle).boxed_unsync()
+                    }
                 });
-                let handled = CatchPanic(Box::pin(async move {
+                let handled = std::pin::pin!(async move {
                     assert!(!panic_here, "test hook: panic_on_path");
                     service.handle(req).await
-                }))
-                .await;
+                });
+                let handled = CatchPanic(handled).await;
                 let resp = handled.unwrap_or_else(|()| internal_error());
                 Ok::<_, Infallible>(resp.map(|inner| Tracked {
                     inner,
