@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side HTTP benchmark: ingress-proxy against nginx as a reverse proxy
+# Side-by-side HTTP benchmark: ingress-proxy against nginx and HAProxy as reverse proxies
 # (performance issue, scenarios 1, 2 and 3). Loopback only.
 #
 # Usage (as root on a fresh Debian/Ubuntu, or with the tools already installed):
@@ -10,7 +10,9 @@
 #           Default: h1 10k 1m tls h2.
 # Environment: DURATION (s per round, default 10), ROUNDS (per target, default 3),
 #   CONNS (default 64), CONNS_1M (default 16), H2_CONNS (default 16), H2_STREAMS (default 10),
-#   BASE_PORT (default 18080; uses BASE_PORT..BASE_PORT+5), NO_INSTALL=1, NO_BUILD=1,
+#   BASE_PORT (default 18080; uses BASE_PORT..BASE_PORT+7), NO_INSTALL=1, NO_BUILD=1,
+#   PEERS (default "nginx haproxy"; nginx is always run: the ratios are to nginx),
+#   NO_CHARTS=1 (skip the PNG charts, which need gnuplot),
 #   NGINX_PROXY_BUFFERING (default off) and NGINX_PROXY_BUFFER_SIZE (default 4k): ingress-nginx's
 #   defaults (proxy-buffering off, proxy-buffer-size 4k); the 1 MiB figure of nginx depends on them.
 #
@@ -22,12 +24,15 @@
 #   nginx        worker_processes 1, proxy_pass to an upstream{} keepalive pool, HTTP/1.1 to the
 #                upstream, access_log off, the same forwarded headers the proxy sets, proxy
 #                buffering off (ingress-nginx's default); pinned to core 0
+#   haproxy      nbthread 1, one frontend (HTTP, and TLS 1.3 with ALPN h2) to a backend with
+#                http-reuse always, the same forwarded headers; pinned to core 0
 #   wrk / h2load pinned to core 1
-# Rounds are interleaved (ingress-proxy, nginx, ingress-proxy, nginx, ...) after one short
+# Rounds are interleaved (ingress-proxy, nginx, haproxy, ingress-proxy, ...) after one short
 # warm-up each. CPU µs per request = utime+stime of the proxy's processes (/proc/PID/stat;
 # for nginx master + worker) over the round / requests completed; RSS = VmRSS after the round
 # (nginx: the worker's). Prints one table of medians with the ratios to nginx; user and
-# kernel CPU µs per request apart go to cpu-split.tsv.
+# kernel CPU µs per request apart go to cpu-split.tsv; charts of CPU per request and p99 per
+# scenario and target go to cpu-per-request.png and p99.png (gnuplot).
 # Logs and raw tool output: target/bench-logs/proxy-vs-nginx-STAMP/.
 set -euo pipefail
 
@@ -42,6 +47,16 @@ H2_STREAMS="${H2_STREAMS:-10}"
 BASE_PORT="${BASE_PORT:-18080}"
 HOST=bench.local
 scenarios=("$@")
+read -ra peers <<<"${PEERS:-nginx haproxy}"
+targets=(ingress-proxy nginx)
+for p in "${peers[@]}"; do
+    case $p in
+        nginx) ;;
+        haproxy) targets+=(haproxy) ;;
+        *) echo "unknown peer $p (nginx haproxy)" >&2; exit 2 ;;
+    esac
+done
+has_target() { local t; for t in "${targets[@]}"; do [[ $t == "$1" ]] && return 0; done; return 1; }
 [[ ${#scenarios[@]} -gt 0 ]] || scenarios=(h1 10k 1m tls h2)
 
 up_port=$BASE_PORT
@@ -50,6 +65,8 @@ px_https=$((BASE_PORT + 2))
 px_admin=$((BASE_PORT + 3))
 ng_http=$((BASE_PORT + 4))
 ng_https=$((BASE_PORT + 5))
+hp_http=$((BASE_PORT + 6))
+hp_https=$((BASE_PORT + 7))
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -62,6 +79,10 @@ command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v openssl >/dev/null || need+=(openssl)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+if has_target haproxy; then
+    command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]] || need+=(haproxy)
+fi
+if [[ -z "${NO_CHARTS:-}" ]]; then command -v gnuplot >/dev/null || need+=(gnuplot-nox); fi
 if [[ ${#need[@]} -gt 0 ]]; then
     [[ -z "${NO_INSTALL:-}" ]] || die "missing: ${need[*]} (NO_INSTALL is set)"
     [[ $(id -u) -eq 0 ]] || die "missing: ${need[*]}; run as root to install them from apt"
@@ -70,6 +91,7 @@ if [[ ${#need[@]} -gt 0 ]]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
+HAPROXY="$(command -v haproxy || echo /usr/sbin/haproxy)"
 [[ $(nproc) -ge 2 ]] || die "needs 2 cores (proxy on core 0, load generator and upstream on core 1)"
 
 if [[ -z "${NO_BUILD:-}" ]]; then
@@ -79,7 +101,7 @@ fi
 PROXY="$root/target/release/ingress-proxy"
 [[ -x "$PROXY" ]] || die "$PROXY not built"
 
-for p in $up_port $px_http $px_https $px_admin $ng_http $ng_https; do
+for p in $up_port $px_http $px_https $px_admin $ng_http $ng_https $hp_http $hp_https; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         die "port $p is in use (set BASE_PORT)"
     fi
@@ -123,6 +145,7 @@ trap 'exit 130' INT TERM
     echo "nginx: $("$NGINX" -v 2>&1 | sed 's/.*: //')"
     echo "wrk: $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)"
     echo "h2load: $(h2load --version 2>&1 | head -n 1)"
+    if has_target haproxy; then echo "haproxy: $("$HAPROXY" -v 2>&1 | head -n 1 | cut -d' ' -f3)"; fi
     echo "ingress-proxy: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- ingress-proxy ingress-core || echo ' (modified)')"
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "nginx proxy_buffering ${NGINX_PROXY_BUFFERING:-off}, proxy_buffer_size ${NGINX_PROXY_BUFFER_SIZE:-4k}"
@@ -221,6 +244,33 @@ $(temp_paths nginx-proxy)
 EOF
 } >"$work/nginx-proxy.conf"
 
+cat "$work/cert.pem" "$work/key.pem" >"$work/haproxy.pem"
+cat >"$work/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s
+    timeout http-keep-alive 600s
+frontend bench
+    bind 127.0.0.1:$hp_http
+    bind 127.0.0.1:$hp_https ssl crt $work/haproxy.pem alpn h2,http/1.1 ssl-min-ver TLSv1.3
+    option forwardfor
+    http-request set-header X-Real-IP %[src]
+    http-request set-header X-Forwarded-Proto https if { ssl_fc }
+    http-request set-header X-Forwarded-Proto http if !{ ssl_fc }
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Port %[dst_port]
+    http-request set-header X-Request-ID %[uuid]
+    default_backend upstream
+backend upstream
+    http-reuse always
+    server upstream 127.0.0.1:$up_port maxconn 1000
+EOF
+
 cat >"$work/manifests/bench.yaml" <<EOF
 apiVersion: networking.k8s.io/v1
 kind: IngressClass
@@ -299,6 +349,15 @@ ng_master=${pids[-1]}
 ng_worker="$(nginx_worker "$ng_master")"
 ngx_workers+=("$ng_worker")
 
+hp_pid=""
+if has_target haproxy; then
+    "$HAPROXY" -c -q -f "$work/haproxy.cfg" >"$out/haproxy.test.log" 2>&1 ||
+        die "haproxy -c: $(cat "$out/haproxy.test.log")"
+    taskset -c 0 "$HAPROXY" -db -f "$work/haproxy.cfg" >"$out/haproxy.log" 2>&1 &
+    hp_pid=$!
+    pids+=("$hp_pid")
+fi
+
 INGRESS_PROXY_LOG=warn taskset -c 0 "$PROXY" --manifests "$work/manifests" \
     --listen-http "127.0.0.1:$px_http" --listen-https "127.0.0.1:$px_https" \
     --listen-admin "127.0.0.1:$px_admin" --worker-threads 1 \
@@ -308,15 +367,19 @@ px_pid=$!
 pids+=("$px_pid")
 python3 "$PY" wait "http://127.0.0.1:$px_admin/readyz" localhost 20 || die "ingress-proxy not ready: $(tail -n 5 "$out/ingress-proxy.log")"
 
-for t in ingress-proxy nginx; do
-    if [[ $t == nginx ]]; then h=$ng_http s=$ng_https; else h=$px_http s=$px_https; fi
+for t in "${targets[@]}"; do
+    case $t in
+        nginx) h=$ng_http s=$ng_https ;;
+        haproxy) h=$hp_http s=$hp_https ;;
+        *) h=$px_http s=$px_https ;;
+    esac
     python3 "$PY" wait "http://127.0.0.1:$h/small" "$HOST" 10 || die "$t: no 200 on /small"
     python3 "$PY" check "http://127.0.0.1:$h/small" "$HOST" 64 || die "$t /small"
     python3 "$PY" check "http://127.0.0.1:$h/10k" "$HOST" 10240 || die "$t /10k"
     python3 "$PY" check "http://127.0.0.1:$h/1m" "$HOST" 1048576 || die "$t /1m"
     python3 "$PY" check "https://127.0.0.1:$s/small" "$HOST" 64 || die "$t https /small"
 done
-log "all up: upstream :$up_port, ingress-proxy :$px_http/:$px_https (pid $px_pid), nginx :$ng_http/:$ng_https (worker $ng_worker)"
+log "all up: upstream :$up_port, ingress-proxy :$px_http/:$px_https (pid $px_pid), nginx :$ng_http/:$ng_https (worker $ng_worker)${hp_pid:+, haproxy :$hp_http/:$hp_https (pid $hp_pid)}"
 
 # --- measuring ----------------------------------------------------------------------------
 tck="$(getconf CLK_TCK)"
@@ -361,14 +424,18 @@ run_load() {
 scenario() {
     local name=$1 tool=$2 path=$3 conns=$4 scheme=$5 round t port url pidlist rss before after
     log "scenario $name: $tool $scheme $path, $conns connections, ${DURATION}s x $ROUNDS rounds per target"
-    for t in ingress-proxy nginx; do # warm-up (pools, caches)
+    for t in "${targets[@]}"; do # warm-up (pools, caches)
         url="$(target_url "$t" "$scheme" "$path")"
         run_load "$tool" "$url" "$conns" 2 "$out/${name// /_}-$t-warmup.txt" || log "warm-up $t failed"
     done
     for round in $(seq "$ROUNDS"); do
-        for t in ingress-proxy nginx; do
+        for t in "${targets[@]}"; do
             url="$(target_url "$t" "$scheme" "$path")"
-            if [[ $t == nginx ]]; then pidlist=("$ng_master" "$ng_worker") rss=$ng_worker; else pidlist=("$px_pid") rss=$px_pid; fi
+            case $t in
+                nginx) pidlist=("$ng_master" "$ng_worker") rss=$ng_worker ;;
+                haproxy) pidlist=("$hp_pid") rss=$hp_pid ;;
+                *) pidlist=("$px_pid") rss=$px_pid ;;
+            esac
             local raw="$out/${name// /_}-$t-$round.txt"
             before="$(cpu_ticks "${pidlist[@]}")"
             local split_before split_after
@@ -403,6 +470,8 @@ target_url() { # $1 target, $2 scheme, $3 path
         ingress-proxy/https) port=$px_https ;;
         nginx/http) port=$ng_http ;;
         nginx/https) port=$ng_https ;;
+        haproxy/http) port=$hp_http ;;
+        haproxy/https) port=$hp_https ;;
     esac
     echo "$2://127.0.0.1:$port$3"
 }
@@ -420,4 +489,7 @@ done
 
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt" >&2
 python3 "$PY" table "$results" | tee "$out/table.md"
+if [[ -z "${NO_CHARTS:-}" ]]; then
+    python3 "$PY" chart "$results" "$out" || log "charts failed (gnuplot)"
+fi
 log "raw output: $out"

@@ -6,14 +6,18 @@
   proxy_vs_nginx.py wrk FILE                   parse wrk --latency output -> tab-separated
   proxy_vs_nginx.py h2load FILE                parse h2load output -> tab-separated
   proxy_vs_nginx.py table RESULTS.tsv          print the medians table with ratios to nginx
+  proxy_vs_nginx.py chart RESULTS.tsv OUTDIR   cpu-per-request.png and p99.png (needs gnuplot)
 
 The parsers print: requests, errors, req/s, mean latency us, p50 us, p99 us ("-" when the
 tool does not report it).
 """
 
 import http.client
+import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -117,35 +121,57 @@ def _fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
-def table(path):
-    cols = ["scenario", "target", "round", "requests", "errors", "rps", "mean_us", "p50_us",
-            "p99_us", "cpu_us_per_req", "cpu_pct", "rss_kib"]
+_COLS = ["scenario", "target", "round", "requests", "errors", "rps", "mean_us", "p50_us",
+         "p99_us", "cpu_us_per_req", "cpu_pct", "rss_kib"]
+_KEYS = ("rps", "p50_us", "p99_us", "mean_us", "cpu_us_per_req", "cpu_pct", "rss_kib")
+
+
+def _rows(path):
     rows = []
     for line in open(path):
         parts = line.rstrip("\n").split("\t")
-        if len(parts) == len(cols):
-            rows.append(dict(zip(cols, parts)))
-    scenarios = []
+        if len(parts) == len(_COLS):
+            rows.append(dict(zip(_COLS, parts)))
+    return rows
+
+
+def _ordered(rows, key):
+    seen = []
     for r in rows:
-        if r["scenario"] not in scenarios:
-            scenarios.append(r["scenario"])
-    head = ["scenario", "target", "rounds", "req/s", "p50 µs", "p99 µs", "mean µs",
-            "CPU µs/req", "CPU % of core", "RSS MiB", "errors", "req/s ×", "CPU/req ×", "p99 ×"]
-    out = []
-    for s in scenarios:
-        med = {}
-        for t in ("ingress-proxy", "nginx"):
+        if r[key] not in seen:
+            seen.append(r[key])
+    return seen
+
+
+def _medians(rows):
+    """{scenario: {target: {key: median, "n": rounds, "errors": total}}}"""
+    out = {}
+    for s in _ordered(rows, "scenario"):
+        out[s] = {}
+        for t in _ordered(rows, "target"):
             rs = [r for r in rows if r["scenario"] == s and r["target"] == t]
             if not rs:
                 continue
-            med[t] = {k: _med(rs, k) for k in ("rps", "p50_us", "p99_us", "mean_us",
-                                                "cpu_us_per_req", "cpu_pct", "rss_kib")}
-            med[t]["n"] = len(rs)
-            med[t]["errors"] = sum(int(r["errors"]) for r in rs)
+            m = {k: _med(rs, k) for k in _KEYS}
+            m["n"] = len(rs)
+            m["errors"] = sum(int(r["errors"]) for r in rs)
+            out[s][t] = m
+    return out
+
+
+def table(path):
+    rows = _rows(path)
+    scenarios = _ordered(rows, "scenario")
+    head = ["scenario", "target", "rounds", "req/s", "p50 µs", "p99 µs", "mean µs",
+            "CPU µs/req", "CPU % of core", "RSS MiB", "errors", "req/s ×", "CPU/req ×", "p99 ×"]
+    out = []
+    medians = _medians(rows)
+    for s in scenarios:
+        med = medians[s]
         for t, m in med.items():
             ratio = ["", "", ""]
             n = med.get("nginx")
-            if t == "ingress-proxy" and n:
+            if t != "nginx" and n:
                 def rat(k):
                     a, b = m[k], n[k]
                     return f"{a / b:.2f}" if a is not None and b else "-"
@@ -158,6 +184,55 @@ def table(path):
     print("|" + "---|" * len(head))
     for r in out:
         print("| " + " | ".join(r) + " |")
+    return 0
+
+
+def chart(path, outdir):
+    """Clustered bar charts (one group per scenario, one bar per target) of the medians."""
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        print("chart: gnuplot not found (apt-get install gnuplot-nox)", file=sys.stderr)
+        return 1
+    rows = _rows(path)
+    medians = _medians(rows)
+    targets = _ordered(rows, "target")
+    charts = [("cpu_us_per_req", "cpu-per-request", "CPU µs per request (lower is better)"),
+              ("p99_us", "p99", "p99 latency, µs (lower is better; h2load gives none)")]
+    terminal = "pngcairo" if "pngcairo" in subprocess.run(
+        [gnuplot, "-e", "set terminal"], capture_output=True, text=True).stderr else "png"
+    for key, name, label in charts:
+        dat = os.path.join(outdir, name + ".dat")
+        with open(dat, "w") as f:
+            f.write("scenario " + " ".join(f'"{t}"' for t in targets) + "\n")
+            for s, med in medians.items():
+                vals = []
+                for t in targets:
+                    v = med.get(t, {}).get(key)
+                    vals.append("?" if v is None else f"{v:.2f}")
+                f.write(f'"{s}" ' + " ".join(vals) + "\n")
+        plots = ", ".join(
+            (f"'{dat}' using {i + 2}:xtic(1) title columnheader({i + 2})" if i == 0
+             else f"'' using {i + 2} title columnheader({i + 2})")
+            for i in range(len(targets)))
+        script = f"""
+set terminal {terminal} size 960,540
+set output '{os.path.join(outdir, name + ".png")}'
+set datafile missing '?'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set key top left
+set grid ytics
+set yrange [0:*]
+set ylabel '{label}'
+set xtics rotate by -15
+plot {plots}
+"""
+        r = subprocess.run([gnuplot], input=script, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"chart: gnuplot failed for {name}: {r.stderr}", file=sys.stderr)
+            return 1
+        print(os.path.join(outdir, name + ".png"))
     return 0
 
 
@@ -176,6 +251,8 @@ def main(argv):
         return parse_h2load(*args)
     if cmd == "table":
         return table(*args)
+    if cmd == "chart":
+        return chart(*args)
     print(__doc__, file=sys.stderr)
     return 2
 
