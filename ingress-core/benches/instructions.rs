@@ -1,0 +1,103 @@
+//! Fixed workloads for the instruction-count regression check
+//! (`bench/instructions-check.sh`, run in CI under callgrind).
+//!
+//! Wall-clock benches are useless as a CI gate on shared machines; instruction counts
+//! are repeatable. Each mode builds its input, then does the measured work `N` times;
+//! the script runs every mode twice (`N` = 0 and `N` > 0) and divides the difference,
+//! so set-up cost drops out.
+//!
+//! - `route KIND N`: route the first request of set KIND (`exact`, `wildcard`, `miss`)
+//!   on a 2,000-Ingress table, N times;
+//! - `compile INGRESSES N`: compile the INGRESSES-Ingress snapshot N times;
+//! - `edit INGRESSES N`: apply N annotation edits to one Ingress through the
+//!   incremental `Compiler` (alternating two versions).
+//!
+//! Every mode checks its result, so a broken build cannot pass for a fast one. With no
+//! arguments (as `cargo bench` runs it) each mode runs once on a small input.
+#![allow(missing_docs)]
+// A benchmark binary, not the library: it reads its command line.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+
+use ingress_core::compile::{Compiler, Update};
+use ingress_core::{Decision, Profile, compile};
+
+mod common;
+
+/// Ingresses in the table `route` runs against.
+const ROUTE_INGRESSES: usize = 2_000;
+
+fn route(kind: &str, n: u64) {
+    let snapshot = common::snapshot(ROUTE_INGRESSES);
+    let table = compile(&snapshot, &common::options(Profile::Standard)).table;
+    let reqs = match kind {
+        "exact" => common::exact_requests(ROUTE_INGRESSES),
+        "wildcard" => common::wildcard_requests(ROUTE_INGRESSES),
+        "miss" => common::miss_requests(),
+        other => panic!("route takes exact, wildcard or miss, not {other:?}"),
+    };
+    let views = common::views(&reqs);
+    let req = &views[0];
+    let forwarded = matches!(table.route(req), Decision::Forward(_));
+    assert_eq!(forwarded, kind != "miss", "{kind}: unexpected decision");
+    for _ in 0..n {
+        black_box(table.route(black_box(req)));
+    }
+}
+
+fn compile_n(ingresses: usize, n: u64) {
+    let snapshot = common::snapshot(ingresses);
+    let options = common::options(Profile::Standard);
+    let want = common::expected_routes(ingresses);
+    for _ in 0..n {
+        let compiled = compile(black_box(&snapshot), &options);
+        assert_eq!(compiled.table.routes().len(), want);
+        black_box(compiled);
+    }
+}
+
+fn edit(ingresses: usize, n: u64) {
+    let snapshot = common::snapshot(ingresses);
+    let options = common::options(Profile::Standard);
+    let a = snapshot.ingresses[snapshot.ingresses.len() / 2 + 1].clone();
+    let mut b = a.clone();
+    b.metadata.annotations.insert(
+        "nginx.ingress.kubernetes.io/proxy-read-timeout".to_owned(),
+        "60".to_owned(),
+    );
+    let mut compiler = Compiler::new(snapshot, options);
+    for i in 0..n {
+        let v = if i % 2 == 0 { b.clone() } else { a.clone() };
+        let update = compiler.upsert_ingress(black_box(v));
+        assert!(
+            matches!(update, Update::Incremental { .. }),
+            "edit {i}: {update:?}"
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let num = |i: usize, default: u64| -> u64 {
+        args.get(i)
+            .map(|s| s.parse().expect("a number"))
+            .unwrap_or(default)
+    };
+    match args.first().map(String::as_str) {
+        Some("route") => route(args.get(1).map_or("exact", String::as_str), num(2, 1)),
+        Some("compile") => compile_n(num(1, 1_000) as usize, num(2, 1)),
+        Some("edit") => edit(num(1, 1_000) as usize, num(2, 1)),
+        Some(other) => panic!("unknown mode {other:?} (route, compile, edit)"),
+        None => {
+            for kind in ["exact", "wildcard", "miss"] {
+                route(kind, 1);
+            }
+            compile_n(100, 1);
+            edit(100, 2);
+        }
+    }
+}
