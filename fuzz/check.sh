@@ -16,7 +16,7 @@ fuzz_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$fuzz_dir")
 cd "$root"
 
-targets=(manifest_yaml compile_route annotation_value annotation_map)
+targets=(manifest_yaml compile_route annotation_value annotation_map path_normalize)
 smoke_seconds=${SMOKE_SECONDS:-10}
 started=$SECONDS
 

@@ -171,7 +171,18 @@ fn decode_unreserved(path: &str) -> Cow<'_, str> {
             let hex = |c: u8| (c as char).to_digit(16);
             if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
                 let c = (h * 16 + l) as u8;
-                if c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~') {
+                // A decoded hex digit right after a literal `%` (or `%` and one hex
+                // digit) would spell a new escape (`%%341` → `%41`) that a second
+                // decoding, the upstream's, reads as another character: keep it encoded.
+                let forms_escape = c.is_ascii_hexdigit()
+                    && match out.as_slice() {
+                        [.., b'%'] => true,
+                        [.., b'%', d] => d.is_ascii_hexdigit(),
+                        _ => false,
+                    };
+                if !forms_escape
+                    && (c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~'))
+                {
                     out.push(c);
                     i += 3;
                     continue;
@@ -209,6 +220,12 @@ mod tests {
             ("/public/%2E%2e/admin", "/admin"),
             ("/%61dmin", "/admin"),
             ("/a%2Fb", "/a%2Fb"),
+            // A literal `%` before an escape of a hex digit: decoding it would make a
+            // new escape (`%41`) out of two parts.
+            ("/%%341dmin", "/%%341dmin"),
+            ("/%4%31", "/%4%31"),
+            ("/%%61", "/%%61"),
+            ("/%%6a%6b", "/%jk"),
             ("/a%2f..%2fb", "/a%2f..%2fb"),
             ("/a/.hidden", "/a/.hidden"),
             ("/a/..b", "/a/..b"),
@@ -296,6 +313,44 @@ mod tests {
         #[test]
         fn is_normal_agrees_with_the_reference(path in "[/.a%é]{0,24}") {
             proptest::prop_assert_eq!(is_normal(&path), reference_is_normal(&path));
+        }
+
+        /// The normalised path is what is matched and forwarded: it never holds a
+        /// dot segment or an empty one (but a trailing slash), it is a fixed point (a
+        /// second normalisation, or the upstream's decoding of unreserved escapes,
+        /// changes nothing), and no escaped unreserved character is left in it (but
+        /// right after a literal `%`, where decoding would spell a new escape).
+        #[test]
+        fn normalised_paths_are_fixed_points(
+            path in "(/|\\|\\.|\\.\\.|%|%2[eEfF]|%5[cC]|%[346][0-9a-fA-F]|%25|[0-9a-fA-F.]|x|é){0,16}"
+        ) {
+            let out = normalize_path(&path);
+            proptest::prop_assert!(out.starts_with('/'), "{path:?} -> {out:?}");
+            let segments: Vec<&str> = out[1..].split('/').collect();
+            for (i, seg) in segments.iter().enumerate() {
+                proptest::prop_assert!(!matches!(*seg, "." | ".."), "{path:?} -> {out:?}");
+                proptest::prop_assert!(!seg.is_empty() || i + 1 == segments.len(), "{path:?} -> {out:?}");
+            }
+            let again = normalize_path(&out);
+            proptest::prop_assert_eq!(&again, &out, "{:?}", path);
+            let b = out.as_bytes();
+            for i in 0..b.len() {
+                if b[i] != b'%' {
+                    continue;
+                }
+                let hex = |j: usize| b.get(j).and_then(|&c| (c as char).to_digit(16));
+                // Kept on purpose after a literal `%` (or `%` and a hex digit), where
+                // decoding would spell a new escape.
+                let after_percent = (i >= 1 && b[i - 1] == b'%')
+                    || (i >= 2 && b[i - 2] == b'%' && hex(i - 1).is_some());
+                if let (Some(h), Some(l), false) = (hex(i + 1), hex(i + 2), after_percent) {
+                    let c = (h * 16 + l) as u8;
+                    proptest::prop_assert!(
+                        !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')),
+                        "{path:?} -> {out:?}: escaped unreserved left at {i}"
+                    );
+                }
+            }
         }
     }
 }
