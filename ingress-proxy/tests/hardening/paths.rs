@@ -95,6 +95,17 @@ async fn t21_restricted_encoded_bytes() -> TestResult {
     for target in ["/public/%00", "/public/a%0a", "/public/a%0D", "/admin%00/x"] {
         get(addr, target).await.assert_rejected(400, target);
     }
+    // A `%` that starts no escape is refused (as nginx does): one decoding of
+    // `%%361dmin` gives `%61dmin`, two give `admin`.
+    for target in [
+        "/public/%zz",
+        "/public/a%",
+        "/public/a%4",
+        "/public/%%361dmin",
+        "/public/%4%31",
+    ] {
+        get(addr, target).await.assert_rejected(400, target);
+    }
     assert!(u1.bytes().is_empty(), "{}", u1.text());
     // `%23` and `%3f` stay encoded, and do not change the match.
     let a = get(addr, "/public/a%23b%3fc?q=%23").await;
