@@ -303,21 +303,40 @@ pub fn feed_kube(
                         }
                     },
                 };
-                let mut table = Live::new(p.table.clone(), p.version, diagnostics);
-                if let Some(r) = &runtime {
-                    table = table.with_runtime(r.clone());
-                }
-                if let Some(cert) = p
-                    .applied_gateway
+                let previous = live.load();
+                // Patch the served table when the update was incremental and made
+                // from it (the watch channel may have skipped a version).
+                let splices = p
+                    .splices
                     .as_ref()
-                    .and_then(|g| g.default_tls_certificate.as_ref())
-                    .and_then(|r| default_certificate_of(&p.snapshot, r))
-                {
-                    table = table.with_default_certificate(cert);
+                    .filter(|_| p.path == ingress_kube::BuildPath::Incremental)
+                    .filter(|_| previous.version() > 0 && previous.version() + 1 == p.version);
+                if let Some(splices) = splices {
+                    tracing::debug!(
+                        hosts = splices.len(),
+                        "incremental update: per-route state carried over"
+                    );
+                    let table =
+                        Live::patched(&previous, p.table.clone(), p.version, diagnostics, splices);
+                    live.store_patched(table);
+                    metrics.config_update("incremental");
+                } else {
+                    let mut table = Live::new(p.table.clone(), p.version, diagnostics);
+                    if let Some(r) = &runtime {
+                        table = table.with_runtime(r.clone());
+                    }
+                    if let Some(cert) = p
+                        .applied_gateway
+                        .as_ref()
+                        .and_then(|g| g.default_tls_certificate.as_ref())
+                        .and_then(|r| default_certificate_of(&p.snapshot, r))
+                    {
+                        table = table.with_default_certificate(cert);
+                    }
+                    live.store(table);
+                    metrics.config_update("full");
                 }
-                live.store(table);
                 metrics.config_applied(true, p.version);
-                metrics.config_update("full");
                 tracing::info!(
                     version = p.version,
                     routes,
