@@ -3,22 +3,71 @@
 and EndpointSlices, W wildcard hosts, and the IngressClass. Deterministic.
 
 usage: bench/gen-manifests.py [N=10000] [W=1000] > /tmp/10k.yaml
+       bench/gen-manifests.py N W --out DIR [--files K] [--no-class]
+  --out DIR   write DIR/apps-NNNN.yaml, K files of about N/K Ingresses each (with their
+              Services and EndpointSlices; default K=100) and DIR/class.yaml, instead
+              of one stream on stdout (a folder the proxy re-reads file by file)
+  --no-class  leave out the IngressClass (the folder has its own)
 """
+import os
 import sys
 
-n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
-w = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
-out = sys.stdout.write
-out("""apiVersion: networking.k8s.io/v1
+args = [a for a in sys.argv[1:]]
+opts = {}
+pos = []
+while args:
+    a = args.pop(0)
+    if a in ("--out", "--files"):
+        opts[a] = args.pop(0)
+    elif a == "--no-class":
+        opts[a] = True
+    else:
+        pos.append(a)
+n = int(pos[0]) if len(pos) > 0 else 10000
+w = int(pos[1]) if len(pos) > 1 else 1000
+outdir = opts.get("--out")
+files = int(opts.get("--files", 100)) if outdir else 1
+per_file = max(1, -(-n // files))
+current = {"f": None, "index": -1}
+
+
+def out(text):
+    if outdir is None:
+        sys.stdout.write(text)
+    else:
+        current["f"].write(text)
+
+
+def open_for(i):
+    """Switch to the file that holds Ingress i (folder mode)."""
+    if outdir is None:
+        return
+    k = i // per_file
+    if k != current["index"]:
+        if current["f"] is not None:
+            current["f"].close()
+        current["f"] = open(os.path.join(outdir, f"apps-{k:04d}.yaml"), "w")
+        current["index"] = k
+
+
+class_doc = """apiVersion: networking.k8s.io/v1
 kind: IngressClass
 metadata: {name: bench}
 spec: {controller: ingress-rs.dev/gateway}
-""")
+"""
+if outdir is not None:
+    os.makedirs(outdir, exist_ok=True)
+    if "--no-class" not in opts:
+        with open(os.path.join(outdir, "class.yaml"), "w") as f:
+            f.write(class_doc)
+elif "--no-class" not in opts:
+    out(class_doc)
 types = ["Prefix", "Exact", "Prefix", "ImplementationSpecific", "Prefix"]
 for i in range(n):
+    open_for(i)
+    sep = "" if outdir is not None and i % per_file == 0 else "---\n"
     host = f"*.w{i}.example.com" if i < w else f"app{i}.example.com"
-    out(f"""---
-apiVersion: networking.k8s.io/v1
+    out(sep + f"""apiVersion: networking.k8s.io/v1
 kind: Ingress
 metadata:
   name: app{i}
@@ -59,3 +108,5 @@ endpoints:
 - addresses: ["10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"]
   conditions: {{ready: true}}
 """)
+if current["f"] is not None:
+    current["f"].close()

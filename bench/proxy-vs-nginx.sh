@@ -15,6 +15,8 @@
 #   NO_CHARTS=1 (skip the PNG charts, which need gnuplot),
 #   NGINX_PROXY_BUFFERING (default off) and NGINX_PROXY_BUFFER_SIZE (default 4k): ingress-nginx's
 #   defaults (proxy-buffering off, proxy-buffer-size 4k); the 1 MiB figure of nginx depends on them.
+#   INGRESSES=N (scenario 4): the proxy also loads bench/gen-manifests.py's N Ingresses (5 paths
+#   each, N/10 wildcard hosts, 100 files) besides bench.local, e.g. INGRESSES=20000 bench/proxy-vs-nginx.sh h1.
 #
 # What runs (all on 127.0.0.1):
 #   upstream     nginx (same binary), 1 worker, serving fixed files /small (64 B), /10k, /1m;
@@ -98,7 +100,7 @@ if [[ -z "${NO_BUILD:-}" ]]; then
     log "cargo build --release -p ingress-proxy"
     cargo build --release -q -p ingress-proxy
 fi
-PROXY="$root/target/release/ingress-proxy"
+PROXY="${CARGO_TARGET_DIR:-$root/target}/release/ingress-proxy"
 [[ -x "$PROXY" ]] || die "$PROXY not built"
 
 for p in $up_port $px_http $px_https $px_admin $ng_http $ng_https $hp_http $hp_https; do
@@ -150,6 +152,7 @@ trap 'exit 130' INT TERM
     echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "nginx proxy_buffering ${NGINX_PROXY_BUFFERING:-off}, proxy_buffer_size ${NGINX_PROXY_BUFFER_SIZE:-4k}"
     echo "duration ${DURATION}s x ${ROUNDS} rounds per target; conns ${CONNS} (1m: ${CONNS_1M}; h2: ${H2_CONNS} x ${H2_STREAMS} streams)"
+    echo "Ingresses loaded by the proxy besides bench.local: ${INGRESSES:-0}"
 } | tee "$out/machine.txt" >&2
 
 # --- files: bodies, certificate, configs --------------------------------------------------
@@ -321,6 +324,12 @@ endpoints:
     conditions: {ready: true}
 EOF
 
+if [[ -n "${INGRESSES:-}" ]]; then
+    log "generating $INGRESSES more Ingresses for the proxy (scenario 4)"
+    python3 "$root/bench/gen-manifests.py" "$INGRESSES" $((INGRESSES / 10)) \
+        --out "$work/manifests/many" --files 100 --no-class
+fi
+
 # --- start --------------------------------------------------------------------------------
 start_nginx() { # $1 = name, $2 = core
     "$NGINX" -t -q -p "$work" -c "$work/$1.conf" 2>"$out/$1.test.log" ||
@@ -365,7 +374,7 @@ INGRESS_PROXY_LOG=warn taskset -c 0 "$PROXY" --manifests "$work/manifests" \
     >"$out/ingress-proxy.log" 2>&1 &
 px_pid=$!
 pids+=("$px_pid")
-python3 "$PY" wait "http://127.0.0.1:$px_admin/readyz" localhost 20 || die "ingress-proxy not ready: $(tail -n 5 "$out/ingress-proxy.log")"
+python3 "$PY" wait "http://127.0.0.1:$px_admin/readyz" localhost $(( ${INGRESSES:-0} > 0 ? 300 : 20 )) || die "ingress-proxy not ready: $(tail -n 5 "$out/ingress-proxy.log")"
 
 for t in "${targets[@]}"; do
     case $t in

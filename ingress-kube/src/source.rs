@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use ingress_core::model::{ObjectKind, ObjectRef};
-use ingress_core::{CompileOptions, Diagnostic, RouteTable, Snapshot, compile};
+use ingress_core::{CompileOptions, Diagnostic, RouteTable, Snapshot};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -128,8 +128,12 @@ pub struct Published {
     pub applied_gateway: Option<GatewayConfig>,
     /// The snapshot the table was compiled from.
     pub snapshot: Arc<Snapshot>,
-    /// How the table was made: a full compile, or the endpoint fast path.
+    /// How the table was made: a full compile, the endpoint fast path, or an
+    /// incremental compile of the changed Ingresses' hosts.
     pub path: BuildPath,
+    /// For [`BuildPath::Incremental`]: where the touched hosts' routes were (in the
+    /// table of version `version - 1`) and are, as `Compiler` reports them.
+    pub splices: Option<Vec<ingress_core::compile::RouteSplice>>,
 }
 
 /// How a published table was made.
@@ -141,6 +145,9 @@ pub enum BuildPath {
     /// Only EndpointSlices changed: the previous table with the affected
     /// backends' endpoints resolved again (`ingress_core::compile::refresh_endpoints`).
     Endpoints,
+    /// Only Ingresses changed: the hosts they touch were compiled again
+    /// (`ingress_core::compile::Compiler`) and spliced into the previous table.
+    Incremental,
 }
 
 /// The reflector stores, readable at any time (status writers use them).
@@ -430,6 +437,7 @@ fn build(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Opti
                     applied_gateway: input.key.applied.clone(),
                     snapshot: input.key.snapshot.clone(),
                     path: BuildPath::Endpoints,
+                    splices: None,
                 }),
                 Err(e) => {
                     tracing::debug!(reason = %e, "full compile");
@@ -439,9 +447,21 @@ fn build(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Opti
         }
         _ => None,
     };
+    let incremental = state
+        .last_input
+        .as_ref()
+        .is_some_and(|prev| prev.same_but_snapshot(&input.key));
+    if fast.is_some() {
+        // The compiler's snapshot no longer has the cluster's endpoints: the next
+        // change compiles in full (and starts a new compiler).
+        state.compiler = None;
+    }
     state.version = version;
     state.last_input = Some(input.key.clone());
-    let published = Arc::new(fast.unwrap_or_else(|| input.compile(version)));
+    let published = Arc::new(match fast {
+        Some(p) => p,
+        None => input.compile(version, &mut state.compiler, incremental),
+    });
     state.last_published = Some(published.clone());
     Some(published)
 }
@@ -454,6 +474,9 @@ struct BuildState {
     last_valid_gateway: Option<(String, GatewayConfig)>,
     /// The last table published, for the endpoint fast path.
     last_published: Option<Arc<Published>>,
+    /// The incremental compiler holding the last compiled table (`None` after the
+    /// endpoint fast path: its table is no longer the published one).
+    compiler: Option<ingress_core::compile::Compiler>,
 }
 
 /// What a table depends on: when equal, the table would be the same.
@@ -481,7 +504,16 @@ struct Input {
 }
 
 impl Input {
-    fn compile(self, version: u64) -> Published {
+    /// Compile: incrementally through `compiler` when `incremental` (everything but
+    /// the snapshot is as last compiled) and the compiler can, else in full (and
+    /// keep a new compiler for the next change).
+    fn compile(
+        self,
+        version: u64,
+        compiler: &mut Option<ingress_core::compile::Compiler>,
+        incremental: bool,
+    ) -> Published {
+        use ingress_core::compile::{Compiler, Update};
         let InputKey {
             snapshot,
             options,
@@ -489,18 +521,41 @@ impl Input {
             gateway,
             applied,
         } = self.key;
-        let compiled = compile(&snapshot, &options);
+        let update = match compiler.as_mut() {
+            Some(c) if incremental && c.options() == &options => c.replace((*snapshot).clone()),
+            _ => {
+                *compiler = None;
+                Update::Full(ingress_core::compile::FullReason::First)
+            }
+        };
+        let c = compiler.get_or_insert_with(|| Compiler::new((*snapshot).clone(), options));
+        let (path, splices) = match update {
+            Update::Incremental { splices, .. } => (BuildPath::Incremental, Some(splices)),
+            Update::Unchanged => (BuildPath::Incremental, Some(Vec::new())),
+            other => {
+                tracing::debug!(update = ?other, "full compile");
+                (BuildPath::Full, None)
+            }
+        };
+        if path == BuildPath::Incremental {
+            tracing::debug!(
+                hosts = splices.as_ref().map_or(0, Vec::len),
+                "incremental update: only the touched hosts were compiled"
+            );
+        }
         let mut diagnostics = conversion;
-        diagnostics.extend(compiled.diagnostics);
+        diagnostics.extend(c.diagnostics().iter().cloned());
         diagnostics.sort();
         Published {
             version,
-            table: compiled.table,
+            // A copy sharing the host structures with the compiler's table.
+            table: c.table().clone(),
             diagnostics,
             gateway,
             applied_gateway: applied,
             snapshot,
-            path: BuildPath::Full,
+            path,
+            splices,
         }
     }
 }

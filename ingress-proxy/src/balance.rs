@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
@@ -66,7 +66,7 @@ impl Key {
 }
 
 /// The balancers a route uses (indexes into [`Balancers::list`]).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct RouteBalancers {
     primary: Option<usize>,
     /// The `default-backend` Service, under the route's policy.
@@ -140,101 +140,183 @@ impl Cluster<'_> {
 }
 
 /// Every balancer of one table.
+///
+/// The balancers, health states and breakers are shared (`Arc`) so that a table
+/// made by an incremental update ([`Balancers::patched`]) keeps the very objects
+/// of the routes it did not touch: no copy, no state lost between copy and swap.
 #[derive(Debug, Default)]
 pub(crate) struct Balancers {
-    list: Vec<(Key, Balancer)>,
+    list: Vec<Arc<(Key, Balancer)>>,
     /// Parallel to `list`: the indexes of the balancer's health and breaker.
     cluster_of: Vec<(usize, usize)>,
-    health: Vec<Health>,
-    breakers: Vec<Breaker>,
+    health: Vec<Arc<Health>>,
+    breakers: Vec<Arc<Breaker>>,
     /// Parallel to `table.routes()`.
     routes: Vec<RouteBalancers>,
+    /// A hash of each balancer's key -> its index in `list` (a collision, checked
+    /// against the key, just makes another balancer). Plain integers, so that
+    /// copying the index for a patched table is one memory copy.
+    index: HashMap<u64, usize>,
+    /// Hash of (cluster name, outlier values) -> index in `health`.
+    health_index: HashMap<u64, usize>,
+    /// Hash of (cluster name, circuit values) -> index in `breakers`.
+    breaker_index: HashMap<u64, usize>,
+}
+
+/// A hash that is the same in every table (the index maps outlive one table).
+fn stable_hash(v: &impl std::hash::Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    std::hash::Hasher::finish(&h)
 }
 
 impl Balancers {
     /// One balancer per (backend, policy) the table's routes use, each starting its
     /// round-robin cycle at a random endpoint.
     pub(crate) fn new(table: &RouteTable) -> Balancers {
-        let mut list: Vec<(Key, Balancer)> = Vec::new();
-        let mut index: HashMap<Key, usize> = HashMap::new();
-        let mut cluster_of: Vec<(usize, usize)> = Vec::new();
-        let mut health: Vec<Health> = Vec::new();
-        let mut breakers: Vec<Breaker> = Vec::new();
-        let mut health_index: HashMap<(String, OutlierOverrides), usize> = HashMap::new();
-        let mut breaker_index: HashMap<(String, CircuitOverrides), usize> = HashMap::new();
+        let mut b = Balancers::default();
         let seeds = std::collections::hash_map::RandomState::new();
-        let mut add = |backend: &Backend, policy: &IngressPolicy| -> Option<usize> {
-            if backend.endpoints().is_empty() {
-                return None;
-            }
-            let key = Key::of(backend, policy);
-            if let Some(&i) = index.get(&key) {
-                return Some(i);
-            }
-            let b = Balancer::for_policy(backend.endpoints(), policy);
-            b.start_at_random(seeds.hash_one(list.len()));
-            let name = key.cluster_name();
-            let (outlier, circuit) = (key.resilience.outlier, key.resilience.circuit);
-            let h = *health_index
-                .entry((name.clone(), outlier))
-                .or_insert_with(|| {
-                    health.push(Health {
-                        name: name.clone(),
-                        overrides: outlier,
-                        outliers: Outliers::new(backend.endpoints(), None),
-                        authorities: backend
-                            .endpoints()
-                            .iter()
-                            .map(crate::forward::authority_of)
-                            .collect(),
-                    });
-                    health.len() - 1
-                });
-            let c = *breaker_index
-                .entry((name.clone(), circuit))
-                .or_insert_with(|| {
-                    breakers.push(Breaker {
-                        name,
-                        overrides: circuit,
-                        breaker: CircuitBreaker::new(),
-                    });
-                    breakers.len() - 1
-                });
-            cluster_of.push((h, c));
-            index.insert(key.clone(), list.len());
-            list.push((key, b));
-            Some(list.len() - 1)
-        };
-        let routes = table
+        b.routes = table
             .routes()
             .iter()
-            .map(|r| RouteBalancers {
-                primary: add(table.backend(r.backend_id()), r.policy()),
-                fallback: r
-                    .fallback_backend()
-                    .and_then(|id| add(table.backend(id), r.policy())),
-                canaries: r
-                    .canaries()
-                    .iter()
-                    .map(|c| add(table.backend(c.backend_id()), c.policy()))
-                    .collect(),
+            .map(|r| b.route(table, r, &seeds))
+            .collect();
+        b
+    }
+
+    /// The balancers of `table`, an incremental update of `previous`'s table:
+    /// `carry[i]` is route `i`'s index in the previous table, or `live::NEW`.
+    /// Carried routes keep their balancers; new ones reuse a balancer of the same
+    /// key when there is one, else get a new one. Balancers no route uses any more
+    /// stay listed (a few per update) until the next full build.
+    pub(crate) fn patched(previous: &Balancers, table: &RouteTable, carry: &[u32]) -> Balancers {
+        let mut b = Balancers {
+            list: previous.list.clone(),
+            cluster_of: previous.cluster_of.clone(),
+            health: previous.health.clone(),
+            breakers: previous.breakers.clone(),
+            routes: Vec::new(),
+            index: previous.index.clone(),
+            health_index: previous.health_index.clone(),
+            breaker_index: previous.breaker_index.clone(),
+        };
+        let seeds = std::collections::hash_map::RandomState::new();
+        let routes = carry
+            .iter()
+            .zip(table.routes())
+            .map(|(&c, r)| match previous.routes.get(c as usize) {
+                Some(rb) if c != crate::live::NEW => rb.clone(),
+                _ => b.route(table, r, &seeds),
             })
             .collect();
-        Balancers {
-            list,
-            cluster_of,
-            health,
-            breakers,
-            routes,
+        b.routes = routes;
+        b
+    }
+
+    fn route(
+        &mut self,
+        table: &RouteTable,
+        r: &ingress_core::routing::Route,
+        seeds: &std::collections::hash_map::RandomState,
+    ) -> RouteBalancers {
+        RouteBalancers {
+            primary: self.add(table.backend(r.backend_id()), r.policy(), seeds),
+            fallback: r
+                .fallback_backend()
+                .and_then(|id| self.add(table.backend(id), r.policy(), seeds)),
+            canaries: r
+                .canaries()
+                .iter()
+                .map(|c| self.add(table.backend(c.backend_id()), c.policy(), seeds))
+                .collect(),
         }
     }
 
-    /// Take over the state of `previous`'s balancers with the same key.
+    /// The balancer for `backend` under `policy`: an existing one of the same key,
+    /// or a new one.
+    fn add(
+        &mut self,
+        backend: &Backend,
+        policy: &IngressPolicy,
+        seeds: &std::collections::hash_map::RandomState,
+    ) -> Option<usize> {
+        if backend.endpoints().is_empty() {
+            return None;
+        }
+        let key = Key::of(backend, policy);
+        let hash = stable_hash(&key);
+        if let Some(&i) = self.index.get(&hash)
+            && self.list.get(i).is_some_and(|e| e.0 == key)
+        {
+            return Some(i);
+        }
+        let b = Balancer::for_policy(backend.endpoints(), policy);
+        b.start_at_random(seeds.hash_one(self.list.len()));
+        let name = key.cluster_name();
+        let (outlier, circuit) = (key.resilience.outlier, key.resilience.circuit);
+        let hh = stable_hash(&(&name, &outlier));
+        let h = match self.health_index.get(&hh) {
+            Some(&i)
+                if self
+                    .health
+                    .get(i)
+                    .is_some_and(|h| h.name == name && h.overrides == outlier) =>
+            {
+                i
+            }
+            _ => {
+                self.health.push(Arc::new(Health {
+                    name: name.clone(),
+                    overrides: outlier,
+                    outliers: Outliers::new(backend.endpoints(), None),
+                    authorities: backend
+                        .endpoints()
+                        .iter()
+                        .map(crate::forward::authority_of)
+                        .collect(),
+                }));
+                self.health_index.entry(hh).or_insert(self.health.len() - 1);
+                self.health.len() - 1
+            }
+        };
+        let bh = stable_hash(&(&name, &circuit));
+        let c = match self.breaker_index.get(&bh) {
+            Some(&i)
+                if self
+                    .breakers
+                    .get(i)
+                    .is_some_and(|b| b.name == name && b.overrides == circuit) =>
+            {
+                i
+            }
+            _ => {
+                self.breakers.push(Arc::new(Breaker {
+                    name,
+                    overrides: circuit,
+                    breaker: CircuitBreaker::new(),
+                }));
+                self.breaker_index
+                    .entry(bh)
+                    .or_insert(self.breakers.len() - 1);
+                self.breakers.len() - 1
+            }
+        };
+        self.cluster_of.push((h, c));
+        self.index.entry(hash).or_insert(self.list.len());
+        self.list.push(Arc::new((key, b)));
+        Some(self.list.len() - 1)
+    }
+
+    /// Take over the state of `previous`'s balancers with the same key (a table
+    /// built by [`Balancers::new`], whose objects nothing else holds yet).
     pub(crate) fn inherit(&mut self, previous: &Balancers) {
-        let old: HashMap<&Key, &Balancer> = previous.list.iter().map(|(k, b)| (k, b)).collect();
+        let old: HashMap<&Key, &Balancer> = previous.list.iter().map(|e| (&e.0, &e.1)).collect();
         let now = now_ns();
-        for (key, b) in &mut self.list {
-            if let Some(p) = old.get(&*key) {
+        for e in &mut self.list {
+            let Some((key, b)) = Arc::get_mut(e).map(|e| (&e.0, &mut e.1)) else {
+                continue;
+            };
+            if let Some(p) = old.get(key) {
                 b.inherit(p, now);
             }
         }
@@ -244,6 +326,7 @@ impl Balancers {
             .map(|h| ((h.name.as_str(), &h.overrides), &h.outliers))
             .collect();
         for h in &mut self.health {
+            let Some(h) = Arc::get_mut(h) else { continue };
             if let Some(p) = old.get(&(h.name.as_str(), &h.overrides)) {
                 h.outliers = Outliers::new(h.outliers.endpoints(), Some(p));
             }
@@ -254,6 +337,7 @@ impl Balancers {
             .map(|b| ((b.name.as_str(), &b.overrides), &b.breaker))
             .collect();
         for b in &mut self.breakers {
+            let Some(b) = Arc::get_mut(b) else { continue };
             if let Some(p) = old.get(&(b.name.as_str(), &b.overrides)) {
                 b.breaker = (*p).clone();
             }
@@ -295,12 +379,12 @@ impl Balancers {
 
     /// Balancer `i` and the affinity policy it was built with.
     pub(crate) fn get(&self, i: usize) -> Option<(&Balancer, Option<&AffinityPolicy>)> {
-        self.list.get(i).map(|(k, b)| (b, k.affinity.as_ref()))
+        self.list.get(i).map(|e| (&e.1, e.0.affinity.as_ref()))
     }
 
     /// The load-balancing policy of balancer `i`.
     pub(crate) fn load_balance(&self, i: usize) -> Option<&LoadBalancePolicy> {
-        self.list.get(i).map(|(k, _)| &k.load_balance)
+        self.list.get(i).map(|e| &e.0.load_balance)
     }
 }
 

@@ -48,6 +48,7 @@ mod balance;
 mod conn;
 mod connect;
 mod errors;
+mod folder;
 mod forward;
 pub mod framing;
 pub mod gateway;

@@ -40,32 +40,23 @@ impl LimitSet {
         let routes = table
             .routes()
             .iter()
-            .map(|r| {
-                let policy = &r.policy().rate_limit;
-                if !policy.is_set() {
-                    return RouteLimits::None;
-                }
-                let key = (r.ingress().clone(), policy.clone());
-                let limits = match by_key.get(&key) {
-                    Some(l) => l.clone(),
-                    None => {
-                        let l = previous
-                            .and_then(|p| p.by_key.get(&key).cloned())
-                            .unwrap_or_else(|| match Limits::new(policy, StoreConfig::default()) {
-                                Ok(l) => Some(Arc::new(l)),
-                                Err(e) => {
-                                    tracing::warn!(ingress = %key.0.name, error = %e, "rate limits not usable; the routes answer 503");
-                                    None
-                                }
-                            });
-                        by_key.insert(key, l.clone());
-                        l
-                    }
-                };
-                match limits {
-                    Some(l) => RouteLimits::Some(l),
-                    None => RouteLimits::Broken,
-                }
+            .map(|r| limits_of(r, &mut by_key, previous))
+            .collect();
+        LimitSet { by_key, routes }
+    }
+
+    /// The limits of `table`, an incremental update of `previous`'s table
+    /// (`carry` as in [`crate::live::Live::patched`]): carried routes keep theirs,
+    /// new ones reuse those of an unchanged Ingress and policy. Limits no route uses
+    /// any more stay in the index until the next full build.
+    pub(crate) fn patched(previous: &LimitSet, table: &RouteTable, carry: &[u32]) -> LimitSet {
+        let mut by_key = previous.by_key.clone();
+        let routes = carry
+            .iter()
+            .zip(table.routes())
+            .map(|(&c, r)| match previous.routes.get(c as usize) {
+                Some(l) if c != crate::live::NEW => l.clone(),
+                _ => limits_of(r, &mut by_key, Some(previous)),
             })
             .collect();
         LimitSet { by_key, routes }
@@ -74,5 +65,39 @@ impl LimitSet {
     /// The limits of route `index`.
     pub(crate) fn route(&self, index: usize) -> RouteLimits {
         self.routes.get(index).cloned().unwrap_or(RouteLimits::None)
+    }
+}
+
+/// Route `r`'s limits: those of its Ingress and policy in `by_key` or `previous`,
+/// else new ones (recorded in `by_key`).
+fn limits_of(
+    r: &ingress_core::routing::Route,
+    by_key: &mut HashMap<Key, Option<Arc<Limits>>>,
+    previous: Option<&LimitSet>,
+) -> RouteLimits {
+    let policy = &r.policy().rate_limit;
+    if !policy.is_set() {
+        return RouteLimits::None;
+    }
+    let key = (r.ingress().clone(), policy.clone());
+    let limits = match by_key.get(&key) {
+        Some(l) => l.clone(),
+        None => {
+            let l = previous
+                .and_then(|p| p.by_key.get(&key).cloned())
+                .unwrap_or_else(|| match Limits::new(policy, StoreConfig::default()) {
+                    Ok(l) => Some(Arc::new(l)),
+                    Err(e) => {
+                        tracing::warn!(ingress = %key.0.name, error = %e, "rate limits not usable; the routes answer 503");
+                        None
+                    }
+                });
+            by_key.insert(key, l.clone());
+            l
+        }
+    };
+    match limits {
+        Some(l) => RouteLimits::Some(l),
+        None => RouteLimits::Broken,
     }
 }

@@ -146,6 +146,49 @@ impl Live {
         }
     }
 
+    /// `table`, an incremental update of `previous`'s table (`splices` as the
+    /// compiler gave them, relative to `previous`'s routes), prepared for serving
+    /// with the per-route state of every route outside the splices carried over as
+    /// is: its balancers, passive health and circuit breakers are the same objects
+    /// (their state goes on without a copy), as are its rate limits and request
+    /// counters. Only the spliced routes get theirs made (or found among the
+    /// balancers of the same Service port and policy). The TLS bindings, runtime
+    /// settings and default certificate are `previous`'s (an incremental update
+    /// never changes them). Store it with [`LiveTable::store_patched`].
+    pub fn patched(
+        previous: &Live,
+        table: RouteTable,
+        version: u64,
+        diagnostics: Vec<Located>,
+        splices: &[ingress_core::compile::RouteSplice],
+    ) -> Self {
+        let carry = carry_of(previous.labels.len(), splices);
+        debug_assert_eq!(carry.len(), table.routes().len());
+        let labels = carry
+            .iter()
+            .zip(table.routes())
+            .map(|(&c, r)| match previous.labels.get(c as usize) {
+                Some(l) if c != NEW => l.clone(),
+                _ => Arc::new(RouteStats::of(r)),
+            })
+            .collect();
+        let balancers = Balancers::patched(&previous.balancers, &table, &carry);
+        let limits = LimitSet::patched(&previous.limits, &table, &carry);
+        let client_auth = ClientAuthSet::new(&table);
+        Live {
+            table,
+            version,
+            diagnostics,
+            certs: previous.certs.clone(),
+            balancers,
+            limits,
+            labels,
+            client_auth,
+            runtime: previous.runtime.clone(),
+            default_cert: previous.default_cert.clone(),
+        }
+    }
+
     /// Serve `cert` when no TLS host of this table matches the SNI name (the
     /// gateway config's `defaultTlsCertificate`), instead of the listener's default.
     pub fn with_default_certificate(mut self, cert: Arc<CertifiedKey>) -> Self {
@@ -244,8 +287,71 @@ impl LiveTable {
         self.current.store(Arc::new(live));
     }
 
+    /// Serve `live`, made by [`Live::patched`] from the table served until now,
+    /// from now on: its carried state is already shared, nothing is inherited.
+    pub fn store_patched(&self, live: Live) {
+        self.current.store(Arc::new(live));
+    }
+
     /// Whether a configuration has been applied.
     pub fn is_ready(&self) -> bool {
         self.current.load().version > 0
+    }
+}
+
+/// In a carry list: a route of the new table that has no predecessor.
+pub(crate) const NEW: u32 = u32::MAX;
+
+/// For each route of the new table, the index of the same route in the previous
+/// table (`NEW` for the spliced ones). `splices` are sorted, relative to the
+/// previous table's `previous_len` routes.
+pub(crate) fn carry_of(
+    previous_len: usize,
+    splices: &[ingress_core::compile::RouteSplice],
+) -> Vec<u32> {
+    let grown: usize = splices.iter().map(|s| s.new.len()).sum();
+    let shrunk: usize = splices.iter().map(|s| s.old.len()).sum();
+    let mut carry = Vec::with_capacity((previous_len + grown).saturating_sub(shrunk));
+    let mut at = 0usize;
+    for s in splices {
+        let start = s.old.start.min(previous_len);
+        carry.extend((at.min(start)..start).map(|i| i as u32));
+        carry.extend(std::iter::repeat_n(NEW, s.new.len()));
+        at = s.old.end.max(at);
+    }
+    carry.extend((at.min(previous_len)..previous_len).map(|i| i as u32));
+    carry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ingress_core::compile::RouteSplice;
+    use ingress_core::routing::RouteHost;
+
+    fn splice(old: std::ops::Range<usize>, new: std::ops::Range<usize>) -> RouteSplice {
+        RouteSplice {
+            host: RouteHost::Any,
+            old,
+            new,
+        }
+    }
+
+    #[test]
+    fn carry_follows_splices() {
+        // 10 routes; routes 2..4 become 3 routes, 7..8 goes away, a host of 2 routes
+        // is new after route 9.
+        let carry = carry_of(
+            10,
+            &[
+                splice(2..4, 2..5),
+                splice(7..8, 8..8),
+                splice(10..10, 10..12),
+            ],
+        );
+        assert_eq!(carry, vec![0, 1, NEW, NEW, NEW, 4, 5, 6, 8, 9, NEW, NEW]);
+        assert_eq!(carry_of(3, &[]), vec![0, 1, 2]);
+        // An edit in place: same length, the routes are made again.
+        assert_eq!(carry_of(3, &[splice(1..2, 1..2)]), vec![0, NEW, 2]);
     }
 }

@@ -29,6 +29,12 @@ struct ApplyLabels {
     outcome: &'static str,
 }
 
+/// Labels of an applied table: how it was made.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct UpdateLabels {
+    kind: &'static str,
+}
+
 /// Labels of a global rate-limit check.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -50,6 +56,7 @@ pub struct Metrics {
     upstream_connect_errors: Family<UpstreamLabels, Counter>,
     upstream_retries: Family<UpstreamLabels, Counter>,
     applies: Family<ApplyLabels, Counter>,
+    updates: Family<UpdateLabels, Counter>,
     version: Gauge,
     tunnels: Gauge,
     global_limit_checks: Family<OutcomeLabels, Counter>,
@@ -99,6 +106,12 @@ impl Metrics {
             "Configuration loads, by outcome (applied or rejected)",
             applies.clone(),
         );
+        let updates = Family::<UpdateLabels, Counter>::default();
+        registry.register(
+            "config_updates",
+            "Applied tables, by how they were made: full (the whole configuration compiled) or incremental (only the hosts of the changed Ingresses)",
+            updates.clone(),
+        );
         registry.register(
             "table_version",
             "Version of the live route table (0: none yet)",
@@ -137,6 +150,7 @@ impl Metrics {
             upstream_connect_errors,
             upstream_retries,
             applies,
+            updates,
             version,
             tunnels,
         }
@@ -199,6 +213,11 @@ impl Metrics {
         let outcome = if applied { "applied" } else { "rejected" };
         self.applies.get_or_create(&ApplyLabels { outcome }).inc();
         self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
+    }
+
+    /// Count one applied table by how it was made (`full` or `incremental`).
+    pub fn config_update(&self, kind: &'static str) {
+        self.updates.get_or_create(&UpdateLabels { kind }).inc();
     }
 
     /// Count one global rate-limit check by `outcome`.

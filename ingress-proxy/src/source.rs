@@ -15,6 +15,7 @@ use ingress_core::{CompileOptions, RouteTable, Severity, compile};
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::folder::{Applied, Folder};
 use crate::gateway::RuntimeOptions;
 use crate::live::{Live, LiveTable};
 use crate::metrics::Metrics;
@@ -81,6 +82,12 @@ pub struct FileSource {
     metrics: Arc<Metrics>,
     /// Test hook: loading panics while a file of this name is in the folder.
     panic_marker: Option<String>,
+    /// The folder as last applied (`None` before the first good load): a change
+    /// reads only the changed files and compiles only the touched hosts.
+    folder: Arc<std::sync::Mutex<Option<Folder>>>,
+    /// One apply at a time, from load to store: a patched table must be made from
+    /// the table its update started from.
+    applying: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl FileSource {
@@ -97,6 +104,8 @@ impl FileSource {
             live,
             metrics,
             panic_marker: None,
+            folder: Arc::default(),
+            applying: Arc::default(),
         }
     }
 
@@ -115,26 +124,69 @@ impl FileSource {
         if self.path.as_os_str().is_empty() {
             return Ok(self.live.load().version());
         }
+        let _applying = self.applying.lock().await;
         let started = Instant::now();
         let (path, options) = (self.path.clone(), self.options.clone());
         let marker = self.panic_marker.clone();
+        let folder = self.folder.clone();
         // A panic while loading ends only this task: it comes back as
-        // `LoadError::Task` and the last good table keeps serving.
+        // `LoadError::Task` and the last good table keeps serving (the folder state
+        // is dropped, so the next load starts afresh).
         let result = tokio::task::spawn_blocking(move || {
+            let mut guard = folder.lock().unwrap_or_else(|e| {
+                let mut g = e.into_inner();
+                *g = None;
+                g
+            });
             if let Some(m) = marker {
                 assert!(!path.join(m).exists(), "test hook: panic_marker present");
             }
-            load(&path, &options)
+            let applied = match guard.as_mut() {
+                Some(f) => f.refresh(&options)?,
+                None => {
+                    *guard = Some(Folder::load(&path, &options)?);
+                    Applied::Full("first load".to_owned())
+                }
+            };
+            let Some(f) = guard.as_ref() else {
+                return Err(LoadError::Task("folder state missing".into()));
+            };
+            if applied == Applied::Unchanged {
+                return Ok((applied, None));
+            }
+            // Publishing a copy is cheap: the table's host structures are shared.
+            Ok((applied, Some((f.table().clone(), f.diagnostics()))))
         })
         .await
         .map_err(|e| LoadError::Task(e.to_string()))
         .and_then(|r| r);
         match result {
-            Ok((table, diagnostics)) => {
-                let version = self.live.load().version() + 1;
+            Ok((applied, None)) => {
+                tracing::debug!(?applied, "configuration unchanged");
+                Ok(self.live.load().version())
+            }
+            Ok((applied, Some((table, diagnostics)))) => {
+                let previous = self.live.load();
+                let version = previous.version() + 1;
                 log_diagnostics(&diagnostics);
                 let (routes, dropped) = (table.routes().len(), count_errors(&diagnostics));
-                self.live.store(Live::new(table, version, diagnostics));
+                match &applied {
+                    Applied::Incremental { ingresses, splices } if previous.version() > 0 => {
+                        tracing::debug!(
+                            ingresses,
+                            hosts = splices.len(),
+                            "incremental update: only the touched hosts were compiled"
+                        );
+                        let live = Live::patched(&previous, table, version, diagnostics, splices);
+                        self.live.store_patched(live);
+                        self.metrics.config_update("incremental");
+                    }
+                    other => {
+                        tracing::debug!(update = ?other, "full compile");
+                        self.live.store(Live::new(table, version, diagnostics));
+                        self.metrics.config_update("full");
+                    }
+                }
                 self.metrics.config_applied(true, version);
                 tracing::info!(
                     version,
@@ -251,19 +303,39 @@ pub fn feed_kube(
                         }
                     },
                 };
-                let mut table = Live::new(p.table.clone(), p.version, diagnostics);
-                if let Some(r) = &runtime {
-                    table = table.with_runtime(r.clone());
-                }
-                if let Some(cert) = p
-                    .applied_gateway
+                let previous = live.load();
+                // Patch the served table when the update was incremental and made
+                // from it (the watch channel may have skipped a version).
+                let splices = p
+                    .splices
                     .as_ref()
-                    .and_then(|g| g.default_tls_certificate.as_ref())
-                    .and_then(|r| default_certificate_of(&p.snapshot, r))
-                {
-                    table = table.with_default_certificate(cert);
+                    .filter(|_| p.path == ingress_kube::BuildPath::Incremental)
+                    .filter(|_| previous.version() > 0 && previous.version() + 1 == p.version);
+                if let Some(splices) = splices {
+                    tracing::debug!(
+                        hosts = splices.len(),
+                        "incremental update: per-route state carried over"
+                    );
+                    let table =
+                        Live::patched(&previous, p.table.clone(), p.version, diagnostics, splices);
+                    live.store_patched(table);
+                    metrics.config_update("incremental");
+                } else {
+                    let mut table = Live::new(p.table.clone(), p.version, diagnostics);
+                    if let Some(r) = &runtime {
+                        table = table.with_runtime(r.clone());
+                    }
+                    if let Some(cert) = p
+                        .applied_gateway
+                        .as_ref()
+                        .and_then(|g| g.default_tls_certificate.as_ref())
+                        .and_then(|r| default_certificate_of(&p.snapshot, r))
+                    {
+                        table = table.with_default_certificate(cert);
+                    }
+                    live.store(table);
+                    metrics.config_update("full");
                 }
-                live.store(table);
                 metrics.config_applied(true, p.version);
                 tracing::info!(
                     version = p.version,

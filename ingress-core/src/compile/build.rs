@@ -794,10 +794,10 @@ impl<'v> Builder<'v> {
             hr.fallback = hb.fallback.map(|old| new_id[old]);
             match host {
                 RouteHost::Pattern(HostPattern::Exact(h)) => {
-                    table.exact_hosts.insert(h.as_str().into(), hr);
+                    table.exact_hosts.insert(h.as_str().into(), Arc::new(hr));
                 }
                 RouteHost::Pattern(HostPattern::Wildcard(s)) => {
-                    table.wildcard_hosts.insert(s.as_str().into(), hr);
+                    table.wildcard_hosts.insert(s.as_str().into(), Arc::new(hr));
                 }
                 RouteHost::Any => table.any_host = Some(hr),
             }

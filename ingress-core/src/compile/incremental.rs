@@ -251,6 +251,40 @@ impl Compiler {
         self.apply(vec![(r, None)])
     }
 
+    /// Apply several Ingress changes as one update: each `(namespace, name, ingress)`
+    /// upserts (`Some`) or removes (`None`) the Ingress of that namespace and name (a
+    /// later entry for the same name wins). The splices of the returned
+    /// [`Update::Incremental`] are relative to the table before the call, as for one
+    /// change.
+    pub fn apply_ingresses(
+        &mut self,
+        changes: impl IntoIterator<Item = (String, String, Option<Ingress>)>,
+    ) -> Update {
+        let mut by_ref: FxHashMap<Arc<ObjectRef>, Option<Ingress>> = FxHashMap::default();
+        let mut order: Vec<Arc<ObjectRef>> = Vec::new();
+        for (namespace, name, ing) in changes {
+            let r = match &ing {
+                Some(i) => Arc::new(super::validate::ingress_ref(i)),
+                None => Arc::new(ObjectRef::namespaced(
+                    ObjectKind::Ingress,
+                    &namespace,
+                    &name,
+                )),
+            };
+            if by_ref.insert(r.clone(), ing).is_none() {
+                order.push(r);
+            }
+        }
+        let changes = order
+            .into_iter()
+            .map(|r| {
+                let ing = by_ref.remove(&r).flatten();
+                (r, ing)
+            })
+            .collect();
+        self.apply(changes)
+    }
+
     /// Take `next` as the new set of objects: incremental when only Ingresses
     /// differ (compared by namespace and name, then content), a full compile
     /// otherwise. Every other list must be equal, in the same order, to count as
@@ -761,6 +795,17 @@ impl Compiler {
         let moved = splices
             .iter()
             .any(|(_, old, _, new)| old.len() != new.len());
+        // Host keys (exact host or wildcard suffix) of the touched hosts: their
+        // structures are replaced, not shifted.
+        let (mut touched_exact, mut touched_wildcard) =
+            (FxHashSet::default(), FxHashSet::default());
+        for h in hosts {
+            match h {
+                RouteHost::Pattern(HostPattern::Exact(e)) => touched_exact.insert(e.as_str()),
+                RouteHost::Pattern(HostPattern::Wildcard(s)) => touched_wildcard.insert(s.as_str()),
+                RouteHost::Any => false,
+            };
+        }
         if moved {
             let first = splices
                 .iter()
@@ -782,14 +827,26 @@ impl Compiler {
                     hr.map_ids(|id| RouteId((id.0 as i64 + d) as u32));
                 }
             };
-            // The touched hosts' structures are shifted too, harmlessly: they are
-            // replaced below.
-            for hr in table
-                .exact_hosts
-                .values_mut()
-                .chain(table.wildcard_hosts.values_mut())
-            {
-                shift(hr);
+            // A shared host structure (a published table holds it too) is copied
+            // before it is shifted, and only when it moves.
+            let shift_shared = |hr: &mut Arc<HostRoutes>| {
+                let Some(&rep) = hr.all.first().or(hr.fallback.as_ref()) else {
+                    return;
+                };
+                if shift_of(rep) != 0 {
+                    shift(Arc::make_mut(hr));
+                }
+            };
+            // The touched hosts' structures are skipped: they are replaced below.
+            for (key, hr) in table.exact_hosts.iter_mut() {
+                if !touched_exact.contains(&**key) {
+                    shift_shared(hr);
+                }
+            }
+            for (key, hr) in table.wildcard_hosts.iter_mut() {
+                if !touched_wildcard.contains(&**key) {
+                    shift_shared(hr);
+                }
             }
             if let Some(hr) = table.any_host.as_mut() {
                 shift(hr);
@@ -814,7 +871,9 @@ impl Compiler {
             }
             if let Some(mut hr) = mini_map.remove(key.as_str()) {
                 let d = new.start as i64 - local.start as i64;
-                hr.map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+                if d != 0 {
+                    Arc::make_mut(&mut hr).map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+                }
                 www |= hr.policy.as_ref().is_some_and(|p| p.from_to_www);
                 map.insert(key.as_str().into(), hr);
             }
@@ -824,6 +883,7 @@ impl Compiler {
                 .exact_hosts
                 .values()
                 .chain(table.wildcard_hosts.values())
+                .map(|hr| &**hr)
                 .chain(table.any_host.as_ref())
                 .any(|hr| hr.policy.as_ref().is_some_and(|p| p.from_to_www));
         }

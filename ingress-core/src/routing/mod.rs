@@ -112,7 +112,7 @@ impl RouteTable {
         let nginx = self.profile == Profile::IngressNginx;
         for level in [HostLevel::Exact, HostLevel::Wildcard, HostLevel::AnyHost] {
             let hr = match level {
-                HostLevel::Exact => self.exact_hosts.get(host),
+                HostLevel::Exact => self.exact_hosts.get(host).map(|h| &**h),
                 HostLevel::Wildcard => self.wildcard(host),
                 _ => self.any_host.as_ref(),
             };
@@ -142,7 +142,7 @@ impl RouteTable {
         if first.is_empty() {
             return None;
         }
-        self.wildcard_hosts.get(suffix)
+        self.wildcard_hosts.get(suffix).map(|h| &**h)
     }
 
     pub(crate) fn decide<'a>(

@@ -394,8 +394,11 @@ pub struct RouteTable {
     pub(crate) profile: Profile,
     pub(crate) routes: Vec<Route>,
     pub(crate) backends: Vec<Backend>,
-    pub(crate) exact_hosts: HashMap<Box<str>, HostRoutes>,
-    pub(crate) wildcard_hosts: HashMap<Box<str>, HostRoutes>,
+    /// Exact hosts' lookup structures. Each is shared (`Arc`): a clone of the table
+    /// (publishing it after an incremental update) copies pointers, not hosts.
+    pub(crate) exact_hosts: HashMap<Arc<str>, Arc<HostRoutes>>,
+    /// Wildcard hosts by suffix (`example.com` of `*.example.com`), shared likewise.
+    pub(crate) wildcard_hosts: HashMap<Arc<str>, Arc<HostRoutes>>,
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) catch_all: Option<RouteId>,
     pub(crate) tls: Vec<TlsBinding>,

@@ -126,6 +126,40 @@ async fn an_endpoint_change_takes_the_fast_path() {
 }
 
 #[tokio::test]
+async fn an_ingress_change_is_compiled_incrementally() {
+    let server = cluster().await;
+    let source = start(&server).await;
+    let first = wait_for(&source, 5 * SECOND, |_| true).await;
+    assert_eq!(first.path, ingress_kube::BuildPath::Full);
+    assert_eq!(first.splices, None);
+    server.apply(ingress("shop", "second", "gw", "b.example.com", "api"));
+    let p = wait_for(&source, 2 * SECOND, |p| {
+        endpoint(p, "b.example.com").is_some()
+    })
+    .await;
+    assert_eq!(p.path, ingress_kube::BuildPath::Incremental);
+    let splices = p
+        .splices
+        .as_ref()
+        .expect("splices of an incremental update");
+    assert_eq!(splices.len(), 1, "one host touched: {splices:?}");
+    assert_eq!(splices[0].host.to_string(), "b.example.com");
+    assert!(splices[0].old.is_empty() && !splices[0].new.is_empty());
+    assert!(
+        endpoint(&p, "a.example.com").is_some(),
+        "the other host serves"
+    );
+    // Removing it again is incremental too.
+    assert!(server.delete("Ingress", "shop", "second"));
+    let p = wait_for(&source, 2 * SECOND, |p| {
+        endpoint(p, "b.example.com").is_none()
+    })
+    .await;
+    assert_eq!(p.path, ingress_kube::BuildPath::Incremental);
+    assert!(endpoint(&p, "a.example.com").is_some());
+}
+
+#[tokio::test]
 async fn only_our_classes_are_served() {
     let server = cluster().await;
     server.apply(class("nginx", "k8s.io/ingress-nginx"));

@@ -3,9 +3,9 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::compile::{Compiler, FullReason, Update};
-use crate::model::Ingress;
-use crate::routing::{Backend, BackendId, Route};
+use crate::compile::{Compiler, FullReason, RouteSplice, Update};
+use crate::model::{HostPattern, Ingress};
+use crate::routing::{Backend, BackendId, Route, RouteHost};
 
 const HOSTS: [&str; 5] = [
     "a.example.com",
@@ -193,6 +193,38 @@ fn host_structures(t: &crate::RouteTable) -> Vec<String> {
     v
 }
 
+/// After an incremental update, the new table shares (same allocation) every host
+/// structure of the previous one that the update neither replaced nor moved.
+fn assert_shared(before: &crate::RouteTable, after: &crate::RouteTable, splices: &[RouteSplice]) {
+    let touched = |k: &str, wildcard: bool| {
+        splices.iter().any(|s| match &s.host {
+            RouteHost::Pattern(HostPattern::Exact(e)) => !wildcard && e.as_str() == k,
+            RouteHost::Pattern(HostPattern::Wildcard(w)) => wildcard && w.as_str() == k,
+            RouteHost::Any => false,
+        })
+    };
+    // Routes before the first splice that changes length keep their ids.
+    let first_moved = splices
+        .iter()
+        .find(|s| s.old.len() != s.new.len())
+        .map_or(usize::MAX, |s| s.old.end);
+    for (map_b, map_a, wildcard) in [
+        (&before.exact_hosts, &after.exact_hosts, false),
+        (&before.wildcard_hosts, &after.wildcard_hosts, true),
+    ] {
+        for (k, hb) in map_b {
+            let Some(ha) = map_a.get(k) else { continue };
+            let unmoved = hb.all.iter().all(|id| id.index() < first_moved);
+            if !touched(k, wildcard) && unmoved {
+                assert!(
+                    std::sync::Arc::ptr_eq(hb, ha),
+                    "host {k} was copied, not shared"
+                );
+            }
+        }
+    }
+}
+
 /// Everything observable about a compile, backend ids aside.
 fn assert_same(inc: &Compiled, full: &Compiled) {
     assert_eq!(inc.diagnostics, full.diagnostics, "diagnostics");
@@ -251,6 +283,13 @@ fn run_edits(profile: Profile, edits: Vec<Edit>) -> usize {
     let mut compiler = Compiler::new(base(service, ours), options.clone());
     let mut incremental = 0;
     for e in edits {
+        // What a proxy would have published before the edit: a clone sharing the
+        // table's host structures. The edit must leave it as it was.
+        let published = Compiled {
+            table: compiler.table().clone(),
+            diagnostics: compiler.diagnostics().to_vec(),
+        };
+        let before = compile(compiler.snapshot(), &options);
         let mut next = compiler.snapshot().clone();
         let update = match e {
             Edit::Upsert(i) => compiler.upsert_ingress(i.object()),
@@ -277,11 +316,13 @@ fn run_edits(profile: Profile, edits: Vec<Edit>) -> usize {
                 u
             }
         };
-        if matches!(update, Update::Incremental { .. }) {
+        if let Update::Incremental { splices, .. } = &update {
             incremental += 1;
+            assert_shared(&published.table, compiler.table(), splices);
         }
         let full = compile(compiler.snapshot(), &options);
         assert_same(compiler.compiled(), &full);
+        assert_same(&published, &before);
     }
     incremental
 }
