@@ -1,7 +1,5 @@
 //! Resolving backends: Service port, targetPort, EndpointSlices.
 
-use std::collections::BTreeSet;
-
 use rustc_hash::FxHashMap;
 use std::net::IpAddr;
 
@@ -14,6 +12,38 @@ use super::validate::BackendSpec;
 pub(crate) struct ServiceIndex<'s> {
     pub(crate) services: FxHashMap<(&'s str, &'s str), &'s Service>,
     pub(crate) slices: FxHashMap<(&'s str, &'s str), Vec<&'s EndpointSlice>>,
+}
+
+/// `s` as an IP address, as `IpAddr::from_str` reads it; plain dotted-quad IPv4
+/// (nearly every endpoint) without the general parser.
+fn parse_ip(s: &str) -> Option<IpAddr> {
+    let b = s.as_bytes();
+    let mut octets = [0u8; 4];
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        let start = i;
+        let mut v: u32 = 0;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        // Empty, over 255 or a leading zero: let the general parser decide.
+        if len == 0 || v > 255 || (len > 1 && b[start] == b'0') {
+            return s.parse().ok();
+        }
+        *octet = v as u8;
+        if k < 3 {
+            if b.get(i) != Some(&b'.') {
+                return s.parse().ok();
+            }
+            i += 1;
+        }
+    }
+    if i != b.len() {
+        return s.parse().ok();
+    }
+    Some(IpAddr::from(octets))
 }
 
 /// What resolving found, for diagnostics.
@@ -54,13 +84,13 @@ impl<'s> ServiceIndex<'s> {
         let mut backend = Backend {
             id,
             namespace: namespace.to_owned(),
-            service: name.clone(),
+            service: String::from(&**name),
             port: port.clone(),
             service_port: None,
             endpoints: Vec::new(),
             status: BackendStatus::ServiceNotFound,
         };
-        let Some(svc) = self.services.get(&(namespace, name.as_str())) else {
+        let Some(svc) = self.services.get(&(namespace, &**name)) else {
             return (backend, Resolution::ServiceNotFound);
         };
         let sp = svc.spec.ports.iter().find(|p| match port {
@@ -115,7 +145,7 @@ impl<'s> ServiceIndex<'s> {
             backend.status = BackendStatus::NoEndpoints;
             return (backend, Resolution::NoEndpoints);
         };
-        backend.endpoints = endpoints.into_iter().collect();
+        backend.endpoints = endpoints;
         backend.status = BackendStatus::Ready;
         (backend, resolution)
     }
@@ -128,13 +158,13 @@ impl<'s> ServiceIndex<'s> {
         namespace: &str,
         service: &str,
         sp: &ServicePort,
-    ) -> (BTreeSet<EndpointAddr>, BTreeSet<EndpointAddr>) {
-        let mut ready = BTreeSet::new();
-        let mut serving = BTreeSet::new();
+    ) -> (Vec<EndpointAddr>, Vec<EndpointAddr>) {
+        let mut serving = Vec::new();
         let want = sp.name.as_deref().unwrap_or("");
         let Some(slices) = self.slices.get(&(namespace, service)) else {
-            return (ready, serving);
+            return (Vec::new(), serving);
         };
+        let mut ready = Vec::with_capacity(slices.iter().map(|s| s.endpoints.len()).sum());
         for slice in slices {
             let port = slice
                 .ports
@@ -160,9 +190,9 @@ impl<'s> ServiceIndex<'s> {
                 };
                 let host = match slice.address_type.as_str() {
                     "FQDN" => EndpointHost::Dns(addr.to_ascii_lowercase()),
-                    _ => match addr.parse::<IpAddr>() {
-                        Ok(ip) => EndpointHost::Ip(ip),
-                        Err(_) => continue,
+                    _ => match parse_ip(addr) {
+                        Some(ip) => EndpointHost::Ip(ip),
+                        None => continue,
                     },
                 };
                 let c = &ep.conditions;
@@ -171,12 +201,54 @@ impl<'s> ServiceIndex<'s> {
                 let terminating = c.terminating.unwrap_or(false);
                 let addr = EndpointAddr { host, port };
                 if is_ready {
-                    ready.insert(addr);
+                    ready.push(addr);
                 } else if is_serving && !terminating {
-                    serving.insert(addr);
+                    serving.push(addr);
                 }
             }
         }
+        // Sorted and distinct, as a set would give them.
+        for list in [&mut ready, &mut serving] {
+            list.sort_unstable();
+            list.dedup();
+        }
         (ready, serving)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ip;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parse_ip_reads_as_std_does() {
+        for s in [
+            "10.0.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.0.0.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.",
+            "1.2.3.4.5",
+            "1..2.3",
+            "",
+            "1.2.3.4 ",
+            "1234.1.1.1",
+            "::1",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "example.com",
+        ] {
+            assert_eq!(parse_ip(s), s.parse().ok(), "{s:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn parse_ip_agrees_with_std(s in "[0-9.:a-f]{0,20}") {
+            prop_assert_eq!(parse_ip(&s), s.parse().ok());
+        }
     }
 }

@@ -81,12 +81,19 @@ pub(super) struct Builder<'v> {
 
 impl<'v> Builder<'v> {
     pub(super) fn new(nginx: bool, valid: &'v [ValidIngress]) -> Self {
+        // Sized for one host and its paths per Ingress rule (the usual shape).
+        let rules: usize = valid.iter().map(|v| v.rules.len()).sum();
+        let paths: usize = valid
+            .iter()
+            .flat_map(|v| &v.rules)
+            .map(|r| r.paths.len())
+            .sum();
         Builder {
             nginx,
             valid,
-            hosts: Vec::new(),
-            host_index: FxHashMap::default(),
-            routes: Vec::new(),
+            hosts: Vec::with_capacity(rules),
+            host_index: FxHashMap::with_capacity_and_hasher(rules, Default::default()),
+            routes: Vec::with_capacity(paths),
             canaries: FxHashMap::default(),
             catch_all: None,
         }
@@ -131,6 +138,8 @@ impl<'v> Builder<'v> {
                     hb.ingresses.push(vi);
                 }
                 hb.regex |= regex;
+                hb.entries.reserve(rule.paths.len());
+                self.routes.reserve(rule.paths.len());
                 for p in &rule.paths {
                     let (kind, key) = self.key_of(v, &p.path);
                     let new = Pending {
@@ -143,13 +152,18 @@ impl<'v> Builder<'v> {
                         kind,
                     };
                     let idx = self.routes.len();
-                    let (_, hb) = self.host(&rule.host);
-                    let Some(&existing) = hb.entries.get(&(kind, key)) else {
-                        hb.entries.insert((kind, key), idx);
-                        self.routes.push(new);
-                        continue;
-                    };
-                    self.conflict(existing, new, key, diags);
+                    // The host was found above: index it rather than hash it again.
+                    let hb = &mut self.hosts[host_ix as usize].1;
+                    match hb.entries.entry((kind, key)) {
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(idx);
+                            self.routes.push(new);
+                        }
+                        std::collections::hash_map::Entry::Occupied(e) => {
+                            let existing = *e.get();
+                            self.conflict(existing, new, key, diags);
+                        }
+                    }
                 }
             }
         }
@@ -524,9 +538,29 @@ impl<'v> Builder<'v> {
     ) -> RouteTable {
         // Stable route order: by host, then path (then the host's default backend),
         // the catch-all last among the host-less routes; ids are positions in it.
-        let mut hosts: Vec<usize> = (0..self.hosts.len()).collect();
+        // `RouteHost`'s order as a flat key (exact hosts, then wildcards, each by
+        // name, then `Any`), next to the index so the sort does not chase pointers.
+        // The first 8 bytes as a number (zero-padded: host names hold no NUL)
+        // settle most comparisons without a `memcmp`.
+        let prefix = |s: &str| {
+            let mut b = [0u8; 8];
+            let n = s.len().min(8);
+            b[..n].copy_from_slice(&s.as_bytes()[..n]);
+            u64::from_be_bytes(b)
+        };
+        let mut keys: Vec<(u8, u64, &str, usize)> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, (h, _))| match h {
+                RouteHost::Pattern(HostPattern::Exact(n)) => (0, prefix(n), n.as_str(), i),
+                RouteHost::Pattern(HostPattern::Wildcard(n)) => (1, prefix(n), n.as_str(), i),
+                RouteHost::Any => (2, 0, "", i),
+            })
+            .collect();
         // Hosts are distinct, so an unstable sort gives the same order.
-        hosts.sort_unstable_by(|&a, &b| self.hosts[a].0.cmp(self.hosts[b].0));
+        keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| a.2.cmp(b.2)));
+        let hosts: Vec<usize> = keys.into_iter().map(|k| k.3).collect();
         let path_of = |i: usize| match self.routes[i].matcher {
             Matcher::Path(p) => Some(p),
             Matcher::Default(_) => None,
@@ -550,10 +584,13 @@ impl<'v> Builder<'v> {
         }
 
         let refs: Vec<Arc<ObjectRef>> = self.valid.iter().map(|v| v.r.clone()).collect();
-        let mut backend_ids: FxHashMap<(&str, &BackendSpec), BackendId> = FxHashMap::default();
+        // About one backend per Ingress (sized so the map rarely grows).
+        let mut backend_ids: FxHashMap<(&str, &BackendSpec), BackendId> =
+            FxHashMap::with_capacity_and_hasher(self.valid.len(), Default::default());
         let mut backends: Vec<Backend> = Vec::new();
         let mut resolutions: Vec<Resolution> = Vec::new();
         let mut reported: FxHashSet<(usize, BackendId)> = FxHashSet::default();
+        let mut last: Option<(&str, &BackendSpec, BackendId)> = None;
         // One shared host value per host; the catch-all's host is `*`.
         let host_arcs: Vec<Arc<RouteHost>> = self
             .hosts
@@ -587,15 +624,24 @@ impl<'v> Builder<'v> {
                            ingress: usize,
                            field: &dyn Fn() -> String,
                            diags: &mut Vec<Diagnostic>| {
-            let id = *backend_ids.entry((namespace, spec)).or_insert_with(|| {
-                let id = BackendId(backends.len() as u32);
-                let (backend, res) = index.resolve(id, namespace, spec);
-                backends.push(backend);
-                resolutions.push(res);
-                id
-            });
-            // Each Ingress hears once about each backend it uses that cannot serve.
-            if reported.insert((ingress, id)) {
+            // Consecutive routes mostly share their backend (the paths of one
+            // Ingress): compare with the last one before hashing.
+            let id = match last {
+                Some((ns, s, id)) if ns == namespace && s == spec => id,
+                _ => *backend_ids.entry((namespace, spec)).or_insert_with(|| {
+                    let id = BackendId(backends.len() as u32);
+                    let (backend, res) = index.resolve(id, namespace, spec);
+                    backends.push(backend);
+                    resolutions.push(res);
+                    id
+                }),
+            };
+            last = Some((namespace, spec, id));
+            // Each Ingress hears once about each backend it uses that cannot serve
+            // (nothing to say, and nothing to remember, for one that can).
+            if !matches!(resolutions[id.0 as usize], Resolution::Ok)
+                && reported.insert((ingress, id))
+            {
                 let (b, res) = (&backends[id.0 as usize], &resolutions[id.0 as usize]);
                 if let Some(d) = backend_diagnostic(b, res, field(), &self.valid[ingress].r) {
                     diags.push(d);
@@ -603,47 +649,44 @@ impl<'v> Builder<'v> {
             }
             id
         };
-        // Walk the routes in the order they were added (the Ingresses' memory order,
-        // which the cache likes), writing each into its sorted slot.
-        let mut slots: Vec<Option<Route>> = (0..self.routes.len()).map(|_| None).collect();
+        // Resolve in the order the routes were added (the Ingresses' memory order,
+        // which the cache likes; it also numbers the backends), then build the
+        // routes in their sorted order.
+        let mut backend_of: Vec<BackendId> = Vec::with_capacity(self.routes.len());
+        let mut canary_routes: FxHashMap<usize, Vec<CanaryRoute>> = FxHashMap::default();
         let mut patterns: Vec<Option<Pattern>> = vec![None; self.routes.len()];
         // Which Ingresses use each backend (for backend-scoped annotation conflicts).
         let mut users: FxHashMap<BackendId, Vec<usize>> = FxHashMap::default();
         for (old, &p) in self.routes.iter().enumerate() {
-            let new = new_id[old].0 as usize;
             let namespace = self.valid[p.ingress].namespace();
             let field = || match p.matcher {
                 Matcher::Path(_) => format!("{}.backend", p.field),
                 Matcher::Default(_) => p.field.to_string(),
             };
             let id = resolve(namespace, p.backend, p.ingress, &field, diags);
+            backend_of.push(id);
             if !self.valid[p.ingress].policy.scoped.is_empty() {
                 users.entry(id).or_default().push(p.ingress);
             }
-            let canaries = self
-                .canaries
-                .get(&old)
-                .map(|list| {
-                    list.iter()
-                        .map(|c| {
-                            let cv = &self.valid[c.ingress];
-                            let cfield = || format!("{}.backend", c.field);
-                            CanaryRoute {
-                                ingress: cv.r.clone(),
-                                field: c.field.clone(),
-                                backend: resolve(
-                                    cv.namespace(),
-                                    c.backend,
-                                    c.ingress,
-                                    &cfield,
-                                    diags,
-                                ),
-                                policy: cv.policy.clone(),
-                            }
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            if let Some(list) = (!self.canaries.is_empty())
+                .then(|| self.canaries.get(&old))
+                .flatten()
+            {
+                let list = list
+                    .iter()
+                    .map(|c| {
+                        let cv = &self.valid[c.ingress];
+                        let cfield = || format!("{}.backend", c.field);
+                        CanaryRoute {
+                            ingress: cv.r.clone(),
+                            field: c.field.clone(),
+                            backend: resolve(cv.namespace(), c.backend, c.ingress, &cfield, diags),
+                            policy: cv.policy.clone(),
+                        }
+                    })
+                    .collect();
+                canary_routes.insert(old, list);
+            }
             let host_regex = self
                 .hosts
                 .get(p.host_ix as usize)
@@ -664,7 +707,11 @@ impl<'v> Builder<'v> {
                     )),
                 }
             }
-            slots[new] = Some(Route {
+        }
+        let mut routes: Vec<Route> = Vec::with_capacity(order.len());
+        for (new, &old) in order.iter().enumerate() {
+            let p = self.routes[old];
+            routes.push(Route {
                 id: RouteId(new as u32),
                 host: host_arcs
                     .get(p.host_ix as usize)
@@ -676,18 +723,21 @@ impl<'v> Builder<'v> {
                 },
                 ingress: refs[p.ingress].clone(),
                 field: p.field.clone(),
-                backend: id,
+                backend: backend_of[old],
                 policy: self.valid[p.ingress].policy.clone(),
                 host_policy: host_policies
                     .get(p.host_ix as usize)
                     .unwrap_or(&no_host_policy)
                     .clone(),
                 regex: patterns[old].clone(),
-                canaries,
+                canaries: if canary_routes.is_empty() {
+                    Vec::new()
+                } else {
+                    canary_routes.remove(&old).unwrap_or_default()
+                },
                 fallback: None,
             });
         }
-        let mut routes: Vec<Route> = slots.into_iter().flatten().collect();
         self.backend_conflicts(users, &backends, diags);
 
         // `default-backend` annotations: the Service (first port) that answers when
@@ -722,7 +772,7 @@ impl<'v> Builder<'v> {
                         .and_then(|p| u16::try_from(p.port).ok())
                         .unwrap_or(0);
                     let spec = BackendSpec::Service {
-                        name: target.name.clone(),
+                        name: target.name.as_str().into(),
                         port: crate::routing::PortRef::Number(port),
                     };
                     let id = BackendId(backends.len() as u32);
@@ -735,14 +785,16 @@ impl<'v> Builder<'v> {
 
         let mut table = RouteTable::empty(profile);
         table.exact_hosts.reserve(self.hosts.len());
+        // One buffer for every host's keys.
+        let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = Vec::new();
         for (hix, (host, hb)) in self.hosts.into_iter().enumerate() {
             let mut hr = HostRoutes {
                 policy: host_policies.get(hix).cloned(),
                 regex_only: self.nginx && hb.regex,
                 ..HostRoutes::default()
             };
-            let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> =
-                Vec::with_capacity(hb.entries.len());
+            entries.clear();
+            entries.reserve(hb.entries.len());
             hr.all.reserve_exact(hb.entries.len());
             let mut regexes: Vec<(usize, usize, Pattern, RouteId)> = Vec::new();
             for ((kind, key), old) in hb.entries {
@@ -771,7 +823,7 @@ impl<'v> Builder<'v> {
                 hr.small_keys
                     .reserve_exact(entries.iter().map(|e| e.1.len()).sum());
             }
-            for (kind, key, rid, path_type) in entries {
+            for &(kind, key, rid, path_type) in &entries {
                 hr.all.push(rid);
                 if small {
                     hr.push_small(key, kind, rid, path_type);

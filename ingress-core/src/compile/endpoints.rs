@@ -114,7 +114,7 @@ pub fn refresh_endpoints(
             continue;
         }
         let spec = BackendSpec::Service {
-            name: backend.service.clone(),
+            name: backend.service.as_str().into(),
             port: backend.port.clone(),
         };
         let (_, before) = old_index.resolve(backend.id, &backend.namespace, &spec);

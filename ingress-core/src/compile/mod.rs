@@ -122,13 +122,28 @@ pub(crate) fn run(
         rec.ingresses.reserve(ingresses.len());
     }
     // Sort the references (not the validated structs) into precedence order first.
-    let mut ingresses: Vec<&Ingress> = ingresses.into_values().collect();
-    // Namespace/name pairs are distinct after `dedup`: an unstable sort is exact.
-    ingresses.sort_unstable_by(|a, b| precedence(&a.metadata, &b.metadata, nginx));
+    // Sorted by `precedence`'s key, computed once per Ingress rather than per
+    // comparison. Namespace/name pairs are distinct after `dedup`: an unstable sort
+    // is exact.
+    let mut keyed: Vec<(i64, &str, &str, &Ingress)> = ingresses
+        .into_values()
+        .map(|i| {
+            let (ts, ns, name) = precedence_key(&i.metadata);
+            (ts, ns, name, i)
+        })
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| {
+            let names = (a.1, a.2).cmp(&(b.1, b.2));
+            if nginx { names.reverse() } else { names }
+        })
+    });
+    let ingresses = keyed.into_iter().map(|k| k.3);
     let annotation_options = options.annotation_options();
     let mut valid: Vec<ValidIngress> = Vec::with_capacity(ingresses.len());
     // With a record: for each valid Ingress, its entry in `record.ingresses`.
     let mut entry_of: Vec<usize> = Vec::new();
+    let mut path_strings = validate::PathStrings::default();
     for ing in ingresses {
         let before = diags.len();
         let r = validate::ingress_ref(ing);
@@ -136,7 +151,13 @@ pub(crate) fn run(
         let mut ok = false;
         match classes.ownership(ing, &r, options, &mut diags) {
             class::Ownership::Ours => {
-                if let Some(v) = validate::validate(ing, r, &annotation_options, &mut diags) {
+                if let Some(v) = validate::validate_with(
+                    ing,
+                    r,
+                    &annotation_options,
+                    &mut diags,
+                    Some(&mut path_strings),
+                ) {
                     valid.push(v);
                     ok = true;
                 }
@@ -213,12 +234,22 @@ pub(crate) fn slice_index<'s>(
 
 /// Oldest first; ties by namespace/name (ascending; descending for ingress-nginx).
 fn precedence(a: &ObjectMeta, b: &ObjectMeta, nginx: bool) -> std::cmp::Ordering {
-    let ts = |m: &ObjectMeta| m.creation_timestamp.map_or(i64::MAX, |t| t.unix());
-    let names = (a.namespace_or_default(), a.name.as_str())
-        .cmp(&(b.namespace_or_default(), b.name.as_str()));
-    ts(a)
-        .cmp(&ts(b))
-        .then(if nginx { names.reverse() } else { names })
+    let (ta, na, a) = precedence_key(a);
+    let (tb, nb, b) = precedence_key(b);
+    ta.cmp(&tb).then_with(|| {
+        let names = (na, a).cmp(&(nb, b));
+        if nginx { names.reverse() } else { names }
+    })
+}
+
+/// What [`precedence`] compares: the creation time (none counts as newest), the
+/// namespace and the name.
+fn precedence_key(m: &ObjectMeta) -> (i64, &str, &str) {
+    (
+        m.creation_timestamp.map_or(i64::MAX, |t| t.unix()),
+        m.namespace_or_default(),
+        m.name.as_str(),
+    )
 }
 
 /// Index objects by namespace/name. Two objects with the same key cannot exist in a

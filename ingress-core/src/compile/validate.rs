@@ -11,14 +11,29 @@ use crate::routing::{PortRef, RouteHost};
 
 use super::Profile;
 
-/// Characters that mean something in a regex but nothing in a literal path.
-const REGEX_CHARS: &[char] = &['(', ')', '*', '$', '^', '[', ']', '|', '+', '\\', '{', '}'];
+/// Whether `path` has a character that means something in a regex but nothing in a
+/// literal path (all ASCII, so a byte scan finds exactly these characters).
+fn has_regex_chars(path: &str) -> bool {
+    path.bytes().any(|b| {
+        matches!(
+            b,
+            b'(' | b')' | b'*' | b'$' | b'^' | b'[' | b']' | b'|' | b'+' | b'\\' | b'{' | b'}'
+        )
+    })
+}
 
 /// Where a route sends requests, as the Ingress wrote it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum BackendSpec {
-    Service { name: String, port: PortRef },
-    Resource { kind: String, name: String },
+    /// The name is shared by the paths of one Ingress that name the same Service.
+    Service {
+        name: Arc<str>,
+        port: PortRef,
+    },
+    Resource {
+        kind: String,
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +69,22 @@ pub(crate) struct ValidIngress {
     pub(crate) tls: Vec<ValidTls>,
 }
 
+/// Path texts handed out once each, so that the Ingresses of one compile that use
+/// the same path (`/`, `/api`, `/healthz`...) share one allocation.
+#[derive(Default)]
+pub(crate) struct PathStrings(rustc_hash::FxHashSet<Arc<str>>);
+
+impl PathStrings {
+    fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.0.insert(shared.clone());
+        shared
+    }
+}
+
 /// Validate as the API server does (plus the profile's own rules). On any error the
 /// whole Ingress is left out: the API server would have refused it whole.
 pub(crate) fn validate(
@@ -61,6 +92,17 @@ pub(crate) fn validate(
     r: ObjectRef,
     annotation_options: &AnnotationOptions,
     diags: &mut Vec<Diagnostic>,
+) -> Option<ValidIngress> {
+    validate_with(ing, r, annotation_options, diags, None)
+}
+
+/// [`validate`], sharing path texts through `path_strings` when given.
+pub(crate) fn validate_with(
+    ing: &Ingress,
+    r: ObjectRef,
+    annotation_options: &AnnotationOptions,
+    diags: &mut Vec<Diagnostic>,
+    mut path_strings: Option<&mut PathStrings>,
 ) -> Option<ValidIngress> {
     let profile = annotation_options.profile;
     let before = diags.len();
@@ -79,7 +121,9 @@ pub(crate) fn validate(
     let default_backend = spec
         .default_backend
         .as_ref()
-        .and_then(|b| backend(b, &|| "spec.defaultBackend".to_owned(), &mut err));
+        .and_then(|b| backend(b, &|| "spec.defaultBackend".to_owned(), &mut err, &mut None));
+    // The last Service name, for the next path that names the same one.
+    let mut service_name: Option<Arc<str>> = None;
 
     let mut rules = Vec::with_capacity(spec.rules.len());
     for (i, rule) in spec.rules.iter().enumerate() {
@@ -127,7 +171,12 @@ pub(crate) fn validate(
                             );
                             None
                         }
-                        Ok(ty) => match IngressPath::new(ty, p.path.as_deref()) {
+                        Ok(ty) => match IngressPath::new_shared(ty, p.path.as_deref(), &mut |s| {
+                            match path_strings.as_deref_mut() {
+                                Some(shared) => shared.get(s),
+                                None => Arc::from(s),
+                            }
+                        }) {
                             Err(e) => {
                                 err(
                                     Code::InvalidPath,
@@ -147,7 +196,7 @@ pub(crate) fn validate(
                                 };
                                 if profile == Profile::Standard
                                     && ty != PathType::ImplementationSpecific
-                                    && path.as_str().contains(REGEX_CHARS)
+                                    && has_regex_chars(path.as_str())
                                 {
                                     diags_warn.push(Diagnostic::new(
                                         Code::LiteralRegexPath,
@@ -174,7 +223,12 @@ pub(crate) fn validate(
                         },
                     },
                 };
-                let backend = backend(&p.backend, &|| format!("{field}.backend"), &mut err);
+                let backend = backend(
+                    &p.backend,
+                    &|| format!("{field}.backend"),
+                    &mut err,
+                    &mut service_name,
+                );
                 if let (Some(path), Some(backend)) = (path, backend) {
                     paths.push(ValidPath {
                         path,
@@ -251,6 +305,7 @@ fn backend(
     b: &IngressBackend,
     field: &dyn Fn() -> String,
     err: &mut impl FnMut(Code, String, String),
+    last_name: &mut Option<Arc<str>>,
 ) -> Option<BackendSpec> {
     match (&b.service, &b.resource) {
         (Some(_), Some(_)) => {
@@ -345,10 +400,17 @@ fn backend(
                 },
             };
             match port {
-                Some(port) if ok => Some(BackendSpec::Service {
-                    name: svc.name.clone(),
-                    port,
-                }),
+                Some(port) if ok => {
+                    let name = match last_name {
+                        Some(last) if **last == *svc.name => last.clone(),
+                        _ => {
+                            let name: Arc<str> = Arc::from(svc.name.as_str());
+                            *last_name = Some(name.clone());
+                            name
+                        }
+                    };
+                    Some(BackendSpec::Service { name, port })
+                }
                 _ => None,
             }
         }
@@ -405,9 +467,30 @@ impl ValidIngress {
     }
 }
 
-/// `spec.rules[i].http.paths[j]` without the formatting machinery (this runs for
-/// every path of every Ingress).
+/// Rules and paths per rule below these share their field strings (built once).
+const SHARED_RULES: usize = 8;
+const SHARED_PATHS: usize = 32;
+
+/// `spec.rules[i].http.paths[j]`: shared for the first few rules and paths (most
+/// Ingresses), else built without the formatting machinery (this runs for every
+/// path of every Ingress).
 fn path_field(i: usize, j: usize) -> Arc<str> {
+    static SHARED: std::sync::OnceLock<Vec<Arc<str>>> = std::sync::OnceLock::new();
+    if i < SHARED_RULES && j < SHARED_PATHS {
+        let shared = SHARED.get_or_init(|| {
+            (0..SHARED_RULES * SHARED_PATHS)
+                .map(|k| build_path_field(k / SHARED_PATHS, k % SHARED_PATHS))
+                .collect()
+        });
+        if let Some(f) = shared.get(i * SHARED_PATHS + j) {
+            return f.clone();
+        }
+    }
+    build_path_field(i, j)
+}
+
+/// `spec.rules[i].http.paths[j]`, built on the stack.
+fn build_path_field(i: usize, j: usize) -> Arc<str> {
     // Built on the stack, so the Arc is the only allocation.
     let mut buf = [0u8; 80]; // 11 + 20 + 13 + 20 + 1 bytes at most
     let mut n = 0;

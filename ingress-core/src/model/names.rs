@@ -132,20 +132,30 @@ impl FromStr for HostPattern {
         if name.contains('*') {
             return Err(InvalidHost::BadWildcard);
         }
-        if !wildcard && s.parse::<std::net::IpAddr>().is_ok() {
+        // An IP address has only hex digits, '.' and ':' (a quick look first: this
+        // runs for every rule host).
+        if !wildcard
+            && s.bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':')
+            && s.parse::<std::net::IpAddr>().is_ok()
+        {
             return Err(InvalidHost::IpAddress);
         }
-        for label in name.split('.') {
+        // Bytes, not chars: '.' is ASCII, so every label is a `str` of its own.
+        for label in name.as_bytes().split(|&b| b == b'.') {
             if label.is_empty() || label.len() > 63 {
                 return Err(InvalidHost::BadLabelLength);
             }
-            if let Some(c) = label
-                .chars()
-                .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+            let ok = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
+            if !label.iter().all(ok)
+                && let Some(c) = std::str::from_utf8(label)
+                    .unwrap_or_default()
+                    .chars()
+                    .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
             {
                 return Err(InvalidHost::BadCharacter(c));
             }
-            if label.starts_with('-') || label.ends_with('-') {
+            if label.first() == Some(&b'-') || label.last() == Some(&b'-') {
                 return Err(InvalidHost::BadHyphen);
             }
         }
@@ -265,16 +275,22 @@ const INVALID_SEQUENCES: [&str; 5] = ["//", "/./", "/../", "%2f", "%2F"];
 /// than the rest of validation).
 fn find_invalid_sequence(path: &str) -> Option<&'static str> {
     let b = path.as_bytes();
+    let at = |i: usize| b.get(i).copied();
     let mut found = [false; 5];
     for (i, &c) in b.iter().enumerate() {
-        if c != b'/' && c != b'%' {
-            continue;
-        }
-        let rest = &b[i..];
-        for (k, seq) in INVALID_SEQUENCES.iter().enumerate() {
-            if rest.starts_with(seq.as_bytes()) {
-                found[k] = true;
-            }
+        match (c, at(i + 1)) {
+            (b'/', Some(b'/')) => found[0] = true,
+            (b'/', Some(b'.')) => match at(i + 2) {
+                Some(b'/') => found[1] = true,
+                Some(b'.') if at(i + 3) == Some(b'/') => found[2] = true,
+                _ => {}
+            },
+            (b'%', Some(b'2')) => match at(i + 2) {
+                Some(b'f') => found[3] = true,
+                Some(b'F') => found[4] = true,
+                _ => {}
+            },
+            _ => {}
         }
     }
     INVALID_SEQUENCES
@@ -289,6 +305,16 @@ impl IngressPath {
     /// (`ValidateIngressSpec`), plus the character checks above.
     /// An empty ImplementationSpecific path means `/`.
     pub fn new(path_type: PathType, path: Option<&str>) -> Result<Self, InvalidPath> {
+        Self::new_shared(path_type, path, &mut |s| s.into())
+    }
+
+    /// [`IngressPath::new`], taking the stored string from `share` (compile hands
+    /// out one allocation per distinct path text).
+    pub(crate) fn new_shared(
+        path_type: PathType,
+        path: Option<&str>,
+        share: &mut dyn FnMut(&str) -> std::sync::Arc<str>,
+    ) -> Result<Self, InvalidPath> {
         let path = path.unwrap_or("");
         let plain = path
             .bytes()
@@ -319,7 +345,7 @@ impl IngressPath {
                 if path.is_empty() {
                     return Ok(IngressPath {
                         path_type,
-                        path: "/".into(),
+                        path: share("/"),
                     });
                 }
                 if !path.starts_with('/') {
@@ -333,7 +359,7 @@ impl IngressPath {
         };
         Ok(IngressPath {
             path_type,
-            path: path.into(),
+            path: share(path),
         })
     }
 
@@ -373,6 +399,43 @@ impl fmt::Display for IngressPath {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The byte scan finds what a `contains` per sequence (in order) finds.
+        #[test]
+        fn invalid_sequence_scan_agrees_with_contains(path in "[/.%2fFa]{0,12}") {
+            let naive = INVALID_SEQUENCES.iter().copied().find(|seq| path.contains(seq));
+            proptest::prop_assert_eq!(find_invalid_sequence(&path), naive);
+        }
+
+        /// Host validation by bytes gives what it gave by chars, errors included.
+        #[test]
+        fn host_labels_by_bytes(host in "[a-zA-Z0-9.*:é-]{0,12}") {
+            let by_chars = (|| {
+                let name = host.strip_prefix("*.").unwrap_or(&host);
+                for label in name.split('.') {
+                    if label.is_empty() || label.len() > 63 {
+                        return Err(InvalidHost::BadLabelLength);
+                    }
+                    if let Some(c) = label
+                        .chars()
+                        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+                    {
+                        return Err(InvalidHost::BadCharacter(c));
+                    }
+                    if label.starts_with('-') || label.ends_with('-') {
+                        return Err(InvalidHost::BadHyphen);
+                    }
+                }
+                Ok(())
+            })();
+            match host.parse::<HostPattern>() {
+                // Checked before the labels.
+                Err(InvalidHost::TooLong | InvalidHost::BadWildcard | InvalidHost::IpAddress) => {}
+                other => proptest::prop_assert_eq!(other.map(|_| ()), by_chars),
+            }
+        }
+    }
 
     #[test]
     fn hosts() {
