@@ -36,13 +36,58 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use crate::service::{BoxError, ProxyBody};
 
-/// The longest request target accepted on HTTP/1 (414 beyond).
-pub const MAX_REQUEST_TARGET: usize = 8 * 1024;
-/// The longest header field (name, `: ` and value) accepted on HTTP/1 (431 beyond).
-pub const MAX_FIELD: usize = 8 * 1024;
-/// The largest request head (request line and fields) accepted on HTTP/1 (431
-/// beyond; hyper's 64 KiB read buffer is the backstop).
-pub const MAX_HEAD: usize = 60 * 1024;
+/// The longest request target accepted on HTTP/1 with the default
+/// `--max-request-head` (414 beyond); see [`HeadLimits`].
+pub const MAX_REQUEST_TARGET: usize = HeadLimits::DEFAULT.target;
+/// The longest header field (name, `: ` and value) accepted on HTTP/1 with the
+/// default `--max-request-head` (431 beyond); see [`HeadLimits`].
+pub const MAX_FIELD: usize = HeadLimits::DEFAULT.field;
+/// The largest request head (request line and fields) accepted on HTTP/1 with the
+/// default `--max-request-head` (431 beyond); see [`HeadLimits`].
+pub const MAX_HEAD: usize = HeadLimits::DEFAULT.head;
+
+/// The size checks of an HTTP/1 request head, derived from the connection's
+/// `--max-request-head` (`Limits::max_request_head`, the size of hyper's read
+/// buffer for the head, which is the backstop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadLimits {
+    /// The longest request target (414 beyond).
+    pub target: usize,
+    /// The longest header field: name, `: ` and value (431 beyond).
+    pub field: usize,
+    /// The largest head: request line and fields (431 beyond).
+    pub head: usize,
+}
+
+impl HeadLimits {
+    /// For the default `--max-request-head` of 64 KiB: 8 KiB, 8 KiB, 60 KiB.
+    pub const DEFAULT: HeadLimits = HeadLimits::for_max_request_head(64 * 1024);
+
+    /// For a `--max-request-head` of `max` bytes: the head may take all but a
+    /// sixteenth of it (60 KiB of 64 KiB, Envoy's default); the request target and
+    /// each field an eighth, but at least 8 KiB (nginx's
+    /// `large_client_header_buffers` line size) and never more than the head.
+    pub const fn for_max_request_head(max: usize) -> Self {
+        let head = max - max / 16;
+        let line = if max / 8 > 8 * 1024 {
+            max / 8
+        } else {
+            8 * 1024
+        };
+        let line = if line > head { head } else { line };
+        HeadLimits {
+            target: line,
+            field: line,
+            head,
+        }
+    }
+}
+
+impl Default for HeadLimits {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 /// Why a request is refused: the status and a short reason for the log and body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +102,14 @@ const fn refuse(status: StatusCode, why: &'static str) -> Refusal {
     Refusal { status, why }
 }
 
-/// Check an HTTP/1 request head (other versions pass): framing headers and size
-/// limits. Collapses identical `Content-Length` lines into one.
+/// Check an HTTP/1 request head (other versions pass): framing headers and the
+/// size `limits`. Collapses identical `Content-Length` lines into one.
 pub fn check_request(
     version: Version,
     method: &Method,
     uri: &Uri,
     headers: &mut HeaderMap,
+    limits: HeadLimits,
 ) -> Result<(), Refusal> {
     if version > Version::HTTP_11 {
         return Ok(());
@@ -72,13 +118,13 @@ pub fn check_request(
     let target = uri.scheme_str().map_or(0, |s| s.len() + 3)
         + uri.authority().map_or(0, |a| a.as_str().len())
         + uri.path_and_query().map_or(0, |p| p.as_str().len());
-    if target > MAX_REQUEST_TARGET {
+    if target > limits.target {
         return Err(refuse(StatusCode::URI_TOO_LONG, "request-target-too-long"));
     }
     let mut head = method.as_str().len() + target + 12;
     for (name, value) in headers.iter() {
         let field = name.as_str().len() + 2 + value.len();
-        if field > MAX_FIELD {
+        if field > limits.field {
             return Err(refuse(
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "header-field-too-large",
@@ -86,7 +132,7 @@ pub fn check_request(
         }
         head += field + 2;
     }
-    if head > MAX_HEAD {
+    if head > limits.head {
         return Err(refuse(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             "request-head-too-large",
@@ -350,7 +396,7 @@ mod tests {
     fn check(version: Version, lines: &[(&str, &str)]) -> Result<HeaderMap, Refusal> {
         let mut h = head(lines);
         let uri: Uri = "/".parse().expect("uri");
-        check_request(version, &Method::POST, &uri, &mut h).map(|()| h)
+        check_request(version, &Method::POST, &uri, &mut h, HeadLimits::DEFAULT).map(|()| h)
     }
 
     fn status(r: Result<HeaderMap, Refusal>) -> u16 {
@@ -426,7 +472,13 @@ mod tests {
             .parse()
             .expect("uri");
         let mut h = HeaderMap::new();
-        let r = check_request(Version::HTTP_11, &Method::GET, &uri, &mut h);
+        let r = check_request(
+            Version::HTTP_11,
+            &Method::GET,
+            &uri,
+            &mut h,
+            HeadLimits::DEFAULT,
+        );
         assert_eq!(r.map_err(|e| e.status.as_u16()), Err(414));
         let big = "v".repeat(MAX_FIELD);
         assert_eq!(status(check(Version::HTTP_11, &[("x", &big)])), 431);
@@ -435,6 +487,34 @@ mod tests {
         let many: Vec<_> = (0..61).map(|_| ("x", kib.as_str())).collect();
         assert_eq!(status(check(Version::HTTP_11, &many)), 431);
         assert_eq!(status(check(Version::HTTP_11, &many[..50])), 200);
+    }
+
+    #[test]
+    fn head_limits_follow_max_request_head() {
+        let k = 1024;
+        let l = |max| {
+            let h = HeadLimits::for_max_request_head(max);
+            (h.target, h.field, h.head)
+        };
+        assert_eq!(l(64 * k), (8 * k, 8 * k, 60 * k));
+        assert_eq!(l(8 * k), (7680, 7680, 7680));
+        assert_eq!(l(16 * k), (8 * k, 8 * k, 15 * k));
+        assert_eq!(l(256 * k), (32 * k, 32 * k, 240 * k));
+        assert_eq!(l(1024 * k), (128 * k, 128 * k, 960 * k));
+        // A larger --max-request-head admits what the default refuses.
+        let uri: Uri = format!("/{}", "a".repeat(20 * k)).parse().expect("uri");
+        let check = |limits| {
+            check_request(
+                Version::HTTP_11,
+                &Method::GET,
+                &uri,
+                &mut HeaderMap::new(),
+                limits,
+            )
+            .map_err(|e| e.status.as_u16())
+        };
+        assert_eq!(check(HeadLimits::DEFAULT), Err(414));
+        assert_eq!(check(HeadLimits::for_max_request_head(256 * k)), Ok(()));
     }
 
     #[test]

@@ -442,8 +442,17 @@ impl Server {
         let tracker = activity.clone();
         let body_idle = conn.limits.body_idle_timeout;
         let panic_on_path = self.panic_on_path.clone();
+        // HTTP/1 head size checks from `--max-request-head`; carried only when they
+        // differ from the defaults the service assumes.
+        let head_limits =
+            crate::framing::HeadLimits::for_max_request_head(conn.limits.max_request_head);
+        let head_limits =
+            (head_limits != crate::framing::HeadLimits::DEFAULT).then_some(head_limits);
         let svc = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(info);
+            if let Some(h) = head_limits {
+                req.extensions_mut().insert(h);
+            }
             if let Some(a) = &client_auth {
                 req.extensions_mut().insert(a.clone());
             }

@@ -336,11 +336,19 @@ impl Inner {
         // Framing, size limits and the path, checked before anything else reads
         // the head (crate::framing).
         let (mut parts, body) = req.into_parts();
+        // The listener puts the connection's limits (from `--max-request-head`) in
+        // the extensions; an embedder that does not gets the defaults.
+        let head_limits = parts
+            .extensions
+            .get::<crate::framing::HeadLimits>()
+            .copied()
+            .unwrap_or_default();
         let refused = crate::framing::check_request(
             parts.version,
             &parts.method,
             &parts.uri,
             &mut parts.headers,
+            head_limits,
         )
         .and_then(|()| crate::framing::check_path(parts.uri.path()))
         .err();

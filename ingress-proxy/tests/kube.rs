@@ -17,41 +17,6 @@ use ingress_proxy::source::feed_kube;
 use serde_json::{Value, json};
 use support::*;
 
-fn backend(name: &str, upstream: SocketAddr) -> [Value; 2] {
-    [
-        object(
-            "v1",
-            "Service",
-            Some("shop"),
-            name,
-            json!({"spec": {"ports": [
-            {"name": "http", "port": 80, "targetPort": upstream.port()}]}}),
-        ),
-        object(
-            "discovery.k8s.io/v1",
-            "EndpointSlice",
-            Some("shop"),
-            &format!("{name}-1"),
-            json!({
-            "metadata": {"labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "ports": [{"name": "http", "port": upstream.port()}],
-            "endpoints": [{"addresses": [upstream.ip().to_string()]}]}),
-        ),
-    ]
-}
-
-fn ingress(name: &str, host: &str, service: &str) -> Value {
-    object(
-        "networking.k8s.io/v1",
-        "Ingress",
-        Some("shop"),
-        name,
-        json!({"spec": {
-        "ingressClassName": "gw", "rules": [{"host": host, "http": {"paths": [
-            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]}}),
-    )
-}
-
 async fn server_of(p: &ingress_proxy::Proxy, host: &str) -> Option<String> {
     let addr = p.http_addr().expect("http");
     let reply = h1(
@@ -76,10 +41,10 @@ async fn requests_follow_the_cluster() -> TestResult {
         "gw",
         json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME}}),
     ));
-    for o in backend("web", a.addr) {
+    for o in kube_backend("web", a.addr) {
         api.apply(o);
     }
-    api.apply(ingress("web", "a.example.com", "web"));
+    api.apply(kube_ingress("web", "a.example.com", "web"));
     api.fail_lists("secrets", true);
 
     // As main.rs does in --kube mode: no folder, the cluster feeds the live table.
@@ -108,17 +73,17 @@ async fn requests_follow_the_cluster() -> TestResult {
     assert_eq!(server_of(&p, "a.example.com").await.as_deref(), Some("a"));
 
     // A new Ingress and backend.
-    for o in backend("other", b.addr) {
+    for o in kube_backend("other", b.addr) {
         api.apply(o);
     }
-    api.apply(ingress("other", "b.example.com", "other"));
+    api.apply(kube_ingress("other", "b.example.com", "other"));
     eventually("b.example.com served", || async {
         server_of(&p, "b.example.com").await.as_deref() == Some("b")
     })
     .await;
 
     // Endpoint churn: web's endpoints move to upstream b.
-    api.apply(backend("web", b.addr)[1].clone());
+    api.apply(kube_backend("web", b.addr)[1].clone());
     eventually("web moved to b", || async {
         server_of(&p, "a.example.com").await.as_deref() == Some("b")
     })
@@ -147,10 +112,10 @@ async fn the_binary_in_kube_mode_serves_and_writes_status() -> TestResult {
         "gw",
         json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME}}),
     ));
-    for o in backend("web", a.addr) {
+    for o in kube_backend("web", a.addr) {
         api.apply(o);
     }
-    api.apply(ingress("web", "a.example.com", "web"));
+    api.apply(kube_ingress("web", "a.example.com", "web"));
     let dir = tempfile::tempdir()?;
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
@@ -261,10 +226,10 @@ async fn the_gateway_config_changes_the_proxy_at_runtime() -> TestResult {
             json!({ "spec": spec }),
         )
     };
-    for o in backend("web", a.addr) {
+    for o in kube_backend("web", a.addr) {
         api.apply(o);
     }
-    api.apply(ingress("web", "a.example.com", "web"));
+    api.apply(kube_ingress("web", "a.example.com", "web"));
     let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
     let source = KubeSource::start(
         api.client()?,
@@ -352,10 +317,10 @@ async fn the_gateway_config_default_certificate_is_served() -> TestResult {
         json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME,
             "parameters": {"apiGroup": "gateway.ingress-rs.io", "kind": "IngressGatewayConfig", "name": "main"}}}),
     ));
-    for o in backend("web", a.addr) {
+    for o in kube_backend("web", a.addr) {
         api.apply(o);
     }
-    api.apply(ingress("web", "a.example.com", "web"));
+    api.apply(kube_ingress("web", "a.example.com", "web"));
     let (crt, key) = cert(&["fallback.example.net"]);
     api.apply(object(
         "v1",

@@ -200,6 +200,15 @@ impl FakeApiServer {
             .filter(|(m, p, watch)| m == "GET" && p == plural && !watch)
             .count()
     }
+
+    /// How many watch requests `plural` got (answered or refused).
+    pub fn watch_count(&self, plural: &str) -> usize {
+        self.lock()
+            .requests
+            .iter()
+            .filter(|(m, p, watch)| m == "GET" && p == plural && *watch)
+            .count()
+    }
 }
 
 async fn handle(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Body> {

@@ -68,6 +68,82 @@ async fn oversized_request_heads_are_refused() -> TestResult {
     Ok(())
 }
 
+/// The request-target, field and head checks follow `--max-request-head`
+/// (`ingress_proxy::framing::HeadLimits`): at 256 KiB a 20 KiB target, 20 KiB
+/// fields and a 100 KiB head pass (the default refuses them) while a 40 KiB target
+/// is 414; at 16 KiB a head of two 7.5 KiB fields is 431 though hyper's buffer
+/// would hold it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_head_checks_follow_max_request_head() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let k = 1024;
+    let request = |target: usize, fields: &[usize]| {
+        let fields: String = fields
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("X-F{i}: {}\r\n", "v".repeat(*n)))
+            .collect();
+        format!(
+            "GET /{} HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n{fields}\r\n",
+            "t".repeat(target)
+        )
+    };
+    let status = |out: String| out.get(..12).unwrap_or("").to_owned();
+
+    let default = proxy(dir.path(), |_| {}).await;
+    let addr = default.http_addr().expect("http");
+    assert_eq!(
+        status(raw(addr, request(20 * k, &[]).as_bytes()).await),
+        "HTTP/1.1 414"
+    );
+    assert_eq!(
+        status(raw(addr, request(1, &[20 * k]).as_bytes()).await),
+        "HTTP/1.1 431"
+    );
+    default.shutdown().await;
+
+    let large = proxy(dir.path(), |c| c.limits.max_request_head = 256 * k).await;
+    let addr = large.http_addr().expect("http");
+    assert_eq!(
+        status(raw(addr, request(20 * k, &[]).as_bytes()).await),
+        "HTTP/1.1 200"
+    );
+    let five = [20 * k; 5];
+    assert_eq!(
+        status(raw(addr, request(1, &five).as_bytes()).await),
+        "HTTP/1.1 200"
+    );
+    assert_eq!(
+        status(raw(addr, request(40 * k, &[]).as_bytes()).await),
+        "HTTP/1.1 414"
+    );
+    assert_eq!(
+        status(raw(addr, request(1, &[40 * k]).as_bytes()).await),
+        "HTTP/1.1 431"
+    );
+    large.shutdown().await;
+    let served = a.hits.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        served, 2,
+        "only the two accepted requests reached the upstream"
+    );
+
+    let small = proxy(dir.path(), |c| c.limits.max_request_head = 16 * k).await;
+    let addr = small.http_addr().expect("http");
+    let two = [7 * k + 512; 2];
+    assert_eq!(
+        status(raw(addr, request(1, &two).as_bytes()).await),
+        "HTTP/1.1 431"
+    );
+    assert_eq!(
+        status(raw(addr, request(1, &[6 * k]).as_bytes()).await),
+        "HTTP/1.1 200"
+    );
+    small.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_than_100_headers_are_refused() -> TestResult {
     let (a, b) = (echo("a").await, echo("b").await);

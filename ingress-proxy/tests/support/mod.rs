@@ -553,3 +553,150 @@ pub async fn round_trip(io: &mut TokioIo<hyper::upgrade::Upgraded>, msg: &[u8]) 
         .expect("read");
     buf
 }
+
+/// An echo upstream that can be stopped the way a terminating pod stops: see
+/// [`echo_stoppable`].
+#[derive(Debug)]
+pub struct Stoppable {
+    pub up: Upstream,
+    /// Every request target received, in order (to find duplicates across upstreams).
+    pub seen: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Stoppable {
+    /// Stop accepting, finish the requests in flight, close idle keep-alive
+    /// connections (hyper's graceful shutdown), as a pod drained by SIGTERM does.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// [`echo`], plus a log of request targets and a graceful [`Stoppable::stop`]: after
+/// it the port refuses connections.
+pub async fn echo_stoppable(name: &'static str) -> Stoppable {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let hits = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let (counter, accepted, log) = (hits.clone(), conns.clone(), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            let tcp = tokio::select! {
+                r = listener.accept() => match r { Ok((tcp, _)) => tcp, Err(_) => continue },
+                _ = stopped.changed() => break,
+            };
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let (counter, log) = (counter.clone(), log.clone());
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<Incoming>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if let Ok(mut l) = log.lock() {
+                        l.push(req.uri().to_string());
+                    }
+                    echo_handle(name, req)
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .with_upgrades();
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = async { let _ = stopped.wait_for(|s| *s).await; } => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
+    });
+    Stoppable {
+        up: Upstream {
+            addr,
+            name,
+            hits,
+            conns,
+        },
+        seen,
+        stop,
+    }
+}
+
+/// EndpointSlices for Service `name` in namespace `t`: one slice per endpoint (slice
+/// ports are per slice), each with its `ready` condition (`ready: false` also says
+/// `terminating: true`, as a pod being deleted shows), plus the Service.
+pub fn service_with_conditions(name: &str, endpoints: &[(SocketAddr, bool)]) -> String {
+    let mut out = format!(
+        "apiVersion: v1\nkind: Service\nmetadata: {{name: {name}, namespace: t}}\nspec: {{ports: [{{name: http, port: 80, targetPort: 8080}}]}}\n"
+    );
+    for (a, ready) in endpoints {
+        let cond = if *ready {
+            "{ready: true, serving: true, terminating: false}"
+        } else {
+            "{ready: false, serving: true, terminating: true}"
+        };
+        out += &format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: {name}-{}, namespace: t, labels: {{kubernetes.io/service-name: {name}}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}]\nendpoints: [{{addresses: [\"{}\"], conditions: {cond}}}]\n",
+            a.port(),
+            a.port(),
+            a.ip()
+        );
+    }
+    out
+}
+
+/// For `--kube` mode tests: a Service `name` in namespace `shop` and its
+/// EndpointSlice with one endpoint, `upstream`, as the fake API server serves them.
+pub fn kube_backend(name: &str, upstream: SocketAddr) -> [Value; 2] {
+    use ingress_kube::testing::object;
+    [
+        object(
+            "v1",
+            "Service",
+            Some("shop"),
+            name,
+            json!({"spec": {"ports": [
+            {"name": "http", "port": 80, "targetPort": upstream.port()}]}}),
+        ),
+        object(
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            Some("shop"),
+            &format!("{name}-1"),
+            json!({
+            "metadata": {"labels": {"kubernetes.io/service-name": name}},
+            "addressType": "IPv4", "ports": [{"name": "http", "port": upstream.port()}],
+            "endpoints": [{"addresses": [upstream.ip().to_string()]}]}),
+        ),
+    ]
+}
+
+/// For `--kube` mode tests: an Ingress `name` (namespace `shop`, class `gw`) routing
+/// `host` `/` to Service `service` port 80.
+pub fn kube_ingress(name: &str, host: &str, service: &str) -> Value {
+    ingress_kube::testing::object(
+        "networking.k8s.io/v1",
+        "Ingress",
+        Some("shop"),
+        name,
+        json!({"spec": {
+        "ingressClassName": "gw", "rules": [{"host": host, "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}}]}}]}}),
+    )
+}
+
+/// For `--kube` mode tests: the IngressClass `gw` of our controller.
+pub fn kube_class() -> Value {
+    ingress_kube::testing::object(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        "gw",
+        json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME}}),
+    )
+}
