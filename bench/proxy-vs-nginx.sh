@@ -76,7 +76,7 @@ if [[ -z "${NO_BUILD:-}" ]]; then
     log "cargo build --release -p ingress-proxy"
     cargo build --release -q -p ingress-proxy
 fi
-PROXY="$root/target/release/ingress-proxy"
+PROXY="${CARGO_TARGET_DIR:-$root/target}/release/ingress-proxy"
 [[ -x "$PROXY" ]] || die "$PROXY not built"
 
 for p in $up_port $px_http $px_https $px_admin $ng_http $ng_https; do

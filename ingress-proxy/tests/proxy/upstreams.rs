@@ -33,8 +33,10 @@ async fn upstream_connections_are_pooled_and_kept_alive() -> TestResult {
         .await;
         assert_eq!(r.status, StatusCode::OK);
     }
+    // Six sequential requests to `a`, all on one kept-alive connection.
     let conns = a.conns.load(Ordering::SeqCst);
-    assert!(conns <= 2, "6 requests opened {conns} upstream connections");
+    assert_eq!(conns, 1, "6 requests opened {conns} upstream connections");
+    assert_eq!(b.conns.load(Ordering::SeqCst), 0);
     p.shutdown().await;
     Ok(())
 }
