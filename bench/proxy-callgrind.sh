@@ -47,7 +47,7 @@ if [[ -z "${NO_BUILD:-}" ]]; then
     log "cargo build --release -p ingress-proxy (line tables)"
     CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release -q -p ingress-proxy
 fi
-PROXY="$root/target/release/ingress-proxy"
+PROXY="${CARGO_TARGET_DIR:-$root/target}/release/ingress-proxy"
 [[ -x "$PROXY" ]] || die "$PROXY not built"
 
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"

@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,9 @@ use ingress_core::annotations::{
 use ingress_core::lb::Balancer;
 use ingress_core::lb::circuit::CircuitBreaker;
 use ingress_core::lb::outlier::Outliers;
-use ingress_core::routing::{Backend, EndpointAddr, Forward};
+use ingress_core::routing::{Backend, EndpointAddr, EndpointHost, Forward};
+
+use crate::pool::EndpointPool;
 
 /// Monotonic time since the first call (the epoch of every `now` the proxy gives
 /// the core's state machines).
@@ -88,6 +90,9 @@ struct Health {
     outliers: Outliers,
     /// Parallel to the endpoints: each as a URI authority, written once per table.
     authorities: Vec<Option<http::uri::Authority>>,
+    /// Parallel to the endpoints: the connection pool of each IP endpoint (shared
+    /// by every cluster over it, and carried across tables).
+    pools: Vec<Option<Arc<EndpointPool>>>,
 }
 
 /// The circuit breaker of one Service port under one set of ceilings.
@@ -123,9 +128,11 @@ pub(crate) struct Cluster<'a> {
     pub(crate) circuit: &'a CircuitOverrides,
     /// Parallel to the endpoints: each as a URI authority.
     authorities: &'a [Option<http::uri::Authority>],
+    /// Parallel to the endpoints: each IP endpoint's connection pool.
+    pools: &'a [Option<Arc<EndpointPool>>],
 }
 
-impl Cluster<'_> {
+impl<'a> Cluster<'a> {
     /// Endpoint `index` (which must be `endpoint`) as a URI authority.
     pub(crate) fn authority(
         &self,
@@ -137,6 +144,36 @@ impl Cluster<'_> {
         }
         self.authorities.get(index).cloned().flatten()
     }
+
+    /// The connection pool of endpoint `index` (which must be `endpoint`), for
+    /// plain HTTP/1.1 to an IP endpoint.
+    pub(crate) fn pool(
+        &self,
+        index: usize,
+        endpoint: &EndpointAddr,
+    ) -> Option<&'a Arc<EndpointPool>> {
+        if self.outliers.endpoints().get(index) != Some(endpoint) {
+            return None;
+        }
+        self.pools.get(index)?.as_ref()
+    }
+}
+
+/// The pool of `endpoint` (an IP one) in `pools`, made when missing.
+fn pool_for(
+    pools: &mut HashMap<SocketAddr, Arc<EndpointPool>>,
+    endpoint: &EndpointAddr,
+) -> Option<Arc<EndpointPool>> {
+    let EndpointHost::Ip(ip) = endpoint.host else {
+        return None;
+    };
+    let addr = SocketAddr::new(ip, endpoint.port);
+    Some(
+        pools
+            .entry(addr)
+            .or_insert_with(|| EndpointPool::new(addr))
+            .clone(),
+    )
 }
 
 /// Every balancer of one table.
@@ -161,6 +198,9 @@ pub(crate) struct Balancers {
     health_index: HashMap<u64, usize>,
     /// Hash of (cluster name, circuit values) -> index in `breakers`.
     breaker_index: HashMap<u64, usize>,
+    /// Every IP endpoint's connection pool, by address (one per endpoint, whatever
+    /// the number of clusters over it).
+    pools: HashMap<SocketAddr, Arc<EndpointPool>>,
 }
 
 /// A hash that is the same in every table (the index maps outlive one table).
@@ -199,6 +239,7 @@ impl Balancers {
             index: previous.index.clone(),
             health_index: previous.health_index.clone(),
             breaker_index: previous.breaker_index.clone(),
+            pools: previous.pools.clone(),
         };
         let seeds = std::collections::hash_map::RandomState::new();
         let routes = carry
@@ -274,6 +315,11 @@ impl Balancers {
                         .iter()
                         .map(crate::forward::authority_of)
                         .collect(),
+                    pools: backend
+                        .endpoints()
+                        .iter()
+                        .map(|e| pool_for(&mut self.pools, e))
+                        .collect(),
                 }));
                 self.health_index.entry(hh).or_insert(self.health.len() - 1);
                 self.health.len() - 1
@@ -331,6 +377,20 @@ impl Balancers {
                 h.outliers = Outliers::new(h.outliers.endpoints(), Some(p));
             }
         }
+        // Endpoints kept keep their pools (and idle connections).
+        for (addr, pool) in &mut self.pools {
+            if let Some(old) = previous.pools.get(addr) {
+                *pool = old.clone();
+            }
+        }
+        for h in &mut self.health {
+            let Some(h) = Arc::get_mut(h) else { continue };
+            for p in h.pools.iter_mut().flatten() {
+                if let Some(old) = previous.pools.get(&p.addr()) {
+                    *p = old.clone();
+                }
+            }
+        }
         let old: HashMap<(&str, &CircuitOverrides), &CircuitBreaker> = previous
             .breakers
             .iter()
@@ -355,6 +415,7 @@ impl Balancers {
             outlier: &h.overrides,
             circuit: &b.overrides,
             authorities: &h.authorities,
+            pools: &h.pools,
         })
     }
 

@@ -175,6 +175,16 @@ pub(crate) struct SendTimeout<T> {
 }
 
 impl<T> SendTimeout<T> {
+    /// `inner`, whose writes may stay blocked for `timeout` at most.
+    pub(crate) fn new(inner: T, timeout: Duration) -> Self {
+        SendTimeout {
+            inner,
+            timeout,
+            blocked: None,
+            opened: Instant::now(),
+        }
+    }
+
     /// After the inner write returned `polled`: disarm on progress; on `Pending`,
     /// arm the timer (once) and fail when it has run out.
     fn watch<R>(

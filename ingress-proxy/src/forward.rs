@@ -27,6 +27,7 @@ use crate::headers::{
 };
 use crate::limits::RouteLimits;
 use crate::live::Live;
+use crate::pool::{PoolSettings, PooledBody, SendError};
 use crate::request_body::{Limited, Recoverable};
 use crate::service::{ConnInfo, Inner, ProxyBody, empty, is_upgrade};
 use crate::upstream::{UpstreamClient, Wire, WireError};
@@ -73,6 +74,35 @@ fn upstream_uri(scheme: &str, authority: Authority, target: &str) -> Option<Uri>
     parts.authority = Some(authority);
     parts.path_and_query = Some(PathAndQuery::try_from(target).ok()?);
     Uri::from_parts(parts).ok()
+}
+
+/// A port as a header value (`X-Forwarded-Port`): the listener's port is the
+/// same request after request, so the last value written is kept per thread and
+/// shared rather than formatted again.
+fn port_value(port: u16) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(u16, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((p, v)) if *p == port => v.clone(),
+            _ => {
+                let v = HeaderValue::from(port);
+                *last = Some((port, v.clone()));
+                v
+            }
+        }
+    })
+}
+
+/// The origin-form URI (`/path?query`) the pool's connections send.
+fn origin_uri(target: &str) -> Option<Uri> {
+    if !target.starts_with('/') {
+        return None;
+    }
+    Some(Uri::from(PathAndQuery::try_from(target).ok()?))
 }
 
 /// An endpoint as a URI authority (`10.0.0.1:8080`, `[fd00::1]:80`).
@@ -136,7 +166,10 @@ fn is_parse_error(e: &(dyn std::error::Error + 'static)) -> bool {
 /// Whether a failed try ran on a pooled keep-alive connection, one opened before
 /// the try started (which the upstream may have closed just as the request went
 /// out), rather than on a connection made for it.
-fn on_pooled_connection(e: &hyper_util::client::legacy::Error, started: Instant) -> bool {
+fn on_pooled_connection(e: &SendError, started: Instant) -> bool {
+    let SendError::Client(e) = e else {
+        return e.on_reused();
+    };
     e.connect_info().is_some_and(|c| {
         let mut extras = http::Extensions::new();
         c.get_extras(&mut extras);
@@ -294,6 +327,12 @@ impl Inner {
         let http1 = parts.version <= Version::HTTP_11;
         let chunked = http1 && parts.headers.contains_key(header::TRANSFER_ENCODING) && !upgrade;
         let headers = &mut parts.headers;
+        // The client's `Host` value, shared (not copied) for `X-Forwarded-Host`
+        // when it is the client host.
+        let client_host_value = headers
+            .get(header::HOST)
+            .filter(|h| h.as_bytes() == f.client_host.as_bytes())
+            .cloned();
         remove_hop_by_hop(headers);
         remove_underscored(headers);
         // The route's header control first, so the gateway's own headers below win.
@@ -349,8 +388,11 @@ impl Inner {
         };
         let proto = if https { "https" } else { "http" };
         set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
-        set_forwarded(X_FORWARDED_HOST, HeaderValue::from_str(f.client_host).ok());
-        let port = f.conn.map(|c| HeaderValue::from(c.local.port()));
+        set_forwarded(
+            X_FORWARDED_HOST,
+            client_host_value.or_else(|| HeaderValue::from_str(f.client_host).ok()),
+        );
+        let port = f.conn.map(|c| port_value(c.local.port()));
         set_forwarded(X_FORWARDED_PORT, port);
         headers.insert(crate::headers::X_REQUEST_ID, f.request_id.clone());
         match f.forwarded_prefix.map(HeaderValue::from_str) {
@@ -361,11 +403,18 @@ impl Inner {
                 headers.remove(X_FORWARDED_PREFIX);
             }
         }
-        match HeaderValue::from_str(f.upstream_host) {
-            Ok(h) => {
-                headers.insert(header::HOST, h);
+        // The client's own `Host` line is kept as it is when it is the upstream
+        // host (no copy); else the upstream host is written.
+        let same_host = headers
+            .get(header::HOST)
+            .is_some_and(|h| h.as_bytes() == f.upstream_host.as_bytes());
+        if !same_host {
+            match HeaderValue::from_str(f.upstream_host) {
+                Ok(h) => {
+                    headers.insert(header::HOST, h);
+                }
+                Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
             }
-            Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
         }
         let version = if wire.h2 {
             Version::HTTP_2
@@ -379,8 +428,10 @@ impl Inner {
             timeouts.connect_or(self.options_for(f.live).connect_timeout),
             timeouts.send_or(self.options_for(f.live).send_timeout),
         );
-        // HTTP/2 clients are per endpoint (see `upstream`), so made per try.
-        let shared = if wire.h2 {
+        // HTTP/2 clients are per endpoint (see `upstream`), so made per try;
+        // plain HTTP/1.1 to an IP endpoint goes through the endpoint's own pool
+        // (`crate::pool`), the rest through hyper-util's client.
+        let shared = if wire.h2 || wire.is_default() {
             None
         } else {
             match self.client_for(connect, send, &wire) {
@@ -421,7 +472,9 @@ impl Inner {
         // A request without a body is replayed; one with a body (streamed, never
         // buffered) only while the body is untouched (a failed connect), so a
         // new try needs the head again either way.
-        let head = (parts.method.clone(), parts.headers.clone());
+        // The copy is kept only when a retry is possible at all
+        // (`proxy-next-upstream: off` never retries, not even a stale connection).
+        let head = (!retries.on.off).then(|| (parts.method.clone(), parts.headers.clone()));
         let replay = body.is_end_stream();
         let tripped = Arc::new(AtomicBool::new(false));
         let body = match body_limit {
@@ -454,6 +507,12 @@ impl Inner {
         let defaults = self.options_for(f.live);
         let outlier_config = cluster.map(|c| c.outlier.apply(&defaults.outlier));
         let circuit = cluster.map(|c| c.circuit.apply(&defaults.circuit));
+        let pool_settings = PoolSettings {
+            idle_timeout: defaults.pool_idle_timeout,
+            max_idle: defaults.pool_max_idle_per_endpoint,
+            connect,
+            send,
+        };
         let slot = match (cluster, &circuit) {
             (Some(c), Some(circuit)) => match c.breaker.try_request(circuit) {
                 Some(s) => Some(s),
@@ -495,6 +554,9 @@ impl Inner {
             let (mut parts, body) = match next.take() {
                 Some(p) => p,
                 None => {
+                    let Some(head) = &head else {
+                        return self.error(StatusCode::BAD_GATEWAY, "upstream-error");
+                    };
                     let body = match &waiting {
                         None => empty(),
                         Some(slot) => match Recoverable::take(slot) {
@@ -511,15 +573,24 @@ impl Inner {
                     again.into_parts()
                 }
             };
-            let client = match &shared {
-                Some(c) => c.clone(),
-                None => match self.client_for(connect, send, &wire.at(endpoint)) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "no TLS configuration for the upstream");
-                        return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+            let pool = if wire.is_default() {
+                cluster.and_then(|c| c.pool(pick.index, endpoint))
+            } else {
+                None
+            };
+            let client = match (pool, &shared) {
+                (Some(_), _) => None,
+                (None, Some(c)) => Some(c.clone()),
+                (None, None) => {
+                    let w = if wire.h2 { wire.at(endpoint) } else { wire };
+                    match self.client_for(connect, send, &w) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "no TLS configuration for the upstream");
+                            return self.error(StatusCode::BAD_GATEWAY, "upstream-tls-config");
+                        }
                     }
-                },
+                }
             };
             // The endpoint's address, written once per table (see `Cluster`).
             let upstream = cluster
@@ -535,6 +606,8 @@ impl Inner {
                     parts.headers.remove(header::HOST);
                     Some(u)
                 }
+                // The pool's connections take the origin form.
+                _ if pool.is_some() => origin_uri(f.target),
                 _ => upstream
                     .clone()
                     .and_then(|a| upstream_uri(wire.scheme(), a, f.target)),
@@ -553,7 +626,18 @@ impl Inner {
                 None => read_timeout,
             };
             balancer.on_start(pick.index);
-            let call = client.request(Request::from_parts(parts, body));
+            let req = Request::from_parts(parts, body);
+            let call = async {
+                match (pool, client) {
+                    (Some(p), _) => p.send(req, &pool_settings).await,
+                    (None, Some(c)) => c
+                        .request(req)
+                        .await
+                        .map(|r| r.map(PooledBody::plain))
+                        .map_err(SendError::Client),
+                    (None, None) => unreachable!("a client is chosen when there is no pool"),
+                }
+            };
             let result = tokio::time::timeout(wait, call).await;
             let latency = sent.elapsed();
             balancer.on_end(
@@ -795,6 +879,23 @@ mod tests {
         let refused = Wrapped(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(is_timeout(&timed_out));
         assert!(!is_timeout(&refused));
+    }
+
+    #[test]
+    fn port_values_are_kept_per_port() {
+        assert_eq!(port_value(80), "80");
+        assert_eq!(port_value(80), "80");
+        assert_eq!(port_value(8443), "8443");
+        assert_eq!(port_value(80), "80");
+    }
+
+    #[test]
+    fn origin_form_targets() {
+        assert_eq!(
+            origin_uri("/a?b=1").map(|u| u.to_string()).as_deref(),
+            Some("/a?b=1")
+        );
+        assert!(origin_uri("a").is_none());
     }
 
     #[test]

@@ -60,6 +60,7 @@ pub mod live;
 pub mod metrics;
 mod mirror;
 mod mtls;
+mod pool;
 pub mod redis;
 mod request_body;
 pub mod server;

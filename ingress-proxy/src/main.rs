@@ -164,6 +164,19 @@ struct Args {
     /// an upstream may stay blocked (the upstream not reading); 504 when it expires.
     #[arg(long, env = "INGRESS_PROXY_UPSTREAM_SEND_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     upstream_send_timeout: Duration,
+    /// How long an idle upstream keep-alive connection is kept (ingress-nginx's
+    /// `upstream-keepalive-timeout`).
+    #[arg(long, env = "INGRESS_PROXY_UPSTREAM_KEEPALIVE_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    upstream_keepalive_timeout: Duration,
+    /// How many idle keep-alive connections are kept per upstream endpoint
+    /// (ingress-nginx's `upstream-keepalive-connections`; 0: none, every
+    /// request on a new connection).
+    #[arg(
+        long,
+        env = "INGRESS_PROXY_UPSTREAM_KEEPALIVE_CONNECTIONS",
+        default_value_t = 320
+    )]
+    upstream_keepalive_connections: usize,
     /// Count `limit-rps`, `limit-rpm` and `route-limit-*` cluster-wide in this Redis
     /// server (`redis://[[user]:password@]host[:port][/db]`), shared by every
     /// replica; without it the limits are per replica.
@@ -512,6 +525,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     service.connect_timeout = args.upstream_connect_timeout;
     service.read_timeout = args.upstream_read_timeout;
     service.send_timeout = args.upstream_send_timeout;
+    service.pool_idle_timeout = args.upstream_keepalive_timeout;
+    service.pool_max_idle_per_endpoint = args.upstream_keepalive_connections;
     service.global_limits = args.redis.clone().map(|addr| {
         let mut g = GlobalConfig::new(addr);
         g.fail = match args.redis_fail {

@@ -68,6 +68,10 @@ pub struct ServiceOptions {
     pub send_timeout: Duration,
     /// How long an idle upstream connection stays in the pool.
     pub pool_idle_timeout: Duration,
+    /// How many idle connections the pool keeps per endpoint (plain HTTP/1.1
+    /// upstreams; see `docs/proxy.md`); 320, ingress-nginx's
+    /// `upstream-keepalive-connections`.
+    pub pool_max_idle_per_endpoint: usize,
     /// The request body limit of routes without `proxy-body-size` (`None`: no
     /// limit); ingress-nginx's 1 MiB by default.
     pub max_request_body: Option<u64>,
@@ -95,6 +99,7 @@ impl Default for ServiceOptions {
             read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
             pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_endpoint: 320,
             max_request_body: Some(ingress_core::annotations::body::DEFAULT_MAX_REQUEST_BODY),
             global_limits: None,
             outlier: OutlierConfig::default(),

@@ -33,8 +33,10 @@ async fn upstream_connections_are_pooled_and_kept_alive() -> TestResult {
         .await;
         assert_eq!(r.status, StatusCode::OK);
     }
+    // Six sequential requests to `a`, all on one kept-alive connection.
     let conns = a.conns.load(Ordering::SeqCst);
-    assert!(conns <= 2, "6 requests opened {conns} upstream connections");
+    assert_eq!(conns, 1, "6 requests opened {conns} upstream connections");
+    assert_eq!(b.conns.load(Ordering::SeqCst), 0);
     p.shutdown().await;
     Ok(())
 }
@@ -179,6 +181,33 @@ async fn a_refused_connect_moves_a_request_without_body_to_the_next_endpoint() -
     let m = admin(&p, "/metrics").await.text();
     let sample = format!("ingress_proxy_upstream_connect_errors_total{{upstream=\"{closed}\"}}");
     assert!(metric(&m, &sample).unwrap_or(0.0) >= 3.0, "{m}");
+    p.shutdown().await;
+    Ok(())
+}
+
+/// An upgraded upstream connection belongs to its tunnel: it never goes back to
+/// the pool, so a plain request while the tunnel is open (and after a request
+/// on a kept-alive connection) uses another connection, and the tunnel still
+/// carries its own bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_is_not_pooled() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let dir = basic(&a, &b);
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let r = h1(addr, get("app.test", "/").body(empty())?).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let mut tunnel = TokioIo::new(upgrade(addr).await);
+    assert_eq!(round_trip(&mut tunnel, b"ping").await, b"ping");
+    for _ in 0..3 {
+        let r = h1(addr, get("app.test", "/").body(empty())?).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    assert_eq!(round_trip(&mut tunnel, b"pong").await, b"pong");
+    // The first connection served the upgrade (taken from the pool), the
+    // plain requests after it one new connection.
+    let conns = a.conns.load(Ordering::SeqCst);
+    assert_eq!(conns, 2, "{conns} upstream connections");
     p.shutdown().await;
     Ok(())
 }
