@@ -8,7 +8,8 @@
 # Environment: INGRESSES (space-separated sizes, default "20000"; e.g. "1000 5000 20000 50000"
 #   for the table of RSS and time to served against size), CHANGES (default 100), FILES (files
 #   the Ingresses are spread over, default 100), CONNS (wrk connections, default 64),
-#   BASE_PORT (default 18180; uses BASE_PORT..BASE_PORT+3), NO_INSTALL=1, NO_BUILD=1.
+#   BASE_PORT (default 18180; uses BASE_PORT..BASE_PORT+3), NO_INSTALL=1, NO_BUILD=1,
+#   NO_CHARTS=1 (else time-to-served.png and rss.png against the sizes, when gnuplot is there).
 #
 # What runs (all on 127.0.0.1): nginx as the upstream (1 worker, `return 200`), on core 1
 # with wrk; ingress-proxy --worker-threads 1 on core 0, serving bench/gen-manifests.py's
@@ -41,6 +42,7 @@ command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
 command -v wrk >/dev/null || need+=(wrk)
 command -v taskset >/dev/null || need+=(util-linux)
 command -v python3 >/dev/null || need+=(python3)
+if [[ -z "${NO_CHARTS:-}" ]]; then command -v gnuplot >/dev/null || need+=(gnuplot-nox); fi
 if [[ ${#need[@]} -gt 0 ]]; then
     [[ -z "${NO_INSTALL:-}" ]] || die "missing: ${need[*]} (NO_INSTALL is set)"
     [[ $(id -u) -eq 0 ]] || die "missing: ${need[*]}; run as root to install them from apt"
@@ -193,4 +195,7 @@ done
 
 echo
 column -t -s $'\t' "$results"
+if [[ -z "${NO_CHARTS:-}" ]]; then
+    python3 "$PY" chart "$results" "$out" || log "charts failed (gnuplot)"
+fi
 log "results: $results"

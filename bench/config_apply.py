@@ -5,6 +5,8 @@
                                                 time each change until it is served
   config_apply.py probe K         print probe.yaml for change K
   config_apply.py rss PID                       print VmRSS and VmHWM in MiB
+  config_apply.py chart RESULTS.tsv OUTDIR      time-to-served.png and rss.png against the
+                                                number of Ingresses (needs gnuplot)
 
 `run` writes probe.yaml atomically (temporary file, then rename, as editors and
 Kubernetes volume updates do), with the Ingress's path changed to /vK, and polls
@@ -15,6 +17,8 @@ It prints: changes, p50 ms, p99 ms, max ms, mean ms, tab-separated.
 
 import http.client
 import os
+import shutil
+import subprocess
 import statistics
 import sys
 import time
@@ -92,6 +96,60 @@ def run(folder, port, changes):
     return 0
 
 
+def chart(results, outdir):
+    """Line charts over the sizes of one run: write -> served p50/p99, and RSS."""
+    gnuplot = shutil.which("gnuplot")
+    if gnuplot is None:
+        print("chart: gnuplot not found (apt-get install gnuplot-nox)", file=sys.stderr)
+        return 1
+    lines = open(results).read().splitlines()
+    if len(lines) < 2:
+        print(f"chart: no rows in {results}", file=sys.stderr)
+        return 1
+    head = lines[0].split("\t")
+    col = {name: i + 1 for i, name in enumerate(head)}  # gnuplot columns are 1-based
+    dat = os.path.join(outdir, "by-size.dat")
+    with open(dat, "w") as f:
+        for line in lines[1:]:
+            f.write(line.replace("\t", " ") + "\n")
+    terminal = "pngcairo" if "pngcairo" in subprocess.run(
+        [gnuplot, "-e", "set terminal"], capture_output=True, text=True).stderr else "png"
+    common = f"""
+set terminal {terminal} size 960,540
+set datafile missing '-'
+set logscale x
+set grid
+set key top left
+set xlabel 'Ingresses loaded'
+set xtics (1000, 5000, 20000, 50000)
+set xrange [700:70000]
+"""
+    charts = {
+        "time-to-served.png": f"""
+set logscale y
+set ylabel 'file write -> new route served, ms (log scale)'
+plot '{dat}' using {col['ingresses']}:{col['p50_ms']} with linespoints title 'p50', \
+     '' using {col['ingresses']}:{col['p99_ms']} with linespoints title 'p99', \
+     50 with lines dashtype 2 title 'p50 target (50 ms)', \
+     200 with lines dashtype 3 title 'p99 target (200 ms)'
+""",
+        "rss.png": f"""
+set ylabel 'RSS of the proxy, MiB'
+plot '{dat}' using {col['ingresses']}:{col['rss_ready_mib']} with linespoints title 'after the first load', \
+     '' using {col['ingresses']}:{col['peak_mib']} with linespoints title 'peak (VmHWM) after the changes', \
+     300 with lines dashtype 2 title 'peak target at 20,000 (300 MiB)'
+""",
+    }
+    for name, body in charts.items():
+        script = common + f"set output '{os.path.join(outdir, name)}'\n" + body
+        r = subprocess.run([gnuplot], input=script, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"chart: gnuplot failed for {name}: {r.stderr}", file=sys.stderr)
+            return 1
+        print(os.path.join(outdir, name))
+    return 0
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "run":
@@ -100,6 +158,8 @@ def main():
     if cmd == "probe":
         print(probe_yaml(int(sys.argv[2])), end="")
         return 0
+    if cmd == "chart":
+        return chart(sys.argv[2], sys.argv[3])
     if cmd == "rss":
         r, h = rss(int(sys.argv[2]))
         print(f"{r:.1f}\t{h:.1f}")
