@@ -196,8 +196,8 @@ def chart(path, outdir):
     rows = _rows(path)
     medians = _medians(rows)
     targets = _ordered(rows, "target")
-    charts = [("cpu_us_per_req", "cpu-per-request", "CPU µs per request (lower is better)"),
-              ("p99_us", "p99", "p99 latency, µs (lower is better; h2load gives none)")]
+    charts = [("cpu_us_per_req", "cpu-per-request", "CPU µs per request, log scale (lower is better)"),
+              ("p99_us", "p99", "p99 latency, µs, log scale (lower is better; h2load gives none)")]
     terminal = "pngcairo" if "pngcairo" in subprocess.run(
         [gnuplot, "-e", "set terminal"], capture_output=True, text=True).stderr else "png"
     for key, name, label in charts:
@@ -223,7 +223,7 @@ set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set key top left
 set grid ytics
-set yrange [0:*]
+set logscale y
 set ylabel '{label}'
 set xtics rotate by -15
 plot {plots}
