@@ -24,6 +24,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root="$(pwd)"
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 INGRESSES="${INGRESSES:-20000}"
 CHANGES="${CHANGES:-100}"
 FILES="${FILES:-100}"
@@ -117,46 +119,7 @@ printf 'ingresses\tready_s\trss_ready_mib\tchanges\tp50_ms\tp99_ms\tmax_ms\tmean
 for n in $INGRESSES; do
     m="$work/manifests-$n"
     python3 "$root/bench/gen-manifests.py" "$n" $((n / 10)) --out "$m" --files "$FILES"
-    cat >"$m/bench.yaml" <<YAML
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: bench
-  namespace: bench
-  annotations:
-    nginx.ingress.kubernetes.io/enable-access-log: "false"
-spec:
-  ingressClassName: bench
-  rules:
-    - host: bench.local
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: upstream
-                port:
-                  number: 80
----
-apiVersion: v1
-kind: Service
-metadata: {name: upstream, namespace: bench}
-spec:
-  ports: [{port: 80, targetPort: $up_port}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: upstream-1
-  namespace: bench
-  labels: {kubernetes.io/service-name: upstream}
-addressType: IPv4
-ports: [{port: $up_port}]
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions: {ready: true}
-YAML
+    bench_manifest bench.local "$up_port" >"$m/bench.yaml"
     python3 "$PY" probe 0 >"$m/probe.yaml"
 
     log "$n Ingresses: starting ingress-proxy"

@@ -17,6 +17,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 REQUESTS="${1:-2000}"
 CONNS="${CONNS:-4}"
 TOP="${TOP:-40}"
@@ -88,40 +90,7 @@ http {
     server { listen 127.0.0.1:$up_port; root $work/www; }
 }
 EOF
-cat >"$work/manifests/bench.yaml" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata:
-  name: bench
-  annotations: {ingressclass.kubernetes.io/is-default-class: "true"}
-spec: {controller: ingress-rs.dev/gateway}
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: bench
-  namespace: bench
-  annotations: {nginx.ingress.kubernetes.io/enable-access-log: "false"}
-spec:
-  ingressClassName: bench
-  rules:
-    - host: $HOST
-      http:
-        paths:
-          - {path: /, pathType: Prefix, backend: {service: {name: upstream, port: {number: 80}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {name: upstream, namespace: bench}
-spec: {ports: [{port: 80, targetPort: $up_port}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: upstream-1, namespace: bench, labels: {kubernetes.io/service-name: upstream}}
-addressType: IPv4
-ports: [{port: $up_port}]
-endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
-EOF
+bench_manifest "$HOST" "$up_port" with-class >"$work/manifests/bench.yaml"
 
 "$NGINX" -p "$work" -c "$work/upstream.conf" >"$out/upstream.log" 2>&1 &
 pids+=($!)

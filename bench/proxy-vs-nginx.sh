@@ -40,6 +40,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 root="$(pwd)"
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 DURATION="${DURATION:-10}"
 ROUNDS="${ROUNDS:-3}"
 CONNS="${CONNS:-64}"
@@ -274,55 +276,7 @@ backend upstream
     server upstream 127.0.0.1:$up_port maxconn 1000
 EOF
 
-cat >"$work/manifests/bench.yaml" <<EOF
-apiVersion: networking.k8s.io/v1
-kind: IngressClass
-metadata:
-  name: bench
-  annotations:
-    ingressclass.kubernetes.io/is-default-class: "true"
-spec:
-  controller: ingress-rs.dev/gateway
----
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: bench
-  namespace: bench
-  annotations:
-    nginx.ingress.kubernetes.io/enable-access-log: "false"
-spec:
-  ingressClassName: bench
-  rules:
-    - host: $HOST
-      http:
-        paths:
-          - path: /
-            pathType: Prefix
-            backend:
-              service:
-                name: upstream
-                port:
-                  number: 80
----
-apiVersion: v1
-kind: Service
-metadata: {name: upstream, namespace: bench}
-spec:
-  ports: [{port: 80, targetPort: $up_port}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: upstream-1
-  namespace: bench
-  labels: {kubernetes.io/service-name: upstream}
-addressType: IPv4
-ports: [{port: $up_port}]
-endpoints:
-  - addresses: ["127.0.0.1"]
-    conditions: {ready: true}
-EOF
+bench_manifest "$HOST" "$up_port" with-class >"$work/manifests/bench.yaml"
 
 if [[ -n "${INGRESSES:-}" ]]; then
     log "generating $INGRESSES more Ingresses for the proxy (scenario 4)"
