@@ -104,8 +104,10 @@ pub(crate) fn host_key<'b>(host: &'b str, buf: &'b mut [u8; 256]) -> Option<&'b 
 /// percent-encoded unreserved characters are decoded (`%41` → `A`, `%2e` → `.`),
 /// `.` and `..` segments are resolved (RFC 3986 §5.2.4), repeated slashes merged, and
 /// the result always starts with `/`. Other percent-escapes (`%2F`, `%25`...) stay as
-/// they are, so an encoded slash never becomes a separator. Borrowed when already
-/// normal.
+/// they are, so an encoded slash never becomes a separator. Spaces and control
+/// characters (which no HTTP parser lets through, but an embedder may pass) are
+/// percent-encoded, so they are never matched or forwarded raw. Borrowed when
+/// already normal.
 pub fn normalize_path(path: &str) -> Cow<'_, str> {
     if is_normal(path) {
         return Cow::Borrowed(path);
@@ -128,8 +130,46 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     if trailing_slash || out.is_empty() {
         out.push('/');
     }
+    if out.contains(|c: char| c.is_control() || c == ' ') {
+        out = encode_controls(&out);
+    }
     Cow::Owned(out)
 }
+
+/// `path` with each space and control character percent-encoded (its UTF-8 bytes).
+fn encode_controls(path: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(path.len() + 8);
+    for c in path.chars() {
+        if c.is_control() || c == ' ' {
+            let mut buf = [0u8; 4];
+            for &b in c.encode_utf8(&mut buf).as_bytes() {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Bytes that send a path to the slow path of [`normalize_path`]: `%`, and spaces
+/// and control characters (C0, DEL, and C1, whose UTF-8 form starts with 0xC2),
+/// which it encodes. One table load per byte on the hot path.
+static NOT_NORMAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b <= 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'%' as usize] = true;
+    t[0x7f] = true;
+    t[0xc2] = true;
+    t
+};
 
 fn is_normal(path: &str) -> bool {
     // One tight pass (this runs on every request): no `%`, and after each `/`
@@ -139,7 +179,7 @@ fn is_normal(path: &str) -> bool {
     };
     let mut after_slash = true;
     for (i, &c) in rest.iter().enumerate() {
-        if c == b'%' {
+        if NOT_NORMAL[usize::from(c)] {
             return false;
         }
         if after_slash {
@@ -225,6 +265,12 @@ mod tests {
             ("/%%341dmin", "/%%341dmin"),
             ("/%4%31", "/%4%31"),
             ("/%%61", "/%%61"),
+            // Spaces and control characters are encoded, never matched or sent raw.
+            ("/a b", "/a%20b"),
+            ("/\u{1}\u{1}/x", "/%01%01/x"),
+            ("/a\u{7f}", "/a%7F"),
+            ("/a\u{85}", "/a%C2%85"),
+            ("/caf\u{e9}\u{a0}", "/caf\u{e9}\u{a0}"),
             ("/%%6a%6b", "/%jk"),
             ("/a%2f..%2fb", "/a%2f..%2fb"),
             ("/a/.hidden", "/a/.hidden"),
@@ -285,6 +331,7 @@ mod tests {
         for (i, &c) in b.iter().enumerate() {
             match c {
                 b'%' => return false,
+                c if c <= b' ' || c == 0x7f || c == 0xc2 => return false,
                 b'/' if prev_slash => return false,
                 b'/' => prev_slash = true,
                 b'.' if prev_slash => {
@@ -322,10 +369,14 @@ mod tests {
         /// right after a literal `%`, where decoding would spell a new escape).
         #[test]
         fn normalised_paths_are_fixed_points(
-            path in "(/|\\|\\.|\\.\\.|%|%2[eEfF]|%5[cC]|%[346][0-9a-fA-F]|%25|[0-9a-fA-F.]|x|é){0,16}"
+            path in "(/|\\|\\.|\\.\\.|%|%2[eEfF]|%5[cC]|%[346][0-9a-fA-F]|%25|[0-9a-fA-F.]|x|é| |\\x01|\\u{85}){0,16}"
         ) {
             let out = normalize_path(&path);
             proptest::prop_assert!(out.starts_with('/'), "{path:?} -> {out:?}");
+            proptest::prop_assert!(
+                !out.contains(|c: char| c.is_control() || c == ' '),
+                "{path:?} -> {out:?}"
+            );
             let segments: Vec<&str> = out[1..].split('/').collect();
             for (i, seg) in segments.iter().enumerate() {
                 proptest::prop_assert!(!matches!(*seg, "." | ".."), "{path:?} -> {out:?}");
