@@ -142,22 +142,28 @@ fn has_errors(d: &[Located]) -> bool {
     d.iter().any(|d| d.diagnostic.severity == Severity::Error)
 }
 
+/// Read `files`; every error diagnostic of any of them (sorted) when one has some.
+fn read_files(files: Vec<PathBuf>) -> Result<Vec<(PathBuf, Stamp, Loaded)>, LoadError> {
+    let mut read = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for f in files {
+        let (stamp, loaded) = read_file(&f)?;
+        if has_errors(&loaded.diagnostics) {
+            errors.extend(loaded.diagnostics.iter().cloned());
+        }
+        read.push((f, stamp, loaded));
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        return Err(LoadError::Manifest(errors));
+    }
+    Ok(read)
+}
+
 impl Folder {
     /// Read and compile every file under `root` (or the one file `root`).
     pub(crate) fn load(root: &Path, options: &CompileOptions) -> Result<Folder, LoadError> {
-        let mut read = Vec::new();
-        let mut errors = Vec::new();
-        for f in manifest_files(root)? {
-            let (stamp, loaded) = read_file(&f)?;
-            if has_errors(&loaded.diagnostics) {
-                errors.extend(loaded.diagnostics.iter().cloned());
-            }
-            read.push((f, stamp, loaded));
-        }
-        if !errors.is_empty() {
-            errors.sort();
-            return Err(LoadError::Manifest(errors));
-        }
+        let read = read_files(manifest_files(root)?)?;
         let mut all = Loaded::default();
         let mut files = BTreeMap::new();
         let mut owners = HashMap::new();
@@ -239,19 +245,7 @@ impl Folder {
         if self.duplicates {
             return self.reload(options, "an Ingress is defined in two files");
         }
-        let mut read = Vec::with_capacity(changed.len());
-        let mut errors = Vec::new();
-        for f in changed {
-            let (stamp, loaded) = read_file(&f)?;
-            if has_errors(&loaded.diagnostics) {
-                errors.extend(loaded.diagnostics.iter().cloned());
-            }
-            read.push((f, stamp, loaded));
-        }
-        if !errors.is_empty() {
-            errors.sort();
-            return Err(LoadError::Manifest(errors));
-        }
+        let read = read_files(changed)?;
         let empty = digest_others(&Loaded::default());
         for (f, _, loaded) in &read {
             let before = self.files.get(f).map_or(empty, |s| s.others);
