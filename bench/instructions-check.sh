@@ -22,7 +22,7 @@ command -v valgrind >/dev/null || { echo "needs valgrind (apt-get install valgri
 cargo bench -p ingress-core --bench instructions --no-run --locked >/dev/null 2>&1 ||
     cargo bench -p ingress-core --bench instructions --no-run --locked
 bin=$(cargo bench -p ingress-core --bench instructions --no-run --locked --message-format=json 2>/dev/null |
-    grep -o '"executable":"[^"]*instructions[^"]*"' | grep -v route_instructions | head -1 | cut -d'"' -f4)
+    grep -o '"executable":"[^"]*instructions[^"]*"' | head -1 | cut -d'"' -f4)
 [[ -x "$bin" ]] || { echo "instructions bench binary not found"; exit 2; }
 "$bin" >/dev/null # the self-check of every mode, natively
 

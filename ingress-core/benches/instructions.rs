@@ -6,8 +6,9 @@
 //! the script runs every mode twice (`N` = 0 and `N` > 0) and divides the difference,
 //! so set-up cost drops out.
 //!
-//! - `route KIND N`: route the first request of set KIND (`exact`, `wildcard`, `miss`)
-//!   on a 2,000-Ingress table, N times;
+//! - `route KIND N [INGRESSES]`: route the first request of set KIND (`exact`,
+//!   `wildcard`, `miss`) N times on a table of INGRESSES Ingresses (default 2,000;
+//!   `bench/route-instructions.sh` uses the 10,000 of the route benches);
 //! - `compile INGRESSES N`: compile the INGRESSES-Ingress snapshot N times;
 //! - `edit INGRESSES N`: apply N annotation edits to one Ingress through the
 //!   incremental `Compiler` (alternating two versions).
@@ -25,15 +26,15 @@ use ingress_core::{Decision, Profile, compile};
 
 mod common;
 
-/// Ingresses in the table `route` runs against.
-const ROUTE_INGRESSES: usize = 2_000;
+/// Ingresses in the table `route` runs against unless told otherwise.
+const ROUTE_INGRESSES: u64 = 2_000;
 
-fn route(kind: &str, n: u64) {
-    let snapshot = common::snapshot(ROUTE_INGRESSES);
+fn route(kind: &str, n: u64, ingresses: usize) {
+    let snapshot = common::snapshot(ingresses);
     let table = compile(&snapshot, &common::options(Profile::Standard)).table;
     let reqs = match kind {
-        "exact" => common::exact_requests(ROUTE_INGRESSES),
-        "wildcard" => common::wildcard_requests(ROUTE_INGRESSES),
+        "exact" => common::exact_requests(ingresses),
+        "wildcard" => common::wildcard_requests(ingresses),
         "miss" => common::miss_requests(),
         other => panic!("route takes exact, wildcard or miss, not {other:?}"),
     };
@@ -88,13 +89,17 @@ fn main() {
             .unwrap_or(default)
     };
     match args.first().map(String::as_str) {
-        Some("route") => route(args.get(1).map_or("exact", String::as_str), num(2, 1)),
+        Some("route") => route(
+            args.get(1).map_or("exact", String::as_str),
+            num(2, 1),
+            num(3, ROUTE_INGRESSES) as usize,
+        ),
         Some("compile") => compile_n(num(1, 1_000) as usize, num(2, 1)),
         Some("edit") => edit(num(1, 1_000) as usize, num(2, 1)),
         Some(other) => panic!("unknown mode {other:?} (route, compile, edit)"),
         None => {
             for kind in ["exact", "wildcard", "miss"] {
-                route(kind, 1);
+                route(kind, 1, 100);
             }
             compile_n(100, 1);
             edit(100, 2);
