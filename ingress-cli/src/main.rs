@@ -135,6 +135,12 @@ struct InputArgs {
     /// error and its Ingress's routes fail closed.
     #[arg(long, env = "INGRESS_ANNOTATIONS_RISK_LEVEL", value_name = "LEVEL", default_value = "high", value_parser = parse_risk)]
     annotations_risk_level: ingress_core::annotations::Risk,
+    /// The time TLS certificates are checked against (RFC 3339, e.g.
+    /// `2030-01-01T00:00:00Z`): an expired certificate gets `tls-certificate-expired`,
+    /// one expiring within 30 days `tls-certificate-expires-soon`. Default: now
+    /// (the system clock).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    now: Option<ingress_core::model::Timestamp>,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -146,6 +152,20 @@ struct InputArgs {
 fn parse_risk(s: &str) -> Result<ingress_core::annotations::Risk, String> {
     s.parse()
         .map_err(|e: ingress_core::annotations::UnknownRisk| e.to_string())
+}
+
+fn parse_time(s: &str) -> Result<ingress_core::model::Timestamp, String> {
+    ingress_core::model::Timestamp::parse(s)
+        .ok_or_else(|| format!("{s:?} is not an RFC 3339 time (like 2030-01-01T00:00:00Z)"))
+}
+
+/// The system clock as a [`ingress_core::model::Timestamp`] (the core takes time as
+/// an argument; the CLI supplies it).
+fn system_now() -> ingress_core::model::Timestamp {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    ingress_core::model::Timestamp::from_unix(secs)
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {
@@ -162,7 +182,8 @@ impl InputArgs {
         let mut o = CompileOptions::with_profile(self.profile)
             .controller_name(self.controller_name.clone())
             .watch_ingress_without_class(self.watch_ingress_without_class)
-            .annotations_risk_level(self.annotations_risk_level);
+            .annotations_risk_level(self.annotations_risk_level)
+            .now(self.now.unwrap_or_else(system_now));
         for c in &self.ingress_classes {
             o = o.ingress_class(c.clone());
         }

@@ -60,6 +60,40 @@ fn validate_clean_exits_0() {
     insta::assert_snapshot!("validate_shop", out);
 }
 
+/// Certificate expiry is checked at `--now` (default: the system clock): the
+/// shop's certificate expires on 2036-11-23.
+#[test]
+fn validate_warns_about_expired_and_expiring_certificates() {
+    let codes = |now: &str| -> Vec<String> {
+        let (_, v) = json(&["validate", "-o", "json", "--now", now, SHOP], None);
+        v["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["code"].as_str())
+            .filter(|c| c.starts_with("tls-certificate-"))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert!(codes("2030-01-01T00:00:00Z").is_empty());
+    let soon = codes("2036-11-01T00:00:00Z");
+    assert!(
+        !soon.is_empty() && soon.iter().all(|c| c == "tls-certificate-expires-soon"),
+        "{soon:?}"
+    );
+    let expired = codes("2037-01-01T00:00:00Z");
+    assert!(
+        !expired.is_empty() && expired.iter().all(|c| c == "tls-certificate-expired"),
+        "{expired:?}"
+    );
+    // Today (the system clock): the shop's certificate is years from expiry.
+    let (code, out, _) = run(&["validate", SHOP], None);
+    assert!(code == 0 && !out.contains("tls-certificate-"), "{out}");
+    let (code, _, err) = run(&["validate", "--now", "yesterday", SHOP], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("RFC 3339"), "{err}");
+}
+
 #[test]
 fn validate_broken_exits_1_and_points_at_lines() {
     let (code, out, _) = run(&["validate", SHOP, BROKEN], None);

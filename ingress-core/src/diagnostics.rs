@@ -128,12 +128,16 @@ codes! {
     NoReadyEndpoints = "no-ready-endpoints", Info;
     /// The TLS Secret is not in the input; the default certificate is served.
     TlsSecretNotFound = "tls-secret-not-found", Warning;
-    /// The TLS Secret is not a usable certificate and key; the default certificate is served.
+    /// The TLS Secret is not a usable certificate and key; the default certificate is served (a running gateway keeps the host's last good certificate from this Secret, see `tls-previous-certificate-kept`).
     TlsSecretInvalid = "tls-secret-invalid", Warning;
-    /// The TLS certificate does not cover the host; the default certificate is served.
+    /// The TLS certificate does not cover the host; the default certificate is served (a running gateway keeps the host's last good certificate from this Secret, see `tls-previous-certificate-kept`).
     TlsHostNotCovered = "tls-host-not-covered", Warning;
-    /// The TLS certificate has expired (at the time given to compile).
+    /// The TLS certificate has expired (at the time given to compile, or when the gateway checked what it serves); it is still served.
     TlsCertificateExpired = "tls-certificate-expired", Warning;
+    /// The TLS certificate expires within 30 days (at the time given to compile, or when the gateway checked what it serves).
+    TlsCertificateExpiresSoon = "tls-certificate-expires-soon", Warning;
+    /// The gateway keeps serving the host's last good certificate from this Secret, because the Secret's new content is invalid or does not cover the host.
+    TlsPreviousCertificateKept = "tls-previous-certificate-kept", Warning;
     /// Another, older Ingress already sets a certificate for this host; this one is not used.
     TlsHostConflict = "tls-host-conflict", Warning;
     /// An annotation value does not parse; the routes of its Ingress answer 503 until it is fixed.

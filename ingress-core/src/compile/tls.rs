@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::{HostPattern, ObjectKind, ObjectRef, Secret};
-use crate::routing::TlsBinding;
+use crate::routing::{TlsBinding, TlsProblem};
 use crate::tls::CertifiedKey;
 
 use super::CompileOptions;
@@ -46,6 +46,7 @@ pub(crate) fn bindings(
                 secret: secret_ref.clone(),
                 ingress: ObjectRef::clone(&v.r),
                 certificate: None,
+                problem: None,
             };
             if let Some(name) = &t.secret {
                 let key = (v.namespace().to_owned(), name.clone());
@@ -62,49 +63,56 @@ pub(crate) fn bindings(
                     ));
                 };
                 match cert {
-                    Err(e) if e.is_empty() => warn(
-                        Code::TlsSecretNotFound,
-                        &t.secret_field,
-                        format!(
-                            "Secret {}/{name} is not in the input; host {} is served with the default certificate",
-                            v.namespace(),
-                            t.host
-                        ),
-                    ),
-                    Err(e) => warn(
-                        Code::TlsSecretInvalid,
-                        &t.secret_field,
-                        format!(
-                            "Secret {}/{name}: {e}; host {} is served with the default certificate",
-                            v.namespace(),
-                            t.host
-                        ),
-                    ),
+                    Err(e) if e.is_empty() => {
+                        binding.problem = Some(TlsProblem::SecretNotFound);
+                        warn(
+                            Code::TlsSecretNotFound,
+                            &t.secret_field,
+                            format!(
+                                "Secret {}/{name} is not in the input; host {} is served with the default certificate",
+                                v.namespace(),
+                                t.host
+                            ),
+                        )
+                    }
+                    Err(e) => {
+                        binding.problem = Some(TlsProblem::SecretInvalid);
+                        warn(
+                            Code::TlsSecretInvalid,
+                            &t.secret_field,
+                            format!(
+                                "Secret {}/{name}: {e}; host {} is served with the default certificate (a running gateway keeps its last good certificate from this Secret)",
+                                v.namespace(),
+                                t.host
+                            ),
+                        )
+                    }
                     Ok(cert) => {
                         let host = t.host.to_string();
                         if !cert.covers(&host) {
+                            binding.problem = Some(TlsProblem::HostNotCovered);
                             warn(
                                 Code::TlsHostNotCovered,
                                 &t.field,
                                 format!(
-                                    "the certificate in Secret {}/{name} does not cover {host} (it covers {}); the default certificate is served for it",
+                                    "the certificate in Secret {}/{name} does not cover {host} (it covers {}); the default certificate is served for it (a running gateway keeps its last good certificate from this Secret)",
                                     v.namespace(),
                                     names(&cert)
                                 ),
                             );
                         } else {
                             if let Some(now) = opts.now
-                                && cert.is_expired_at(now.unix())
+                                && let Some(secret) = &secret_ref
+                                && let Some(d) = crate::tls::expiry_diagnostic(
+                                    &cert,
+                                    secret,
+                                    &host,
+                                    &v.r,
+                                    Some(t.secret_field.clone()),
+                                    now,
+                                )
                             {
-                                warn(
-                                    Code::TlsCertificateExpired,
-                                    &t.secret_field,
-                                    format!(
-                                        "the certificate in Secret {}/{name} expired at {}",
-                                        v.namespace(),
-                                        crate::model::Timestamp::from_unix(cert.not_after)
-                                    ),
-                                );
+                                diags.push(d);
                             }
                             binding.certificate = Some(cert);
                         }

@@ -26,7 +26,7 @@ pub use policy::RouteInputs;
 pub use request::{RequestView, Scheme, normalize_path};
 pub use table::{
     Backend, BackendId, BackendStatus, CanaryRoute, DefaultScope, EndpointAddr, EndpointHost,
-    HostPolicy, PortRef, Route, RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding,
+    HostPolicy, PortRef, Route, RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding, TlsProblem,
 };
 pub(crate) use table::{HostRoutes, SMALL_HOST};
 

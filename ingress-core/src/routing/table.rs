@@ -321,6 +321,29 @@ pub struct TlsBinding {
     pub(crate) secret: Option<ObjectRef>,
     pub(crate) ingress: ObjectRef,
     pub(crate) certificate: Option<Arc<CertifiedKey>>,
+    pub(crate) problem: Option<TlsProblem>,
+}
+
+/// Why a [`TlsBinding`] has no certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// The Secret is not in the input (`tls-secret-not-found`).
+    SecretNotFound,
+    /// The Secret is not a usable certificate and key (`tls-secret-invalid`).
+    SecretInvalid,
+    /// The Secret's certificate does not cover the host (`tls-host-not-covered`).
+    HostNotCovered,
+}
+
+impl TlsProblem {
+    /// Whether a running gateway keeps serving the last good certificate of the
+    /// same Secret for the host (as ingress-nginx does): the Secret is there but
+    /// its new content is unusable for the host. A missing Secret is not such a
+    /// case (it was deleted or not yet created): the default certificate serves.
+    pub fn keeps_previous(self) -> bool {
+        matches!(self, TlsProblem::SecretInvalid | TlsProblem::HostNotCovered)
+    }
 }
 
 impl TlsBinding {
@@ -339,6 +362,11 @@ impl TlsBinding {
     /// The parsed certificate, or `None` when the proxy must serve its default one.
     pub fn certificate(&self) -> Option<&Arc<CertifiedKey>> {
         self.certificate.as_ref()
+    }
+    /// Why there is no certificate (`None` when there is one, or when the TLS
+    /// entry names no Secret).
+    pub fn problem(&self) -> Option<TlsProblem> {
+        self.problem
     }
 }
 

@@ -231,6 +231,74 @@ impl CertifiedKey {
     pub fn is_expired_at(&self, now_unix: i64) -> bool {
         now_unix > self.not_after
     }
+
+    /// Where the certificate stands at `now_unix` (seconds): expired, within
+    /// [`EXPIRY_WARNING_SECS`] of its notAfter, or valid for longer.
+    pub fn expiry_at(&self, now_unix: i64) -> Expiry {
+        if self.is_expired_at(now_unix) {
+            Expiry::Expired
+        } else {
+            let seconds_left = self.not_after.saturating_sub(now_unix);
+            if seconds_left < EXPIRY_WARNING_SECS {
+                Expiry::ExpiresSoon { seconds_left }
+            } else {
+                Expiry::Valid
+            }
+        }
+    }
+}
+
+/// How close to its notAfter a certificate gets the `tls-certificate-expires-soon`
+/// warning: 30 days (cert-manager renews 90-day certificates 30 days ahead, so a
+/// certificate this close to expiry has missed its renewal).
+pub const EXPIRY_WARNING_SECS: i64 = 30 * 24 * 3600;
+
+/// A certificate's expiry at a given time ([`CertifiedKey::expiry_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Expiry {
+    /// More than [`EXPIRY_WARNING_SECS`] left.
+    Valid,
+    /// Not expired, but less than [`EXPIRY_WARNING_SECS`] left.
+    ExpiresSoon {
+        /// Seconds until notAfter.
+        seconds_left: i64,
+    },
+    /// Past notAfter.
+    Expired,
+}
+
+/// The diagnostic for the certificate of Secret `secret` as served for `host` at
+/// `now`: `tls-certificate-expired` once past its notAfter,
+/// `tls-certificate-expires-soon` within [`EXPIRY_WARNING_SECS`] of it, else
+/// `None`. `ingress` and `field` say where the Secret is named. Pure: the caller
+/// supplies the clock (`CompileOptions::now`, or a data plane checking what it
+/// serves).
+pub fn expiry_diagnostic(
+    cert: &CertifiedKey,
+    secret: &crate::model::ObjectRef,
+    host: &str,
+    ingress: &crate::model::ObjectRef,
+    field: Option<String>,
+    now: crate::model::Timestamp,
+) -> Option<crate::diagnostics::Diagnostic> {
+    use crate::diagnostics::{Code, Diagnostic};
+    let at = crate::model::Timestamp::from_unix(cert.not_after);
+    let (code, message) = match cert.expiry_at(now.unix()) {
+        Expiry::Valid => return None,
+        Expiry::Expired => (
+            Code::TlsCertificateExpired,
+            format!("the certificate in Secret {secret} for {host} expired at {at}"),
+        ),
+        Expiry::ExpiresSoon { seconds_left } => (
+            Code::TlsCertificateExpiresSoon,
+            format!(
+                "the certificate in Secret {secret} for {host} expires at {at}, in {} days (warned from 30 days before)",
+                seconds_left / 86_400
+            ),
+        ),
+    };
+    Some(Diagnostic::new(code, Some(ingress.clone()), field, message))
 }
 
 impl fmt::Debug for CertifiedKey {

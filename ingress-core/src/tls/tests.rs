@@ -387,6 +387,19 @@ fn expiry_with_injected_time() {
     assert!(!ck.is_expired_at(Y2021));
     assert!(ck.is_expired_at(Y2021 + 1));
     assert!(ck.is_expired_at(i64::MAX));
+    // Within 30 days of notAfter: expires soon; at it: still soon; past it: expired.
+    let day = 86_400;
+    assert_eq!(ck.expiry_at(Y2021 - 31 * day), Expiry::Valid);
+    assert_eq!(ck.expiry_at(Y2021 - 30 * day), Expiry::Valid);
+    assert_eq!(
+        ck.expiry_at(Y2021 - 30 * day + 1),
+        Expiry::ExpiresSoon {
+            seconds_left: 30 * day - 1
+        }
+    );
+    assert_eq!(ck.expiry_at(Y2021), Expiry::ExpiresSoon { seconds_left: 0 });
+    assert_eq!(ck.expiry_at(Y2021 + 1), Expiry::Expired);
+    assert_eq!(ck.expiry_at(i64::MIN), Expiry::Valid);
 }
 
 // -- Errors

@@ -48,6 +48,13 @@ data: {tls.crt: Z2FyYmFnZQ==, tls.key: Z2FyYmFnZQ==}
         let c = run(&yaml, &opts());
         assert_diag(&c, code, &ing_ref("default", "site"), None);
         assert!(!has_cert(&c, "a.example.com"), "{what}: certificate used");
+        let problem = c.table.tls_bindings().first().and_then(|b| b.problem());
+        let keeps = problem.is_some_and(|p| p.keeps_previous());
+        assert_eq!(
+            keeps,
+            code != Code::TlsSecretNotFound,
+            "{what}: {problem:?}"
+        );
         // The Ingress still routes.
         assert_eq!(outcome(&c, "a.example.com", "/site"), "app", "{what}");
     }
@@ -82,10 +89,19 @@ fn expired_certificate_warns_but_is_used() {
     );
     assert!(has_cert(&c, "a.example.com"));
 
+    // 2020-12-22: ten days left, a warning of its own.
+    let c = run(&yaml, &opts().now(Timestamp::from_unix(1_608_595_200)));
+    let d = find(&c, Code::TlsCertificateExpiresSoon, &site);
+    assert_eq!(d.len(), 1, "{}", dump(&c));
+    assert!(d[0].message.contains("in 10 days"), "{}", d[0].message);
+    assert!(find(&c, Code::TlsCertificateExpired, &site).is_empty());
+    assert!(has_cert(&c, "a.example.com"));
+
     // No time given: no expiry check.
     let c = run(&yaml, &opts());
     assert!(
-        find(&c, Code::TlsCertificateExpired, &site).is_empty(),
+        find(&c, Code::TlsCertificateExpired, &site).is_empty()
+            && find(&c, Code::TlsCertificateExpiresSoon, &site).is_empty(),
         "{}",
         dump(&c)
     );
