@@ -47,11 +47,15 @@ impl Admin {
                 "text/plain",
                 "no configuration applied yet\n".into(),
             ),
-            "/metrics" => reply(
-                StatusCode::OK,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                self.metrics.encode(),
-            ),
+            "/metrics" => {
+                self.metrics
+                    .tls_certificates(&self.live.load(), crate::certs::system_now());
+                reply(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    self.metrics.encode(),
+                )
+            }
             "/routes" => {
                 let live = self.live.load();
                 let mut doc = ingress_core::report::routes(live.table(), live.diagnostics());

@@ -45,6 +45,7 @@ mod access;
 pub mod admin;
 mod auth;
 mod balance;
+pub mod certs;
 mod conn;
 mod connect;
 mod errors;

@@ -9,6 +9,7 @@ use ingress_core::{Profile, RouteTable};
 use rustls::sign::CertifiedKey;
 
 use crate::balance::Balancers;
+use crate::certs::Certs;
 use crate::gateway::RuntimeOptions;
 use crate::limits::LimitSet;
 use crate::mtls::ClientAuthSet;
@@ -21,8 +22,9 @@ pub struct Live {
     table: RouteTable,
     version: u64,
     diagnostics: Vec<Located>,
-    /// Parallel to `table.tls_bindings()`: the rustls form of each certificate.
-    certs: Vec<Option<Arc<CertifiedKey>>>,
+    /// Parallel to `table.tls_bindings()`: the certificate each serves (kept
+    /// ones included, see [`crate::certs`]).
+    certs: Certs,
     /// One balancer per (backend, balancing policy) the routes use.
     pub(crate) balancers: Balancers,
     /// The routes' rate and connection limits.
@@ -107,23 +109,10 @@ impl RouteLabel {
 
 impl Live {
     /// Prepare a table for serving. Certificates whose key rustls cannot use are left
-    /// out (the default certificate is served for their hosts) and logged.
+    /// out (logged); [`LiveTable::store`] then keeps the host's previous certificate
+    /// from the same Secret, if it had one, else the default certificate serves.
     pub fn new(table: RouteTable, version: u64, diagnostics: Vec<Located>) -> Self {
-        let provider = rustls::crypto::ring::default_provider();
-        let certs = table
-            .tls_bindings()
-            .iter()
-            .map(|b| {
-                let c = b.certificate()?;
-                match provider.key_provider.load_private_key(c.key.clone_key()) {
-                    Ok(key) => Some(Arc::new(CertifiedKey::new(c.chain.clone(), key))),
-                    Err(e) => {
-                        tracing::warn!(host = %b.host(), error = %e, "TLS key not usable; serving the default certificate");
-                        None
-                    }
-                }
-            })
-            .collect();
+        let certs = Certs::of(&table);
         let balancers = Balancers::new(&table);
         let limits = LimitSet::new(&table, None);
         let labels = table
@@ -154,7 +143,8 @@ impl Live {
     /// counters. Only the spliced routes get theirs made (or found among the
     /// balancers of the same Service port and policy). The TLS bindings, runtime
     /// settings and default certificate are `previous`'s (an incremental update
-    /// never changes them). Store it with [`LiveTable::store_patched`].
+    /// never changes them; the certificates kept and the expiry notes come along).
+    /// Store it with [`LiveTable::store_patched`].
     pub fn patched(
         previous: &Live,
         table: RouteTable,
@@ -175,6 +165,11 @@ impl Live {
         let balancers = Balancers::patched(&previous.balancers, &table, &carry);
         let limits = LimitSet::patched(&previous.limits, &table, &carry);
         let client_auth = ClientAuthSet::new(&table);
+        let mut diagnostics = diagnostics;
+        if !previous.certs.notes.is_empty() {
+            diagnostics.extend(previous.certs.notes.iter().cloned());
+            diagnostics.sort();
+        }
         Live {
             table,
             version,
@@ -237,7 +232,37 @@ impl Live {
     /// certificate is usable; `None` means the default certificate.
     pub fn certificate_for(&self, sni: &str) -> Option<Arc<CertifiedKey>> {
         let i = self.table.tls_index_for_sni(sni)?;
-        self.certs.get(i)?.clone()
+        Some(self.certs.served.get(i)?.as_ref()?.key.clone())
+    }
+
+    /// Every certificate served, by TLS host: the parsed certificate and whether
+    /// it is a previous one kept because its Secret's new content is unusable.
+    pub fn served_certificates(
+        &self,
+    ) -> impl Iterator<
+        Item = (
+            &ingress_core::model::HostPattern,
+            &ingress_core::tls::CertifiedKey,
+            bool,
+        ),
+    > {
+        self.table
+            .tls_bindings()
+            .iter()
+            .zip(&self.certs.served)
+            .filter_map(|(b, s)| s.as_ref().map(|s| (b.host(), &*s.cert, s.kept)))
+    }
+
+    /// Keep the certificates of hosts whose Secret turned unusable from `previous`
+    /// and check the expiry of what is served at `now` ([`crate::certs`]): the
+    /// notes join this table's diagnostics.
+    fn carry_certificates(&mut self, previous: &Live, now: ingress_core::model::Timestamp) {
+        self.certs
+            .carry_and_check(&self.table, Some((&previous.table, &previous.certs)), now);
+        if !self.certs.notes.is_empty() {
+            self.diagnostics.extend(self.certs.notes.iter().cloned());
+            self.diagnostics.sort();
+        }
     }
 
     /// The labels of a route of this table.
@@ -281,9 +306,13 @@ impl LiveTable {
     }
 
     /// Serve `live` from now on, after it inherits the live state of the table
-    /// served until now ([`Live::inherit`]).
+    /// served until now ([`Live::inherit`]) and the certificates kept from it
+    /// (hosts whose Secret turned unusable keep their last good one; expiry is
+    /// checked against the system clock: [`crate::certs`]).
     pub fn store(&self, mut live: Live) {
-        live.inherit(&self.current.load());
+        let previous = self.current.load();
+        live.inherit(&previous);
+        live.carry_certificates(&previous, crate::certs::system_now());
         self.current.store(Arc::new(live));
     }
 

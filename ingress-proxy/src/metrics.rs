@@ -47,6 +47,12 @@ struct ClusterLabels {
     cluster: String,
 }
 
+/// Labels of a served TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TlsHostLabels {
+    host: String,
+}
+
 /// Every metric the proxy keeps.
 #[derive(Debug)]
 pub struct Metrics {
@@ -62,6 +68,8 @@ pub struct Metrics {
     global_limit_checks: Family<OutcomeLabels, Counter>,
     ejections: Family<ClusterLabels, Counter>,
     circuit_overflows: Family<ClusterLabels, Counter>,
+    tls_expiry: Family<TlsHostLabels, Gauge>,
+    tls_kept: Family<TlsHostLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -140,7 +148,21 @@ impl Metrics {
             "Requests or retries refused because the cluster's circuit breaker was full",
             circuit_overflows.clone(),
         );
+        let tls_expiry = Family::<TlsHostLabels, Gauge>::default();
+        registry.register(
+            "tls_certificate_expiry_seconds",
+            "Seconds until the notAfter of the certificate served for each TLS host, at the scrape (negative once expired)",
+            tls_expiry.clone(),
+        );
+        let tls_kept = Family::<TlsHostLabels, Gauge>::default();
+        registry.register(
+            "tls_previous_certificate_kept",
+            "1 for each TLS host served its last good certificate because its Secret's new content is unusable",
+            tls_kept.clone(),
+        );
         Metrics {
+            tls_expiry,
+            tls_kept,
             global_limit_checks,
             ejections,
             circuit_overflows,
@@ -248,6 +270,23 @@ impl Metrics {
     /// Set the number of open tunnels.
     pub fn open_tunnels(&self, n: usize) {
         self.tunnels.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Set the TLS gauges from the certificates `live` serves, at `now`.
+    pub fn tls_certificates(&self, live: &crate::live::Live, now: ingress_core::model::Timestamp) {
+        self.tls_expiry.clear();
+        self.tls_kept.clear();
+        for (host, cert, kept) in live.served_certificates() {
+            let labels = TlsHostLabels {
+                host: host.to_string(),
+            };
+            self.tls_expiry
+                .get_or_create(&labels)
+                .set(cert.not_after.saturating_sub(now.unix()));
+            if kept {
+                self.tls_kept.get_or_create(&labels).set(1);
+            }
+        }
     }
 
     /// The OpenMetrics text exposition.
