@@ -5,6 +5,8 @@
 mod common;
 #[path = "kube/crd.rs"]
 mod crd;
+#[path = "kube/faults.rs"]
+mod faults;
 #[path = "kube/source.rs"]
 mod source;
 #[path = "kube/status.rs"]

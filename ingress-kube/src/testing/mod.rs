@@ -12,6 +12,12 @@
 //!   `resourceVersion` in a `PUT` (what Lease elections rely on), and `PATCH` of the
 //!   `status` subresource (merge patch); every write is recorded for assertions.
 //!
+//! Faults it can script: watch streams closed cleanly ([`FakeApiServer::drop_watches`])
+//! or every connection cut by a TCP reset ([`FakeApiServer::reset_connections`]);
+//! history compacted (`410` on watches, [`FakeApiServer::compact`]); `410 Expired` on
+//! lists ([`FakeApiServer::expire_lists`]); lists and watches failing with 503, or
+//! with any status and a `Retry-After` ([`FakeApiServer::fail_with`]).
+//!
 //! Kinds served: Ingress, IngressClass, Service, EndpointSlice, Secret,
 //! IngressGatewayConfig, Lease, Event (events.k8s.io/v1). Field and label selectors
 //! and pagination are not implemented (lists return everything).
@@ -58,6 +64,15 @@ pub struct FakeApiServer {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     task: JoinHandle<()>,
+    conns: Arc<Mutex<Vec<Conn>>>,
+}
+
+/// An open connection: a duplicate of its socket (to set `SO_LINGER` 0 on it) and
+/// its task (to drop the connection).
+#[derive(Debug)]
+struct Conn {
+    socket: std::net::TcpStream,
+    task: tokio::task::AbortHandle,
 }
 
 impl Drop for FakeApiServer {
@@ -89,13 +104,24 @@ impl FakeApiServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
+        let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
+        let registry = conns.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // Keep a duplicate of the socket, for `reset_connections`.
+                let Some((stream, socket)) = stream
+                    .into_std()
+                    .and_then(|s| Ok((s.try_clone()?, s)))
+                    .ok()
+                    .and_then(|(dup, s)| Some((tokio::net::TcpStream::from_std(s).ok()?, dup)))
+                else {
+                    continue;
+                };
                 let state = shared.clone();
-                tokio::spawn(async move {
+                let conn = tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let state = state.clone();
                         async move { Ok::<_, Infallible>(handle(&state, req).await) }
@@ -104,9 +130,20 @@ impl FakeApiServer {
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
+                let mut open = registry.lock().unwrap_or_else(|e| e.into_inner());
+                open.retain(|c| !c.task.is_finished());
+                open.push(Conn {
+                    socket,
+                    task: conn.abort_handle(),
+                });
             }
         });
-        Ok(FakeApiServer { addr, state, task })
+        Ok(FakeApiServer {
+            addr,
+            state,
+            task,
+            conns,
+        })
     }
 
     /// The server's address.
@@ -154,6 +191,30 @@ impl FakeApiServer {
         self.lock().drop_watches();
     }
 
+    /// Cut every open connection (watch streams and idle pooled ones) with a TCP
+    /// reset (`SO_LINGER` 0, then close), as a crashed API server or a middlebox
+    /// does: clients see a connection-reset error, not a clean end of stream.
+    /// Returns how many connections were reset.
+    pub fn reset_connections(&self) -> usize {
+        let open: Vec<Conn> =
+            std::mem::take(&mut *self.conns.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut n = 0;
+        for c in open {
+            if c.task.is_finished() {
+                continue;
+            }
+            // The option is the socket's, shared by both descriptors; the last
+            // one closed sends the RST.
+            if let Ok(dup) = tokio::net::TcpStream::from_std(c.socket) {
+                let _ = dup.set_zero_linger();
+                n += 1;
+            }
+            c.task.abort();
+        }
+        self.lock().drop_watches();
+        n
+    }
+
     /// Forget history: a watch from a resourceVersion older than now gets `410`,
     /// and the open watch streams are closed.
     pub fn compact(&self) {
@@ -170,6 +231,25 @@ impl FakeApiServer {
     pub fn fail_kind(&self, plural: &str) {
         self.lock()
             .fail_lists(&format!("{}{plural}", state::GONE), true);
+    }
+
+    /// Answer the next `n` list requests of `plural` with `410 Gone` (reason
+    /// `Expired`), as the API server does when a list's `resourceVersion` or
+    /// `continue` token is older than its history: the client must list again.
+    pub fn expire_lists(&self, plural: &str, n: usize) {
+        self.lock().expire_lists(plural, n);
+    }
+
+    /// How many `410` answers [`FakeApiServer::expire_lists`] still has to give.
+    pub fn expiring_lists(&self, plural: &str) -> usize {
+        self.lock().expiring_lists(plural)
+    }
+
+    /// The status failing lists and watches answer ([`FakeApiServer::fail_lists`],
+    /// [`FakeApiServer::fail_watches`]): `503` by default; `500`, or `429` with
+    /// `Retry-After: retry_after` seconds, as an overloaded API server answers.
+    pub fn fail_with(&self, status: u16, retry_after: Option<u32>) {
+        self.lock().fail_with(status, retry_after);
     }
 
     /// Make every watch request fail with 503 (`true`), as when the API server is
@@ -243,11 +323,10 @@ async fn handle(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<B
         .requests
         .push((parts.method.to_string(), path.plural.clone(), watch));
     let result = match (&parts.method, &path.name) {
-        (&Method::GET, None) if watch && lock().watches_failing() => Err((
-            503,
-            "ServiceUnavailable",
-            "watches are failing (test)".to_owned(),
-        )),
+        (&Method::GET, None) if watch && lock().watches_failing() => {
+            let (code, reason) = lock().failure();
+            Err((code, reason, "watches are failing (test)".to_owned()))
+        }
         (&Method::GET, None) if watch => {
             let since = param("resourceVersion")
                 .and_then(|v| v.parse::<u64>().ok())
@@ -276,10 +355,17 @@ async fn handle(state: &Arc<Mutex<State>>, req: Request<Incoming>) -> Response<B
     };
     match result {
         Ok((code, v)) => json_response(StatusCode::from_u16(code).unwrap_or(StatusCode::OK), &v),
-        Err((code, reason, message)) => json_response(
-            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            &status(code, reason, &message),
-        ),
+        Err((code, reason, message)) => {
+            let mut resp = json_response(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                &status(code, reason, &message),
+            );
+            if let Some(secs) = lock().retry_after().filter(|_| code == 429 || code >= 500) {
+                resp.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+            }
+            resp
+        }
     }
 }
 

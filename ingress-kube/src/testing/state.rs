@@ -158,6 +158,11 @@ pub(crate) struct State {
     pub(crate) writes: Vec<Write>,
     /// (method, plural, watch)
     pub(crate) requests: Vec<(String, String, bool)>,
+    /// Lists still to answer `410`, by plural.
+    expiring: BTreeMap<String, usize>,
+    /// What failing lists and watches answer: (status, Retry-After seconds);
+    /// `None`: 503 without Retry-After.
+    fault: Option<(u16, Option<u32>)>,
 }
 
 impl std::fmt::Debug for State {
@@ -319,6 +324,33 @@ impl State {
         }
     }
 
+    pub(crate) fn expire_lists(&mut self, plural: &str, n: usize) {
+        self.expiring.insert(plural.to_owned(), n);
+    }
+
+    pub(crate) fn expiring_lists(&self, plural: &str) -> usize {
+        self.expiring.get(plural).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn fail_with(&mut self, status: u16, retry_after: Option<u32>) {
+        self.fault = Some((status, retry_after));
+    }
+
+    /// The status and reason failing requests answer.
+    pub(crate) fn failure(&self) -> (u16, &'static str) {
+        match self.fault.map_or(503, |f| f.0) {
+            429 => (429, "TooManyRequests"),
+            500 => (500, "InternalError"),
+            503 => (503, "ServiceUnavailable"),
+            other => (other, "Failure"),
+        }
+    }
+
+    /// The Retry-After of failing requests.
+    pub(crate) fn retry_after(&self) -> Option<u32> {
+        self.fault.and_then(|f| f.1)
+    }
+
     pub(crate) fn kind_gone(&self, plural: &str) -> bool {
         self.failing.contains(&format!("{GONE}{plural}"))
     }
@@ -366,7 +398,19 @@ impl State {
 
     pub(crate) fn list(&mut self, path: &Path) -> Reply {
         if self.failing.contains(&path.plural) {
-            return Err((503, "ServiceUnavailable", "lists are failing (test)".into()));
+            let (code, reason) = self.failure();
+            return Err((code, reason, "lists are failing (test)".into()));
+        }
+        if let Some(n) = self.expiring.get_mut(&path.plural).filter(|n| **n > 0) {
+            *n -= 1;
+            return Err((
+                410,
+                "Expired",
+                format!(
+                    "the provided resourceVersion or continue token is too old ({})",
+                    self.floor
+                ),
+            ));
         }
         let k = by_plural(&path.plural).ok_or((404, "NotFound", "no such resource".to_owned()))?;
         let items: Vec<Value> = self
