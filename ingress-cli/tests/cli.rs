@@ -29,12 +29,11 @@ fn run(args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        let written = child.stdin.take().unwrap().write_all(text.as_bytes());
+        // A child that exits before reading (an argument error) closes the pipe.
+        if let Err(e) = written {
+            assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+        }
     }
     let out = child.wait_with_output().unwrap();
     (
