@@ -123,15 +123,6 @@ impl ResponseBody {
         }
     }
 
-    /// A body with no request to account for (the answer to a panicked handler).
-    pub(crate) fn plain(inner: ProxyBody) -> Self {
-        ResponseBody {
-            inner,
-            access: None,
-            idle: None,
-        }
-    }
-
     fn finish(&mut self, complete: bool) {
         if let Some(mut a) = self.access.take() {
             a.held = (None, None);

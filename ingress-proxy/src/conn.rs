@@ -271,7 +271,7 @@ impl Drop for InFlight {
 
 /// A response body that keeps its request counted in flight until it ends.
 pub(crate) struct Tracked {
-    pub(crate) inner: crate::access::ResponseBody,
+    pub(crate) inner: ProxyBody,
     pub(crate) _in_flight: InFlight,
 }
 

@@ -473,15 +473,12 @@ impl Server {
                             .boxed_unsync()
                     }
                 });
-                // Boxed once: hyper moves the service future by value several
-                // times, and a pointer is cheaper to move than the whole handler.
-                let mut handled = Box::pin(async move {
+                let handled = std::pin::pin!(async move {
                     assert!(!panic_here, "test hook: panic_on_path");
                     service.handle_on(req, info).await
                 });
-                let handled = CatchPanic(handled.as_mut()).await;
-                let resp = handled
-                    .unwrap_or_else(|()| internal_error().map(crate::access::ResponseBody::plain));
+                let handled = CatchPanic(handled).await;
+                let resp = handled.unwrap_or_else(|()| internal_error());
                 Ok::<_, Infallible>(resp.map(|inner| Tracked {
                     inner,
                     _in_flight: in_flight,

@@ -233,15 +233,15 @@ impl ProxyService {
             .map(BodyExt::boxed_unsync)
     }
 
-    /// [`ProxyService::handle`] for the listener, which knows the connection
-    /// (no [`ConnInfo`] inserted into each request's extensions) and keeps the
-    /// response body unboxed.
-    pub(crate) async fn handle_on(
+    /// [`ProxyService::handle`] for the listener, which knows the connection (no
+    /// [`ConnInfo`] inserted into each request's extensions: that allocates a map
+    /// per request).
+    pub(crate) fn handle_on(
         &self,
         req: Request<ProxyBody>,
         conn: ConnInfo,
-    ) -> Response<ResponseBody> {
-        self.inner.handle(req, Some(conn)).await
+    ) -> impl Future<Output = Response<ProxyBody>> + '_ {
+        self.inner.handle(req, Some(conn))
     }
 }
 
@@ -263,7 +263,7 @@ where
         let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
         Box::pin(async move {
             let conn = req.extensions().get::<ConnInfo>().copied();
-            Ok(inner.handle(req, conn).await.map(BodyExt::boxed_unsync))
+            Ok(inner.handle(req, conn).await)
         })
     }
 }
@@ -356,11 +356,7 @@ impl Inner {
 
     /// Handle one request that came on `conn` (`None`: plain HTTP from an unknown
     /// peer).
-    async fn handle(
-        &self,
-        req: Request<ProxyBody>,
-        conn: Option<ConnInfo>,
-    ) -> Response<ResponseBody> {
+    async fn handle(&self, req: Request<ProxyBody>, conn: Option<ConnInfo>) -> Response<ProxyBody> {
         let start = Instant::now();
         // Framing, size limits and the path, checked before anything else reads
         // the head (crate::framing).
@@ -574,7 +570,7 @@ impl Inner {
         };
         access.status = response.status().as_u16();
         let (parts, body) = response.into_parts();
-        Response::from_parts(parts, ResponseBody::new(body, access))
+        Response::from_parts(parts, ResponseBody::new(body, access).boxed_unsync())
     }
 
     /// [`Inner::error`] for a request the client got wrong: an HTTP/1
