@@ -3,7 +3,7 @@
 #
 # 1. Always: `cargo check` on the default (stable) toolchain. This must pass anywhere.
 # 2. If a nightly toolchain and cargo-fuzz are installed, or can be installed in time:
-#    build both targets with `cargo +nightly fuzz build` and run each for a short
+#    build every target with `cargo +nightly fuzz build` and run each for a short
 #    smoke over a scratch copy of its checked-in corpus (so the `regression-*` inputs
 #    replay and nothing is written into the repository). A crash fails the script.
 #    Without nightly or cargo-fuzz the smoke run is skipped, saying why, and the
@@ -16,7 +16,7 @@ fuzz_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$fuzz_dir")
 cd "$root"
 
-targets=(manifest_yaml compile_route annotation_value annotation_map path_normalize)
+targets=(manifest_yaml compile_route annotation_value annotation_map path_normalize http1_head)
 smoke_seconds=${SMOKE_SECONDS:-10}
 started=$SECONDS
 

@@ -57,13 +57,14 @@
 //! ```
 //!
 //! Modules: [`model`] (wire types), [`snapshot`], [`compile`](mod@compile),
-//! [`routing`], [`diagnostics`], [`tls`], and with the default `manifests` feature,
+//! [`routing`], [`diagnostics`], [`tls`], [`http1`] (HTTP/1 framing checks), and with the default `manifests` feature,
 //! [`manifest`] (YAML/JSON text to objects, with source positions).
 
 pub mod annotations;
 pub mod auth;
 pub mod compile;
 pub mod diagnostics;
+pub mod http1;
 pub mod lb;
 pub mod limits;
 #[cfg(feature = "manifests")]

@@ -97,6 +97,26 @@ fn port_value(port: u16) -> HeaderValue {
     })
 }
 
+/// An IP address as a header value, the last one written kept per thread: the
+/// peer of a keep-alive connection is the same request after request.
+fn cached_ip_value(ip: IpAddr) -> HeaderValue {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((p, v)) if *p == ip => v.clone(),
+            _ => {
+                let v = ip_value(ip);
+                *last = Some((ip, v.clone()));
+                v
+            }
+        }
+    })
+}
+
 /// The origin-form URI (`/path?query`) the pool's connections send.
 fn origin_uri(target: &str) -> Option<Uri> {
     if !target.starts_with('/') {
@@ -347,7 +367,7 @@ impl Inner {
         if let Some(c) = f.conn {
             // Append the peer; several incoming lines are joined into one.
             let peer = c.peer.ip().to_canonical();
-            let value = ip_value(peer);
+            let value = cached_ip_value(peer);
             let xff = if headers.contains_key(&X_FORWARDED_FOR) {
                 let mut xff: Vec<&str> = headers
                     .get_all(&X_FORWARDED_FOR)
@@ -476,14 +496,19 @@ impl Inner {
         // (`proxy-next-upstream: off` never retries, not even a stale connection).
         let head = (!retries.on.off).then(|| (parts.method.clone(), parts.headers.clone()));
         let replay = body.is_end_stream();
-        let tripped = Arc::new(AtomicBool::new(false));
+        // Set when the body grows past the limit (only bodies are wrapped).
+        let mut tripped = None;
         let body = match body_limit {
-            Some(max) if !body.is_end_stream() => Limited {
-                inner: body,
-                left: max,
-                tripped: tripped.clone(),
+            Some(max) if !body.is_end_stream() => {
+                let flag = Arc::new(AtomicBool::new(false));
+                tripped = Some(flag.clone());
+                Limited {
+                    inner: body,
+                    left: max,
+                    tripped: flag,
+                }
+                .boxed_unsync()
             }
-            .boxed_unsync(),
             _ => body,
         };
         // Upgrades are not copied: their bytes belong to one tunnel.
@@ -606,7 +631,14 @@ impl Inner {
                     parts.headers.remove(header::HOST);
                     Some(u)
                 }
-                // The pool's connections take the origin form.
+                // The pool's connections take the origin form: the client's own
+                // URI when it is that target already (no copy, no parse).
+                _ if pool.is_some()
+                    && parts.uri.scheme().is_none()
+                    && parts.uri.path_and_query().map(PathAndQuery::as_str) == Some(f.target) =>
+                {
+                    Some(std::mem::take(&mut parts.uri))
+                }
                 _ if pool.is_some() => origin_uri(f.target),
                 _ => upstream
                     .clone()
@@ -655,7 +687,7 @@ impl Inner {
                     Some(StatusCode::GATEWAY_TIMEOUT),
                     Err("upstream-timeout"),
                 ),
-                Ok(Err(_)) if tripped.load(Ordering::Relaxed) => {
+                Ok(Err(_)) if tripped.as_ref().is_some_and(|t| t.load(Ordering::Relaxed)) => {
                     return self.error(StatusCode::PAYLOAD_TOO_LARGE, "body-too-large");
                 }
                 // Before the client-body check: a stalled body also marks it failed.
@@ -887,6 +919,16 @@ mod tests {
         assert_eq!(port_value(80), "80");
         assert_eq!(port_value(8443), "8443");
         assert_eq!(port_value(80), "80");
+    }
+
+    #[test]
+    fn peer_values_are_kept_per_address() {
+        let a: IpAddr = "10.0.0.1".parse().expect("ip");
+        let b: IpAddr = "::1".parse().expect("ip");
+        assert_eq!(cached_ip_value(a), "10.0.0.1");
+        assert_eq!(cached_ip_value(a), "10.0.0.1");
+        assert_eq!(cached_ip_value(b), "::1");
+        assert_eq!(cached_ip_value(a), "10.0.0.1");
     }
 
     #[test]

@@ -449,7 +449,8 @@ impl Server {
         let head_limits =
             (head_limits != crate::framing::HeadLimits::DEFAULT).then_some(head_limits);
         let svc = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(info);
+            // The connection's `ConnInfo` goes to the service as an argument (an
+            // extension would allocate a map per request).
             if let Some(h) = head_limits {
                 req.extensions_mut().insert(h);
             }
@@ -462,18 +463,19 @@ impl Server {
                 .as_deref()
                 .is_some_and(|p| req.uri().path() == p);
             async move {
-                // A request without a body (most) has nothing to time.
+                // A request without a body (most) has nothing to time, and gets
+                // the empty body (a zero-sized box: no allocation).
                 let req = req.map(|b| {
-                    let b = b.map_err(Into::into).boxed_unsync();
                     if hyper::body::Body::is_end_stream(&b) {
-                        b
+                        crate::service::empty()
                     } else {
-                        IdleBody::new(b, body_idle).boxed_unsync()
+                        IdleBody::new(b.map_err(Into::into).boxed_unsync(), body_idle)
+                            .boxed_unsync()
                     }
                 });
                 let handled = std::pin::pin!(async move {
                     assert!(!panic_here, "test hook: panic_on_path");
-                    service.handle(req).await
+                    service.handle_on(req, info).await
                 });
                 let handled = CatchPanic(handled).await;
                 let resp = handled.unwrap_or_else(|()| internal_error());

@@ -226,7 +226,22 @@ impl ProxyService {
 
     /// Handle one request (what `Service::call` does, without the boxing).
     pub async fn handle(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
-        self.inner.handle(req).await
+        let conn = req.extensions().get::<ConnInfo>().copied();
+        self.inner
+            .handle(req, conn)
+            .await
+            .map(BodyExt::boxed_unsync)
+    }
+
+    /// [`ProxyService::handle`] for the listener, which knows the connection (no
+    /// [`ConnInfo`] inserted into each request's extensions: that allocates a map
+    /// per request).
+    pub(crate) fn handle_on(
+        &self,
+        req: Request<ProxyBody>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<ProxyBody>> + '_ {
+        self.inner.handle(req, Some(conn))
     }
 }
 
@@ -246,7 +261,10 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let inner = self.inner.clone();
         let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-        Box::pin(async move { Ok(inner.handle(req).await) })
+        Box::pin(async move {
+            let conn = req.extensions().get::<ConnInfo>().copied();
+            Ok(inner.handle(req, conn).await)
+        })
     }
 }
 
@@ -336,7 +354,9 @@ impl Inner {
             .or(self.global.as_ref())
     }
 
-    async fn handle(&self, req: Request<ProxyBody>) -> Response<ProxyBody> {
+    /// Handle one request that came on `conn` (`None`: plain HTTP from an unknown
+    /// peer).
+    async fn handle(&self, req: Request<ProxyBody>, conn: Option<ConnInfo>) -> Response<ProxyBody> {
         let start = Instant::now();
         // Framing, size limits and the path, checked before anything else reads
         // the head (crate::framing).
@@ -359,7 +379,6 @@ impl Inner {
         .err();
         let req = Request::from_parts(parts, body);
         let live = self.live.load();
-        let conn = req.extensions().get::<ConnInfo>().copied();
         let scheme = conn.map_or(Scheme::Http, |c| c.scheme);
         let peer = conn.map(|c| c.peer.ip().to_canonical());
         let options = self.options_for(&live);
@@ -378,7 +397,12 @@ impl Inner {
             version: req.version(),
             scheme,
             host: host.unwrap_or("").to_owned(),
-            path: req.uri().path().to_owned(),
+            // Only the access line reads it (routes can turn logging off, not on).
+            path: if options.access_log {
+                req.uri().path().to_owned()
+            } else {
+                String::new()
+            },
             client: client_ip,
             request_id: request_id.clone(),
             label: None,
@@ -502,7 +526,8 @@ impl Inner {
                 access.label = label;
                 access.decision = "forward";
                 access.log = access_log && options.access_log;
-                let client_host = access.host.clone();
+                // Lent to the forwarding and given back for the access line.
+                let client_host = std::mem::take(&mut access.host);
                 let original_uri = req
                     .uri()
                     .path_and_query()
@@ -530,6 +555,7 @@ impl Inner {
                     auth_cookies: &auth_cookies,
                 };
                 let mut resp = self.forward(req, fwd, &mut access).await;
+                access.host = client_host;
                 if let Some(c) = auth_cookies.into_inner() {
                     c.apply(&mut resp);
                 }
