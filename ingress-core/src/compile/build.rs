@@ -59,13 +59,72 @@ struct CanaryPending<'v> {
 struct HostBuild<'v> {
     /// The first Ingress that defined the host (ingress-nginx: owns its fallback).
     owner: Option<usize>,
-    /// Every Ingress with rules for the host, in precedence order.
-    ingresses: Vec<usize>,
+    /// The Ingresses after `owner` with rules for the host, in precedence order
+    /// (most hosts have one Ingress: no allocation for them).
+    more: Vec<usize>,
     /// ingress-nginx: an Ingress of the host uses regex or rewrite.
     regex: bool,
     fallback: Option<usize>,
     /// (match kind, key) -> index into `routes`.
-    entries: FxHashMap<(MatchKind, &'v str), usize>,
+    entries: Entries<'v>,
+}
+
+impl HostBuild<'_> {
+    /// Every Ingress with rules for the host, in precedence order.
+    fn ingresses(&self) -> impl Iterator<Item = usize> + '_ {
+        self.owner.into_iter().chain(self.more.iter().copied())
+    }
+}
+
+/// A host's paths by (match kind, key): a list scanned while short (a host has a
+/// handful of paths; comparing them costs less than hashing each key), with a hash
+/// index added once it grows past [`Entries::SCAN`].
+#[derive(Default)]
+struct Entries<'v> {
+    list: Vec<((MatchKind, &'v str), usize)>,
+    index: Option<FxHashMap<(MatchKind, &'v str), usize>>,
+}
+
+impl<'v> Entries<'v> {
+    const SCAN: usize = 16;
+
+    fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    fn reserve(&mut self, n: usize) {
+        self.list.reserve(n);
+    }
+
+    fn get(&self, key: &(MatchKind, &str)) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(key).copied(),
+            None => self
+                .list
+                .iter()
+                .find(|((kind, k), _)| *kind == key.0 && *k == key.1)
+                .map(|&(_, v)| v),
+        }
+    }
+
+    /// Add `key -> value` unless the key is there; `Err` with the existing value.
+    fn try_insert(&mut self, key: (MatchKind, &'v str), value: usize) -> Result<(), usize> {
+        if let Some(existing) = self.get(&key) {
+            return Err(existing);
+        }
+        self.list.push((key, value));
+        if let Some(index) = &mut self.index {
+            index.insert(key, value);
+        } else if self.list.len() > Self::SCAN {
+            self.index = Some(self.list.iter().copied().collect());
+        }
+        Ok(())
+    }
+
+    /// The values, in insertion order.
+    fn values(&self) -> impl Iterator<Item = usize> + '_ {
+        self.list.iter().map(|&(_, v)| v)
+    }
 }
 
 pub(super) struct Builder<'v> {
@@ -133,9 +192,12 @@ impl<'v> Builder<'v> {
                 && v.policy.routing.regex_mode(super::Profile::IngressNginx) != RegexMode::Off;
             for rule in &v.rules {
                 let (host_ix, hb) = self.host(&rule.host);
-                hb.owner.get_or_insert(vi);
-                if hb.ingresses.last() != Some(&vi) {
-                    hb.ingresses.push(vi);
+                match hb.owner {
+                    None => hb.owner = Some(vi),
+                    Some(owner) if owner != vi && hb.more.last() != Some(&vi) => {
+                        hb.more.push(vi);
+                    }
+                    Some(_) => {}
                 }
                 hb.regex |= regex;
                 hb.entries.reserve(rule.paths.len());
@@ -154,15 +216,9 @@ impl<'v> Builder<'v> {
                     let idx = self.routes.len();
                     // The host was found above: index it rather than hash it again.
                     let hb = &mut self.hosts[host_ix as usize].1;
-                    match hb.entries.entry((kind, key)) {
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            e.insert(idx);
-                            self.routes.push(new);
-                        }
-                        std::collections::hash_map::Entry::Occupied(e) => {
-                            let existing = *e.get();
-                            self.conflict(existing, new, key, diags);
-                        }
+                    match hb.entries.try_insert((kind, key), idx) {
+                        Ok(()) => self.routes.push(new),
+                        Err(existing) => self.conflict(existing, new, key, diags),
                     }
                 }
             }
@@ -194,7 +250,6 @@ impl<'v> Builder<'v> {
                         hb.entries
                             .get(&(kind, key))
                             .or_else(|| hb.entries.get(&(MatchKind::Regex, p.path.as_str())))
-                            .copied()
                     });
                     let primary = primary.filter(|&idx| {
                         matches!(self.routes[idx].matcher, Matcher::Path(pp) if pp == &p.path)
@@ -412,13 +467,12 @@ impl<'v> Builder<'v> {
                     != RegexMode::Off
             };
             let others: Vec<String> = hb
-                .ingresses
-                .iter()
-                .filter(|&&vi| !is_regex(vi))
-                .map(|&vi| self.valid[vi].r.to_string())
+                .ingresses()
+                .filter(|&vi| !is_regex(vi))
+                .map(|vi| self.valid[vi].r.to_string())
                 .collect();
             if !others.is_empty() {
-                for &vi in hb.ingresses.iter().filter(|&&vi| is_regex(vi)) {
+                for vi in hb.ingresses().filter(|&vi| is_regex(vi)) {
                     let r = &self.valid[vi].policy.routing;
                     let key = if r.use_regex {
                         "use-regex"
@@ -440,7 +494,7 @@ impl<'v> Builder<'v> {
             }
         }
         let mut seen: Vec<(&str, &str, usize)> = Vec::new();
-        for &vi in &hb.ingresses {
+        for vi in hb.ingresses() {
             let v = &self.valid[vi];
             let sets = |name: &str| v.policy.scoped.iter().any(|s| s.name == name);
             for sv in v.policy.scoped.iter().filter(|s| s.scope == Scope::Host) {
@@ -570,7 +624,7 @@ impl<'v> Builder<'v> {
         for &h in &hosts {
             let (host, hb) = &self.hosts[h];
             let start = order.len();
-            order.extend(hb.entries.values().copied());
+            order.extend(hb.entries.values());
             order[start..].sort_by(|&a, &b| path_of(a).cmp(&path_of(b)));
             order.extend(hb.fallback);
             if **host == RouteHost::Any {
@@ -797,7 +851,7 @@ impl<'v> Builder<'v> {
             entries.reserve(hb.entries.len());
             hr.all.reserve_exact(hb.entries.len());
             let mut regexes: Vec<(usize, usize, Pattern, RouteId)> = Vec::new();
-            for ((kind, key), old) in hb.entries {
+            for ((kind, key), old) in hb.entries.list {
                 let Matcher::Path(p) = self.routes[old].matcher else {
                     continue;
                 };

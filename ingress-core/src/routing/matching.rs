@@ -66,6 +66,19 @@ pub(crate) fn rank(
     path: &str,
     nginx: bool,
 ) -> Option<Rank> {
+    rank_bytes(kind, key.as_bytes(), path_type, path.as_bytes(), nginx)
+}
+
+/// [`rank`] on bytes (every comparison it makes is bytewise): the scan of a small
+/// host slices its keys as bytes, without `str`'s char-boundary checks.
+#[inline]
+fn rank_bytes(
+    kind: MatchKind,
+    key: &[u8],
+    path_type: PathType,
+    path: &[u8],
+    nginx: bool,
+) -> Option<Rank> {
     match kind {
         MatchKind::Exact => (path == key).then_some(Rank {
             exact: true,
@@ -73,19 +86,16 @@ pub(crate) fn rank(
             path_type,
         }),
         MatchKind::Element => {
-            let hit = key == "/"
-                || (path.starts_with(key)
-                    && (path.len() == key.len() || path.as_bytes()[key.len()] == b'/'));
+            let root = key == b"/";
+            let hit = root
+                || (path.starts_with(key) && (path.len() == key.len() || path[key.len()] == b'/'));
             hit.then(|| Rank {
                 exact: nginx && path.len() == key.len() && path_type == PathType::Prefix,
                 // nginx emits Prefix `/p` as `location /p/` (one byte longer) plus
                 // `location = /p` for the exact hit.
                 len: key.len()
                     + usize::from(
-                        nginx
-                            && key != "/"
-                            && path_type == PathType::Prefix
-                            && path.len() != key.len(),
+                        nginx && !root && path_type == PathType::Prefix && path.len() != key.len(),
                     ),
                 path_type,
             })
@@ -172,19 +182,18 @@ impl HostRoutes {
         if !self.small.is_empty() {
             // A handful of paths: scanning beats hashing.
             let mut best: Option<(Rank, RouteId)> = None;
+            let (keys, pb) = (self.small_keys.as_bytes(), path.as_bytes());
             for e in &self.small {
-                let key = self
-                    .small_keys
+                let kb = keys
                     .get(e.start as usize..(e.start + e.len) as usize)
                     .unwrap_or_default();
                 // Every kind needs the key no longer than the path and, past the
                 // leading `/`, the same first byte: two compares that skip most
                 // entries before `rank`'s string compares.
-                let (kb, pb) = (key.as_bytes(), path.as_bytes());
                 if kb.len() > pb.len() || (kb.len() > 1 && kb[1] != pb[1]) {
                     continue;
                 }
-                if let Some(r) = rank(e.kind, key, e.path_type, path, nginx)
+                if let Some(r) = rank_bytes(e.kind, kb, e.path_type, pb, nginx)
                     && best.is_none_or(|(b, _)| r > b)
                 {
                     best = Some((r, e.id));

@@ -138,10 +138,18 @@ impl RouteTable {
 
     /// The wildcard host covering `host`: one extra, non-empty label.
     pub(crate) fn wildcard(&self, host: &str) -> Option<&HostRoutes> {
-        let (first, suffix) = host.split_once('.')?;
-        if first.is_empty() {
+        if self.wildcard_hosts.is_empty() {
             return None;
         }
+        // A byte loop, not `split_once`: the first label is short, and the `str`
+        // searcher's set-up cost more than the scan (this runs for every request
+        // that no exact host answers).
+        let dot = host.bytes().position(|c| c == b'.')?;
+        if dot == 0 {
+            return None;
+        }
+        // `dot` is an ASCII byte, so `dot + 1` is a char boundary.
+        let suffix = host.get(dot + 1..)?;
         self.wildcard_hosts.get(suffix).map(|h| &**h)
     }
 

@@ -91,13 +91,41 @@ pub(crate) fn host_key<'b>(host: &'b str, buf: &'b mut [u8; 256]) -> Option<&'b 
     if name.len() > buf.len() {
         return None;
     }
-    if !name.bytes().any(|c| c.is_ascii_uppercase()) {
+    if !has_ascii_upper(name.as_bytes()) {
         return Some(name);
     }
     let out = &mut buf[..name.len()];
     out.copy_from_slice(name.as_bytes());
     out.make_ascii_lowercase();
     std::str::from_utf8(out).ok()
+}
+
+/// Whether `b` holds an ASCII upper-case letter, eight bytes at a time (a Host
+/// header is 20-30 bytes: three word tests instead of a test per byte).
+pub(crate) fn has_ascii_upper(b: &[u8]) -> bool {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // High bit of each byte set where the byte is in `A..=Z`. Bytes are first
+    // cut to 7 bits, so no addition carries into the next byte; a byte whose own
+    // high bit was set (not ASCII) is masked out by `!w`.
+    let upper = |c: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        let w = u64::from_le_bytes(a);
+        let low = w & !HIGH;
+        let at_least_a = low + ONES * u64::from(0x80 - b'A');
+        let above_z = low + ONES * u64::from(0x80 - b'Z' - 1);
+        at_least_a & !above_z & !w & HIGH != 0
+    };
+    if b.len() < 8 {
+        return b.iter().any(u8::is_ascii_uppercase);
+    }
+    let mut chunks = b.chunks_exact(8);
+    if chunks.any(upper) {
+        return true;
+    }
+    // The last eight bytes (overlapping the chunks: the test is idempotent).
+    !chunks.remainder().is_empty() && upper(&b[b.len() - 8..])
 }
 
 /// Normalise a request path before matching, as nginx and Envoy do:
@@ -172,6 +200,59 @@ static NOT_NORMAL: [bool; 256] = {
 };
 
 fn is_normal(path: &str) -> bool {
+    let b = path.as_bytes();
+    if b.len() >= 8 && b[0] == b'/' && plain_words(b) {
+        return true;
+    }
+    is_normal_bytes(path)
+}
+
+/// No byte that [`NOT_NORMAL`] flags (nor any other non-ASCII byte) and no `//`
+/// or `/.` pair, eight bytes per step: about a third of the byte loop's
+/// instructions on a typical path. `false` only means "look closer" (the byte
+/// loop decides: a `.` after a `/` is usually a name such as `/.well-known`, and a
+/// non-ASCII byte is usually a letter). `b` holds at least eight bytes.
+fn plain_words(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    // A high bit set in the byte of each `c` in `w` (and, past a `c`, maybe in
+    // the next byte: a false alarm that only sends the path to the byte loop).
+    let has = |w: u64, c: u8| {
+        let x = w ^ (ONES * u64::from(c));
+        x.wrapping_sub(ONES) & !x & HIGH
+    };
+    let word = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    // `carry`: the previous word ended in `/` (as the high bit of byte 0).
+    let plain = |w: u64, carry: u64| {
+        // Bytes under 0x21 (controls, space), and 0x7f or above (DEL, non-ASCII).
+        let low = w.wrapping_sub(ONES * 0x21) & !w & HIGH;
+        let high = (w | (w & LOW7).wrapping_add(ONES)) & HIGH;
+        let slash = has(w, b'/');
+        let after_slash = (slash << 8) | carry;
+        let pair = after_slash & (slash | has(w, b'.'));
+        (low | high | has(w, b'%') | pair == 0, slash >> 56)
+    };
+    let mut carry = 0;
+    let mut i = 0;
+    while i + 8 <= b.len() {
+        let (ok, c) = plain(word(i), carry);
+        if !ok {
+            return false;
+        }
+        carry = c;
+        i += 8;
+    }
+    // The last bytes as the last eight (overlapping checked ones, so the pair
+    // across the boundary is inside this word: no carry needed).
+    i == b.len() || plain(word(b.len() - 8), 0).0
+}
+
+fn is_normal_bytes(path: &str) -> bool {
     // One tight pass (this runs on every request): no `%`, and after each `/`
     // neither another `/` nor a `.` or `..` segment.
     let [b'/', rest @ ..] = path.as_bytes() else {
@@ -357,8 +438,37 @@ mod tests {
             proptest::prop_assert_eq!(host_key(&host, &mut a), reference_host_key(&host, &mut b));
         }
 
+        /// The word-at-a-time test finds exactly the bytes `is_ascii_uppercase` does,
+        /// at every length and alignment, also among non-ASCII and boundary bytes
+        /// (`@`, `[`, `` ` ``, `{`, 0xC1, 0xDA).
+        #[test]
+        fn has_ascii_upper_agrees_with_the_byte_test(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::sample::select(vec![b'@', b'A', b'Z', b'[', b'`', b'a', b'z', b'{', 0xC1, 0xDA, 0x80, 0xFF]),
+                    proptest::num::u8::ANY,
+                ],
+                0..40,
+            )
+        ) {
+            proptest::prop_assert_eq!(
+                has_ascii_upper(&bytes),
+                bytes.iter().any(u8::is_ascii_uppercase)
+            );
+        }
+
         #[test]
         fn is_normal_agrees_with_the_reference(path in "[/.a%é]{0,24}") {
+            proptest::prop_assert_eq!(is_normal(&path), reference_is_normal(&path));
+        }
+
+        /// The word-at-a-time test on longer paths, with every byte class it
+        /// flags (controls, space, DEL, C1 as 0xC2, `%`) and its neighbours
+        /// (`!`, `&`, `~`, `é` as 0xC3 0xA9, `-`, `0`) at every alignment.
+        #[test]
+        fn is_normal_by_words_agrees_with_the_reference(
+            path in "/[/.a%é\\x00\\x1f !&~\\x7f\\u{85}\\u{100}0-]{0,40}"
+        ) {
             proptest::prop_assert_eq!(is_normal(&path), reference_is_normal(&path));
         }
 
