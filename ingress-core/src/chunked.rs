@@ -459,7 +459,9 @@ impl<K: Hash + Eq, V> ShardedMap<K, V> {
 impl<K: Hash + Eq + Clone, V: Clone> ShardedMap<K, V> {
     fn shard_mut(&mut self, i: usize) -> &mut FxHashMap<K, V> {
         if self.shards.is_empty() {
-            self.shards = (0..SHARDS).map(|_| Arc::default()).collect();
+            // One empty shard shared by all: a shard is allocated when first
+            // written (a small table, as an incremental compile's, touches few).
+            self.shards = vec![Arc::default(); SHARDS];
         }
         Arc::make_mut(&mut self.shards[i])
     }
