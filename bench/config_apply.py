@@ -1,22 +1,28 @@
 #!/usr/bin/env python3
-"""Helper of bench/config-apply.sh (Python standard library only).
+"""Helper of bench/config-apply.sh and bench/kube-apply.sh (Python standard library only).
 
-  config_apply.py run DIR PORT CHANGES          change DIR/probe.yaml CHANGES times and
+  config_apply.py run DIR PORT CHANGES          change DIR/probe.json CHANGES times and
                                                 time each change until it is served
-  config_apply.py probe K         print probe.yaml for change K
+  config_apply.py run-kube API PORT CHANGES     the same through the Kubernetes API at
+                                                API (http://HOST:PORT): PUT the probe Ingress
+  config_apply.py probe K                       print probe.json for change K
   config_apply.py rss PID                       print VmRSS and VmHWM in MiB
-  config_apply.py chart RESULTS.tsv OUTDIR      time-to-served.png and rss.png against the
-                                                number of Ingresses (needs gnuplot)
+  config_apply.py chart RESULTS.tsv OUTDIR [PREFIX]
+                                                PREFIXtime-to-served.png and PREFIXrss.png
+                                                against the number of Ingresses (gnuplot)
 
-`run` writes probe.yaml atomically (temporary file, then rename, as editors and
-Kubernetes volume updates do), with the Ingress's path changed to /vK, and polls
+`run` writes probe.json atomically (temporary file, then rename, as editors and
+Kubernetes volume updates do); `run-kube` replaces the Ingress with one PUT, as
+`kubectl replace` does. Either way the Ingress's path becomes /vK, and the helper polls
 GET http://127.0.0.1:PORT/vK (Host probe.local) on one keep-alive connection until it
-answers 200; the time from just before the rename to that response is one sample.
-It prints: changes, p50 ms, p99 ms, max ms, mean ms, tab-separated.
+answers 200; the time from just before the rename (or the PUT) to that response is one
+sample. It prints: changes, p50 ms, p99 ms, max ms, mean ms, tab-separated.
 """
 
 import http.client
+import json
 import os
+import urllib.parse
 import shutil
 import subprocess
 import statistics
@@ -24,26 +30,24 @@ import sys
 import time
 
 
-def probe_yaml(k):
-    return f"""apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: probe
-  namespace: bench
-spec:
-  ingressClassName: bench
-  rules:
-    - host: probe.local
-      http:
-        paths:
-          - path: /v{k}
-            pathType: Prefix
-            backend:
-              service:
-                name: upstream
-                port:
-                  number: 80
-"""
+def probe_object(k):
+    """The probe Ingress of change K (path /vK), in the Kubernetes wire format."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": "probe", "namespace": "bench"},
+        "spec": {
+            "ingressClassName": "bench",
+            "rules": [{
+                "host": "probe.local",
+                "http": {"paths": [{
+                    "path": f"/v{k}",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": "upstream", "port": {"number": 80}}},
+                }]},
+            }],
+        },
+    }
 
 
 def rss(pid):
@@ -63,16 +67,41 @@ def status(conn, path):
     return r.status
 
 
-def run(folder, port, changes):
+def write_file(folder):
+    """A change through the folder: probe.json rewritten atomically."""
+    def write(k):
+        tmp = os.path.join(folder, ".probe.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(probe_object(k), f)
+        t0 = time.monotonic()
+        os.rename(tmp, os.path.join(folder, "probe.json"))
+        return t0
+    return write
+
+
+def write_api(api):
+    """A change through the Kubernetes API: PUT the whole Ingress."""
+    url = urllib.parse.urlsplit(api)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    path = "/apis/networking.k8s.io/v1/namespaces/bench/ingresses/probe"
+
+    def write(k):
+        body = json.dumps(probe_object(k)).encode()
+        t0 = time.monotonic()
+        conn.request("PUT", path, body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"PUT {path}: {r.status}")
+        return t0
+    return write
+
+
+def run(write, port, changes):
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     samples = []
     for k in range(1, changes + 1):
-        text = probe_yaml(k)
-        tmp = os.path.join(folder, ".probe.yaml.tmp")
-        with open(tmp, "w") as f:
-            f.write(text)
-        t0 = time.monotonic()
-        os.rename(tmp, os.path.join(folder, "probe.yaml"))
+        t0 = write(k)
         deadline = t0 + 30
         while True:
             try:
@@ -96,8 +125,16 @@ def run(folder, port, changes):
     return 0
 
 
-def chart(results, outdir):
-    """Line charts over the sizes of one run: write -> served p50/p99, and RSS."""
+def chart(results, outdir, prefix=""):
+    """Line charts over the sizes of one run: write -> served p50/p99, and RSS.
+    PREFIX `kube-` labels the change as an API write rather than a file write."""
+    kube = prefix.startswith("kube")
+    what = "API write (PUT)" if kube else "file write"
+    if kube:
+        targets = "1000 with lines dashtype 2 title 'target (1 s)'"
+    else:
+        targets = ("50 with lines dashtype 2 title 'p50 target (50 ms)', "
+                   "200 with lines dashtype 3 title 'p99 target (200 ms)'")
     gnuplot = shutil.which("gnuplot")
     if gnuplot is None:
         print("chart: gnuplot not found (apt-get install gnuplot-nox)", file=sys.stderr)
@@ -127,11 +164,10 @@ set xrange [700:70000]
     charts = {
         "time-to-served.png": f"""
 set logscale y
-set ylabel 'file write -> new route served, ms (log scale)'
+set ylabel '{what} -> new route served, ms (log scale)'
 plot '{dat}' using {col['ingresses']}:{col['p50_ms']} with linespoints title 'p50', \
      '' using {col['ingresses']}:{col['p99_ms']} with linespoints title 'p99', \
-     50 with lines dashtype 2 title 'p50 target (50 ms)', \
-     200 with lines dashtype 3 title 'p99 target (200 ms)'
+     {targets}
 """,
         "rss.png": f"""
 set ylabel 'RSS of the proxy, MiB'
@@ -141,6 +177,7 @@ plot '{dat}' using {col['ingresses']}:{col['rss_ready_mib']} with linespoints ti
 """,
     }
     for name, body in charts.items():
+        name = prefix + name
         script = common + f"set output '{os.path.join(outdir, name)}'\n" + body
         r = subprocess.run([gnuplot], input=script, capture_output=True, text=True)
         if r.returncode != 0:
@@ -152,14 +189,15 @@ plot '{dat}' using {col['ingresses']}:{col['rss_ready_mib']} with linespoints ti
 
 def main():
     cmd = sys.argv[1]
-    if cmd == "run":
-        d, port, changes = sys.argv[2:5]
-        return run(d, int(port), int(changes))
+    if cmd in ("run", "run-kube"):
+        target, port, changes = sys.argv[2:5]
+        write = write_file(target) if cmd == "run" else write_api(target)
+        return run(write, int(port), int(changes))
     if cmd == "probe":
-        print(probe_yaml(int(sys.argv[2])), end="")
+        print(json.dumps(probe_object(int(sys.argv[2])), indent=2))
         return 0
     if cmd == "chart":
-        return chart(sys.argv[2], sys.argv[3])
+        return chart(*sys.argv[2:5])
     if cmd == "rss":
         r, h = rss(int(sys.argv[2]))
         print(f"{r:.1f}\t{h:.1f}")

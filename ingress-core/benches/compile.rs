@@ -7,7 +7,8 @@
 //! applied by a [`Compiler`] holding the compiled table (`edit`: an annotation
 //! changes, the routes keep their places; `reshape`: a path is added or removed, so
 //! every later route id moves), plus `clone-table` (what publishing an owned copy of
-//! the 20k table would cost).
+//! the 20k table costs) and `edit-publish` / `reshape-publish` (a change applied,
+//! then a copy published while the previous copy is still held, as the proxy does).
 //!
 //! Run directly with `--memory MODE [PROFILE]` (what `bench/compile-memory.sh` does
 //! under `/usr/bin/time -v`), it does one thing and exits, so the process's peak RSS
@@ -176,6 +177,27 @@ fn incremental_benches(c: &mut Criterion) {
                         BatchSize::PerIteration,
                     );
                 });
+                // What the proxy does per change: apply it, then publish a copy of
+                // the table while the copy published before is still served (so the
+                // compiler's update copies whatever it shares with that copy).
+                for (kind, reshape) in [("edit", false), ("reshape", true)] {
+                    let (a, b) = versions(&snapshot, reshape);
+                    let mut served = compiler.table().clone();
+                    let mut flip = false;
+                    group.bench_function(format!("{kind}-publish/{pname}"), |bench| {
+                        bench.iter_batched(
+                            || {
+                                flip = !flip;
+                                if flip { b.clone() } else { a.clone() }
+                            },
+                            |v| {
+                                compiler.upsert_ingress(black_box(v));
+                                std::mem::replace(&mut served, compiler.table().clone())
+                            },
+                            BatchSize::SmallInput,
+                        );
+                    });
+                }
             }
         }
         group.finish();

@@ -62,6 +62,7 @@
 
 pub mod annotations;
 pub mod auth;
+pub mod chunked;
 pub mod compile;
 pub mod diagnostics;
 pub mod http1;

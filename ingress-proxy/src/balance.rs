@@ -17,6 +17,8 @@ use ingress_core::annotations::template::Var;
 use ingress_core::annotations::{
     AffinityPolicy, IngressPolicy, LoadBalancePolicy, ResiliencePolicy,
 };
+use ingress_core::chunked::{Chunked, ShardedMap};
+use ingress_core::compile::RouteSplice;
 use ingress_core::lb::Balancer;
 use ingress_core::lb::circuit::CircuitBreaker;
 use ingress_core::lb::outlier::Outliers;
@@ -161,7 +163,7 @@ impl<'a> Cluster<'a> {
 
 /// The pool of `endpoint` (an IP one) in `pools`, made when missing.
 fn pool_for(
-    pools: &mut HashMap<SocketAddr, Arc<EndpointPool>>,
+    pools: &mut ShardedMap<SocketAddr, Arc<EndpointPool>>,
     endpoint: &EndpointAddr,
 ) -> Option<Arc<EndpointPool>> {
     let EndpointHost::Ip(ip) = endpoint.host else {
@@ -170,8 +172,7 @@ fn pool_for(
     let addr = SocketAddr::new(ip, endpoint.port);
     Some(
         pools
-            .entry(addr)
-            .or_insert_with(|| EndpointPool::new(addr))
+            .get_or_insert_with(addr, || EndpointPool::new(addr))
             .clone(),
     )
 }
@@ -183,24 +184,26 @@ fn pool_for(
 /// of the routes it did not touch: no copy, no state lost between copy and swap.
 #[derive(Debug, Default)]
 pub(crate) struct Balancers {
-    list: Vec<Arc<(Key, Balancer)>>,
+    /// Append-only (a patched table adds to its copy): in shared chunks, so that a
+    /// patched table copies one chunk, not the list.
+    list: Chunked<Arc<(Key, Balancer)>>,
     /// Parallel to `list`: the indexes of the balancer's health and breaker.
-    cluster_of: Vec<(usize, usize)>,
-    health: Vec<Arc<Health>>,
-    breakers: Vec<Arc<Breaker>>,
+    cluster_of: Chunked<(usize, usize)>,
+    health: Chunked<Arc<Health>>,
+    breakers: Chunked<Arc<Breaker>>,
     /// Parallel to `table.routes()`.
-    routes: Vec<RouteBalancers>,
+    routes: Chunked<RouteBalancers>,
     /// A hash of each balancer's key -> its index in `list` (a collision, checked
-    /// against the key, just makes another balancer). Plain integers, so that
-    /// copying the index for a patched table is one memory copy.
-    index: HashMap<u64, usize>,
+    /// against the key, just makes another balancer). The maps below are in
+    /// shared shards: a patched table copies only the shards it adds to.
+    index: ShardedMap<u64, usize>,
     /// Hash of (cluster name, outlier values) -> index in `health`.
-    health_index: HashMap<u64, usize>,
+    health_index: ShardedMap<u64, usize>,
     /// Hash of (cluster name, circuit values) -> index in `breakers`.
-    breaker_index: HashMap<u64, usize>,
+    breaker_index: ShardedMap<u64, usize>,
     /// Every IP endpoint's connection pool, by address (one per endpoint, whatever
     /// the number of clusters over it).
-    pools: HashMap<SocketAddr, Arc<EndpointPool>>,
+    pools: ShardedMap<SocketAddr, Arc<EndpointPool>>,
 }
 
 /// A hash that is the same in every table (the index maps outlive one table).
@@ -224,33 +227,31 @@ impl Balancers {
         b
     }
 
-    /// The balancers of `table`, an incremental update of `previous`'s table:
-    /// `carry[i]` is route `i`'s index in the previous table, or `live::NEW`.
-    /// Carried routes keep their balancers; new ones reuse a balancer of the same
+    /// The balancers of `table`, an incremental update of `previous`'s table
+    /// (`splices` as the compiler gave them): the routes outside the splices keep
+    /// their balancers (shared chunks, no copy); new ones reuse a balancer of the same
     /// key when there is one, else get a new one. Balancers no route uses any more
     /// stay listed (a few per update) until the next full build.
-    pub(crate) fn patched(previous: &Balancers, table: &RouteTable, carry: &[u32]) -> Balancers {
+    pub(crate) fn patched(
+        previous: &Balancers,
+        table: &RouteTable,
+        splices: &[RouteSplice],
+    ) -> Balancers {
         let mut b = Balancers {
             list: previous.list.clone(),
             cluster_of: previous.cluster_of.clone(),
             health: previous.health.clone(),
             breakers: previous.breakers.clone(),
-            routes: Vec::new(),
+            routes: Chunked::new(),
             index: previous.index.clone(),
             health_index: previous.health_index.clone(),
             breaker_index: previous.breaker_index.clone(),
             pools: previous.pools.clone(),
         };
         let seeds = std::collections::hash_map::RandomState::new();
-        let routes = carry
-            .iter()
-            .zip(table.routes())
-            .map(|(&c, r)| match previous.routes.get(c as usize) {
-                Some(rb) if c != crate::live::NEW => rb.clone(),
-                _ => b.route(table, r, &seeds),
-            })
-            .collect();
-        b.routes = routes;
+        b.routes = crate::live::patch(&previous.routes, table, splices, |r| {
+            b.route(table, r, &seeds)
+        });
         b
     }
 
@@ -321,7 +322,8 @@ impl Balancers {
                         .map(|e| pool_for(&mut self.pools, e))
                         .collect(),
                 }));
-                self.health_index.entry(hh).or_insert(self.health.len() - 1);
+                let i = self.health.len() - 1;
+                self.health_index.get_or_insert_with(hh, || i);
                 self.health.len() - 1
             }
         };
@@ -341,14 +343,14 @@ impl Balancers {
                     overrides: circuit,
                     breaker: CircuitBreaker::new(),
                 }));
-                self.breaker_index
-                    .entry(bh)
-                    .or_insert(self.breakers.len() - 1);
+                let i = self.breakers.len() - 1;
+                self.breaker_index.get_or_insert_with(bh, || i);
                 self.breakers.len() - 1
             }
         };
         self.cluster_of.push((h, c));
-        self.index.entry(hash).or_insert(self.list.len());
+        let i = self.list.len();
+        self.index.get_or_insert_with(hash, || i);
         self.list.push(Arc::new((key, b)));
         Some(self.list.len() - 1)
     }
@@ -358,7 +360,7 @@ impl Balancers {
     pub(crate) fn inherit(&mut self, previous: &Balancers) {
         let old: HashMap<&Key, &Balancer> = previous.list.iter().map(|e| (&e.0, &e.1)).collect();
         let now = now_ns();
-        for e in &mut self.list {
+        for e in self.list.iter_mut() {
             let Some((key, b)) = Arc::get_mut(e).map(|e| (&e.0, &mut e.1)) else {
                 continue;
             };
@@ -371,19 +373,27 @@ impl Balancers {
             .iter()
             .map(|h| ((h.name.as_str(), &h.overrides), &h.outliers))
             .collect();
-        for h in &mut self.health {
+        for h in self.health.iter_mut() {
             let Some(h) = Arc::get_mut(h) else { continue };
             if let Some(p) = old.get(&(h.name.as_str(), &h.overrides)) {
                 h.outliers = Outliers::new(h.outliers.endpoints(), Some(p));
             }
         }
         // Endpoints kept keep their pools (and idle connections).
-        for (addr, pool) in &mut self.pools {
-            if let Some(old) = previous.pools.get(addr) {
-                *pool = old.clone();
-            }
-        }
-        for h in &mut self.health {
+        self.pools.update_where(
+            |addr, pool| {
+                previous
+                    .pools
+                    .get(addr)
+                    .is_some_and(|old| !Arc::ptr_eq(old, pool))
+            },
+            |addr, pool| {
+                if let Some(old) = previous.pools.get(addr) {
+                    *pool = old.clone();
+                }
+            },
+        );
+        for h in self.health.iter_mut() {
             let Some(h) = Arc::get_mut(h) else { continue };
             for p in h.pools.iter_mut().flatten() {
                 if let Some(old) = previous.pools.get(&p.addr()) {
@@ -396,7 +406,7 @@ impl Balancers {
             .iter()
             .map(|b| ((b.name.as_str(), &b.overrides), &b.breaker))
             .collect();
-        for b in &mut self.breakers {
+        for b in self.breakers.iter_mut() {
             let Some(b) = Arc::get_mut(b) else { continue };
             if let Some(p) = old.get(&(b.name.as_str(), &b.overrides)) {
                 b.breaker = (*p).clone();

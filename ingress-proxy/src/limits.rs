@@ -3,11 +3,12 @@
 //! burst). The response body holds the request's admitted slot until it ends
 //! (`access::ResponseBody`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use ingress_core::RouteTable;
 use ingress_core::annotations::RateLimitPolicy;
+use ingress_core::chunked::{Chunked, ShardedMap};
+use ingress_core::compile::RouteSplice;
 use ingress_core::limits::{Limits, StoreConfig};
 use ingress_core::model::ObjectRef;
 
@@ -27,16 +28,18 @@ pub(crate) enum RouteLimits {
 /// The limits of one table's routes.
 #[derive(Debug, Default)]
 pub(crate) struct LimitSet {
-    by_key: HashMap<Key, Option<Arc<Limits>>>,
-    /// Parallel to `table.routes()`.
-    routes: Vec<RouteLimits>,
+    /// Shared shards: a patched set copies only the shards it adds to.
+    by_key: ShardedMap<Key, Option<Arc<Limits>>>,
+    /// Parallel to `table.routes()` (shared chunks: a patched table copies only
+    /// the chunks of the routes it changed).
+    routes: Chunked<RouteLimits>,
 }
 
 impl LimitSet {
     /// The limits of `table`'s routes, reusing `previous`'s for an unchanged
     /// Ingress and policy.
     pub(crate) fn new(table: &RouteTable, previous: Option<&LimitSet>) -> LimitSet {
-        let mut by_key: HashMap<Key, Option<Arc<Limits>>> = HashMap::new();
+        let mut by_key: ShardedMap<Key, Option<Arc<Limits>>> = ShardedMap::new();
         let routes = table
             .routes()
             .iter()
@@ -46,19 +49,18 @@ impl LimitSet {
     }
 
     /// The limits of `table`, an incremental update of `previous`'s table
-    /// (`carry` as in [`crate::live::Live::patched`]): carried routes keep theirs,
-    /// new ones reuse those of an unchanged Ingress and policy. Limits no route uses
-    /// any more stay in the index until the next full build.
-    pub(crate) fn patched(previous: &LimitSet, table: &RouteTable, carry: &[u32]) -> LimitSet {
+    /// (`splices` as in [`crate::live::Live::patched`]): the routes outside the
+    /// splices keep theirs, new ones reuse those of an unchanged Ingress and policy.
+    /// Limits no route uses any more stay in the index until the next full build.
+    pub(crate) fn patched(
+        previous: &LimitSet,
+        table: &RouteTable,
+        splices: &[RouteSplice],
+    ) -> LimitSet {
         let mut by_key = previous.by_key.clone();
-        let routes = carry
-            .iter()
-            .zip(table.routes())
-            .map(|(&c, r)| match previous.routes.get(c as usize) {
-                Some(l) if c != crate::live::NEW => l.clone(),
-                _ => limits_of(r, &mut by_key, Some(previous)),
-            })
-            .collect();
+        let routes = crate::live::patch(&previous.routes, table, splices, |r| {
+            limits_of(r, &mut by_key, Some(previous))
+        });
         LimitSet { by_key, routes }
     }
 
@@ -72,7 +74,7 @@ impl LimitSet {
 /// else new ones (recorded in `by_key`).
 fn limits_of(
     r: &ingress_core::routing::Route,
-    by_key: &mut HashMap<Key, Option<Arc<Limits>>>,
+    by_key: &mut ShardedMap<Key, Option<Arc<Limits>>>,
     previous: Option<&LimitSet>,
 ) -> RouteLimits {
     let policy = &r.policy().rate_limit;

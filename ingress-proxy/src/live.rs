@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use ingress_core::chunked::Chunked;
+use ingress_core::compile::RouteSplice;
 use ingress_core::manifest::Located;
 use ingress_core::routing::{Route, RouteMatch};
 use ingress_core::{Profile, RouteTable};
@@ -30,7 +32,7 @@ pub struct Live {
     /// The routes' rate and connection limits.
     pub(crate) limits: LimitSet,
     /// Parallel to `table.routes()`: metric and log labels.
-    labels: Vec<Arc<RouteStats>>,
+    labels: Chunked<Arc<RouteStats>>,
     /// The hosts' client-certificate configurations.
     pub(crate) client_auth: ClientAuthSet,
     /// The gateway config's settings served with this table (`--kube` mode);
@@ -141,30 +143,27 @@ impl Live {
     /// is: its balancers, passive health and circuit breakers are the same objects
     /// (their state goes on without a copy), as are its rate limits and request
     /// counters. Only the spliced routes get theirs made (or found among the
-    /// balancers of the same Service port and policy). The TLS bindings, runtime
-    /// settings and default certificate are `previous`'s (an incremental update
-    /// never changes them; the certificates kept and the expiry notes come along).
-    /// Store it with [`LiveTable::store_patched`].
+    /// balancers of the same Service port and policy). The per-route state is kept
+    /// in shared chunks ([`Chunked`]): when every touched host keeps its number of
+    /// routes, only the chunks holding them are copied, whatever the size of the
+    /// table. The TLS bindings, runtime settings and default certificate are
+    /// `previous`'s (an incremental update never changes them; the certificates
+    /// kept and the expiry notes come along). Store it with
+    /// [`LiveTable::store_patched`].
     pub fn patched(
         previous: &Live,
         table: RouteTable,
         version: u64,
         diagnostics: Vec<Located>,
-        splices: &[ingress_core::compile::RouteSplice],
+        splices: &[RouteSplice],
     ) -> Self {
-        let carry = carry_of(previous.labels.len(), splices);
-        debug_assert_eq!(carry.len(), table.routes().len());
-        let labels = carry
-            .iter()
-            .zip(table.routes())
-            .map(|(&c, r)| match previous.labels.get(c as usize) {
-                Some(l) if c != NEW => l.clone(),
-                _ => Arc::new(RouteStats::of(r)),
-            })
-            .collect();
-        let balancers = Balancers::patched(&previous.balancers, &table, &carry);
-        let limits = LimitSet::patched(&previous.limits, &table, &carry);
-        let client_auth = ClientAuthSet::new(&table);
+        let labels = patch(&previous.labels, &table, splices, |r| {
+            Arc::new(RouteStats::of(r))
+        });
+        debug_assert_eq!(labels.len(), table.routes().len());
+        let balancers = Balancers::patched(&previous.balancers, &table, splices);
+        let limits = LimitSet::patched(&previous.limits, &table, splices);
+        let client_auth = ClientAuthSet::patched(&previous.client_auth, &table, splices);
         let mut diagnostics = diagnostics;
         if !previous.certs.notes.is_empty() {
             diagnostics.extend(previous.certs.notes.iter().cloned());
@@ -328,34 +327,42 @@ impl LiveTable {
     }
 }
 
-/// In a carry list: a route of the new table that has no predecessor.
-pub(crate) const NEW: u32 = u32::MAX;
-
-/// For each route of the new table, the index of the same route in the previous
-/// table (`NEW` for the spliced ones). `splices` are sorted, relative to the
-/// previous table's `previous_len` routes.
-pub(crate) fn carry_of(
-    previous_len: usize,
-    splices: &[ingress_core::compile::RouteSplice],
-) -> Vec<u32> {
-    let grown: usize = splices.iter().map(|s| s.new.len()).sum();
-    let shrunk: usize = splices.iter().map(|s| s.old.len()).sum();
-    let mut carry = Vec::with_capacity((previous_len + grown).saturating_sub(shrunk));
-    let mut at = 0usize;
-    for s in splices {
-        let start = s.old.start.min(previous_len);
-        carry.extend((at.min(start)..start).map(|i| i as u32));
-        carry.extend(std::iter::repeat_n(NEW, s.new.len()));
-        at = s.old.end.max(at);
+/// `previous`, parallel to the previous table's routes, made parallel to `table`'s
+/// routes, an incremental update of it: the entries of each splice's old routes
+/// are replaced by `make` of its new routes (made in route order); every other
+/// entry is `previous`'s, shared. A splice that keeps its number of routes copies
+/// only the chunks it touches; one that does not moves every later entry (their
+/// chunks are rebuilt, as the route table's are).
+pub(crate) fn patch<T: Clone>(
+    previous: &Chunked<T>,
+    table: &RouteTable,
+    splices: &[RouteSplice],
+    mut make: impl FnMut(&Route) -> T,
+) -> Chunked<T> {
+    let fresh: Vec<Vec<T>> = splices
+        .iter()
+        .map(|s| {
+            s.new
+                .clone()
+                .filter_map(|i| table.routes().get(i))
+                .map(&mut make)
+                .collect()
+        })
+        .collect();
+    let mut v = previous.clone();
+    // Last splice first: the earlier ones' positions stay as the compiler gave them.
+    for (s, fresh) in splices.iter().zip(fresh).rev() {
+        let len = v.len();
+        let old = s.old.start.min(len)..s.old.end.min(len);
+        v.splice(old, fresh);
     }
-    carry.extend((at.min(previous_len)..previous_len).map(|i| i as u32));
-    carry
+    v
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ingress_core::compile::RouteSplice;
+    use ingress_core::compile::compile;
     use ingress_core::routing::RouteHost;
 
     fn splice(old: std::ops::Range<usize>, new: std::ops::Range<usize>) -> RouteSplice {
@@ -367,20 +374,46 @@ mod tests {
     }
 
     #[test]
-    fn carry_follows_splices() {
-        // 10 routes; routes 2..4 become 3 routes, 7..8 goes away, a host of 2 routes
-        // is new after route 9.
-        let carry = carry_of(
-            10,
+    fn patch_follows_splices() {
+        // A table of 12 routes (made by compile, only its length and routes matter):
+        // `make` gives 100 + the new route's id.
+        let mut snapshot = ingress_core::Snapshot::new();
+        for (i, host) in ["a", "b", "c", "d", "e", "f"].iter().enumerate() {
+            let ing: ingress_core::model::Ingress = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("i{i}"), "namespace": "n"},
+                "spec": {"ingressClassName": "x", "rules": [{"host": format!("{host}.test"), "http": {"paths": [
+                    {"path": "/a", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}},
+                    {"path": "/b", "pathType": "Prefix", "backend": {"service": {"name": "s", "port": {"number": 80}}}}
+                ]}}]}
+            }))
+            .expect("an Ingress");
+            snapshot.ingresses.push(ing);
+        }
+        let mut options = ingress_core::CompileOptions::default();
+        options.ingress_class_names = vec!["x".into()];
+        let table = compile(&snapshot, &options).table;
+        assert_eq!(table.routes().len(), 12);
+        let make = |r: &Route| 100 + r.id().index() as u32;
+        // 10 routes before; routes 2..4 became 3 routes, 7..8 went away, a host of 2
+        // routes is new after route 9.
+        let previous: Chunked<u32> = (0..10).collect();
+        let next = patch(
+            &previous,
+            &table,
             &[
                 splice(2..4, 2..5),
                 splice(7..8, 8..8),
                 splice(10..10, 10..12),
             ],
+            make,
         );
-        assert_eq!(carry, vec![0, 1, NEW, NEW, NEW, 4, 5, 6, 8, 9, NEW, NEW]);
-        assert_eq!(carry_of(3, &[]), vec![0, 1, 2]);
-        // An edit in place: same length, the routes are made again.
-        assert_eq!(carry_of(3, &[splice(1..2, 1..2)]), vec![0, NEW, 2]);
+        let got: Vec<u32> = next.iter().copied().collect();
+        assert_eq!(got, vec![0, 1, 102, 103, 104, 4, 5, 6, 8, 9, 110, 111]);
+        // An edit in place: same length, the route is made again, the rest shared.
+        let previous: Chunked<u32> = (0..12).collect();
+        let next = patch(&previous, &table, &[splice(1..2, 1..2)], make);
+        let got: Vec<u32> = next.iter().copied().collect();
+        assert_eq!(got, vec![0, 101, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(patch(&previous, &table, &[], make), previous);
     }
 }

@@ -144,6 +144,31 @@ impl ClientAuthSet {
         ClientAuthSet { hosts }
     }
 
+    /// The set of `table`, an incremental update of the table of `previous`: the
+    /// same set (its objects shared) when no touched host asks for client
+    /// certificates, before or after; else made again from `table`.
+    pub(crate) fn patched(
+        previous: &ClientAuthSet,
+        table: &RouteTable,
+        splices: &[ingress_core::compile::RouteSplice],
+    ) -> Self {
+        let touched = splices.iter().any(|s| {
+            previous.for_host(&s.host).is_some()
+                || s.new.clone().any(|i| {
+                    table
+                        .routes()
+                        .get(i)
+                        .is_some_and(|r| r.host_policy().client_tls.requests_certificate())
+                })
+        });
+        if touched {
+            return ClientAuthSet::new(table);
+        }
+        ClientAuthSet {
+            hosts: previous.hosts.clone(),
+        }
+    }
+
     fn for_host(&self, host: &RouteHost) -> Option<&Arc<HostClientAuth>> {
         self.hosts.iter().find(|(h, _)| h == host).map(|(_, a)| a)
     }

@@ -154,8 +154,15 @@ impl FileSource {
             if applied == Applied::Unchanged {
                 return Ok((applied, None));
             }
-            // Publishing a copy is cheap: the table's host structures are shared.
-            Ok((applied, Some((f.table().clone(), f.diagnostics()))))
+            let refreshed = started.elapsed();
+            // Publishing a copy is cheap: the table's parts are shared.
+            let published = (f.table().clone(), f.diagnostics());
+            tracing::debug!(
+                refresh_ms = refreshed.as_secs_f64() * 1e3,
+                publish_ms = (started.elapsed() - refreshed).as_secs_f64() * 1e3,
+                "folder read and compiled"
+            );
+            Ok((applied, Some(published)))
         })
         .await
         .map_err(|e| LoadError::Task(e.to_string()))
@@ -177,8 +184,16 @@ impl FileSource {
                             hosts = splices.len(),
                             "incremental update: only the touched hosts were compiled"
                         );
+                        let at = Instant::now();
                         let live = Live::patched(&previous, table, version, diagnostics, splices);
+                        let patched = at.elapsed();
                         self.live.store_patched(live);
+                        drop(previous);
+                        tracing::debug!(
+                            patch_ms = patched.as_secs_f64() * 1e3,
+                            store_and_drop_ms = (at.elapsed() - patched).as_secs_f64() * 1e3,
+                            "per-route state carried over"
+                        );
                         self.metrics.config_update("incremental");
                     }
                     other => {
@@ -242,7 +257,8 @@ impl FileSource {
         Ok(tokio::spawn(async move {
             let _watcher = watcher;
             while rx.recv().await.is_some() {
-                let deadline = tokio::time::Instant::now() + debounce * 10;
+                let first = tokio::time::Instant::now();
+                let deadline = first + debounce * 10;
                 loop {
                     let quiet = tokio::time::sleep(debounce);
                     tokio::select! {
@@ -251,6 +267,10 @@ impl FileSource {
                         more = rx.recv() => if more.is_none() { return },
                     }
                 }
+                tracing::debug!(
+                    debounce_ms = first.elapsed().as_secs_f64() * 1e3,
+                    "folder changed; applying"
+                );
                 let _ = this.apply().await;
             }
         }))

@@ -838,7 +838,6 @@ impl<'v> Builder<'v> {
         }
 
         let mut table = RouteTable::empty(profile);
-        table.exact_hosts.reserve(self.hosts.len());
         // One buffer for every host's keys.
         let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = Vec::new();
         for (hix, (host, hb)) in self.hosts.into_iter().enumerate() {
@@ -910,8 +909,8 @@ impl<'v> Builder<'v> {
         }
         table.catch_all = self.catch_all.map(|old| new_id[old]);
         table.www_redirects = host_policies.iter().any(|p| p.from_to_www);
-        table.routes = routes;
-        table.backends = backends;
+        table.routes = routes.into();
+        table.backends = backends.into();
         table
     }
 }

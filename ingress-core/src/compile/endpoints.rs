@@ -107,7 +107,10 @@ pub fn refresh_endpoints(
         slices: super::slice_index(new.values().copied()),
     };
     let mut count = 0;
-    for backend in &mut out.backends {
+    // Only the changed Services' backends are written: the chunks of the others
+    // stay shared with `table`.
+    for i in 0..out.backends.len() {
+        let backend = &out.backends[i];
         if backend.status == BackendStatus::Unsupported
             || !changed.contains(&(backend.namespace.as_str(), backend.service.as_str()))
         {
@@ -125,7 +128,7 @@ pub fn refresh_endpoints(
                 backend.namespace, backend.service
             )));
         }
-        *backend = fresh;
+        out.backends.set(i, fresh);
         count += 1;
     }
     Ok(Refreshed {

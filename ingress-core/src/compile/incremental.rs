@@ -25,6 +25,7 @@ use std::sync::Arc;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::annotations::Scope;
+use crate::chunked::Chunked;
 use crate::diagnostics::Diagnostic;
 use crate::model::{
     EndpointSlice, HostPattern, Ingress, IngressClass, ObjectKind, ObjectRef, Secret, Service,
@@ -703,9 +704,9 @@ impl Compiler {
         let st = &mut self.state;
         // Backends: the mini table's ids to this table's.
         let mut written = Vec::new();
-        let map: Vec<BackendId> = mini
-            .backends
-            .drain(..)
+        let map: Vec<BackendId> = std::mem::take(&mut mini.backends)
+            .into_vec()
+            .into_iter()
             .map(|mut b| {
                 let key = backend_key(&b);
                 if let Some(&id) = st.backend_ids.get(&key) {
@@ -714,7 +715,7 @@ impl Compiler {
                 let id = match st.free.pop() {
                     Some(id) => {
                         b.id = id;
-                        table.backends[id.0 as usize] = b;
+                        table.backends.set(id.0 as usize, b);
                         id
                     }
                     None => {
@@ -733,7 +734,7 @@ impl Compiler {
         let map_backend = |id: BackendId| map[id.0 as usize];
 
         // Route ranges per host, old and new.
-        let range = |routes: &[Route], h: &RouteHost| {
+        let range = |routes: &Chunked<Route>, h: &RouteHost| {
             routes.partition_point(|r| *r.host < *h)..routes.partition_point(|r| *r.host <= *h)
         };
         let mut splices = Vec::with_capacity(hosts.len());
@@ -752,8 +753,9 @@ impl Compiler {
         // Routes, last host first so earlier ranges stay where they are.
         let mut freed: Vec<BackendId> = Vec::new();
         for (_, old, local, new) in splices.iter().rev() {
-            let block: Vec<Route> = mini.routes[local.clone()]
-                .iter()
+            let block: Vec<Route> = local
+                .clone()
+                .filter_map(|i| mini.routes.get(i))
                 .enumerate()
                 .map(|(i, r)| {
                     let mut r = r.clone();
@@ -811,9 +813,9 @@ impl Compiler {
                 .iter()
                 .find(|(_, old, _, new)| old.len() != new.len())
                 .map_or(0, |(_, _, _, new)| new.end);
-            for (i, r) in table.routes.iter_mut().enumerate().skip(first) {
-                r.id = RouteId(i as u32);
-            }
+            table
+                .routes
+                .for_each_mut_from(first, |i, r| r.id = RouteId(i as u32));
             let shift_of = |id: RouteId| {
                 let i = shifts.partition_point(|(end, _)| *end <= id.index());
                 i.checked_sub(1).map_or(0, |i| shifts[i].1)
@@ -828,26 +830,23 @@ impl Compiler {
                 }
             };
             // A shared host structure (a published table holds it too) is copied
-            // before it is shifted, and only when it moves.
-            let shift_shared = |hr: &mut Arc<HostRoutes>| {
-                let Some(&rep) = hr.all.first().or(hr.fallback.as_ref()) else {
-                    return;
-                };
-                if shift_of(rep) != 0 {
-                    shift(Arc::make_mut(hr));
-                }
+            // before it is shifted, and only when it moves (and so is its shard of
+            // the host map).
+            let moves = |hr: &Arc<HostRoutes>| {
+                hr.all
+                    .first()
+                    .or(hr.fallback.as_ref())
+                    .is_some_and(|&rep| shift_of(rep) != 0)
             };
             // The touched hosts' structures are skipped: they are replaced below.
-            for (key, hr) in table.exact_hosts.iter_mut() {
-                if !touched_exact.contains(&**key) {
-                    shift_shared(hr);
-                }
-            }
-            for (key, hr) in table.wildcard_hosts.iter_mut() {
-                if !touched_wildcard.contains(&**key) {
-                    shift_shared(hr);
-                }
-            }
+            table.exact_hosts.update_where(
+                |key, hr| !touched_exact.contains(&**key) && moves(hr),
+                |_, hr| shift(Arc::make_mut(hr)),
+            );
+            table.wildcard_hosts.update_where(
+                |key, hr| !touched_wildcard.contains(&**key) && moves(hr),
+                |_, hr| shift(Arc::make_mut(hr)),
+            );
             if let Some(hr) = table.any_host.as_mut() {
                 shift(hr);
             }

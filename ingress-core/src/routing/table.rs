@@ -9,6 +9,7 @@ use serde::{Serialize, Serializer};
 
 use crate::annotations::IngressPolicy;
 use crate::annotations::values::Pattern;
+use crate::chunked::{Chunked, ShardedMap};
 use crate::compile::Profile;
 use crate::model::{HostPattern, IngressPath, ObjectRef, PathType};
 use crate::tls::CertifiedKey;
@@ -417,16 +418,21 @@ pub(crate) struct HostRoutes {
 /// The immutable result of compile: look up a request with [`RouteTable::route`].
 ///
 /// `Send + Sync`; share it as `Arc<RouteTable>` and swap it atomically on change.
+/// A clone is cheap: routes and backends are kept in shared chunks
+/// ([`Chunked`]) and the hosts' lookup structures behind `Arc`s, so a copy of the
+/// table made after an incremental update shares everything the update did not
+/// touch with the table before it.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     pub(crate) profile: Profile,
-    pub(crate) routes: Vec<Route>,
-    pub(crate) backends: Vec<Backend>,
-    /// Exact hosts' lookup structures. Each is shared (`Arc`): a clone of the table
-    /// (publishing it after an incremental update) copies pointers, not hosts.
-    pub(crate) exact_hosts: HashMap<Arc<str>, Arc<HostRoutes>>,
+    pub(crate) routes: Chunked<Route>,
+    pub(crate) backends: Chunked<Backend>,
+    /// Exact hosts' lookup structures. Each is shared (`Arc`), and so are the
+    /// map's shards: a clone of the table (publishing it after an incremental
+    /// update) copies pointers, and the update copies only its hosts' shards.
+    pub(crate) exact_hosts: ShardedMap<Arc<str>, Arc<HostRoutes>>,
     /// Wildcard hosts by suffix (`example.com` of `*.example.com`), shared likewise.
-    pub(crate) wildcard_hosts: HashMap<Arc<str>, Arc<HostRoutes>>,
+    pub(crate) wildcard_hosts: ShardedMap<Arc<str>, Arc<HostRoutes>>,
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) catch_all: Option<RouteId>,
     pub(crate) tls: Vec<TlsBinding>,
@@ -445,10 +451,10 @@ impl RouteTable {
     pub fn empty(profile: Profile) -> Self {
         RouteTable {
             profile,
-            routes: Vec::new(),
-            backends: Vec::new(),
-            exact_hosts: HashMap::default(),
-            wildcard_hosts: HashMap::default(),
+            routes: Chunked::new(),
+            backends: Chunked::new(),
+            exact_hosts: ShardedMap::new(),
+            wildcard_hosts: ShardedMap::new(),
             any_host: None,
             catch_all: None,
             tls: Vec::new(),
@@ -464,7 +470,7 @@ impl RouteTable {
     }
 
     /// Every route, sorted by host, then path, then path type.
-    pub fn routes(&self) -> &[Route] {
+    pub fn routes(&self) -> &Chunked<Route> {
         &self.routes
     }
 
@@ -478,7 +484,7 @@ impl RouteTable {
     }
 
     /// Every backend.
-    pub fn backends(&self) -> &[Backend] {
+    pub fn backends(&self) -> &Chunked<Backend> {
         &self.backends
     }
 
