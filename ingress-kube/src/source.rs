@@ -9,7 +9,7 @@
 //! off and re-lists (a `410 Gone` included); the stores keep their last good content
 //! meanwhile, so the last good table keeps serving.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
@@ -477,6 +477,37 @@ struct BuildState {
     /// The incremental compiler holding the last compiled table (`None` after the
     /// endpoint fast path: its table is no longer the published one).
     compiler: Option<ingress_core::compile::Compiler>,
+    /// Each kind's objects as last converted, so that a build converts only the
+    /// objects whose resourceVersion changed.
+    converted: Converted,
+}
+
+/// The conversion caches of [`BuildState`], one per kind read in full.
+#[derive(Debug, Default)]
+struct Converted {
+    ingresses: ConvertCache<ingress_core::model::Ingress>,
+    ingress_classes: ConvertCache<ingress_core::model::IngressClass>,
+    services: ConvertCache<ingress_core::model::Service>,
+    endpoint_slices: ConvertCache<ingress_core::model::EndpointSlice>,
+}
+
+/// Converted objects by namespace and name, with the resourceVersion they were
+/// converted at. The conversion is a JSON round trip per object, most of a build's
+/// cost with tens of thousands of objects; an object whose resourceVersion is
+/// unchanged is the same object (the API server changes it on every write), so its
+/// last conversion (or its diagnostic) is reused. Objects without a
+/// resourceVersion are converted every time.
+#[derive(Debug)]
+struct ConvertCache<T> {
+    entries: HashMap<(String, String), (String, Result<T, Diagnostic>)>,
+}
+
+impl<T> Default for ConvertCache<T> {
+    fn default() -> Self {
+        ConvertCache {
+            entries: HashMap::new(),
+        }
+    }
 }
 
 /// What a table depends on: when equal, the table would be the same.
@@ -563,16 +594,29 @@ impl Input {
 fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Input {
     let mut conversion = Vec::new();
     let mut snapshot = Snapshot::new();
-    snapshot.ingresses = convert_all(&stores.ingresses, ObjectKind::Ingress, &mut conversion);
+    let cache = &mut state.converted;
+    snapshot.ingresses = convert_all(
+        &stores.ingresses,
+        ObjectKind::Ingress,
+        &mut cache.ingresses,
+        &mut conversion,
+    );
     snapshot.ingress_classes = convert_all(
         &stores.ingress_classes,
         ObjectKind::IngressClass,
+        &mut cache.ingress_classes,
         &mut conversion,
     );
-    snapshot.services = convert_all(&stores.services, ObjectKind::Service, &mut conversion);
+    snapshot.services = convert_all(
+        &stores.services,
+        ObjectKind::Service,
+        &mut cache.services,
+        &mut conversion,
+    );
     snapshot.endpoint_slices = convert_all(
         &stores.endpoint_slices,
         ObjectKind::EndpointSlice,
+        &mut cache.endpoint_slices,
         &mut conversion,
     );
 
@@ -638,23 +682,57 @@ fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -
     }
 }
 
-fn convert_all<K, T>(store: &Store<K>, kind: ObjectKind, diags: &mut Vec<Diagnostic>) -> Vec<T>
+fn convert_all<K, T>(
+    store: &Store<K>,
+    kind: ObjectKind,
+    cache: &mut ConvertCache<T>,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<T>
 where
     K: Resource + k8s_openapi::Resource + serde::Serialize + Clone,
     K::DynamicType: Eq + Hash + Clone,
-    T: DeserializeOwned + HasMeta,
+    T: DeserializeOwned + HasMeta + Clone,
 {
-    let mut out = Vec::new();
-    for o in store.state() {
-        match convert::<K, T>(kind, o.as_ref()) {
-            Ok(mut t) => {
-                // Status writes change only the resourceVersion: not a new input.
-                t.meta_mut().resource_version = None;
-                out.push(t);
+    let objects = store.state();
+    let mut out = Vec::with_capacity(objects.len());
+    let mut next = HashMap::with_capacity(objects.len());
+    for o in objects {
+        let meta = o.meta();
+        let key = (
+            meta.namespace.clone().unwrap_or_default(),
+            meta.name.clone().unwrap_or_default(),
+        );
+        let rv = meta.resource_version.clone();
+        let converted = match (rv, cache.entries.remove(&key)) {
+            (Some(rv), Some((seen, r))) if seen == rv => Some((rv, r)),
+            (rv, _) => {
+                let r = convert::<K, T>(kind, o.as_ref()).map(|mut t| {
+                    // Status writes change only the resourceVersion: not a new input.
+                    t.meta_mut().resource_version = None;
+                    t
+                });
+                match rv {
+                    Some(rv) => Some((rv, r)),
+                    None => {
+                        match r {
+                            Ok(t) => out.push(t),
+                            Err(d) => diags.push(d),
+                        }
+                        None
+                    }
+                }
             }
-            Err(d) => diags.push(d),
+        };
+        if let Some((rv, r)) = converted {
+            match &r {
+                Ok(t) => out.push(t.clone()),
+                Err(d) => diags.push(d.clone()),
+            }
+            next.insert(key, (rv, r));
         }
     }
+    // Objects no longer in the store drop out of the cache.
+    cache.entries = next;
     sort_by_ref(&mut out, T::meta);
     out
 }
