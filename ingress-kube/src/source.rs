@@ -877,6 +877,69 @@ spec:
         );
     }
 
+    fn ingress(name: &str, rv: Option<&str>, host: &str) -> Ingress {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv},
+            "spec": {"rules": [{"host": host}]},
+        }))
+        .expect("an Ingress")
+    }
+
+    fn hosts(v: &[ingress_core::model::Ingress]) -> Vec<String> {
+        v.iter()
+            .map(|i| {
+                let host = i.spec.rules.first().and_then(|r| r.host.as_ref());
+                format!("{}={}", i.metadata.name, host.map_or("", |h| h.as_str()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn objects_are_converted_again_only_when_their_resource_version_changes() {
+        let (reader, mut writer) = reflector::store::<Ingress>();
+        let mut cache = ConvertCache::default();
+        let mut diags = Vec::new();
+        let mut read = |cache: &mut ConvertCache<_>| {
+            hosts(&convert_all(
+                &reader,
+                ObjectKind::Ingress,
+                cache,
+                &mut diags,
+            ))
+        };
+        writer.apply_watcher_event(&Event::Apply(ingress("a", Some("1"), "a.example.com")));
+        writer.apply_watcher_event(&Event::Apply(ingress("b", None, "b.example.com")));
+        assert_eq!(read(&mut cache), ["a=a.example.com", "b=b.example.com"]);
+        assert_eq!(
+            cache.entries.len(),
+            1,
+            "only objects with a resourceVersion"
+        );
+
+        // The same resourceVersion is the same object: its last conversion is used
+        // (a real API server never changes content without changing it). An object
+        // without one is converted every time.
+        writer.apply_watcher_event(&Event::Apply(ingress("a", Some("1"), "x.example.com")));
+        writer.apply_watcher_event(&Event::Apply(ingress("b", None, "y.example.com")));
+        assert_eq!(read(&mut cache), ["a=a.example.com", "b=y.example.com"]);
+
+        // A new resourceVersion is converted again; the resourceVersion itself is
+        // not part of the converted object (status writes are not a new input).
+        writer.apply_watcher_event(&Event::Apply(ingress("a", Some("2"), "z.example.com")));
+        let converted = convert_all(&reader, ObjectKind::Ingress, &mut cache, &mut Vec::new());
+        assert_eq!(hosts(&converted), ["a=z.example.com", "b=y.example.com"]);
+        assert!(
+            converted
+                .iter()
+                .all(|i| i.metadata.resource_version.is_none())
+        );
+
+        // A deleted object leaves the cache.
+        writer.apply_watcher_event(&Event::Delete(ingress("a", Some("2"), "z.example.com")));
+        assert_eq!(read(&mut cache), ["b=y.example.com"]);
+        assert!(cache.entries.is_empty());
+    }
+
     #[test]
     fn other_secret_types_lose_their_data() {
         let mut s = Secret {
