@@ -162,10 +162,7 @@ fn parse_time(s: &str) -> Result<ingress_core::model::Timestamp, String> {
 /// The system clock as a [`ingress_core::model::Timestamp`] (the core takes time as
 /// an argument; the CLI supplies it).
 fn system_now() -> ingress_core::model::Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    ingress_core::model::Timestamp::from_unix(secs)
+    ingress_core::model::Timestamp::from_system_time(std::time::SystemTime::now())
 }
 
 fn parse_profile(s: &str) -> Result<Profile, String> {

@@ -51,16 +51,15 @@ impl Certs {
     /// The rustls form of each binding's certificate; a key rustls cannot use
     /// leaves the binding without one (logged).
     pub(crate) fn of(table: &RouteTable) -> Self {
-        let provider = rustls::crypto::ring::default_provider();
-        let mut unusable = Vec::with_capacity(table.tls_bindings().len());
-        let served = table
-            .tls_bindings()
-            .iter()
-            .map(|b| {
-                let c = b.certificate()?;
-                match provider.key_provider.load_private_key(c.key.clone_key()) {
+        let bindings = table.tls_bindings();
+        let mut served = Vec::with_capacity(bindings.len());
+        let mut unusable = Vec::with_capacity(bindings.len());
+        for b in bindings {
+            let s = b
+                .certificate()
+                .and_then(|c| match crate::tls::rustls_key(c) {
                     Ok(key) => Some(Served {
-                        key: Arc::new(CertifiedKey::new(c.chain.clone(), key)),
+                        key,
                         cert: c.clone(),
                         kept: false,
                     }),
@@ -68,14 +67,10 @@ impl Certs {
                         tracing::warn!(host = %b.host(), error = %e, "TLS key not usable");
                         None
                     }
-                }
-            })
-            .zip(table.tls_bindings())
-            .map(|(s, b)| {
-                unusable.push(s.is_none() && b.certificate().is_some());
-                s
-            })
-            .collect();
+                });
+            unusable.push(s.is_none() && b.certificate().is_some());
+            served.push(s);
+        }
         Certs {
             served,
             unusable,
@@ -157,8 +152,5 @@ impl Certs {
 /// The system clock as the core's [`Timestamp`] (the core takes time as an
 /// argument; the data plane supplies it).
 pub fn system_now() -> Timestamp {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    Timestamp::from_unix(secs)
+    Timestamp::from_system_time(std::time::SystemTime::now())
 }

@@ -419,12 +419,8 @@ fn default_certificate_of(
             return None;
         }
     };
-    let provider = rustls::crypto::ring::default_provider();
-    match provider
-        .key_provider
-        .load_private_key(parsed.key.clone_key())
-    {
-        Ok(k) => Some(Arc::new(rustls::sign::CertifiedKey::new(parsed.chain, k))),
+    match crate::tls::rustls_key(&parsed) {
+        Ok(k) => Some(k),
         Err(e) => {
             tracing::warn!(secret = %secret, error = %e, "defaultTlsCertificate key not usable");
             None

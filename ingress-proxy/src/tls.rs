@@ -113,3 +113,13 @@ pub fn server_config(resolver: Arc<SniResolver>) -> Result<Arc<ServerConfig>, Tl
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// The rustls form of a certificate the core parsed (chain and private key); `Err`
+/// when rustls cannot use the key.
+pub(crate) fn rustls_key(
+    c: &ingress_core::tls::CertifiedKey,
+) -> Result<Arc<CertifiedKey>, rustls::Error> {
+    let provider = rustls::crypto::ring::default_provider();
+    let key = provider.key_provider.load_private_key(c.key.clone_key())?;
+    Ok(Arc::new(CertifiedKey::new(c.chain.clone(), key)))
+}

@@ -60,6 +60,15 @@ impl Timestamp {
         Timestamp { seconds }
     }
 
+    /// A timestamp from a clock reading the caller took (the core reads no clock):
+    /// whole seconds since the Unix epoch, before it counting as the epoch.
+    pub fn from_system_time(t: std::time::SystemTime) -> Self {
+        let secs = t
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        Timestamp { seconds: secs }
+    }
+
     /// Unix seconds.
     pub const fn unix(self) -> i64 {
         self.seconds
