@@ -64,50 +64,9 @@ import sys
 import threading
 import time
 
-STOP = threading.Event()
-PROCS = []  # (name, Popen) of everything started, stopped by pid at the end
-LOCK = threading.Lock()
-EVENTS = []  # (t, text) for the report
-
-
-def log(msg):
-    line = f"[{time.strftime('%H:%M:%S', time.gmtime())}] {msg}"
-    print(line, file=sys.stderr, flush=True)
-    with LOCK:
-        EVENTS.append(line)
-
-
-def start(name, argv, out, **kw):
-    f = open(os.path.join(out, f"{name}.log"), "ab")
-    p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, **kw)
-    with LOCK:
-        PROCS.append((name, p))
-    return p
-
-
-def stop_all():
-    with LOCK:
-        procs = list(PROCS)
-    for _, p in procs:
-        if p.poll() is None:
-            try:
-                p.terminate()
-            except OSError:
-                pass
-    end = time.monotonic() + 5
-    for _, p in procs:
-        try:
-            p.wait(timeout=max(0.1, end - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-def write(dirpath, name, text):
-    tmp = os.path.join(dirpath, f".{name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.rename(tmp, os.path.join(dirpath, name))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import (EVENTS, STOP, Nginx, get_status, loadavg, log, proc_cpu_s,  # noqa: E402
+                      proc_rss_kib, start, stop_all, write)
 
 
 def indent(text, n):
@@ -238,61 +197,6 @@ def make_cert(out, i):
 
 
 # --- upstreams ---------------------------------------------------------------------------
-
-class Nginx:
-    def __init__(self, out, port):
-        self.port = port
-        d = os.path.join(out, f"nginx-{port}")
-        os.makedirs(d, exist_ok=True)
-        conf = os.path.join(d, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fcgi; uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
-  keepalive_requests 10000;
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{ return 200 "ok {port}\\n"; }}
-  }}
-}}
-""")
-        self.proc = start(f"nginx-{port}", [nginx_bin(), "-c", conf, "-p", d], out)
-        wait_port(port)
-
-    def quit(self):
-        """Graceful stop: in-flight requests finish, idle keep-alive connections close."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def nginx_bin():
-    for c in ("/usr/sbin/nginx", "/usr/bin/nginx"):
-        if os.path.exists(c):
-            return c
-    return "nginx"
-
-
-def wait_port(port, seconds=10):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listening on {port}")
-
 
 def fault_server(port, kind):
     """kind 'reset': read the request head, then close with RST. 'hang': read, never
@@ -440,18 +344,6 @@ def probes(args, end):
         time.sleep(0.5)
 
 
-def get_status(port, host, path="/"):
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        c.request("GET", path, headers={"Host": host})
-        r = c.getresponse()
-        r.read()
-        c.close()
-        return r.status
-    except (OSError, http.client.HTTPException):
-        return None
-
-
 def served_cert(port):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
@@ -562,17 +454,13 @@ SAMPLES = []  # (t since start, rss KiB, cpu seconds, load1)
 
 
 def sampler(pid, t_start, out):
-    tck = os.sysconf("SC_CLK_TCK")
     with open(os.path.join(out, "samples.tsv"), "w") as f:
         f.write("t_s\trss_kib\tcpu_s\tload1\n")
         while not STOP.is_set():
-            try:
-                rss = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{pid}/status").read()).group(1))
-                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-                cpu = (int(fields[11]) + int(fields[12])) / tck
-                load1 = float(open("/proc/loadavg").read().split()[0])
-            except (OSError, AttributeError):
+            rss, cpu = proc_rss_kib(pid), proc_cpu_s(pid)
+            if rss is None or cpu is None:
                 break
+            load1 = float(loadavg()[0])
             t = time.monotonic() - t_start
             SAMPLES.append((t, rss, cpu, load1))
             f.write(f"{t:.0f}\t{rss}\t{cpu:.2f}\t{load1}\n")
@@ -609,7 +497,7 @@ def run(args, out):
     b = args.base_port
     mdir = os.path.join(out, "manifests")
     os.makedirs(mdir, exist_ok=True)
-    load0 = open("/proc/loadavg").read().split()[:3]
+    load0 = loadavg()
     log(f"generating {args.ingresses} background Ingresses and 3 certificates")
     if args.ingresses > 0:
         with open(os.path.join(mdir, "background.yaml"), "w") as f:
