@@ -1387,6 +1387,8 @@ def main():
     ap.add_argument("scenarios", nargs="*", default=list(SCENARIOS))
     args = ap.parse_args()
     raise_nofile()
+    # SIGINT too: a shell starts background jobs with it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     load0 = loadavg()
     t_start = time.monotonic()
