@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{EndpointSlice, ObjectKind};
 use super::incremental::{Compiler, FullReason, Update};
+use crate::model::{EndpointSlice, ObjectKind};
 use crate::routing::{BackendStatus, RouteTable};
 use crate::snapshot::Snapshot;
 

@@ -249,7 +249,14 @@ proptest! {
 fn a_compiler_slice_change_resolves_only_that_service() {
     use crate::compile::{Compiler, Update};
     let base = base_yaml();
-    let s0 = |ip: &str| slice("default", "s0-0", "s0", &format!("[{{addresses: ['{ip}']}}]"));
+    let s0 = |ip: &str| {
+        slice(
+            "default",
+            "s0-0",
+            "s0",
+            &format!("[{{addresses: ['{ip}']}}]"),
+        )
+    };
     let s1 = slice("default", "s1-0", "s1", "[{addresses: ['10.0.1.1']}]");
     let mut compiler = Compiler::new(load(&(base.clone() + &s0("10.0.0.1") + &s1)), opts());
     let next = load(&(base + &s0("10.0.0.2") + &s1));
@@ -270,7 +277,11 @@ fn a_compiler_slice_change_resolves_only_that_service() {
     assert_eq!(endpoints(c, "a.example.com", "/"), "10.0.0.2:8080");
     assert_eq!(view(compiler.table()), view(&compile(&next, &opts()).table));
     // The same slice again: nothing to do.
-    let same = next.endpoint_slices.iter().find(|s| s.metadata.name == "s0-0").cloned();
+    let same = next
+        .endpoint_slices
+        .iter()
+        .find(|s| s.metadata.name == "s0-0")
+        .cloned();
     assert_eq!(
         compiler.apply_endpoint_slices([("default".into(), "s0-0".into(), same)]),
         Update::Unchanged
