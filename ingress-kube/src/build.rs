@@ -78,11 +78,15 @@ impl Pending {
     }
 }
 
-/// Test-only fault injection: a panic in the build (the builder must keep the
-/// last good table).
-#[cfg(any(test, feature = "testing"))]
-pub(crate) static PANIC_ON_BUILD: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+/// The test hook of [`KubeOptions::panic_on_ingress`]: panic while an Ingress of
+/// that name is among `names`.
+fn panic_hook<'a>(options: &KubeOptions, mut names: impl Iterator<Item = &'a str>) {
+    if let Some(marker) = &options.panic_on_ingress
+        && names.any(|n| n == marker)
+    {
+        panic!("injected panic in the kube config build (test hook: Ingress {marker})");
+    }
+}
 
 /// The builder's state between builds.
 #[derive(Debug, Default)]
@@ -110,13 +114,21 @@ impl Builder {
         options: &KubeOptions,
         pending: Pending,
     ) -> Option<Arc<Published>> {
-        #[cfg(any(test, feature = "testing"))]
-        if PANIC_ON_BUILD.load(std::sync::atomic::Ordering::Relaxed) {
-            panic!("injected panic in the kube config build (test hook)");
-        }
+        // A panic from here on drops the compiler (it is taken out of `self`):
+        // the next build reads every store again, so no change is lost with it.
         let Some(compiler) = self.compiler.take() else {
             return Some(self.first(stores, options));
         };
+        let changed = pending.changed.get(&Watched::Ingress);
+        let present = |k: &&Key| get(&stores.ingresses, k).is_some();
+        panic_hook(
+            options,
+            changed
+                .into_iter()
+                .flatten()
+                .filter(present)
+                .map(|k| k.1.as_str()),
+        );
         if pending.is_empty() {
             self.compiler = Some(compiler);
             return None;
@@ -138,6 +150,13 @@ impl Builder {
 
     /// The first build: everything read and compiled in full.
     fn first(&mut self, stores: &Stores, options: &KubeOptions) -> Arc<Published> {
+        if options.panic_on_ingress.is_some() {
+            let all = stores.ingresses.state();
+            panic_hook(
+                options,
+                all.iter().filter_map(|i| i.metadata.name.as_deref()),
+            );
+        }
         let mut snapshot = Snapshot::new();
         let mut conversion = BTreeMap::new();
         snapshot.ingresses = convert_all(&stores.ingresses, Watched::Ingress, &mut conversion);
@@ -267,8 +286,13 @@ impl Builder {
         let secrets_changed = !secrets.is_empty();
 
         // Anything but Ingresses, EndpointSlices and Secrets: a full compile of the
-        // compiler's objects with every change written in.
-        if !classes.is_empty() || !services.is_empty() || &compile_options != c.options() {
+        // compiler's objects with every change written in. A new gateway config is
+        // one too: the proxy applies its runtime settings with a full table.
+        if !classes.is_empty()
+            || !services.is_empty()
+            || gateway_changed
+            || &compile_options != c.options()
+        {
             let (mut snapshot, _) = compiler.take().expect("a compiler").into_parts();
             edit_list(&mut snapshot.ingress_classes, classes);
             edit_list(&mut snapshot.services, services);

@@ -59,6 +59,10 @@ pub struct KubeOptions {
     /// Watch `IngressGatewayConfig` objects (skipped with a warning when the CRD is
     /// not installed or listing it is forbidden; checked once, at start).
     pub gateway_config: bool,
+    /// Test hook: a build panics while an Ingress of this name exists (panic
+    /// containment tests). Set only by code; no flag or object field reaches it.
+    #[doc(hidden)]
+    pub panic_on_ingress: Option<String>,
 }
 
 impl Default for KubeOptions {
@@ -69,6 +73,7 @@ impl Default for KubeOptions {
             debounce: Duration::from_millis(50),
             max_delay: Duration::from_millis(500),
             gateway_config: true,
+            panic_on_ingress: None,
         }
     }
 }
