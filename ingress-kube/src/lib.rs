@@ -35,6 +35,7 @@
 //! [`lease`] (leader election), [`status`] (Ingress status and Events), and with the
 //! `testing` feature, `testing` (a fake API server). See docs/kube.md.
 
+mod build;
 pub mod convert;
 pub mod crd;
 pub mod error;

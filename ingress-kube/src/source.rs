@@ -2,21 +2,25 @@
 //!
 //! One kube-rs watcher and reflector store per kind (Ingress, IngressClass, Service,
 //! EndpointSlice, Secret and, when its CRD is installed, IngressGatewayConfig). Every
-//! change wakes a debounced builder, which waits until **every** store has its
-//! initial list before it publishes anything, then reads the stores into an
-//! [`ingress_core::Snapshot`], compiles it off the async threads and publishes a
-//! [`Published`] table through a [`tokio::sync::watch`] channel. A watch error backs
-//! off and re-lists (a `410 Gone` included); the stores keep their last good content
-//! meanwhile, so the last good table keeps serving.
+//! change is recorded (kind, namespace and name) and wakes a debounced builder,
+//! which waits until **every** store has its initial list before it publishes
+//! anything. The first build converts every object into an
+//! [`ingress_core::Snapshot`] and compiles it; after that, a build converts only
+//! the objects changed since the last one and applies them to the incremental
+//! compiler (changed Ingresses' hosts, changed EndpointSlices' backends; a full
+//! compile for other kinds), off the async threads, and publishes a [`Published`]
+//! table through a [`tokio::sync::watch`] channel. A burst of changes within the
+//! debounce window is one build. A watch error backs off and re-lists (a `410
+//! Gone` included); the stores keep their last good content meanwhile, so the last
+//! good table keeps serving, and the re-listed kind is compared whole with the
+//! compiler's objects (deletions included).
 
-use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use ingress_core::model::{ObjectKind, ObjectRef};
 use ingress_core::{CompileOptions, Diagnostic, RouteTable, Snapshot};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -30,9 +34,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use crate::convert::convert;
+use crate::build::{Builder, Pending, Watched};
 use crate::error::StartError;
-use crate::gateway::{self, ConfigError, GatewayConfig, IngressGatewayConfig};
+use crate::gateway::{ConfigError, GatewayConfig, IngressGatewayConfig};
 
 /// Secret types whose data is kept; the data of every other type (service account
 /// tokens, Helm releases...) is dropped before it reaches the store.
@@ -55,6 +59,10 @@ pub struct KubeOptions {
     /// Watch `IngressGatewayConfig` objects (skipped with a warning when the CRD is
     /// not installed or listing it is forbidden; checked once, at start).
     pub gateway_config: bool,
+    /// Test hook: a build panics while an Ingress of this name exists (panic
+    /// containment tests). Set only by code; no flag or object field reaches it.
+    #[doc(hidden)]
+    pub panic_on_ingress: Option<String>,
 }
 
 impl Default for KubeOptions {
@@ -65,6 +73,7 @@ impl Default for KubeOptions {
             debounce: Duration::from_millis(50),
             max_delay: Duration::from_millis(500),
             gateway_config: true,
+            panic_on_ingress: None,
         }
     }
 }
@@ -126,8 +135,11 @@ pub struct Published {
     pub gateway: Option<GatewayConfigState>,
     /// The gateway config applied to this table (the last valid one).
     pub applied_gateway: Option<GatewayConfig>,
-    /// The snapshot the table was compiled from.
-    pub snapshot: Arc<Snapshot>,
+    /// The Secrets the table was compiled with (those the Ingresses and the gateway
+    /// config reference), sorted by namespace and name; shared between publishes
+    /// until one changes. The other objects are not copied per publish:
+    /// [`Stores::snapshot`] reads them all.
+    pub secrets: Arc<Vec<ingress_core::model::Secret>>,
     /// How the table was made: a full compile, the endpoint fast path, or an
     /// incremental compile of the changed Ingresses' hosts.
     pub path: BuildPath,
@@ -186,6 +198,14 @@ impl Stores {
         );
         a.is_ok() && b.is_ok() && c.is_ok() && d.is_ok() && e.is_ok() && f
     }
+
+    /// Every stored object, converted to ingress-core's model (objects that do not
+    /// convert left out; every Secret of the [`KEPT_SECRET_TYPES`]), sorted by
+    /// namespace and name: what a full compile of the cluster reads. A JSON round
+    /// trip per object: for tests and tools, not for every change.
+    pub fn snapshot(&self) -> Snapshot {
+        crate::build::snapshot_of(self)
+    }
 }
 
 /// The running source: watch tasks and the builder. Dropping it stops them.
@@ -207,26 +227,49 @@ impl Drop for KubeSource {
 impl KubeSource {
     /// Start watching with `client`. Must run inside a tokio runtime.
     pub async fn start(client: Client, options: KubeOptions) -> Result<Self, StartError> {
-        let changed = Arc::new(Notify::new());
+        let changed = Arc::new(Changed::default());
         let mut tasks = Vec::new();
         let ns = options.namespace.as_deref();
-        let (ingresses, t) = watch_kind(namespaced::<Ingress>(&client, ns), &changed, strip);
+        let (ingresses, t) = watch_kind(
+            namespaced::<Ingress>(&client, ns),
+            Watched::Ingress,
+            &changed,
+            strip,
+        );
         tasks.push(t);
-        let (ingress_classes, t) =
-            watch_kind(Api::<IngressClass>::all(client.clone()), &changed, strip);
+        let (ingress_classes, t) = watch_kind(
+            Api::<IngressClass>::all(client.clone()),
+            Watched::IngressClass,
+            &changed,
+            strip,
+        );
         tasks.push(t);
-        let (services, t) = watch_kind(namespaced::<Service>(&client, ns), &changed, strip);
+        let (services, t) = watch_kind(
+            namespaced::<Service>(&client, ns),
+            Watched::Service,
+            &changed,
+            strip,
+        );
         tasks.push(t);
-        let (endpoint_slices, t) =
-            watch_kind(namespaced::<EndpointSlice>(&client, ns), &changed, strip);
+        let (endpoint_slices, t) = watch_kind(
+            namespaced::<EndpointSlice>(&client, ns),
+            Watched::EndpointSlice,
+            &changed,
+            strip,
+        );
         tasks.push(t);
-        let (secrets, t) = watch_kind(namespaced::<Secret>(&client, ns), &changed, strip_secret);
+        let (secrets, t) = watch_kind(
+            namespaced::<Secret>(&client, ns),
+            Watched::Secret,
+            &changed,
+            strip_secret,
+        );
         tasks.push(t);
         let gateway_configs = if options.gateway_config {
             let api = Api::<IngressGatewayConfig>::all(client.clone());
             match api.list(&ListParams::default().limit(1)).await {
                 Ok(_) => {
-                    let (store, t) = watch_kind(api, &changed, strip);
+                    let (store, t) = watch_kind(api, Watched::GatewayConfig, &changed, strip);
                     tasks.push(t);
                     Some(store)
                 }
@@ -323,9 +366,29 @@ fn strip_secret(s: &mut Secret) {
     }
 }
 
+/// What the watch tasks tell the builder: which objects changed since its last
+/// build, and a wake-up.
+#[derive(Debug, Default)]
+struct Changed {
+    notify: Notify,
+    pending: std::sync::Mutex<Pending>,
+}
+
+impl Changed {
+    fn record(&self, f: impl FnOnce(&mut Pending)) {
+        f(&mut self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 fn watch_kind<K>(
     api: Api<K>,
-    changed: &Arc<Notify>,
+    kind: Watched,
+    changed: &Arc<Changed>,
     modify: fn(&mut K),
 ) -> (Store<K>, JoinHandle<()>)
 where
@@ -334,7 +397,8 @@ where
 {
     let (reader, writer) = reflector::store::<K>();
     let changed = changed.clone();
-    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let kind_name = K::kind(&K::DynamicType::default()).into_owned();
+    // The reflector writes each event into the store before it is seen here.
     let stream = watch_stream(api)
         .default_backoff()
         .modify(modify)
@@ -343,10 +407,17 @@ where
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {
             match event {
-                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => changed.notify_one(),
+                Ok(Event::Apply(o) | Event::Delete(o)) => {
+                    changed.record(|p| p.object(kind, o.meta()))
+                }
+                // A (re-)list is complete: the store holds exactly the server's
+                // objects, which the builder compares whole with its own.
+                Ok(Event::InitDone) => changed.record(|p| {
+                    p.relisted.insert(kind);
+                }),
                 Ok(Event::Init | Event::InitApply(_)) => {}
                 Err(e) => tracing::warn!(
-                    kind,
+                    kind = kind_name,
                     error = %e,
                     "watch failed; retrying with backoff (the last good table keeps serving)"
                 ),
@@ -366,7 +437,7 @@ where
 async fn run_builder(
     stores: Stores,
     options: KubeOptions,
-    changed: Arc<Notify>,
+    changed: Arc<Changed>,
     tx: watch::Sender<Option<Arc<Published>>>,
 ) {
     if !stores.wait_until_ready().await {
@@ -375,14 +446,18 @@ async fn run_builder(
     }
     tracing::info!("every store has its initial list; publishing");
     let options = Arc::new(options);
-    let state = Arc::new(std::sync::Mutex::new(BuildState::default()));
+    let builder = Arc::new(std::sync::Mutex::new(Builder::default()));
     loop {
-        // Reading the stores (a JSON round trip per object) and compiling are CPU
-        // work: both run off the async threads.
-        let (stores2, options2, state2) = (stores.clone(), options.clone(), state.clone());
+        // What changed since the last build, taken before the stores are read: a
+        // change recorded meanwhile is applied (again) by the next build.
+        let pending = changed.take();
+        // Converting the changed objects and compiling are CPU work: both run off
+        // the async threads.
+        let (stores2, options2, builder2) = (stores.clone(), options.clone(), builder.clone());
+        let started = std::time::Instant::now();
         let built = tokio::task::spawn_blocking(move || {
-            let mut state = state2.lock().unwrap_or_else(|e| e.into_inner());
-            build(&stores2, &options2, &mut state)
+            let mut builder = builder2.lock().unwrap_or_else(|e| e.into_inner());
+            builder.build(&stores2, &options2, pending)
         })
         .await;
         match built {
@@ -392,553 +467,33 @@ async fn run_builder(
                     routes = p.table.routes().len(),
                     diagnostics = p.diagnostics.len(),
                     path = ?p.path,
+                    build_ms = started.elapsed().as_secs_f64() * 1e3,
                     "configuration published"
                 );
                 tx.send_replace(Some(p));
             }
             Ok(None) => {}
             Err(e) => {
+                // The builder dropped its compiler: the next build reads every
+                // store again.
                 tracing::error!(error = %e, "build task failed; the last good table keeps serving")
             }
         }
-        changed.notified().await;
+        changed.notify.notified().await;
         let deadline = tokio::time::Instant::now() + options.max_delay;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(options.debounce) => break,
                 _ = tokio::time::sleep_until(deadline) => break,
-                _ = changed.notified() => {}
+                _ = changed.notify.notified() => {}
             }
         }
     }
-}
-
-/// Read the stores; compile and return a new table if the input changed. When
-/// only EndpointSlices changed, the previous table gets the new endpoints of the
-/// Services concerned instead (the fast path), if the core can do it exactly.
-fn build(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Option<Arc<Published>> {
-    let input = read_stores(stores, options, state);
-    if state.last_input.as_ref() == Some(&input.key) {
-        return None;
-    }
-    let version = state.version + 1;
-    let fast = match (&state.last_input, &state.last_published) {
-        (Some(prev), Some(published)) if prev.same_but_snapshot(&input.key) => {
-            match ingress_core::compile::refresh_endpoints(
-                &published.table,
-                &prev.snapshot,
-                &input.key.snapshot,
-            ) {
-                Ok(r) => Some(Published {
-                    version,
-                    table: r.table,
-                    diagnostics: published.diagnostics.clone(),
-                    gateway: input.key.gateway.clone(),
-                    applied_gateway: input.key.applied.clone(),
-                    snapshot: input.key.snapshot.clone(),
-                    path: BuildPath::Endpoints,
-                    splices: None,
-                }),
-                Err(e) => {
-                    tracing::debug!(reason = %e, "full compile");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
-    let incremental = state
-        .last_input
-        .as_ref()
-        .is_some_and(|prev| prev.same_but_snapshot(&input.key));
-    if fast.is_some() {
-        // The compiler's snapshot no longer has the cluster's endpoints: the next
-        // change compiles in full (and starts a new compiler).
-        state.compiler = None;
-    }
-    state.version = version;
-    state.last_input = Some(input.key.clone());
-    let published = Arc::new(match fast {
-        Some(p) => p,
-        None => input.compile(version, &mut state.compiler, incremental),
-    });
-    state.last_published = Some(published.clone());
-    Some(published)
-}
-
-#[derive(Debug, Default)]
-struct BuildState {
-    version: u64,
-    last_input: Option<InputKey>,
-    /// The last valid gateway config, applied while a newer one is invalid.
-    last_valid_gateway: Option<(String, GatewayConfig)>,
-    /// The last table published, for the endpoint fast path.
-    last_published: Option<Arc<Published>>,
-    /// The incremental compiler holding the last compiled table (`None` after the
-    /// endpoint fast path: its table is no longer the published one).
-    compiler: Option<ingress_core::compile::Compiler>,
-    /// Each kind's objects as last converted, so that a build converts only the
-    /// objects whose resourceVersion changed.
-    converted: Converted,
-}
-
-/// The conversion caches of [`BuildState`], one per kind read in full.
-#[derive(Debug, Default)]
-struct Converted {
-    ingresses: ConvertCache<ingress_core::model::Ingress>,
-    ingress_classes: ConvertCache<ingress_core::model::IngressClass>,
-    services: ConvertCache<ingress_core::model::Service>,
-    endpoint_slices: ConvertCache<ingress_core::model::EndpointSlice>,
-}
-
-/// Converted objects by namespace and name, with the resourceVersion they were
-/// converted at. The conversion is a JSON round trip per object, most of a build's
-/// cost with tens of thousands of objects; an object whose resourceVersion is
-/// unchanged is the same object (the API server changes it on every write), so its
-/// last conversion (or its diagnostic) is reused. Objects without a
-/// resourceVersion are converted every time.
-#[derive(Debug)]
-struct ConvertCache<T> {
-    entries: HashMap<(String, String), (String, Result<T, Diagnostic>)>,
-}
-
-impl<T> Default for ConvertCache<T> {
-    fn default() -> Self {
-        ConvertCache {
-            entries: HashMap::new(),
-        }
-    }
-}
-
-/// What a table depends on: when equal, the table would be the same.
-#[derive(Debug, Clone, PartialEq)]
-struct InputKey {
-    snapshot: Arc<Snapshot>,
-    options: CompileOptions,
-    conversion: Vec<Diagnostic>,
-    gateway: Option<GatewayConfigState>,
-    applied: Option<GatewayConfig>,
-}
-
-impl InputKey {
-    /// Everything but the snapshot is equal.
-    fn same_but_snapshot(&self, other: &InputKey) -> bool {
-        self.options == other.options
-            && self.conversion == other.conversion
-            && self.gateway == other.gateway
-            && self.applied == other.applied
-    }
-}
-
-struct Input {
-    key: InputKey,
-}
-
-impl Input {
-    /// Compile: incrementally through `compiler` when `incremental` (everything but
-    /// the snapshot is as last compiled) and the compiler can, else in full (and
-    /// keep a new compiler for the next change).
-    fn compile(
-        self,
-        version: u64,
-        compiler: &mut Option<ingress_core::compile::Compiler>,
-        incremental: bool,
-    ) -> Published {
-        use ingress_core::compile::{Compiler, Update};
-        let InputKey {
-            snapshot,
-            options,
-            conversion,
-            gateway,
-            applied,
-        } = self.key;
-        let update = match compiler.as_mut() {
-            Some(c) if incremental && c.options() == &options => c.replace((*snapshot).clone()),
-            _ => {
-                *compiler = None;
-                Update::Full(ingress_core::compile::FullReason::First)
-            }
-        };
-        let c = compiler.get_or_insert_with(|| Compiler::new((*snapshot).clone(), options));
-        let (path, splices) = match update {
-            Update::Incremental { splices, .. } => (BuildPath::Incremental, Some(splices)),
-            Update::Unchanged => (BuildPath::Incremental, Some(Vec::new())),
-            other => {
-                tracing::debug!(update = ?other, "full compile");
-                (BuildPath::Full, None)
-            }
-        };
-        if path == BuildPath::Incremental {
-            tracing::debug!(
-                hosts = splices.as_ref().map_or(0, Vec::len),
-                "incremental update: only the touched hosts were compiled"
-            );
-        }
-        let mut diagnostics = conversion;
-        diagnostics.extend(c.diagnostics().iter().cloned());
-        diagnostics.sort();
-        Published {
-            version,
-            // A copy sharing the host structures with the compiler's table.
-            table: c.table().clone(),
-            diagnostics,
-            gateway,
-            applied_gateway: applied,
-            snapshot,
-            path,
-            splices,
-        }
-    }
-}
-
-fn read_stores(stores: &Stores, options: &KubeOptions, state: &mut BuildState) -> Input {
-    let mut conversion = Vec::new();
-    let mut snapshot = Snapshot::new();
-    let cache = &mut state.converted;
-    snapshot.ingresses = convert_all(
-        &stores.ingresses,
-        ObjectKind::Ingress,
-        &mut cache.ingresses,
-        &mut conversion,
-    );
-    snapshot.ingress_classes = convert_all(
-        &stores.ingress_classes,
-        ObjectKind::IngressClass,
-        &mut cache.ingress_classes,
-        &mut conversion,
-    );
-    snapshot.services = convert_all(
-        &stores.services,
-        ObjectKind::Service,
-        &mut cache.services,
-        &mut conversion,
-    );
-    snapshot.endpoint_slices = convert_all(
-        &stores.endpoint_slices,
-        ObjectKind::EndpointSlice,
-        &mut cache.endpoint_slices,
-        &mut conversion,
-    );
-
-    let gateway = resolve_gateway(stores, &snapshot, &options.compile.controller_name);
-    let applied = match &gateway {
-        Some(GatewayConfigState {
-            name,
-            result: Ok(cfg),
-            ..
-        }) => {
-            state.last_valid_gateway = Some((name.clone(), cfg.clone()));
-            Some(cfg.clone())
-        }
-        Some(GatewayConfigState {
-            name,
-            exists: true,
-            result: Err(_),
-            ..
-        }) => state
-            .last_valid_gateway
-            .as_ref()
-            .filter(|(n, _)| n == name)
-            .map(|(_, c)| c.clone()),
-        Some(_) | None => None,
-    };
-    let mut compile_options = options.compile.clone();
-    if let Some(cfg) = &applied {
-        compile_options.profile = cfg.profile;
-        if cfg.annotation_prefix.is_some() {
-            compile_options.annotation_prefix = cfg.annotation_prefix.clone();
-        }
-        if let Some(level) = cfg.annotations_risk_level {
-            compile_options.annotations_risk_level = level;
-        }
-    }
-
-    let wanted = referenced_secrets(&snapshot, applied.as_ref());
-    let mut secrets: Vec<ingress_core::model::Secret> = Vec::new();
-    for s in stores.secrets.state() {
-        let r = crate::convert::object_ref(ObjectKind::Secret, s.as_ref());
-        if !wanted.contains(&r) {
-            continue;
-        }
-        match convert::<_, ingress_core::model::Secret>(ObjectKind::Secret, s.as_ref()) {
-            Ok(mut s) => {
-                s.metadata.resource_version = None;
-                secrets.push(s);
-            }
-            Err(d) => conversion.push(d),
-        }
-    }
-    sort_by_ref(&mut secrets, |s| &s.metadata);
-    snapshot.secrets = secrets;
-    conversion.sort();
-    Input {
-        key: InputKey {
-            snapshot: Arc::new(snapshot),
-            options: compile_options,
-            conversion,
-            gateway,
-            applied,
-        },
-    }
-}
-
-fn convert_all<K, T>(
-    store: &Store<K>,
-    kind: ObjectKind,
-    cache: &mut ConvertCache<T>,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<T>
-where
-    K: Resource + k8s_openapi::Resource + serde::Serialize + Clone,
-    K::DynamicType: Eq + Hash + Clone,
-    T: DeserializeOwned + HasMeta + Clone,
-{
-    let objects = store.state();
-    let mut out = Vec::with_capacity(objects.len());
-    let mut next = HashMap::with_capacity(objects.len());
-    for o in objects {
-        let meta = o.meta();
-        let key = (
-            meta.namespace.clone().unwrap_or_default(),
-            meta.name.clone().unwrap_or_default(),
-        );
-        let rv = meta.resource_version.clone();
-        let converted = match (rv, cache.entries.remove(&key)) {
-            (Some(rv), Some((seen, r))) if seen == rv => Some((rv, r)),
-            (rv, _) => {
-                let r = convert::<K, T>(kind, o.as_ref()).map(|mut t| {
-                    // Status writes change only the resourceVersion: not a new input.
-                    t.meta_mut().resource_version = None;
-                    t
-                });
-                match rv {
-                    Some(rv) => Some((rv, r)),
-                    None => {
-                        match r {
-                            Ok(t) => out.push(t),
-                            Err(d) => diags.push(d),
-                        }
-                        None
-                    }
-                }
-            }
-        };
-        if let Some((rv, r)) = converted {
-            match &r {
-                Ok(t) => out.push(t.clone()),
-                Err(d) => diags.push(d.clone()),
-            }
-            next.insert(key, (rv, r));
-        }
-    }
-    // Objects no longer in the store drop out of the cache.
-    cache.entries = next;
-    sort_by_ref(&mut out, T::meta);
-    out
-}
-
-/// Objects with metadata, to sort store contents (stores are unordered).
-trait HasMeta {
-    fn meta(&self) -> &ingress_core::model::ObjectMeta;
-    fn meta_mut(&mut self) -> &mut ingress_core::model::ObjectMeta;
-}
-
-macro_rules! has_meta {
-    ($($t:ident),*) => {$(
-        impl HasMeta for ingress_core::model::$t {
-            fn meta(&self) -> &ingress_core::model::ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ingress_core::model::ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    )*};
-}
-has_meta!(Ingress, IngressClass, Service, EndpointSlice, Secret);
-
-fn sort_by_ref<T>(v: &mut [T], meta: impl Fn(&T) -> &ingress_core::model::ObjectMeta) {
-    v.sort_by(|a, b| {
-        let (a, b) = (meta(a), meta(b));
-        (a.namespace_or_default(), a.name.as_str())
-            .cmp(&(b.namespace_or_default(), b.name.as_str()))
-    });
-}
-
-/// The Secrets an Ingress can use: `spec.tls[].secretName`, annotation values under
-/// keys ending in `-secret` (`name` or `namespace/name`, e.g. `auth-secret`,
-/// `auth-tls-secret`, `proxy-ssl-secret`), and the gateway's default certificate.
-pub(crate) fn referenced_secrets(
-    snapshot: &Snapshot,
-    gateway: Option<&GatewayConfig>,
-) -> BTreeSet<ObjectRef> {
-    let mut out = BTreeSet::new();
-    let secret = |ns: &str, name: &str| ObjectRef::namespaced(ObjectKind::Secret, ns, name);
-    for ing in &snapshot.ingresses {
-        let ns = ing.metadata.namespace_or_default();
-        for tls in &ing.spec.tls {
-            if let Some(name) = tls.secret_name.as_deref().filter(|n| !n.is_empty()) {
-                out.insert(secret(ns, name));
-            }
-        }
-        for (key, value) in &ing.metadata.annotations {
-            if !key.ends_with("-secret") {
-                continue;
-            }
-            let value = value.trim();
-            match value.split_once('/') {
-                Some((other_ns, name)) => out.insert(secret(other_ns, name)),
-                None => out.insert(secret(ns, value)),
-            };
-        }
-    }
-    if let Some(r) = gateway.and_then(|g| g.default_tls_certificate.clone()) {
-        out.insert(r);
-    }
-    out
-}
-
-/// Find the gateway config our IngressClass references (the first of our classes by
-/// name that references one).
-fn resolve_gateway(
-    stores: &Stores,
-    snapshot: &Snapshot,
-    controller: &str,
-) -> Option<GatewayConfigState> {
-    let configs = stores.gateway_configs.as_ref()?;
-    let name = snapshot
-        .ingress_classes
-        .iter()
-        .filter(|c| c.spec.controller == controller)
-        .filter_map(|c| c.spec.parameters.as_ref())
-        .find(|p| p.api_group.as_deref() == Some(gateway::GROUP) && p.kind == gateway::KIND)
-        .map(|p| p.name.clone())?;
-    let Some(obj) = configs.get(&reflector::ObjectRef::new(&name)) else {
-        return Some(GatewayConfigState {
-            name: name.clone(),
-            exists: false,
-            generation: None,
-            result: Err(vec![ConfigError {
-                field: "spec.parameters".into(),
-                message: format!(
-                    "the IngressClass references IngressGatewayConfig {name:?}, which does not exist"
-                ),
-            }]),
-        });
-    };
-    Some(GatewayConfigState {
-        name,
-        exists: true,
-        generation: obj.metadata.generation,
-        result: gateway::validate(&obj.spec),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn referenced_secrets_come_from_tls_annotations_and_the_gateway() {
-        let yaml = r#"
-apiVersion: networking.k8s.io/v1
-kind: Ingress
-metadata:
-  name: web
-  namespace: shop
-  annotations:
-    nginx.ingress.kubernetes.io/auth-secret: basic-auth
-    nginx.ingress.kubernetes.io/auth-tls-secret: certs/client-ca
-    nginx.ingress.kubernetes.io/rewrite-target: /
-spec:
-  tls: [{hosts: [a.example.com], secretName: a-tls}, {hosts: [b.example.com]}]
-"#;
-        let loaded = ingress_core::manifest::load_str("t.yaml", yaml);
-        let gateway = GatewayConfig {
-            default_tls_certificate: Some(ObjectRef::namespaced(
-                ObjectKind::Secret,
-                "ingress",
-                "default",
-            )),
-            ..GatewayConfig::default()
-        };
-        let got: Vec<String> = referenced_secrets(&loaded.snapshot, Some(&gateway))
-            .iter()
-            .map(|r| format!("{}/{}", r.namespace.as_deref().unwrap_or(""), r.name))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                "certs/client-ca",
-                "ingress/default",
-                "shop/a-tls",
-                "shop/basic-auth"
-            ]
-        );
-    }
-
-    fn ingress(name: &str, rv: Option<&str>, host: &str) -> Ingress {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "namespace": "shop", "resourceVersion": rv},
-            "spec": {"rules": [{"host": host}]},
-        }))
-        .expect("an Ingress")
-    }
-
-    fn hosts(v: &[ingress_core::model::Ingress]) -> Vec<String> {
-        v.iter()
-            .map(|i| {
-                let host = i.spec.rules.first().and_then(|r| r.host.as_ref());
-                format!("{}={}", i.metadata.name, host.map_or("", |h| h.as_str()))
-            })
-            .collect()
-    }
-
-    #[test]
-    fn objects_are_converted_again_only_when_their_resource_version_changes() {
-        let (reader, mut writer) = reflector::store::<Ingress>();
-        let mut cache = ConvertCache::default();
-        let mut diags = Vec::new();
-        let mut read = |cache: &mut ConvertCache<_>| {
-            hosts(&convert_all(
-                &reader,
-                ObjectKind::Ingress,
-                cache,
-                &mut diags,
-            ))
-        };
-        writer.apply_watcher_event(&Event::Apply(ingress("a", Some("1"), "a.example.com")));
-        writer.apply_watcher_event(&Event::Apply(ingress("b", None, "b.example.com")));
-        assert_eq!(read(&mut cache), ["a=a.example.com", "b=b.example.com"]);
-        assert_eq!(
-            cache.entries.len(),
-            1,
-            "only objects with a resourceVersion"
-        );
-
-        // The same resourceVersion is the same object: its last conversion is used
-        // (a real API server never changes content without changing it). An object
-        // without one is converted every time.
-        writer.apply_watcher_event(&Event::Apply(ingress("a", Some("1"), "x.example.com")));
-        writer.apply_watcher_event(&Event::Apply(ingress("b", None, "y.example.com")));
-        assert_eq!(read(&mut cache), ["a=a.example.com", "b=y.example.com"]);
-
-        // A new resourceVersion is converted again; the resourceVersion itself is
-        // not part of the converted object (status writes are not a new input).
-        writer.apply_watcher_event(&Event::Apply(ingress("a", Some("2"), "z.example.com")));
-        let converted = convert_all(&reader, ObjectKind::Ingress, &mut cache, &mut Vec::new());
-        assert_eq!(hosts(&converted), ["a=z.example.com", "b=y.example.com"]);
-        assert!(
-            converted
-                .iter()
-                .all(|i| i.metadata.resource_version.is_none())
-        );
-
-        // A deleted object leaves the cache.
-        writer.apply_watcher_event(&Event::Delete(ingress("a", Some("2"), "z.example.com")));
-        assert_eq!(read(&mut cache), ["b=y.example.com"]);
-        assert!(cache.entries.is_empty());
-    }
 
     #[test]
     fn other_secret_types_lose_their_data() {

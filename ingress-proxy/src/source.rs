@@ -349,7 +349,7 @@ pub fn feed_kube(
                         .applied_gateway
                         .as_ref()
                         .and_then(|g| g.default_tls_certificate.as_ref())
-                        .and_then(|r| default_certificate_of(&p.snapshot, r))
+                        .and_then(|r| default_certificate_of(&p.secrets, r))
                     {
                         table = table.with_default_certificate(cert);
                     }
@@ -394,13 +394,13 @@ fn log_diagnostics(diagnostics: &[Located]) {
     }
 }
 
-/// The gateway config's default certificate from its Secret in `snapshot`; `None`
+/// The gateway config's default certificate from its Secret in `secrets`; `None`
 /// (logged) when the Secret is missing or unusable: the listener's default serves.
 fn default_certificate_of(
-    snapshot: &ingress_core::snapshot::Snapshot,
+    secrets: &[ingress_core::model::Secret],
     secret: &ingress_core::model::ObjectRef,
 ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-    let found = snapshot.secrets.iter().find(|s| {
+    let found = secrets.iter().find(|s| {
         s.metadata.name == secret.name
             && s.metadata.namespace.as_deref() == secret.namespace.as_deref()
     });

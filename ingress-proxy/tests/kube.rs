@@ -358,3 +358,67 @@ async fn the_gateway_config_default_certificate_is_served() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+/// T54 in `--kube` mode: a panic while building a config from the cluster (a test
+/// hook: the build panics while an Ingress named `panic` exists) leaves the last
+/// good table serving; once the object is gone, the next build reads the stores
+/// again and serves everything else that changed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t54_a_panic_in_the_kube_config_build_keeps_the_last_good_table() -> TestResult {
+    let (a, b) = (echo("a").await, echo("b").await);
+    let api = FakeApiServer::start().await?;
+    api.apply(object(
+        "networking.k8s.io/v1",
+        "IngressClass",
+        None,
+        "gw",
+        json!({"spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME}}),
+    ));
+    for o in kube_backend("web", a.addr)
+        .into_iter()
+        .chain(kube_backend("other", b.addr))
+    {
+        api.apply(o);
+    }
+    api.apply(kube_ingress("web", "a.example.com", "web"));
+    let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
+    let mut options =
+        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20));
+    options.panic_on_ingress = Some("panic".into());
+    let source = KubeSource::start(api.client()?, options).await?;
+    let _feed = feed_kube(
+        source.subscribe(),
+        p.live().clone(),
+        p.metrics().clone(),
+        p.service().options().clone(),
+    );
+    eventually("a.example.com served", || async {
+        server_of(&p, "a.example.com").await.as_deref() == Some("a")
+    })
+    .await;
+    let version = p.live().load().version();
+
+    // The marker and a real change in one burst: the build panics.
+    api.apply(kube_ingress("panic", "p.example.com", "other"));
+    api.apply(kube_ingress("second", "b.example.com", "other"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(p.live().load().version(), version, "nothing published");
+    assert_eq!(server_of(&p, "a.example.com").await.as_deref(), Some("a"));
+    assert_eq!(server_of(&p, "b.example.com").await, None);
+    // Still panicking on the next change while the marker exists.
+    api.apply(kube_ingress("third", "c.example.com", "other"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(p.live().load().version(), version);
+
+    // The marker gone: everything else that changed is served.
+    api.delete("Ingress", "shop", "panic");
+    eventually("b and c served", || async {
+        server_of(&p, "b.example.com").await.as_deref() == Some("b")
+            && server_of(&p, "c.example.com").await.as_deref() == Some("b")
+    })
+    .await;
+    assert_eq!(server_of(&p, "p.example.com").await, None);
+    assert_eq!(server_of(&p, "a.example.com").await.as_deref(), Some("a"));
+    p.shutdown().await;
+    Ok(())
+}

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 
 use rustc_hash::FxHashMap;
 
+use super::incremental::{Compiler, FullReason, Update};
 use crate::model::{EndpointSlice, ObjectKind};
 use crate::routing::{BackendStatus, RouteTable};
 use crate::snapshot::Snapshot;
@@ -162,4 +163,164 @@ fn owner(s: &EndpointSlice) -> Option<(&str, &str)> {
 /// Service and port, never the endpoints).
 fn same_kind(a: &Resolution, b: &Resolution) -> bool {
     std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+impl Compiler {
+    /// Apply EndpointSlice changes as one update: each `(namespace, name, slice)`
+    /// upserts (`Some`) or removes (`None`) the EndpointSlice of that namespace and
+    /// name (a later entry for the same name wins).
+    ///
+    /// Only the backends of the Services whose slices changed are resolved again,
+    /// as [`refresh_endpoints`] does, from those Services' slices alone: the work is
+    /// in the number of slices of those Services, not in the size of the snapshot.
+    /// The table equals a full compile's, and [`Update::Endpoints`] says so; when a
+    /// backend's resolution changes kind (the diagnostics change) or objects are
+    /// duplicated, this compiles in full and says why.
+    ///
+    /// ```
+    /// use ingress_core::compile::{Compiler, Update};
+    /// use ingress_core::{CompileOptions, Snapshot};
+    ///
+    /// let mut compiler = Compiler::new(Snapshot::new(), CompileOptions::default());
+    /// let gone = ("default".to_owned(), "web-abc".to_owned(), None);
+    /// assert_eq!(compiler.apply_endpoint_slices([gone]), Update::Unchanged);
+    /// ```
+    pub fn apply_endpoint_slices(
+        &mut self,
+        changes: impl IntoIterator<Item = (String, String, Option<EndpointSlice>)>,
+    ) -> Update {
+        let mut by_key: FxHashMap<(String, String), Option<EndpointSlice>> = FxHashMap::default();
+        let mut order = Vec::new();
+        for (ns, name, slice) in changes {
+            let key = (ns, name);
+            if by_key.insert(key.clone(), slice).is_none() {
+                order.push(key);
+            }
+        }
+        let changes: Vec<((String, String), Option<EndpointSlice>)> = order
+            .into_iter()
+            .map(|k| {
+                let s = by_key.remove(&k).flatten();
+                (k, s)
+            })
+            .collect();
+        if self.state.duplicates {
+            let mut any = false;
+            for ((ns, name), slice) in changes {
+                let list = &mut self.snapshot.endpoint_slices;
+                let before = list.len();
+                list.retain(|s| {
+                    !(s.metadata.namespace_or_default() == ns && s.metadata.name == name)
+                });
+                any |= before != list.len() || slice.is_some();
+                list.extend(slice);
+            }
+            if !any {
+                return Update::Unchanged;
+            }
+            self.full();
+            return Update::Full(FullReason::Duplicates);
+        }
+        // The Services concerned: the old and the new owner of every changed slice.
+        let mut services: BTreeSet<(String, String)> = BTreeSet::new();
+        let owned = |s: &EndpointSlice| owner(s).map(|(ns, n)| (ns.to_owned(), n.to_owned()));
+        for (key, slice) in &changes {
+            if let Some(&p) = self.state.slice_names.get(key) {
+                services.extend(owned(&self.snapshot.endpoint_slices[p]));
+            }
+            services.extend(slice.as_ref().and_then(owned));
+        }
+        let before = self.services_alone(&services);
+        let mut any = false;
+        for (key, slice) in changes {
+            match (self.state.slice_names.get(&key).copied(), slice) {
+                (Some(p), Some(slice)) => {
+                    if self.snapshot.endpoint_slices[p] == slice {
+                        continue;
+                    }
+                    self.unindex_slice(p);
+                    self.snapshot.endpoint_slices[p] = slice;
+                    self.index_slice(p);
+                }
+                (None, Some(slice)) => {
+                    let p = self.snapshot.endpoint_slices.len();
+                    self.snapshot.endpoint_slices.push(slice);
+                    self.state.slice_names.insert(key, p);
+                    self.index_slice(p);
+                }
+                (Some(p), None) => {
+                    self.unindex_slice(p);
+                    self.state.slice_names.remove(&key);
+                    let last = self.snapshot.endpoint_slices.len() - 1;
+                    if p != last {
+                        self.unindex_slice(last);
+                    }
+                    self.snapshot.endpoint_slices.swap_remove(p);
+                    if p != last {
+                        let m = &self.snapshot.endpoint_slices[p].metadata;
+                        let moved = (m.namespace_or_default().to_owned(), m.name.clone());
+                        self.state.slice_names.insert(moved, p);
+                        self.index_slice(p);
+                    }
+                }
+                (None, None) => continue,
+            }
+            any = true;
+        }
+        if !any {
+            return Update::Unchanged;
+        }
+        let after = self.services_alone(&services);
+        match refresh_endpoints(&self.compiled.table, &before, &after) {
+            Ok(r) => {
+                self.compiled.table = r.table;
+                Update::Endpoints {
+                    backends: r.backends,
+                    services: r.services.into_iter().collect(),
+                }
+            }
+            Err(e) => {
+                self.full();
+                Update::Full(FullReason::Endpoints(e))
+            }
+        }
+    }
+
+    /// A snapshot of the given Services and their EndpointSlices alone.
+    fn services_alone(&self, services: &BTreeSet<(String, String)>) -> Snapshot {
+        let mut out = Snapshot::new();
+        for key in services {
+            if let Some(&p) = self.state.service_pos.get(key) {
+                out.services.push(self.snapshot.services[p].clone());
+            }
+            for &i in self.state.slice_pos.get(key).into_iter().flatten() {
+                out.endpoint_slices
+                    .push(self.snapshot.endpoint_slices[i].clone());
+            }
+        }
+        out
+    }
+
+    /// Add slice `p` to its Service's list.
+    fn index_slice(&mut self, p: usize) {
+        let s = &self.snapshot.endpoint_slices[p];
+        if let Some((ns, svc)) = owner(s) {
+            let key = (ns.to_owned(), svc.to_owned());
+            self.state.slice_pos.entry(key).or_default().push(p);
+        }
+    }
+
+    /// Take slice `p` out of its Service's list.
+    fn unindex_slice(&mut self, p: usize) {
+        let s = &self.snapshot.endpoint_slices[p];
+        if let Some((ns, svc)) = owner(s) {
+            let key = (ns.to_owned(), svc.to_owned());
+            if let Some(list) = self.state.slice_pos.get_mut(&key) {
+                list.retain(|&i| i != p);
+                if list.is_empty() {
+                    self.state.slice_pos.remove(&key);
+                }
+            }
+        }
+    }
 }

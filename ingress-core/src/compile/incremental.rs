@@ -12,6 +12,9 @@
 //! slot or a full compile renumbers them all. Every backend a route refers to
 //! resolves exactly as in a full compile.
 //!
+//! EndpointSlice changes go through [`Compiler::apply_endpoint_slices`], which
+//! resolves again only the backends of the Services concerned.
+//!
 //! What cannot be done host by host falls back to a full compile, and
 //! [`Update::Full`] says why: any change to an object other than an Ingress,
 //! duplicate objects, an Ingress (old or new version) with `spec.tls`, without
@@ -79,6 +82,9 @@ pub enum FullReason {
     /// More than [`MAX_INGRESSES`] Ingresses share the touched hosts.
     #[error("{0} Ingresses share the touched hosts")]
     TooMany(usize),
+    /// [`Compiler::apply_endpoint_slices`] could not re-resolve the backends alone.
+    #[error("the endpoint fast path declined: {0}")]
+    Endpoints(super::FullCompileNeeded),
 }
 
 /// Routes `old` of the previous table are now routes `new` (one touched host).
@@ -110,6 +116,15 @@ pub enum Update {
         /// what the previous table had under the same id.
         backends: Vec<BackendId>,
     },
+    /// Only EndpointSlices changed ([`Compiler::apply_endpoint_slices`]): the
+    /// backends of the Services concerned were resolved again; routes, route ids,
+    /// backend ids and diagnostics are unchanged.
+    Endpoints {
+        /// The backends resolved again.
+        backends: usize,
+        /// The Services (`namespace/name`) whose EndpointSlices changed.
+        services: Vec<String>,
+    },
     /// Everything was compiled again: route and backend ids may all differ.
     Full(FullReason),
 }
@@ -128,9 +143,9 @@ pub enum Update {
 #[derive(Debug)]
 pub struct Compiler {
     options: CompileOptions,
-    snapshot: Snapshot,
-    compiled: Compiled,
-    state: State,
+    pub(super) snapshot: Snapshot,
+    pub(super) compiled: Compiled,
+    pub(super) state: State,
 }
 
 /// One Ingress as last compiled.
@@ -141,8 +156,8 @@ struct Entry {
 }
 
 #[derive(Debug, Default)]
-struct State {
-    duplicates: bool,
+pub(super) struct State {
+    pub(super) duplicates: bool,
     ingress_pos: FxHashMap<Arc<ObjectRef>, usize>,
     entries: FxHashMap<Arc<ObjectRef>, Entry>,
     /// What class ownership, validation and Secret references said about each
@@ -151,9 +166,11 @@ struct State {
     ingress_diags: FxHashMap<Arc<ObjectRef>, Vec<Diagnostic>>,
     /// The valid Ingresses with rules for each host.
     host_users: FxHashMap<RouteHost, Vec<Arc<ObjectRef>>>,
-    service_pos: FxHashMap<(String, String), usize>,
+    pub(super) service_pos: FxHashMap<(String, String), usize>,
     /// EndpointSlices by the Service they belong to.
-    slice_pos: FxHashMap<(String, String), Vec<usize>>,
+    pub(super) slice_pos: FxHashMap<(String, String), Vec<usize>>,
+    /// EndpointSlices by namespace and name.
+    pub(super) slice_names: FxHashMap<(String, String), usize>,
     global: Vec<Diagnostic>,
     tls: Vec<Diagnostic>,
     build: Vec<Diagnostic>,
@@ -336,7 +353,7 @@ impl Compiler {
     }
 
     /// Compile everything again and rebuild the state kept for updates.
-    fn full(&mut self) {
+    pub(super) fn full(&mut self) {
         let mut rec = Record::default();
         self.compiled = super::run(&self.snapshot, &self.options, Some(&mut rec));
         let mut st = State {
@@ -372,7 +389,11 @@ impl Compiler {
             st.service_pos
                 .insert((m.namespace_or_default().to_owned(), m.name.clone()), i);
         }
+        st.slice_names.reserve(self.snapshot.endpoint_slices.len());
         for (i, s) in self.snapshot.endpoint_slices.iter().enumerate() {
+            let m = &s.metadata;
+            st.slice_names
+                .insert((m.namespace_or_default().to_owned(), m.name.clone()), i);
             if let Some(svc) = s.service_name() {
                 let key = (s.metadata.namespace_or_default().to_owned(), svc.to_owned());
                 st.slice_pos.entry(key).or_default().push(i);

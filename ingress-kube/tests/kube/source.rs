@@ -110,18 +110,25 @@ async fn an_endpoint_change_takes_the_fast_path() {
     .await;
     assert_eq!(p.path, ingress_kube::BuildPath::Endpoints);
     // The same table and diagnostics a full compile gives.
-    let full = ingress_core::compile(&p.snapshot, &ingress_core::CompileOptions::default());
+    let full = ingress_core::compile(
+        &source.stores().snapshot(),
+        &ingress_core::CompileOptions::default(),
+    );
     assert_eq!(
         format!("{:?}", p.table.backends()),
         format!("{:?}", full.table.backends())
     );
     assert_eq!(p.diagnostics, first.diagnostics);
-    // Anything else: a full compile.
+    // An Ingress change after it: incremental (the compiler took the endpoints).
     server.apply(ingress("shop", "more", "gw", "m.example.com", "api"));
     let p = wait_for(&source, 2 * SECOND, |p| {
         endpoint(p, "m.example.com").is_some()
     })
     .await;
+    assert_eq!(p.path, ingress_kube::BuildPath::Incremental);
+    // Anything else: a full compile.
+    server.apply(service("shop", "other"));
+    let p = wait_for(&source, 2 * SECOND, |p| p.version > 3).await;
     assert_eq!(p.path, ingress_kube::BuildPath::Full);
 }
 
@@ -231,7 +238,7 @@ async fn a_rotated_tls_secret_is_served() {
     server.apply(tls_secret("unused", "u.example.com"));
     let source = start(&server).await;
     let p = wait_for(&source, 5 * SECOND, |p| !p.table.tls_bindings().is_empty()).await;
-    assert_eq!(p.snapshot.secrets.len(), 1);
+    assert_eq!(p.secrets.len(), 1);
     let first = cert_der(&p);
     server.apply(tls_secret("a-tls", "a.example.com"));
     wait_for(&source, 2 * SECOND, |p| cert_der(p) != first).await;
@@ -353,7 +360,7 @@ async fn real_cluster_lists_and_publishes() {
     eprintln!(
         "v{}: {} objects, {} routes, {} diagnostics",
         p.version,
-        p.snapshot.len(),
+        source.stores().snapshot().len(),
         p.table.routes().len(),
         p.diagnostics.len()
     );
@@ -367,4 +374,40 @@ async fn without_the_crd_the_source_still_runs() {
     let p = wait_for(&source, 5 * SECOND, |_| true).await;
     assert!(source.stores().gateway_configs.is_none());
     assert!(endpoint(&p, "a.example.com").is_some());
+}
+
+/// Deletions missed while the watch was down (history compacted: the watch gets
+/// `410 Gone` and lists again) leave the table: the re-listed kind is compared
+/// whole with the compiler's objects.
+#[tokio::test]
+async fn a_relist_after_410_converges_deletions_included() {
+    let server = cluster().await;
+    server.apply(ingress("shop", "other", "gw", "o.example.com", "api"));
+    let source = start(&server).await;
+    let first = wait_for(&source, 5 * SECOND, |p| {
+        endpoint(p, "o.example.com").is_some()
+    })
+    .await;
+    server.fail_watches(true);
+    assert!(server.delete("Ingress", "shop", "web"));
+    server.apply(ingress("shop", "two", "gw", "b.example.com", "api"));
+    server.apply(slice("shop", "api", "10.0.0.99"));
+    server.compact();
+    server.fail_watches(false);
+    let p = wait_for(&source, 10 * SECOND, |p| {
+        endpoint(p, "a.example.com").is_none()
+            && endpoint(p, "b.example.com").as_deref() == Some("10.0.0.99:8080")
+    })
+    .await;
+    assert!(p.version > first.version);
+    assert_eq!(
+        endpoint(&p, "o.example.com").as_deref(),
+        Some("10.0.0.99:8080")
+    );
+    let full = ingress_core::compile(
+        &source.stores().snapshot(),
+        &ingress_core::CompileOptions::default(),
+    );
+    assert_eq!(p.table.routes().len(), full.table.routes().len());
+    assert_eq!(p.diagnostics, full.diagnostics);
 }

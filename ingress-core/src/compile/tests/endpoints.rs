@@ -186,3 +186,104 @@ fn it_declines_what_it_cannot_do() {
         Some(FullCompileNeeded::NotOnlyEndpoints)
     );
 }
+
+/// The changes from `before` to `after`, by namespace and name, as
+/// `Compiler::apply_endpoint_slices` takes them.
+fn slice_changes(
+    before: &Snapshot,
+    after: &Snapshot,
+) -> Vec<(String, String, Option<crate::model::EndpointSlice>)> {
+    let key = |s: &crate::model::EndpointSlice| {
+        (
+            s.metadata.namespace_or_default().to_owned(),
+            s.metadata.name.clone(),
+        )
+    };
+    let mut out: Vec<_> = before
+        .endpoint_slices
+        .iter()
+        .filter(|s| !after.endpoint_slices.iter().any(|a| key(a) == key(s)))
+        .map(|s| {
+            let (ns, name) = key(s);
+            (ns, name, None)
+        })
+        .collect();
+    for s in &after.endpoint_slices {
+        let (ns, name) = key(s);
+        out.push((ns, name, Some(s.clone())));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+    /// Two rounds of slice changes through the compiler (slices added, changed,
+    /// removed, moved between Services): after each, the table and diagnostics of a
+    /// full compile of the same objects.
+    #[test]
+    fn compiler_slice_changes_equal_a_full_compile(
+        a in slices(), b in slices(), c in slices()
+    ) {
+        use crate::compile::{Compiler, FullReason, Update};
+        let base = base_yaml();
+        let first = load(&(base.clone() + &a));
+        let mut compiler = Compiler::new(first.clone(), opts());
+        let mut previous = first;
+        for step in [b, c] {
+            let next = load(&(base.clone() + &step));
+            let update = compiler.apply_endpoint_slices(slice_changes(&previous, &next));
+            let full = compile(&next, &opts());
+            match &update {
+                Update::Endpoints { .. } | Update::Unchanged => {}
+                Update::Full(FullReason::Endpoints(FullCompileNeeded::DiagnosticsChange(_))) => {}
+                other => prop_assert!(false, "unexpected {other:?}"),
+            }
+            prop_assert_eq!(view(compiler.table()), view(&full.table));
+            prop_assert_eq!(compiler.diagnostics(), &full.diagnostics[..]);
+            previous = next;
+        }
+    }
+}
+
+#[test]
+fn a_compiler_slice_change_resolves_only_that_service() {
+    use crate::compile::{Compiler, Update};
+    let base = base_yaml();
+    let s0 = |ip: &str| {
+        slice(
+            "default",
+            "s0-0",
+            "s0",
+            &format!("[{{addresses: ['{ip}']}}]"),
+        )
+    };
+    let s1 = slice("default", "s1-0", "s1", "[{addresses: ['10.0.1.1']}]");
+    let mut compiler = Compiler::new(load(&(base.clone() + &s0("10.0.0.1") + &s1)), opts());
+    let next = load(&(base + &s0("10.0.0.2") + &s1));
+    let changed = next
+        .endpoint_slices
+        .iter()
+        .find(|s| s.metadata.name == "s0-0")
+        .cloned();
+    let update = compiler.apply_endpoint_slices([("default".into(), "s0-0".into(), changed)]);
+    assert_eq!(
+        update,
+        Update::Endpoints {
+            backends: 1,
+            services: vec!["default/s0".into()]
+        }
+    );
+    let c = compiler.compiled();
+    assert_eq!(endpoints(c, "a.example.com", "/"), "10.0.0.2:8080");
+    assert_eq!(view(compiler.table()), view(&compile(&next, &opts()).table));
+    // The same slice again: nothing to do.
+    let same = next
+        .endpoint_slices
+        .iter()
+        .find(|s| s.metadata.name == "s0-0")
+        .cloned();
+    assert_eq!(
+        compiler.apply_endpoint_slices([("default".into(), "s0-0".into(), same)]),
+        Update::Unchanged
+    );
+}
