@@ -79,6 +79,15 @@ pub enum FullReason {
     /// More than [`MAX_INGRESSES`] Ingresses share the touched hosts.
     #[error("{0} Ingresses share the touched hosts")]
     TooMany(usize),
+    /// A changed Secret is named by an annotation (`auth-secret`,
+    /// `auth-tls-secret`, `proxy-ssl-secret`): the Ingress's policy is resolved
+    /// again in a full compile.
+    #[error("a changed Secret is named by an annotation")]
+    AnnotationSecret,
+    /// A backend of a Service whose EndpointSlices changed went from or to having
+    /// no ready endpoints (its diagnostics change).
+    #[error("Service {0} changed from or to having no ready endpoints")]
+    EndpointsDiagnostics(String),
 }
 
 /// Routes `old` of the previous table are now routes `new` (one touched host).
@@ -108,6 +117,22 @@ pub enum Update {
         splices: Vec<RouteSplice>,
         /// Backends written (new, or a slot reused): their endpoints may differ from
         /// what the previous table had under the same id.
+        backends: Vec<BackendId>,
+    },
+    /// Only TLS bindings were checked again ([`Compiler::apply_secrets`]): the
+    /// routes, backends and host structures are the previous table's, as are the
+    /// TLS hosts; the listed bindings (indexes into
+    /// [`RouteTable::tls_bindings`]) may have a new certificate or problem.
+    Tls {
+        /// The bindings whose Secret changed.
+        bindings: Vec<usize>,
+    },
+    /// Only the endpoints of some backends were resolved again
+    /// ([`Compiler::apply_endpoint_slices`]): the routes, backend ids, host
+    /// structures and diagnostics are the previous table's; the listed backends
+    /// have new endpoints.
+    Endpoints {
+        /// The backends resolved again.
         backends: Vec<BackendId>,
     },
     /// Everything was compiled again: route and backend ids may all differ.
@@ -154,6 +179,12 @@ struct State {
     service_pos: FxHashMap<(String, String), usize>,
     /// EndpointSlices by the Service they belong to.
     slice_pos: FxHashMap<(String, String), Vec<usize>>,
+    /// EndpointSlices by namespace and name.
+    slice_by_name: FxHashMap<(String, String), usize>,
+    /// Secrets by namespace and name.
+    secret_pos: FxHashMap<(String, String), usize>,
+    /// Two Secrets share a namespace and name.
+    secret_duplicates: bool,
     global: Vec<Diagnostic>,
     tls: Vec<Diagnostic>,
     build: Vec<Diagnostic>,
@@ -164,6 +195,9 @@ struct State {
 }
 
 type BackendKey = (String, String, PortRef, bool);
+
+/// A slice's namespace and name, its position (if present) and new content.
+type SliceWrite = ((String, String), Option<usize>, Option<EndpointSlice>);
 
 fn backend_key(b: &Backend) -> BackendKey {
     (
@@ -372,11 +406,13 @@ impl Compiler {
             st.service_pos
                 .insert((m.namespace_or_default().to_owned(), m.name.clone()), i);
         }
-        for (i, s) in self.snapshot.endpoint_slices.iter().enumerate() {
-            if let Some(svc) = s.service_name() {
-                let key = (s.metadata.namespace_or_default().to_owned(), svc.to_owned());
-                st.slice_pos.entry(key).or_default().push(i);
-            }
+        index_slices(&self.snapshot.endpoint_slices, &mut st);
+        for (i, s) in self.snapshot.secrets.iter().enumerate() {
+            let m = &s.metadata;
+            st.secret_duplicates |= st
+                .secret_pos
+                .insert((m.namespace_or_default().to_owned(), m.name.clone()), i)
+                .is_some();
         }
         let table = &self.compiled.table;
         st.backend_refs = vec![0; table.backends.len()];
@@ -634,17 +670,7 @@ impl Compiler {
             .build
             .retain(|d| d.object.as_ref().is_none_or(|o| !involved.contains(o)));
         self.state.build.extend(build_diags);
-        let st = &self.state;
-        let mut diags: Vec<Diagnostic> = Vec::with_capacity(self.compiled.diagnostics.len());
-        diags.extend(st.global.iter().cloned());
-        diags.extend(st.tls.iter().cloned());
-        diags.extend(st.build.iter().cloned());
-        for d in st.ingress_diags.values() {
-            diags.extend(d.iter().cloned());
-        }
-        diags.sort();
-        diags.dedup();
-        self.compiled.diagnostics = diags;
+        self.collect_diagnostics();
         Ok(Update::Incremental {
             ingresses: members.len().max(changed.len()),
             splices,
@@ -895,5 +921,398 @@ impl Compiler {
             })
             .collect();
         (splices, written)
+    }
+}
+
+/// The EndpointSlice indexes of `st` (by Service, by name) for `slices`.
+fn index_slices(slices: &[EndpointSlice], st: &mut State) {
+    st.slice_pos.clear();
+    st.slice_by_name.clear();
+    for (i, s) in slices.iter().enumerate() {
+        let ns = s.metadata.namespace_or_default();
+        if let Some(svc) = s.service_name() {
+            st.slice_pos
+                .entry((ns.to_owned(), svc.to_owned()))
+                .or_default()
+                .push(i);
+        }
+        st.slice_by_name
+            .insert((ns.to_owned(), s.metadata.name.clone()), i);
+    }
+}
+
+/// The TLS diagnostics that depend on a Secret's content (those
+/// [`Compiler::apply_secrets`] makes again).
+fn secret_content_code(code: crate::diagnostics::Code) -> bool {
+    use crate::diagnostics::Code;
+    matches!(
+        code,
+        Code::TlsSecretNotFound
+            | Code::TlsSecretInvalid
+            | Code::TlsHostNotCovered
+            | Code::TlsCertificateExpired
+            | Code::TlsCertificateExpiresSoon
+    )
+}
+
+/// The Secrets (namespace, name) an Ingress's annotations name.
+fn annotation_secrets(v: &ValidIngress) -> impl Iterator<Item = (&str, &str)> {
+    let p = &v.policy;
+    let ns = v.namespace();
+    p.auth
+        .basic
+        .as_ref()
+        .map(|b| &b.secret)
+        .into_iter()
+        .chain(p.auth.digest.as_ref().map(|d| &d.secret))
+        .chain(p.client_tls.ca_secret.as_ref())
+        .chain(
+            p.backend
+                .upstream_tls
+                .as_ref()
+                .and_then(|t| t.secret.as_ref()),
+        )
+        .map(move |n| (n.namespace.as_deref().unwrap_or(ns), n.name.as_str()))
+}
+
+impl Compiler {
+    /// Put the diagnostics of the current state together, sorted, as a full
+    /// compile gives them.
+    fn collect_diagnostics(&mut self) {
+        let st = &self.state;
+        let mut diags: Vec<Diagnostic> = Vec::with_capacity(self.compiled.diagnostics.len());
+        diags.extend(st.global.iter().cloned());
+        diags.extend(st.tls.iter().cloned());
+        diags.extend(st.build.iter().cloned());
+        for d in st.ingress_diags.values() {
+            diags.extend(d.iter().cloned());
+        }
+        diags.sort();
+        diags.dedup();
+        self.compiled.diagnostics = diags;
+    }
+
+    /// Apply Secret changes: each `(namespace, name, secret)` upserts (`Some`) or
+    /// removes (`None`) the Secret of that namespace and name (a later entry for
+    /// the same name wins).
+    ///
+    /// The fast path ([`Update::Tls`]): only the TLS bindings naming a changed
+    /// Secret are checked again (the certificate parses, its key matches, it
+    /// covers the host, its expiry at [`CompileOptions::now`]), with the same
+    /// diagnostics as a full compile (`tls-secret-not-found`,
+    /// `tls-secret-invalid`, `tls-host-not-covered`, the expiry ones); nothing
+    /// else of the table is touched. The result equals a full
+    /// [`compile`](super::compile) of the same objects. A full compile instead
+    /// when a changed Secret is named by an annotation
+    /// ([`FullReason::AnnotationSecret`]) or some Secret (or Ingress, Service,
+    /// EndpointSlice) is duplicated ([`FullReason::Duplicates`]).
+    pub fn apply_secrets(
+        &mut self,
+        changes: impl IntoIterator<Item = (String, String, Option<Secret>)>,
+    ) -> Update {
+        let mut by_key: FxHashMap<(String, String), Option<Secret>> = FxHashMap::default();
+        let mut order = Vec::new();
+        for (ns, name, secret) in changes {
+            let key = (ns, name);
+            if by_key.insert(key.clone(), secret).is_none() {
+                order.push(key);
+            }
+        }
+        let duplicates = self.state.duplicates || self.state.secret_duplicates;
+        let mut changed: FxHashSet<(String, String)> = FxHashSet::default();
+        for key in order {
+            let secret = by_key.remove(&key).flatten();
+            let secrets = &mut self.snapshot.secrets;
+            if duplicates {
+                let before = secrets.len();
+                secrets.retain(|s| {
+                    (s.metadata.namespace_or_default(), s.metadata.name.as_str())
+                        != (key.0.as_str(), key.1.as_str())
+                });
+                if before != secrets.len() || secret.is_some() {
+                    changed.insert(key);
+                }
+                secrets.extend(secret);
+                continue;
+            }
+            match (self.state.secret_pos.get(&key).copied(), secret) {
+                (Some(p), Some(s)) => {
+                    if secrets[p] != s {
+                        secrets[p] = s;
+                        changed.insert(key);
+                    }
+                }
+                (None, Some(s)) => {
+                    self.state.secret_pos.insert(key.clone(), secrets.len());
+                    secrets.push(s);
+                    changed.insert(key);
+                }
+                (Some(p), None) => {
+                    self.state.secret_pos.remove(&key);
+                    secrets.swap_remove(p);
+                    if let Some(moved) = secrets.get(p) {
+                        let m = &moved.metadata;
+                        let k = (m.namespace_or_default().to_owned(), m.name.clone());
+                        self.state.secret_pos.insert(k, p);
+                    }
+                    changed.insert(key);
+                }
+                (None, None) => {}
+            }
+        }
+        if changed.is_empty() {
+            return Update::Unchanged;
+        }
+        if duplicates {
+            self.full();
+            return Update::Full(FullReason::Duplicates);
+        }
+        let is_changed = |ns: &str, name: &str| changed.contains(&(ns.to_owned(), name.to_owned()));
+        let named = self
+            .state
+            .entries
+            .values()
+            .filter_map(|e| e.valid.as_ref())
+            .any(|v| annotation_secrets(v).any(|(ns, n)| is_changed(ns, n)));
+        if named {
+            self.full();
+            return Update::Full(FullReason::AnnotationSecret);
+        }
+        // The bindings naming a changed Secret, checked again.
+        let mut parsed: FxHashMap<(String, String), Result<Arc<crate::tls::CertifiedKey>, String>> =
+            FxHashMap::default();
+        let mut touched = Vec::new();
+        let mut fresh_diags = Vec::new();
+        let mut stale: FxHashSet<(ObjectRef, String)> = FxHashSet::default();
+        let table = &mut self.compiled.table;
+        for (i, binding) in table.tls.iter_mut().enumerate() {
+            let Some(secret) = &binding.secret else {
+                continue;
+            };
+            let key = (
+                secret.namespace.clone().unwrap_or_default(),
+                secret.name.clone(),
+            );
+            if !changed.contains(&key) {
+                continue;
+            }
+            let Some(v) = self
+                .state
+                .entries
+                .get(&binding.ingress)
+                .and_then(|e| e.valid.as_ref())
+            else {
+                continue;
+            };
+            let Some(t) = v.tls.iter().find(|t| t.host == binding.host) else {
+                continue;
+            };
+            let Some(name) = t.secret.as_deref() else {
+                continue;
+            };
+            let cert = parsed
+                .entry(key)
+                .or_insert_with_key(|k| {
+                    super::tls::load(
+                        self.state
+                            .secret_pos
+                            .get(k)
+                            .map(|&p| &self.snapshot.secrets[p]),
+                    )
+                })
+                .clone();
+            stale.insert((ObjectRef::clone(&v.r), t.field.clone()));
+            stale.insert((ObjectRef::clone(&v.r), t.secret_field.clone()));
+            super::tls::check(v, t, name, cert, binding, &self.options, &mut fresh_diags);
+            touched.push(i);
+        }
+        if !touched.is_empty() {
+            self.state.tls.retain(|d| {
+                let (Some(o), Some(f)) = (&d.object, &d.field) else {
+                    return true;
+                };
+                !(secret_content_code(d.code) && stale.contains(&(o.clone(), f.clone())))
+            });
+            self.state.tls.extend(fresh_diags);
+            self.collect_diagnostics();
+        }
+        Update::Tls { bindings: touched }
+    }
+
+    /// Apply EndpointSlice changes: each `(namespace, name, slice)` upserts
+    /// (`Some`) or removes (`None`) the EndpointSlice of that namespace and name
+    /// (a later entry for the same name wins).
+    ///
+    /// The fast path ([`Update::Endpoints`]): only the backends of the Services
+    /// whose slices changed are resolved again, by the same code as a full
+    /// compile; routes, backend ids, host structures and diagnostics stay. The
+    /// result equals a full [`compile`](super::compile) of the same objects. A full
+    /// compile instead when a backend goes from or to having no ready endpoints
+    /// ([`FullReason::EndpointsDiagnostics`]: its diagnostics change) or objects
+    /// are duplicated.
+    pub fn apply_endpoint_slices(
+        &mut self,
+        changes: impl IntoIterator<Item = (String, String, Option<EndpointSlice>)>,
+    ) -> Update {
+        let mut by_key: FxHashMap<(String, String), Option<EndpointSlice>> = FxHashMap::default();
+        let mut order = Vec::new();
+        for (ns, name, slice) in changes {
+            let key = (ns, name);
+            if by_key.insert(key.clone(), slice).is_none() {
+                order.push(key);
+            }
+        }
+        let duplicates = self.state.duplicates;
+        // The Services whose slices change, and the writes.
+        let mut services: FxHashSet<(String, String)> = FxHashSet::default();
+        let mut writes: Vec<SliceWrite> = Vec::new();
+        for key in order {
+            let slice = by_key.remove(&key).flatten();
+            let pos = self.state.slice_by_name.get(&key).copied();
+            let old = pos.map(|p| &self.snapshot.endpoint_slices[p]);
+            if duplicates {
+                // Positions are not exact with duplicates: written as a full compile.
+                writes.push((key, None, slice));
+                continue;
+            }
+            if old == slice.as_ref() {
+                continue;
+            }
+            for s in old.into_iter().chain(slice.as_ref()) {
+                if let Some(svc) = s.service_name() {
+                    services.insert((key.0.clone(), svc.to_owned()));
+                }
+            }
+            writes.push((key, pos, slice));
+        }
+        if writes.is_empty() {
+            return Update::Unchanged;
+        }
+        if duplicates {
+            for (key, _, slice) in writes {
+                self.snapshot.endpoint_slices.retain(|s| {
+                    (s.metadata.namespace_or_default(), s.metadata.name.as_str())
+                        != (key.0.as_str(), key.1.as_str())
+                });
+                self.snapshot.endpoint_slices.extend(slice);
+            }
+            self.full();
+            return Update::Full(FullReason::Duplicates);
+        }
+        // The backends concerned (by position) and what they resolved to before.
+        let affected: Vec<usize> = self
+            .compiled
+            .table
+            .backends
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                b.status != BackendStatus::Unsupported
+                    && services.contains(&(b.namespace.clone(), b.service.clone()))
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let before: Vec<std::mem::Discriminant<super::backends::Resolution>> = {
+            let index = self.services_index(&services);
+            affected
+                .iter()
+                .map(|&i| {
+                    let b = &self.compiled.table.backends[i];
+                    let spec = BackendSpec::Service {
+                        name: b.service.as_str().into(),
+                        port: b.port.clone(),
+                    };
+                    std::mem::discriminant(&index.resolve(b.id, &b.namespace, &spec).1)
+                })
+                .collect()
+        };
+        // Write the slices.
+        let mut reindex = false;
+        let slices = &mut self.snapshot.endpoint_slices;
+        for (key, pos, slice) in writes {
+            // Positions move with each removal: looked up again after the first.
+            let pos = pos.and_then(|p| {
+                if reindex {
+                    slices.iter().position(|s| {
+                        (s.metadata.namespace_or_default(), s.metadata.name.as_str())
+                            == (key.0.as_str(), key.1.as_str())
+                    })
+                } else {
+                    Some(p)
+                }
+            });
+            match (pos, slice) {
+                (Some(p), Some(s)) => {
+                    reindex |= slices[p].service_name() != s.service_name();
+                    slices[p] = s;
+                }
+                (None, Some(s)) => {
+                    slices.push(s);
+                    reindex = true;
+                }
+                (Some(p), None) => {
+                    slices.swap_remove(p);
+                    reindex = true;
+                }
+                (None, None) => {}
+            }
+        }
+        if reindex {
+            index_slices(&self.snapshot.endpoint_slices, &mut self.state);
+        }
+        // Resolve again; a change of kind changes the diagnostics: full compile.
+        let mut fresh = Vec::with_capacity(affected.len());
+        {
+            let index = self.services_index(&services);
+            for (&i, kind) in affected.iter().zip(&before) {
+                let b = &self.compiled.table.backends[i];
+                let spec = BackendSpec::Service {
+                    name: b.service.as_str().into(),
+                    port: b.port.clone(),
+                };
+                let (backend, res) = index.resolve(b.id, &b.namespace, &spec);
+                if std::mem::discriminant(&res) != *kind {
+                    let svc = format!("{}/{}", b.namespace, b.service);
+                    drop(index);
+                    self.full();
+                    return Update::Full(FullReason::EndpointsDiagnostics(svc));
+                }
+                fresh.push((i, backend));
+            }
+        }
+        let mut ids = Vec::with_capacity(fresh.len());
+        for (i, backend) in fresh {
+            ids.push(backend.id);
+            self.compiled.table.backends.set(i, backend);
+        }
+        Update::Endpoints { backends: ids }
+    }
+
+    /// The Services given and their EndpointSlices, as a full compile indexes them.
+    fn services_index(&self, services: &FxHashSet<(String, String)>) -> ServiceIndex<'_> {
+        let mut out = ServiceIndex {
+            services: FxHashMap::default(),
+            slices: FxHashMap::default(),
+        };
+        for key in services {
+            if let Some(&p) = self.state.service_pos.get(key) {
+                let s = &self.snapshot.services[p];
+                out.services
+                    .insert((s.metadata.namespace_or_default(), &s.metadata.name), s);
+            }
+            if let Some(list) = self.state.slice_pos.get(key) {
+                let list: Vec<&EndpointSlice> = list
+                    .iter()
+                    .map(|&i| &self.snapshot.endpoint_slices[i])
+                    .collect();
+                if let Some(first) = list.first()
+                    && let Some(svc) = first.service_name()
+                {
+                    out.slices
+                        .insert((first.metadata.namespace_or_default(), svc), list);
+                }
+            }
+        }
+        out
     }
 }
