@@ -196,6 +196,30 @@ impl FileSource {
                         );
                         self.metrics.config_update("incremental");
                     }
+                    Applied::Secrets { bindings } if previous.version() > 0 => {
+                        tracing::debug!(
+                            bindings = bindings.len(),
+                            "Secret update: only the TLS bindings naming the changed Secrets were checked again"
+                        );
+                        let live = Live::with_certificates(
+                            &previous,
+                            table,
+                            version,
+                            diagnostics,
+                            bindings,
+                            crate::certs::system_now(),
+                        );
+                        self.live.store_patched(live);
+                        self.metrics.config_update("secrets");
+                    }
+                    Applied::Endpoints { backends } => {
+                        tracing::debug!(
+                            backends,
+                            "endpoint update: only the backends of the changed Services were resolved again"
+                        );
+                        self.live.store(Live::new(table, version, diagnostics));
+                        self.metrics.config_update("endpoints");
+                    }
                     other => {
                         tracing::debug!(update = ?other, "full compile");
                         self.live.store(Live::new(table, version, diagnostics));
