@@ -12,6 +12,12 @@
 //! slot or a full compile renumbers them all. Every backend a route refers to
 //! resolves exactly as in a full compile.
 //!
+//! Secrets and EndpointSlices have fast paths of their own
+//! ([`Compiler::apply_secrets`], [`Compiler::apply_endpoint_slices`]): only the TLS
+//! bindings naming a changed Secret are checked again, only the backends of a
+//! Service whose slices changed are resolved again; the result is again that of a
+//! full compile.
+//!
 //! What cannot be done host by host falls back to a full compile, and
 //! [`Update::Full`] says why: any change to an object other than an Ingress,
 //! duplicate objects, an Ingress (old or new version) with `spec.tls`, without
