@@ -432,7 +432,7 @@ impl Builder {
     fn publish(&mut self, update: Update) -> Arc<Published> {
         let c = self.compiler.as_ref().expect("a compiler");
         self.version += 1;
-        let (path, splices) = build_path(update);
+        let (path, splices, bindings) = build_path(update);
         let mut diagnostics: Vec<Diagnostic> = self.conversion.values().cloned().collect();
         diagnostics.extend(c.diagnostics().iter().cloned());
         diagnostics.sort();
@@ -446,33 +446,43 @@ impl Builder {
             secrets: self.secrets.clone(),
             path,
             splices,
+            bindings,
         })
     }
 }
 
-/// Apply Secret changes to the compiler. For now a full compile of the
-/// compiler's objects with the Secrets replaced; the core's Secret fast path is
-/// to be called here.
+/// Apply Secret changes to the compiler: the core's Secret fast path
+/// (`Compiler::apply_secrets`), which checks again only the TLS bindings naming
+/// them, or compiles in full when it must (a Secret named by an annotation).
 fn apply_secrets(
     compiler: &mut Option<Compiler>,
     changes: Vec<Change<ingress_core::model::Secret>>,
 ) -> Update {
-    let c = compiler.take().expect("a compiler");
-    let options = c.options().clone();
-    let (mut snapshot, _) = c.into_parts();
-    edit_list(&mut snapshot.secrets, changes);
-    *compiler = Some(Compiler::new(snapshot, options));
-    Update::Full(FullReason::NotOnlyIngresses)
+    compiler
+        .as_mut()
+        .expect("a compiler")
+        .apply_secrets(changes)
 }
 
 /// Several updates applied one after the other, as one: full if any was; else
 /// incremental (with the Ingress splices) if any was; else the endpoint path.
+/// A Secret update together with any other is published as a full table (the
+/// proxy's patch paths each take one kind of change).
 fn combine(updates: Vec<Update>) -> Update {
     let mut out = Update::Unchanged;
     for u in updates {
         out = match (out, u) {
             (Update::Full(r), _) | (_, Update::Full(r)) => Update::Full(r),
             (Update::Unchanged, u) | (u, Update::Unchanged) => u,
+            (Update::Tls { mut bindings }, Update::Tls { bindings: more }) => {
+                bindings.extend(more);
+                bindings.sort_unstable();
+                bindings.dedup();
+                Update::Tls { bindings }
+            }
+            (Update::Tls { .. }, _) | (_, Update::Tls { .. }) => {
+                Update::Full(FullReason::NotOnlyIngresses)
+            }
             (u @ Update::Incremental { .. }, _) | (_, u @ Update::Incremental { .. }) => u,
             (_, u) => u,
         };
@@ -480,26 +490,37 @@ fn combine(updates: Vec<Update>) -> Update {
     out
 }
 
-fn build_path(update: Update) -> (BuildPath, Option<Vec<RouteSplice>>) {
+/// How the proxy may apply `update`: the path, the splices of an incremental
+/// update, the TLS bindings of a Secret update.
+type Path = (BuildPath, Option<Vec<RouteSplice>>, Option<Vec<usize>>);
+
+fn build_path(update: Update) -> Path {
     match update {
         Update::Incremental { splices, .. } => {
             tracing::debug!(
                 hosts = splices.len(),
                 "incremental update: only the touched hosts were compiled"
             );
-            (BuildPath::Incremental, Some(splices))
+            (BuildPath::Incremental, Some(splices), None)
         }
-        Update::Unchanged => (BuildPath::Incremental, Some(Vec::new())),
+        Update::Unchanged => (BuildPath::Incremental, Some(Vec::new()), None),
         Update::Endpoints { backends, .. } => {
             tracing::debug!(
                 backends,
                 "endpoint update: only the Services' backends were resolved"
             );
-            (BuildPath::Endpoints, None)
+            (BuildPath::Endpoints, None, None)
+        }
+        Update::Tls { bindings } => {
+            tracing::debug!(
+                bindings = bindings.len(),
+                "Secret update: only the TLS bindings naming the changed Secrets were checked"
+            );
+            (BuildPath::Secrets, None, Some(bindings))
         }
         other => {
             tracing::debug!(update = ?other, "full compile");
-            (BuildPath::Full, None)
+            (BuildPath::Full, None, None)
         }
     }
 }

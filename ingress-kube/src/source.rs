@@ -140,12 +140,15 @@ pub struct Published {
     /// until one changes. The other objects are not copied per publish:
     /// [`Stores::snapshot`] reads them all.
     pub secrets: Arc<Vec<ingress_core::model::Secret>>,
-    /// How the table was made: a full compile, the endpoint fast path, or an
-    /// incremental compile of the changed Ingresses' hosts.
+    /// How the table was made: a full compile, the endpoint or Secret fast path,
+    /// or an incremental compile of the changed Ingresses' hosts.
     pub path: BuildPath,
     /// For [`BuildPath::Incremental`]: where the touched hosts' routes were (in the
     /// table of version `version - 1`) and are, as `Compiler` reports them.
     pub splices: Option<Vec<ingress_core::compile::RouteSplice>>,
+    /// For [`BuildPath::Secrets`]: the TLS bindings (indexes into the table's
+    /// `tls_bindings`) whose Secret changed, as `Compiler::apply_secrets` reports them.
+    pub bindings: Option<Vec<usize>>,
 }
 
 /// How a published table was made.
@@ -160,6 +163,10 @@ pub enum BuildPath {
     /// Only Ingresses changed: the hosts they touch were compiled again
     /// (`ingress_core::compile::Compiler`) and spliced into the previous table.
     Incremental,
+    /// Only referenced Secrets changed: the TLS bindings naming them were checked
+    /// again (`ingress_core::compile::Compiler::apply_secrets`); routes and
+    /// backends are the previous table's.
+    Secrets,
 }
 
 /// The reflector stores, readable at any time (status writers use them).

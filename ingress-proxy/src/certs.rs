@@ -54,28 +54,47 @@ impl Certs {
         let bindings = table.tls_bindings();
         let mut served = Vec::with_capacity(bindings.len());
         let mut unusable = Vec::with_capacity(bindings.len());
+        let mut cache = KeyCache::default();
         for b in bindings {
-            let s = b
-                .certificate()
-                .and_then(|c| match crate::tls::rustls_key(c) {
-                    Ok(key) => Some(Served {
-                        key,
-                        cert: c.clone(),
-                        kept: false,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(host = %b.host(), error = %e, "TLS key not usable");
-                        None
-                    }
-                });
-            unusable.push(s.is_none() && b.certificate().is_some());
+            let (s, u) = served_of(b, &mut cache);
             served.push(s);
+            unusable.push(u);
         }
         Certs {
             served,
             unusable,
             notes: Vec::new(),
         }
+    }
+
+    /// `previous` (the certificates of `previous_table`), for `table`, which
+    /// differs from `previous_table` only in the certificates and problems of
+    /// `changed` (indexes into its TLS bindings, as the Secret fast path gives
+    /// them): only those are loaded again, every other binding keeps what it
+    /// served (a kept certificate stays kept); then the carry-over and the
+    /// expiry check run as for a full table ([`Certs::carry_and_check`]).
+    pub(crate) fn refreshed(
+        previous: &Certs,
+        previous_table: &RouteTable,
+        table: &RouteTable,
+        changed: &[usize],
+        now: Timestamp,
+    ) -> Self {
+        let mut certs = previous.clone();
+        let bindings = table.tls_bindings();
+        let mut cache = KeyCache::default();
+        for &i in changed {
+            let (Some(b), Some(slot), Some(u)) = (
+                bindings.get(i),
+                certs.served.get_mut(i),
+                certs.unusable.get_mut(i),
+            ) else {
+                continue;
+            };
+            (*slot, *u) = served_of(b, &mut cache);
+        }
+        certs.carry_and_check(table, Some((previous_table, previous)), now);
+        certs
     }
 
     /// Keep, for every binding of `table` left without a certificate because its
@@ -91,7 +110,12 @@ impl Certs {
         self.notes.clear();
         for (i, b) in table.tls_bindings().iter().enumerate() {
             let Some(secret) = b.secret() else { continue };
-            if self.served.get(i).is_some_and(Option::is_some) {
+            if let Some(Some(s)) = self.served.get(i) {
+                // Kept by an earlier table and not loaded again since (the Secret
+                // fast path): still kept, still said.
+                if s.kept {
+                    self.notes.push(kept_note(b, secret, s));
+                }
                 continue;
             }
             let bad = b.problem().is_some_and(|p| p.keeps_previous())
@@ -99,34 +123,23 @@ impl Certs {
             let Some((old_table, old)) = previous.filter(|_| bad) else {
                 continue;
             };
-            let found = old_table
-                .tls_bindings()
-                .iter()
-                .zip(&old.served)
-                .find(|(ob, _)| ob.host() == b.host() && ob.secret() == Some(secret))
-                .and_then(|(_, s)| s.clone());
+            let same = |ob: &ingress_core::routing::TlsBinding| {
+                ob.host() == b.host() && ob.secret() == Some(secret)
+            };
+            // The same position first (the bindings of a Secret update are the
+            // previous table's), then a search.
+            let found = match old_table.tls_bindings().get(i) {
+                Some(ob) if same(ob) => old.served.get(i).cloned().flatten(),
+                _ => old_table
+                    .tls_bindings()
+                    .iter()
+                    .zip(&old.served)
+                    .find(|(ob, _)| same(ob))
+                    .and_then(|(_, s)| s.clone()),
+            };
             let Some(mut kept) = found else { continue };
             kept.kept = true;
-            let at = Timestamp::from_unix(kept.cert.not_after);
-            let message = format!(
-                "Secret {secret} is not usable for host {} (see its other diagnostic); the last good certificate from it (valid until {at}) is kept",
-                b.host()
-            );
-            tracing::warn!(
-                code = Code::TlsPreviousCertificateKept.as_str(),
-                secret = %secret,
-                host = %b.host(),
-                "{message}"
-            );
-            self.notes.push(Located {
-                location: None,
-                diagnostic: Diagnostic::new(
-                    Code::TlsPreviousCertificateKept,
-                    Some(b.ingress().clone()),
-                    None,
-                    message,
-                ),
-            });
+            self.notes.push(kept_note(b, secret, &kept));
             if let Some(slot) = self.served.get_mut(i) {
                 *slot = Some(kept);
             }
@@ -146,6 +159,68 @@ impl Certs {
                 });
             }
         }
+    }
+}
+
+/// The rustls form of each certificate already converted, by the address of
+/// the core's certificate: the bindings of one Secret share it, and converting a
+/// key is the costly part (once per Secret, not per host).
+type KeyCache = std::collections::HashMap<
+    *const ingress_core::tls::CertifiedKey,
+    Result<Arc<CertifiedKey>, String>,
+>;
+
+/// A binding's certificate, rustls-ready, and whether rustls refused its key.
+fn served_of(
+    b: &ingress_core::routing::TlsBinding,
+    cache: &mut KeyCache,
+) -> (Option<Served>, bool) {
+    let s = b.certificate().and_then(|c| {
+        let key = cache
+            .entry(Arc::as_ptr(c))
+            .or_insert_with(|| crate::tls::rustls_key(c).map_err(|e| e.to_string()))
+            .clone();
+        match key {
+            Ok(key) => Some(Served {
+                key,
+                cert: c.clone(),
+                kept: false,
+            }),
+            Err(e) => {
+                tracing::warn!(host = %b.host(), error = %e, "TLS key not usable");
+                None
+            }
+        }
+    });
+    let unusable = s.is_none() && b.certificate().is_some();
+    (s, unusable)
+}
+
+/// `tls-previous-certificate-kept` for binding `b` serving `kept` (logged).
+fn kept_note(
+    b: &ingress_core::routing::TlsBinding,
+    secret: &ingress_core::model::ObjectRef,
+    kept: &Served,
+) -> Located {
+    let at = Timestamp::from_unix(kept.cert.not_after);
+    let message = format!(
+        "Secret {secret} is not usable for host {} (see its other diagnostic); the last good certificate from it (valid until {at}) is kept",
+        b.host()
+    );
+    tracing::warn!(
+        code = Code::TlsPreviousCertificateKept.as_str(),
+        secret = %secret,
+        host = %b.host(),
+        "{message}"
+    );
+    Located {
+        location: None,
+        diagnostic: Diagnostic::new(
+            Code::TlsPreviousCertificateKept,
+            Some(b.ingress().clone()),
+            None,
+            message,
+        ),
     }
 }
 

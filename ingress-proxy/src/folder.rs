@@ -1,13 +1,21 @@
 //! The manifests folder as last applied, kept so that a change reads only the files
-//! that changed and compiles only the hosts their Ingresses touch
-//! ([`ingress_core::compile::Compiler`]).
+//! that changed and compiles only what changed ([`ingress_core::compile::Compiler`]).
 //!
 //! A file counts as changed when its size, modification or change time, or inode
-//! differ from the last load (an editor's write-and-rename gives a new inode). Only
-//! Ingress changes are applied incrementally; a changed file whose other objects
-//! (Services, EndpointSlices, Secrets, IngressClasses) differ, an Ingress defined in
-//! two files, or anything the compiler cannot do host by host reloads and compiles
-//! the whole folder, as the first load does.
+//! differ from the last load (an editor's write-and-rename gives a new inode). The
+//! objects of the changed (and removed) files are compared kind by kind, and when
+//! one kind alone changed it takes its fast path:
+//!
+//! - Ingresses: only the hosts they touch are compiled again;
+//! - Secrets: only the TLS bindings naming them are checked again
+//!   ([`Compiler::apply_secrets`]), the routes stay;
+//! - EndpointSlices: only the backends of their Services are resolved again
+//!   ([`Compiler::apply_endpoint_slices`]).
+//!
+//! A change to an IngressClass or a Service, changes of more than one kind in one
+//! apply (a file whose objects change kind included), an object defined in two
+//! files, or anything the compiler cannot do that way reloads and compiles the
+//! whole folder, as the first load does.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -18,6 +26,7 @@ use std::path::{Path, PathBuf};
 use ingress_core::compile::{Compiler, RouteSplice, Update};
 use ingress_core::diagnostics::Diagnostic;
 use ingress_core::manifest::{Loaded, Located, SourceLocation};
+use ingress_core::model::ObjectMeta;
 use ingress_core::{CompileOptions, RouteTable, Severity};
 
 use crate::source::LoadError;
@@ -48,16 +57,71 @@ impl Stamp {
     }
 }
 
+/// `(namespace, name)` of an object.
+type Key = (String, String);
+
+fn key_of(m: &ObjectMeta) -> Key {
+    (m.namespace_or_default().to_owned(), m.name.clone())
+}
+
 /// One file as last applied.
 #[derive(Debug)]
 struct FileState {
     stamp: Stamp,
-    /// `(namespace, name)` of its Ingresses, in file order.
-    ingresses: Vec<(String, String)>,
-    /// A digest of its other objects: a change there is a full reload.
-    others: u64,
+    /// Its Ingresses, EndpointSlices and Secrets, in file order.
+    ingresses: Vec<Key>,
+    slices: Vec<Key>,
+    secrets: Vec<Key>,
+    /// Digests of its objects by kind.
+    digests: Digests,
     /// Its syntax and schema diagnostics (warnings: errors are never applied).
     diagnostics: Vec<Located>,
+}
+
+/// Digests of a file's objects: its Ingresses, EndpointSlices, Secrets, and the
+/// rest (IngressClasses, Services: a change there is a full reload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Digests {
+    ingresses: u64,
+    slices: u64,
+    secrets: u64,
+    rest: u64,
+}
+
+fn digest(v: &impl std::fmt::Debug) -> u64 {
+    let mut h = DefaultHasher::new();
+    format!("{v:?}").hash(&mut h);
+    h.finish()
+}
+
+impl Digests {
+    fn of(loaded: &Loaded) -> Digests {
+        let s = &loaded.snapshot;
+        Digests {
+            ingresses: digest(&s.ingresses),
+            slices: digest(&s.endpoint_slices),
+            secrets: digest(&s.secrets),
+            rest: digest(&(&s.ingress_classes, &s.services)),
+        }
+    }
+}
+
+impl FileState {
+    fn of(stamp: Stamp, loaded: &Loaded) -> FileState {
+        let s = &loaded.snapshot;
+        FileState {
+            stamp,
+            ingresses: s.ingresses.iter().map(|o| key_of(&o.metadata)).collect(),
+            slices: s
+                .endpoint_slices
+                .iter()
+                .map(|o| key_of(&o.metadata))
+                .collect(),
+            secrets: s.secrets.iter().map(|o| key_of(&o.metadata)).collect(),
+            digests: Digests::of(loaded),
+            diagnostics: loaded.diagnostics.clone(),
+        }
+    }
 }
 
 /// What one apply did to the table.
@@ -74,6 +138,18 @@ pub(crate) enum Applied {
         /// Where the touched hosts' routes were and are.
         splices: Vec<RouteSplice>,
     },
+    /// Only Secrets changed: the TLS bindings naming them were checked again
+    /// (indexes into the table's TLS bindings); the routes are as they were.
+    Secrets {
+        /// The bindings checked again.
+        bindings: Vec<usize>,
+    },
+    /// Only EndpointSlices changed: the backends of their Services were resolved
+    /// again; the routes are as they were.
+    Endpoints {
+        /// Backends resolved again.
+        backends: usize,
+    },
 }
 
 /// The folder's files, objects and compiled table.
@@ -82,38 +158,103 @@ pub(crate) struct Folder {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     compiler: Compiler,
-    /// The file that defines each Ingress.
-    owners: HashMap<(String, String), PathBuf>,
+    /// The file that defines each Ingress, EndpointSlice and Secret.
+    owners: Owners,
     /// Where each current compile diagnostic points (kept: an unchanged Ingress's
     /// diagnostics are not located again).
     located: BTreeMap<Diagnostic, Option<SourceLocation>>,
-    /// Some Ingress is defined twice: every change reloads in full.
+    /// Some Ingress, EndpointSlice or Secret is defined twice: every change
+    /// reloads in full.
     duplicates: bool,
 }
 
-fn digest_others(loaded: &Loaded) -> u64 {
-    let s = &loaded.snapshot;
-    let mut h = DefaultHasher::new();
-    format!(
-        "{:?}{:?}{:?}{:?}",
-        s.ingress_classes, s.services, s.endpoint_slices, s.secrets
-    )
-    .hash(&mut h);
-    h.finish()
+#[derive(Debug, Default)]
+struct Owners {
+    ingresses: HashMap<Key, PathBuf>,
+    slices: HashMap<Key, PathBuf>,
+    secrets: HashMap<Key, PathBuf>,
 }
 
-fn ingress_names(loaded: &Loaded) -> Vec<(String, String)> {
-    loaded
-        .snapshot
-        .ingresses
-        .iter()
-        .map(|i| {
-            (
-                i.metadata.namespace_or_default().to_owned(),
-                i.metadata.name.clone(),
-            )
-        })
-        .collect()
+/// The kinds with a fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Ingress,
+    Slice,
+    Secret,
+}
+
+impl Kind {
+    fn names(self, f: &FileState) -> &[Key] {
+        match self {
+            Kind::Ingress => &f.ingresses,
+            Kind::Slice => &f.slices,
+            Kind::Secret => &f.secrets,
+        }
+    }
+
+    fn owners(self, o: &mut Owners) -> &mut HashMap<Key, PathBuf> {
+        match self {
+            Kind::Ingress => &mut o.ingresses,
+            Kind::Slice => &mut o.slices,
+            Kind::Secret => &mut o.secrets,
+        }
+    }
+
+    fn digest(self, d: &Digests) -> u64 {
+        match self {
+            Kind::Ingress => d.ingresses,
+            Kind::Slice => d.slices,
+            Kind::Secret => d.secrets,
+        }
+    }
+}
+
+/// The changes of one kind: every object of `read` (upserts; the compiler skips
+/// the unchanged ones) and removals of the names gone from the changed and
+/// removed files; the owners updated. `None` when an object would be defined in
+/// two files (nothing changed then).
+fn changes_of<T>(
+    kind: Kind,
+    files: &BTreeMap<PathBuf, FileState>,
+    owners: &mut Owners,
+    read: Vec<(&PathBuf, Vec<T>)>,
+    removed: &[PathBuf],
+    meta: impl Fn(&T) -> &ObjectMeta,
+) -> Option<Vec<(String, String, Option<T>)>> {
+    let rewritten: BTreeSet<&PathBuf> = read.iter().map(|(f, _)| *f).chain(removed).collect();
+    let mut new_owner: HashMap<Key, PathBuf> = HashMap::new();
+    {
+        let owners = kind.owners(owners);
+        for (f, objects) in &read {
+            for o in objects {
+                let n = key_of(meta(o));
+                let elsewhere = owners
+                    .get(&n)
+                    .is_some_and(|o| o != *f && !rewritten.contains(o));
+                if elsewhere || new_owner.insert(n, (*f).clone()).is_some() {
+                    return None;
+                }
+            }
+        }
+    }
+    let owners = kind.owners(owners);
+    let mut changes = Vec::new();
+    for f in read.iter().map(|(f, _)| *f).chain(removed) {
+        for n in files.get(f).map(|s| kind.names(s)).unwrap_or(&[]) {
+            if !new_owner.contains_key(n) {
+                changes.push((n.0.clone(), n.1.clone(), None));
+                owners.remove(n);
+            }
+        }
+    }
+    for (_, objects) in read {
+        for o in objects {
+            let (ns, name) = key_of(meta(&o));
+            changes.push((ns, name, Some(o)));
+        }
+    }
+    owners.extend(new_owner);
+    Some(changes)
 }
 
 fn manifest_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
@@ -166,19 +307,16 @@ impl Folder {
         let read = read_files(manifest_files(root)?)?;
         let mut all = Loaded::default();
         let mut files = BTreeMap::new();
-        let mut owners = HashMap::new();
+        let mut owners = Owners::default();
         let mut duplicates = false;
         for (f, stamp, loaded) in read {
-            let ingresses = ingress_names(&loaded);
-            for n in &ingresses {
-                duplicates |= owners.insert(n.clone(), f.clone()).is_some();
+            let state = FileState::of(stamp, &loaded);
+            for kind in [Kind::Ingress, Kind::Slice, Kind::Secret] {
+                let map = kind.owners(&mut owners);
+                for n in kind.names(&state) {
+                    duplicates |= map.insert(n.clone(), f.clone()).is_some();
+                }
             }
-            let state = FileState {
-                stamp,
-                ingresses,
-                others: digest_others(&loaded),
-                diagnostics: loaded.diagnostics.clone(),
-            };
             files.insert(f, state);
             all.extend(loaded);
         }
@@ -243,74 +381,82 @@ impl Folder {
             return Ok(Applied::Unchanged);
         }
         if self.duplicates {
-            return self.reload(options, "an Ingress is defined in two files");
+            return self.reload(options, "an object is defined in two files");
         }
         let read = read_files(changed)?;
-        let empty = digest_others(&Loaded::default());
-        for (f, _, loaded) in &read {
-            let before = self.files.get(f).map_or(empty, |s| s.others);
-            if digest_others(loaded) != before {
-                return self.reload(options, "objects other than Ingresses changed");
-            }
-        }
-        if removed
+        // Which kinds changed, file by file (a removed file's objects all did).
+        let empty = Digests::of(&Loaded::default());
+        let mut kinds: Vec<Kind> = Vec::new();
+        let before = |f: &PathBuf| self.files.get(f).map_or(empty, |s| s.digests);
+        let pairs = read
             .iter()
-            .any(|f| self.files.get(f).is_some_and(|s| s.others != empty))
-        {
-            return self.reload(options, "a removed file held objects other than Ingresses");
-        }
-        // Ingress changes: those gone from changed or removed files, then every
-        // Ingress of the changed files (the compiler skips the unchanged ones).
-        let rewritten: BTreeSet<&PathBuf> =
-            read.iter().map(|(f, _, _)| f).chain(&removed).collect();
-        let mut changes: Vec<(String, String, Option<ingress_core::model::Ingress>)> = Vec::new();
-        let mut new_owner: HashMap<(String, String), PathBuf> = HashMap::new();
-        for (f, _, loaded) in &read {
-            for n in ingress_names(loaded) {
-                let elsewhere = self
-                    .owners
-                    .get(&n)
-                    .is_some_and(|o| o != f && !rewritten.contains(o));
-                if elsewhere || new_owner.insert(n, f.clone()).is_some() {
-                    return self.reload(options, "an Ingress is defined in two files");
+            .map(|(f, _, loaded)| (before(f), Digests::of(loaded)))
+            .chain(
+                removed
+                    .iter()
+                    .map(|f| (before(f), Digests::of(&Loaded::default()))),
+            );
+        for (old, new) in pairs {
+            if old.rest != new.rest {
+                return self.reload(options, "IngressClasses or Services changed");
+            }
+            for kind in [Kind::Ingress, Kind::Slice, Kind::Secret] {
+                if kind.digest(&old) != kind.digest(&new) && !kinds.contains(&kind) {
+                    kinds.push(kind);
                 }
             }
         }
-        for f in read.iter().map(|(f, _, _)| f).chain(&removed) {
-            for n in self.files.get(f).map(|s| &s.ingresses[..]).unwrap_or(&[]) {
-                if !new_owner.contains_key(n) {
-                    changes.push((n.0.clone(), n.1.clone(), None));
-                    self.owners.remove(n);
-                }
-            }
+        if kinds.len() > 1 {
+            return self.reload(options, "objects of more than one kind changed");
         }
+        // The one kind that changed (none: the files changed in form only).
+        let kind = kinds.first().copied().unwrap_or(Kind::Ingress);
         let mut sources = Loaded::default();
+        let mut objects = Vec::with_capacity(read.len());
+        let mut states = Vec::with_capacity(read.len());
         for (f, stamp, loaded) in read {
-            let state = FileState {
-                stamp,
-                ingresses: ingress_names(&loaded),
-                others: digest_others(&loaded),
-                diagnostics: loaded.diagnostics,
-            };
-            self.files.insert(f, state);
-            for ing in loaded.snapshot.ingresses {
-                let (ns, name) = (
-                    ing.metadata.namespace_or_default().to_owned(),
-                    ing.metadata.name.clone(),
-                );
-                changes.push((ns, name, Some(ing)));
-            }
+            states.push((f.clone(), FileState::of(stamp, &loaded)));
+            objects.push((f, loaded.snapshot));
             sources.extend(Loaded {
                 sources: loaded.sources,
                 ..Loaded::default()
             });
         }
+        let update = {
+            let (paths, mut snapshots): (Vec<PathBuf>, Vec<_>) = objects.into_iter().unzip();
+            macro_rules! changes {
+                ($field:ident) => {
+                    changes_of(
+                        kind,
+                        &self.files,
+                        &mut self.owners,
+                        paths
+                            .iter()
+                            .zip(snapshots.iter_mut().map(|s| std::mem::take(&mut s.$field)))
+                            .collect(),
+                        &removed,
+                        |o| &o.metadata,
+                    )
+                };
+            }
+            match kind {
+                Kind::Ingress => changes!(ingresses).map(|c| self.compiler.apply_ingresses(c)),
+                Kind::Slice => {
+                    changes!(endpoint_slices).map(|c| self.compiler.apply_endpoint_slices(c))
+                }
+                Kind::Secret => changes!(secrets).map(|c| self.compiler.apply_secrets(c)),
+            }
+        };
+        let Some(update) = update else {
+            return self.reload(options, "an object is defined in two files");
+        };
+        for (f, state) in states {
+            self.files.insert(f, state);
+        }
         for f in &removed {
             self.files.remove(f);
         }
-        self.owners.extend(new_owner);
         let sources = sources.sources;
-        let update = self.compiler.apply_ingresses(changes);
         // Locate the compile diagnostics: those seen before where they were, new
         // ones in the files just read.
         let mut located = BTreeMap::new();
@@ -327,6 +473,8 @@ impl Folder {
             Update::Incremental {
                 ingresses, splices, ..
             } => Applied::Incremental { ingresses, splices },
+            Update::Tls { bindings } => Applied::Secrets { bindings },
+            Update::Endpoints { backends, .. } => Applied::Endpoints { backends },
             Update::Full(reason) => Applied::Full(reason.to_string()),
             other => Applied::Full(format!("{other:?}")),
         })

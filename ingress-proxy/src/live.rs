@@ -183,6 +183,48 @@ impl Live {
         }
     }
 
+    /// `table`, a Secret update of `previous`'s table (the core's
+    /// [`Update::Tls`](ingress_core::compile::Update::Tls): same routes, backends
+    /// and TLS hosts; the bindings `changed` may have a new certificate or
+    /// problem), prepared for serving: everything but the certificates is
+    /// `previous`'s, shared as is (balancers, limits, counters, client
+    /// certificates, runtime settings); only the changed bindings' certificates
+    /// are loaded again, the others (kept ones included) stay, and a changed
+    /// binding whose Secret turned unusable keeps its last good certificate as
+    /// after a full update ([`crate::certs`]). Expiry is checked at `now`. Store
+    /// it with [`LiveTable::store_patched`].
+    pub fn with_certificates(
+        previous: &Live,
+        table: RouteTable,
+        version: u64,
+        diagnostics: Vec<Located>,
+        changed: &[usize],
+        now: ingress_core::model::Timestamp,
+    ) -> Self {
+        let certs = Certs::refreshed(&previous.certs, &previous.table, &table, changed, now);
+        let mut diagnostics = diagnostics;
+        if !certs.notes.is_empty() {
+            diagnostics.extend(certs.notes.iter().cloned());
+            diagnostics.sort();
+        }
+        // No route changed: patches without splices share everything.
+        let balancers = Balancers::patched(&previous.balancers, &table, &[]);
+        let limits = LimitSet::patched(&previous.limits, &table, &[]);
+        let client_auth = ClientAuthSet::patched(&previous.client_auth, &table, &[]);
+        Live {
+            table,
+            version,
+            diagnostics,
+            certs,
+            balancers,
+            limits,
+            labels: previous.labels.clone(),
+            client_auth,
+            runtime: previous.runtime.clone(),
+            default_cert: previous.default_cert.clone(),
+        }
+    }
+
     /// Serve `cert` when no TLS host of this table matches the SNI name (the
     /// gateway config's `defaultTlsCertificate`), instead of the listener's default.
     pub fn with_default_certificate(mut self, cert: Arc<CertifiedKey>) -> Self {

@@ -117,7 +117,7 @@ impl Metrics {
         let updates = Family::<UpdateLabels, Counter>::default();
         registry.register(
             "config_updates",
-            "Applied tables, by how they were made: full (the whole configuration compiled) or incremental (only the hosts of the changed Ingresses)",
+            "Applied tables, by how they were made: full (the whole configuration compiled), incremental (only the hosts of the changed Ingresses), secrets (only the TLS bindings of the changed Secrets) or endpoints (only the backends of the changed EndpointSlices' Services)",
             updates.clone(),
         );
         registry.register(
@@ -237,7 +237,8 @@ impl Metrics {
         self.version.set(i64::try_from(version).unwrap_or(i64::MAX));
     }
 
-    /// Count one applied table by how it was made (`full` or `incremental`).
+    /// Count one applied table by how it was made (`full`, `incremental`,
+    /// `secrets` or `endpoints`).
     pub fn config_update(&self, kind: &'static str) {
         self.updates.get_or_create(&UpdateLabels { kind }).inc();
     }

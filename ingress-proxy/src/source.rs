@@ -196,6 +196,30 @@ impl FileSource {
                         );
                         self.metrics.config_update("incremental");
                     }
+                    Applied::Secrets { bindings } if previous.version() > 0 => {
+                        tracing::debug!(
+                            bindings = bindings.len(),
+                            "Secret update: only the TLS bindings naming the changed Secrets were checked again"
+                        );
+                        let live = Live::with_certificates(
+                            &previous,
+                            table,
+                            version,
+                            diagnostics,
+                            bindings,
+                            crate::certs::system_now(),
+                        );
+                        self.live.store_patched(live);
+                        self.metrics.config_update("secrets");
+                    }
+                    Applied::Endpoints { backends } => {
+                        tracing::debug!(
+                            backends,
+                            "endpoint update: only the backends of the changed Services were resolved again"
+                        );
+                        self.live.store(Live::new(table, version, diagnostics));
+                        self.metrics.config_update("endpoints");
+                    }
                     other => {
                         tracing::debug!(update = ?other, "full compile");
                         self.live.store(Live::new(table, version, diagnostics));
@@ -331,6 +355,13 @@ pub fn feed_kube(
                     .as_ref()
                     .filter(|_| p.path == ingress_kube::BuildPath::Incremental)
                     .filter(|_| previous.version() > 0 && previous.version() + 1 == p.version);
+                // A Secret update made from the served table: only the TLS bindings
+                // naming the changed Secrets are loaded again.
+                let bindings = p
+                    .bindings
+                    .as_ref()
+                    .filter(|_| p.path == ingress_kube::BuildPath::Secrets)
+                    .filter(|_| previous.version() > 0 && previous.version() + 1 == p.version);
                 if let Some(splices) = splices {
                     tracing::debug!(
                         hosts = splices.len(),
@@ -340,6 +371,31 @@ pub fn feed_kube(
                         Live::patched(&previous, p.table.clone(), p.version, diagnostics, splices);
                     live.store_patched(table);
                     metrics.config_update("incremental");
+                } else if let Some(bindings) = bindings {
+                    tracing::debug!(
+                        bindings = bindings.len(),
+                        "Secret update: only the TLS bindings naming the changed Secrets were checked again"
+                    );
+                    let mut table = Live::with_certificates(
+                        &previous,
+                        p.table.clone(),
+                        p.version,
+                        diagnostics,
+                        bindings,
+                        crate::certs::system_now(),
+                    );
+                    // The gateway config's default certificate may be one of the
+                    // changed Secrets (a bad one keeps the previous certificate).
+                    if let Some(cert) = p
+                        .applied_gateway
+                        .as_ref()
+                        .and_then(|g| g.default_tls_certificate.as_ref())
+                        .and_then(|r| default_certificate_of(&p.secrets, r))
+                    {
+                        table = table.with_default_certificate(cert);
+                    }
+                    live.store_patched(table);
+                    metrics.config_update("secrets");
                 } else {
                     let mut table = Live::new(p.table.clone(), p.version, diagnostics);
                     if let Some(r) = &runtime {

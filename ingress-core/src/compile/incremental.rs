@@ -12,8 +12,11 @@
 //! slot or a full compile renumbers them all. Every backend a route refers to
 //! resolves exactly as in a full compile.
 //!
-//! EndpointSlice changes go through [`Compiler::apply_endpoint_slices`], which
-//! resolves again only the backends of the Services concerned.
+//! Secrets and EndpointSlices have fast paths of their own
+//! ([`Compiler::apply_secrets`], [`Compiler::apply_endpoint_slices`]): only the TLS
+//! bindings naming a changed Secret are checked again, only the backends of a
+//! Service whose slices changed are resolved again; the result is again that of a
+//! full compile.
 //!
 //! What cannot be done host by host falls back to a full compile, and
 //! [`Update::Full`] says why: any change to an object other than an Ingress,
@@ -85,6 +88,11 @@ pub enum FullReason {
     /// [`Compiler::apply_endpoint_slices`] could not re-resolve the backends alone.
     #[error("the endpoint fast path declined: {0}")]
     Endpoints(super::FullCompileNeeded),
+    /// A changed Secret is named by an annotation (`auth-secret`,
+    /// `auth-tls-secret`, `proxy-ssl-secret`): the Ingress's policy is resolved
+    /// again in a full compile.
+    #[error("a changed Secret is named by an annotation")]
+    AnnotationSecret,
 }
 
 /// Routes `old` of the previous table are now routes `new` (one touched host).
@@ -115,6 +123,14 @@ pub enum Update {
         /// Backends written (new, or a slot reused): their endpoints may differ from
         /// what the previous table had under the same id.
         backends: Vec<BackendId>,
+    },
+    /// Only TLS bindings were checked again ([`Compiler::apply_secrets`]): the
+    /// routes, backends and host structures are the previous table's, as are the
+    /// TLS hosts; the listed bindings (indexes into
+    /// [`RouteTable::tls_bindings`]) may have a new certificate or problem.
+    Tls {
+        /// The bindings whose Secret changed.
+        bindings: Vec<usize>,
     },
     /// Only EndpointSlices changed ([`Compiler::apply_endpoint_slices`]): the
     /// backends of the Services concerned were resolved again; routes, route ids,
@@ -171,6 +187,10 @@ pub(super) struct State {
     pub(super) slice_pos: FxHashMap<(String, String), Vec<usize>>,
     /// EndpointSlices by namespace and name.
     pub(super) slice_names: FxHashMap<(String, String), usize>,
+    /// Secrets by namespace and name.
+    secret_pos: FxHashMap<(String, String), usize>,
+    /// Two Secrets share a namespace and name.
+    secret_duplicates: bool,
     global: Vec<Diagnostic>,
     tls: Vec<Diagnostic>,
     build: Vec<Diagnostic>,
@@ -398,6 +418,13 @@ impl Compiler {
                 let key = (s.metadata.namespace_or_default().to_owned(), svc.to_owned());
                 st.slice_pos.entry(key).or_default().push(i);
             }
+        }
+        for (i, s) in self.snapshot.secrets.iter().enumerate() {
+            let m = &s.metadata;
+            st.secret_duplicates |= st
+                .secret_pos
+                .insert((m.namespace_or_default().to_owned(), m.name.clone()), i)
+                .is_some();
         }
         let table = &self.compiled.table;
         st.backend_refs = vec![0; table.backends.len()];
@@ -655,17 +682,7 @@ impl Compiler {
             .build
             .retain(|d| d.object.as_ref().is_none_or(|o| !involved.contains(o)));
         self.state.build.extend(build_diags);
-        let st = &self.state;
-        let mut diags: Vec<Diagnostic> = Vec::with_capacity(self.compiled.diagnostics.len());
-        diags.extend(st.global.iter().cloned());
-        diags.extend(st.tls.iter().cloned());
-        diags.extend(st.build.iter().cloned());
-        for d in st.ingress_diags.values() {
-            diags.extend(d.iter().cloned());
-        }
-        diags.sort();
-        diags.dedup();
-        self.compiled.diagnostics = diags;
+        self.collect_diagnostics();
         Ok(Update::Incremental {
             ingresses: members.len().max(changed.len()),
             splices,
@@ -916,5 +933,204 @@ impl Compiler {
             })
             .collect();
         (splices, written)
+    }
+}
+
+/// The TLS diagnostics that depend on a Secret's content (those
+/// [`Compiler::apply_secrets`] makes again).
+fn secret_content_code(code: crate::diagnostics::Code) -> bool {
+    use crate::diagnostics::Code;
+    matches!(
+        code,
+        Code::TlsSecretNotFound
+            | Code::TlsSecretInvalid
+            | Code::TlsHostNotCovered
+            | Code::TlsCertificateExpired
+            | Code::TlsCertificateExpiresSoon
+    )
+}
+
+/// The Secrets (namespace, name) an Ingress's annotations name.
+fn annotation_secrets(v: &ValidIngress) -> impl Iterator<Item = (&str, &str)> {
+    let p = &v.policy;
+    let ns = v.namespace();
+    p.auth
+        .basic
+        .as_ref()
+        .map(|b| &b.secret)
+        .into_iter()
+        .chain(p.auth.digest.as_ref().map(|d| &d.secret))
+        .chain(p.client_tls.ca_secret.as_ref())
+        .chain(
+            p.backend
+                .upstream_tls
+                .as_ref()
+                .and_then(|t| t.secret.as_ref()),
+        )
+        .map(move |n| (n.namespace.as_deref().unwrap_or(ns), n.name.as_str()))
+}
+
+impl Compiler {
+    /// Put the diagnostics of the current state together, sorted, as a full
+    /// compile gives them.
+    fn collect_diagnostics(&mut self) {
+        let st = &self.state;
+        let mut diags: Vec<Diagnostic> = Vec::with_capacity(self.compiled.diagnostics.len());
+        diags.extend(st.global.iter().cloned());
+        diags.extend(st.tls.iter().cloned());
+        diags.extend(st.build.iter().cloned());
+        for d in st.ingress_diags.values() {
+            diags.extend(d.iter().cloned());
+        }
+        diags.sort();
+        diags.dedup();
+        self.compiled.diagnostics = diags;
+    }
+
+    /// Apply Secret changes: each `(namespace, name, secret)` upserts (`Some`) or
+    /// removes (`None`) the Secret of that namespace and name (a later entry for
+    /// the same name wins).
+    ///
+    /// The fast path ([`Update::Tls`]): only the TLS bindings naming a changed
+    /// Secret are checked again (the certificate parses, its key matches, it
+    /// covers the host, its expiry at [`CompileOptions::now`]), with the same
+    /// diagnostics as a full compile (`tls-secret-not-found`,
+    /// `tls-secret-invalid`, `tls-host-not-covered`, the expiry ones); nothing
+    /// else of the table is touched. The result equals a full
+    /// [`compile`](super::compile) of the same objects. A full compile instead
+    /// when a changed Secret is named by an annotation
+    /// ([`FullReason::AnnotationSecret`]) or some Secret (or Ingress, Service,
+    /// EndpointSlice) is duplicated ([`FullReason::Duplicates`]).
+    pub fn apply_secrets(
+        &mut self,
+        changes: impl IntoIterator<Item = (String, String, Option<Secret>)>,
+    ) -> Update {
+        let mut by_key: FxHashMap<(String, String), Option<Secret>> = FxHashMap::default();
+        let mut order = Vec::new();
+        for (ns, name, secret) in changes {
+            let key = (ns, name);
+            if by_key.insert(key.clone(), secret).is_none() {
+                order.push(key);
+            }
+        }
+        let duplicates = self.state.duplicates || self.state.secret_duplicates;
+        let mut changed: FxHashSet<(String, String)> = FxHashSet::default();
+        for key in order {
+            let secret = by_key.remove(&key).flatten();
+            let secrets = &mut self.snapshot.secrets;
+            if duplicates {
+                let before = secrets.len();
+                secrets.retain(|s| {
+                    (s.metadata.namespace_or_default(), s.metadata.name.as_str())
+                        != (key.0.as_str(), key.1.as_str())
+                });
+                if before != secrets.len() || secret.is_some() {
+                    changed.insert(key);
+                }
+                secrets.extend(secret);
+                continue;
+            }
+            match (self.state.secret_pos.get(&key).copied(), secret) {
+                (Some(p), Some(s)) => {
+                    if secrets[p] != s {
+                        secrets[p] = s;
+                        changed.insert(key);
+                    }
+                }
+                (None, Some(s)) => {
+                    self.state.secret_pos.insert(key.clone(), secrets.len());
+                    secrets.push(s);
+                    changed.insert(key);
+                }
+                (Some(p), None) => {
+                    self.state.secret_pos.remove(&key);
+                    secrets.swap_remove(p);
+                    if let Some(moved) = secrets.get(p) {
+                        let m = &moved.metadata;
+                        let k = (m.namespace_or_default().to_owned(), m.name.clone());
+                        self.state.secret_pos.insert(k, p);
+                    }
+                    changed.insert(key);
+                }
+                (None, None) => {}
+            }
+        }
+        if changed.is_empty() {
+            return Update::Unchanged;
+        }
+        if duplicates {
+            self.full();
+            return Update::Full(FullReason::Duplicates);
+        }
+        let is_changed = |ns: &str, name: &str| changed.contains(&(ns.to_owned(), name.to_owned()));
+        let named = self
+            .state
+            .entries
+            .values()
+            .filter_map(|e| e.valid.as_ref())
+            .any(|v| annotation_secrets(v).any(|(ns, n)| is_changed(ns, n)));
+        if named {
+            self.full();
+            return Update::Full(FullReason::AnnotationSecret);
+        }
+        // The bindings naming a changed Secret, checked again.
+        let mut parsed: FxHashMap<(String, String), Result<Arc<crate::tls::CertifiedKey>, String>> =
+            FxHashMap::default();
+        let mut touched = Vec::new();
+        let mut fresh_diags = Vec::new();
+        let mut stale: FxHashSet<(ObjectRef, String)> = FxHashSet::default();
+        let table = &mut self.compiled.table;
+        for (i, binding) in table.tls.iter_mut().enumerate() {
+            let Some(secret) = &binding.secret else {
+                continue;
+            };
+            let key = (
+                secret.namespace.clone().unwrap_or_default(),
+                secret.name.clone(),
+            );
+            if !changed.contains(&key) {
+                continue;
+            }
+            let Some(v) = self
+                .state
+                .entries
+                .get(&binding.ingress)
+                .and_then(|e| e.valid.as_ref())
+            else {
+                continue;
+            };
+            let Some(t) = v.tls.iter().find(|t| t.host == binding.host) else {
+                continue;
+            };
+            let Some(name) = t.secret.as_deref() else {
+                continue;
+            };
+            let cert = parsed
+                .entry(key)
+                .or_insert_with_key(|k| {
+                    super::tls::load(
+                        self.state
+                            .secret_pos
+                            .get(k)
+                            .map(|&p| &self.snapshot.secrets[p]),
+                    )
+                })
+                .clone();
+            stale.insert((ObjectRef::clone(&v.r), t.field.clone()));
+            stale.insert((ObjectRef::clone(&v.r), t.secret_field.clone()));
+            super::tls::check(v, t, name, cert, binding, &self.options, &mut fresh_diags);
+            touched.push(i);
+        }
+        if !touched.is_empty() {
+            self.state.tls.retain(|d| {
+                let (Some(o), Some(f)) = (&d.object, &d.field) else {
+                    return true;
+                };
+                !(secret_content_code(d.code) && stale.contains(&(o.clone(), f.clone())))
+            });
+            self.state.tls.extend(fresh_diags);
+            self.collect_diagnostics();
+        }
+        Update::Tls { bindings: touched }
     }
 }

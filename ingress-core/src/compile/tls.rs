@@ -9,7 +9,7 @@ use crate::routing::{TlsBinding, TlsProblem};
 use crate::tls::CertifiedKey;
 
 use super::CompileOptions;
-use super::validate::ValidIngress;
+use super::validate::{ValidIngress, ValidTls};
 
 /// One binding per TLS host; the oldest Ingress wins a host. A problem with the
 /// Secret leaves the binding without a certificate (the proxy serves its default one).
@@ -49,75 +49,11 @@ pub(crate) fn bindings(
                 problem: None,
             };
             if let Some(name) = &t.secret {
-                let key = (v.namespace().to_owned(), name.clone());
                 let cert = parsed
-                    .entry(key)
+                    .entry((v.namespace().to_owned(), name.clone()))
                     .or_insert_with(|| load(secrets.get(&(v.namespace(), name.as_str())).copied()))
                     .clone();
-                let mut warn = |code: Code, field: &str, msg: String| {
-                    diags.push(Diagnostic::new(
-                        code,
-                        Some(ObjectRef::clone(&v.r)),
-                        Some(field.to_owned()),
-                        msg,
-                    ));
-                };
-                match cert {
-                    Err(e) if e.is_empty() => {
-                        binding.problem = Some(TlsProblem::SecretNotFound);
-                        warn(
-                            Code::TlsSecretNotFound,
-                            &t.secret_field,
-                            format!(
-                                "Secret {}/{name} is not in the input; host {} is served with the default certificate",
-                                v.namespace(),
-                                t.host
-                            ),
-                        )
-                    }
-                    Err(e) => {
-                        binding.problem = Some(TlsProblem::SecretInvalid);
-                        warn(
-                            Code::TlsSecretInvalid,
-                            &t.secret_field,
-                            format!(
-                                "Secret {}/{name}: {e}; host {} is served with the default certificate (a running gateway keeps its last good certificate from this Secret)",
-                                v.namespace(),
-                                t.host
-                            ),
-                        )
-                    }
-                    Ok(cert) => {
-                        let host = t.host.to_string();
-                        if !cert.covers(&host) {
-                            binding.problem = Some(TlsProblem::HostNotCovered);
-                            warn(
-                                Code::TlsHostNotCovered,
-                                &t.field,
-                                format!(
-                                    "the certificate in Secret {}/{name} does not cover {host} (it covers {}); the default certificate is served for it (a running gateway keeps its last good certificate from this Secret)",
-                                    v.namespace(),
-                                    names(&cert)
-                                ),
-                            );
-                        } else {
-                            if let Some(now) = opts.now
-                                && let Some(secret) = &secret_ref
-                                && let Some(d) = crate::tls::expiry_diagnostic(
-                                    &cert,
-                                    secret,
-                                    &host,
-                                    &v.r,
-                                    Some(t.secret_field.clone()),
-                                    now,
-                                )
-                            {
-                                diags.push(d);
-                            }
-                            binding.certificate = Some(cert);
-                        }
-                    }
-                }
+                check(v, t, name, cert, &mut binding, opts, diags);
             }
             out.insert(t.host.clone(), binding);
         }
@@ -125,8 +61,90 @@ pub(crate) fn bindings(
     out.into_values().collect()
 }
 
+/// The certificate and problem of `binding` (TLS entry `t` of `v`, naming Secret
+/// `name`) from the parsed Secret (`Err("")`: not found), with its diagnostics:
+/// one place for a full compile and the Secret fast path
+/// ([`Compiler::apply_secrets`](super::Compiler::apply_secrets)).
+pub(crate) fn check(
+    v: &ValidIngress,
+    t: &ValidTls,
+    name: &str,
+    cert: Result<Arc<CertifiedKey>, String>,
+    binding: &mut TlsBinding,
+    opts: &CompileOptions,
+    diags: &mut Vec<Diagnostic>,
+) {
+    binding.certificate = None;
+    binding.problem = None;
+    let secret_ref = binding.secret.clone();
+    let mut warn = |code: Code, field: &str, msg: String| {
+        diags.push(Diagnostic::new(
+            code,
+            Some(ObjectRef::clone(&v.r)),
+            Some(field.to_owned()),
+            msg,
+        ));
+    };
+    match cert {
+        Err(e) if e.is_empty() => {
+            binding.problem = Some(TlsProblem::SecretNotFound);
+            warn(
+                Code::TlsSecretNotFound,
+                &t.secret_field,
+                format!(
+                    "Secret {}/{name} is not in the input; host {} is served with the default certificate",
+                    v.namespace(),
+                    t.host
+                ),
+            )
+        }
+        Err(e) => {
+            binding.problem = Some(TlsProblem::SecretInvalid);
+            warn(
+                Code::TlsSecretInvalid,
+                &t.secret_field,
+                format!(
+                    "Secret {}/{name}: {e}; host {} is served with the default certificate (a running gateway keeps its last good certificate from this Secret)",
+                    v.namespace(),
+                    t.host
+                ),
+            )
+        }
+        Ok(cert) => {
+            let host = t.host.to_string();
+            if !cert.covers(&host) {
+                binding.problem = Some(TlsProblem::HostNotCovered);
+                warn(
+                    Code::TlsHostNotCovered,
+                    &t.field,
+                    format!(
+                        "the certificate in Secret {}/{name} does not cover {host} (it covers {}); the default certificate is served for it (a running gateway keeps its last good certificate from this Secret)",
+                        v.namespace(),
+                        names(&cert)
+                    ),
+                );
+            } else {
+                if let Some(now) = opts.now
+                    && let Some(secret) = &secret_ref
+                    && let Some(d) = crate::tls::expiry_diagnostic(
+                        &cert,
+                        secret,
+                        &host,
+                        &v.r,
+                        Some(t.secret_field.clone()),
+                        now,
+                    )
+                {
+                    diags.push(d);
+                }
+                binding.certificate = Some(cert);
+            }
+        }
+    }
+}
+
 /// Parse a TLS Secret. `Err("")` means not found.
-fn load(secret: Option<&Secret>) -> Result<Arc<CertifiedKey>, String> {
+pub(crate) fn load(secret: Option<&Secret>) -> Result<Arc<CertifiedKey>, String> {
     let Some(secret) = secret else {
         return Err(String::new());
     };

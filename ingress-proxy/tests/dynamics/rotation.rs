@@ -90,8 +90,8 @@ async fn handshake(https: std::net::SocketAddr) -> Result<Vec<u8>, String> {
 /// a certificate for another name, then by a good one, an expired one and one
 /// expiring in 10 days. Expected: after each good rotation a new handshake
 /// presents the new certificate within 1 s of the write (the checklist's bound;
-/// about 100 ms measured in a debug build: the 20 ms debounce, the folder re-read
-/// and compile, the swap); no request on the connections already open fails and
+/// about 100 ms measured in a debug build: the 20 ms debounce, the Secret file
+/// read and its TLS bindings checked again (the Secret fast path), the swap); no request on the connections already open fails and
 /// no handshake fails; an unknown SNI gets the default certificate. The policies
 /// (documented in docs/SECURITY.md): a Secret whose key does not match, or whose
 /// certificate no longer covers the host, is refused with a diagnostic naming it
@@ -187,6 +187,16 @@ async fn t47_certificate_rotation_under_load() -> TestResult {
     }
     let last_good = der(&certs[4].0);
     assert_eq!(metric(&metrics(&p).await, KEPT), None, "nothing kept yet");
+    // The Secret is in a file of its own: each rotation took the Secret fast path.
+    let text = metrics(&p).await;
+    assert_eq!(
+        metric(
+            &text,
+            "ingress_proxy_config_updates_total{kind=\"secrets\"}"
+        ),
+        Some(4.0),
+        "{text}"
+    );
 
     // A key that does not match the certificate: refused and named; the last good
     // certificate stays.
@@ -363,6 +373,14 @@ async fn t47_kube_mode_keeps_the_last_good_certificate() -> TestResult {
         leaf().await == der(&good.0)
     })
     .await;
+    let updates = |text: &str, kind: &str| {
+        metric(
+            text,
+            &format!("ingress_proxy_config_updates_total{{kind=\"{kind}\"}}"),
+        )
+        .unwrap_or(0.0)
+    };
+    let before = admin(&p, "/metrics").await.text();
 
     let mut steps = vec![
         (
@@ -429,6 +447,15 @@ async fn t47_kube_mode_keeps_the_last_good_certificate() -> TestResult {
             .text()
             .contains("tls-previous-certificate-kept")
     );
+    // Each Secret change took the Secret fast path (only the TLS bindings naming
+    // it checked again), each unrelated Ingress the incremental one: no full table.
+    let after = admin(&p, "/metrics").await.text();
+    assert_eq!(
+        updates(&after, "secrets") - updates(&before, "secrets"),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(updates(&after, "full"), updates(&before, "full"), "{after}");
     drop(source);
     p.shutdown().await;
     Ok(())

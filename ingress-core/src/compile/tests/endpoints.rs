@@ -7,7 +7,7 @@ use crate::compile::{FullCompileNeeded, refresh_endpoints};
 
 /// Ingresses over four Services: by port name, by port number, a default backend
 /// annotation, an ExternalName Service and a missing one.
-fn base_yaml() -> String {
+pub(super) fn base_yaml() -> String {
     let mut y = class("gw", DEFAULT_CONTROLLER_NAME, true);
     for (i, s) in ["s0", "s1", "s2"].iter().enumerate() {
         y += &format!(

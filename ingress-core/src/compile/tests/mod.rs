@@ -22,6 +22,7 @@ mod classes;
 mod conflicts;
 mod determinism;
 mod endpoints;
+mod fast_paths;
 mod incremental;
 mod requests;
 mod tls;

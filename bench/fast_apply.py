@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Helper of bench/fast-apply.sh (Python standard library only).
+
+  fast_apply.py secret DIR CERTS HTTPS_PORT CHANGES
+        rotate Secret bench/tls-probe (DIR/secret.yaml) through the PEM pairs
+        CERTS/cert-K.pem, CERTS/key-K.pem, K = 0..; each rotation is timed from just
+        before the rename to the first new TLS handshake (SNI tls.local) presenting
+        the new certificate
+  fast_apply.py slice DIR HTTP_PORT GOOD_PORT BAD_PORT CHANGES
+        move EndpointSlice bench/epprobe-1 (DIR/eps.yaml) between GOOD_PORT (nginx:
+        200) and BAD_PORT (closed: 502); each change is timed from just before the
+        rename to the first response (Host ep.local) showing it (200, or not 200)
+
+Both print: changes, p50 ms, p99 ms, max ms, mean ms, tab-separated.
+"""
+
+import http.client
+import os
+import socket
+import ssl
+import statistics
+import sys
+import time
+
+
+def rename_in(folder, name, text):
+    tmp = os.path.join(folder, f".{name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    t0 = time.monotonic()
+    os.rename(tmp, os.path.join(folder, name))
+    return t0
+
+
+def indent(pem):
+    return "".join(f"    {line}\n" for line in pem.splitlines())
+
+
+def secret_yaml(crt, key):
+    return (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: tls-probe, namespace: bench}\n"
+        "type: kubernetes.io/tls\nstringData:\n  tls.crt: |\n" + indent(crt)
+        + "  tls.key: |\n" + indent(key)
+    )
+
+
+def slice_yaml(port):
+    return (
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+        "metadata: {name: epprobe-1, namespace: bench, labels: {kubernetes.io/service-name: epprobe}}\n"
+        f"addressType: IPv4\nports: [{{port: {port}}}]\n"
+        'endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]\n'
+    )
+
+
+CTX = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+CTX.check_hostname = False
+CTX.verify_mode = ssl.CERT_NONE
+
+
+def leaf(port):
+    """The leaf certificate (DER) a new handshake with SNI tls.local presents."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        with CTX.wrap_socket(s, server_hostname="tls.local") as t:
+            return t.getpeercert(binary_form=True)
+
+
+def summary(samples):
+    samples.sort()
+    n = len(samples)
+    p = lambda q: samples[min(n - 1, int(q * n))]
+    print(f"{n}\t{p(0.5):.1f}\t{p(0.99):.1f}\t{samples[-1]:.1f}\t{statistics.mean(samples):.1f}")
+
+
+def secret(folder, certs, port, changes):
+    samples = []
+    pairs = sorted(f for f in os.listdir(certs) if f.startswith("cert-"))
+    for k in range(1, changes + 1):
+        name = pairs[k % len(pairs)]
+        crt = open(os.path.join(certs, name)).read()
+        key = open(os.path.join(certs, name.replace("cert-", "key-"))).read()
+        want = ssl.PEM_cert_to_DER_cert(crt)
+        t0 = rename_in(folder, "secret.yaml", secret_yaml(crt, key))
+        while True:
+            try:
+                if leaf(port) == want:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > t0 + 60:
+                print(f"rotation {k} not served after 60 s", file=sys.stderr)
+                return 1
+            time.sleep(0.0005)
+        samples.append((time.monotonic() - t0) * 1e3)
+        time.sleep(0.05)
+    summary(samples)
+    return 0
+
+
+def status(conn):
+    conn.request("GET", "/", headers={"Host": "ep.local"})
+    r = conn.getresponse()
+    r.read()
+    return r.status
+
+
+def slice_changes(folder, port, good, bad, changes):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    samples = []
+    for k in range(1, changes + 1):
+        to_good = k % 2 == 0
+        t0 = rename_in(folder, "eps.yaml", slice_yaml(good if to_good else bad))
+        while True:
+            try:
+                s = status(conn)
+                if (s == 200) == to_good:
+                    break
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            if time.monotonic() > t0 + 60:
+                print(f"change {k} not served after 60 s", file=sys.stderr)
+                return 1
+            time.sleep(0.0005)
+        samples.append((time.monotonic() - t0) * 1e3)
+        time.sleep(0.05)
+    summary(samples)
+    return 0
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    if a and a[0] == "secret":
+        sys.exit(secret(a[1], a[2], int(a[3]), int(a[4])))
+    if a and a[0] == "slice":
+        sys.exit(slice_changes(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5])))
+    print(__doc__)
+    sys.exit(2)

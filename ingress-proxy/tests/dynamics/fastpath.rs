@@ -1,0 +1,272 @@
+//! The folder's fast paths (T47's 1 s and T48's updates at scale): a Secret-only
+//! change checks again only the TLS bindings naming it, an EndpointSlice-only
+//! change resolves again only its Service's backends; the `config_updates_total`
+//! counter says which path each apply took.
+
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use hyper_util::rt::TokioIo;
+
+use crate::support::*;
+
+fn updates(text: &str, kind: &str) -> f64 {
+    metric(
+        text,
+        &format!("ingress_proxy_config_updates_total{{kind=\"{kind}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+async fn counts(p: &ingress_proxy::Proxy) -> [f64; 4] {
+    let t = admin(p, "/metrics").await.text();
+    ["full", "incremental", "secrets", "endpoints"].map(|k| updates(&t, k))
+}
+
+/// A new TLS handshake for `sni` (a GET `/` through it must answer 200): the
+/// leaf certificate it presented.
+async fn handshake_for(https: std::net::SocketAddr, sni: &str) -> Result<Vec<u8>, String> {
+    let t = tls(https, sni, &[b"http/1.1"], false).await;
+    let r = h1_on(
+        TokioIo::new(t.stream),
+        get(sni, "/").body(empty()).map_err(|e| e.to_string())?,
+    )
+    .await;
+    if r.status != StatusCode::OK {
+        return Err(format!("GET over a new handshake: {}", r.status));
+    }
+    Ok(t.leaf)
+}
+
+/// Write `secret` into `file` and wait until a new handshake for `sni` presents
+/// it; the time from the write (must be under 1 s).
+async fn rotate(
+    p: &ingress_proxy::Proxy,
+    dir: &std::path::Path,
+    file: &str,
+    name: &str,
+    sni: &str,
+    secret: &(String, String),
+) -> Duration {
+    let https = p.https_addr().expect("https");
+    let want = der(&secret.0);
+    let written = Instant::now();
+    write(dir, file, &tls_secret(name, secret));
+    loop {
+        if handshake_for(https, sni).await.ok().as_ref() == Some(&want) {
+            return written.elapsed();
+        }
+        assert!(
+            written.elapsed() < Duration::from_secs(1),
+            "the new certificate for {sni} was not served within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `n` Ingresses `big{i}` for `app{i}.big.test` (two paths each to Service `a`),
+/// all terminating TLS with Secret `big-tls`.
+fn big(n: usize) -> String {
+    let mut out = String::with_capacity(n * 500);
+    for i in 0..n {
+        let host = format!("app{i}.big.test");
+        out += "---\n";
+        out += &ingress(
+            &format!("big{i}"),
+            &[(&host, "/", "a"), (&host, "/api", "a")],
+            &[(&host, "big-tls")],
+        );
+    }
+    out
+}
+
+/// T47 at scale: 2,000 TLS Ingresses and a.test, each Secret in a file of its
+/// own. Rotating a.test's Secret three times and the Secret of the 2,000 hosts
+/// once: every new certificate served to new handshakes within 1 s of the write,
+/// each apply through the Secret fast path (`config_updates_total{kind="secrets"}`
+/// up by 4, no full compile); then a key that does not match: the last good
+/// certificate stays (`tls-previous-certificate-kept`), through the fast path too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t47_rotation_at_scale_takes_the_secret_fast_path() -> TestResult {
+    const N: usize = 2000;
+    let a = echo("a").await;
+    let dir = tempfile::tempdir()?;
+    let certs: Vec<_> = (0..4).map(|_| cert(&["a.test"])).collect();
+    let wild: Vec<_> = (0..2).map(|_| cert(&["*.big.test"])).collect();
+    write(
+        dir.path(),
+        "app.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("app", &[("a.test", "/", "a")], &[("a.test", "a-tls")]),
+            service("a", &[a.addr]),
+        ]),
+    );
+    write(dir.path(), "big.yaml", &big(N));
+    write(dir.path(), "secret.yaml", &tls_secret("a-tls", &certs[0]));
+    write(dir.path(), "big-tls.yaml", &tls_secret("big-tls", &wild[0]));
+    let started = Instant::now();
+    let p = proxy(dir.path(), |_| {}).await;
+    let https = p.https_addr().expect("https");
+    eventually("the first table", || async {
+        p.live().load().version() > 0
+    })
+    .await;
+    eprintln!(
+        "T47 at scale: {N} TLS Ingresses ready after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(handshake_for(https, "a.test").await?, der(&certs[0].0));
+    assert_eq!(
+        handshake_for(https, "app1234.big.test").await?,
+        der(&wild[0].0)
+    );
+    let before = counts(&p).await;
+
+    for c in &certs[1..] {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let took = rotate(&p, dir.path(), "secret.yaml", "a-tls", "a.test", c).await;
+        eprintln!("T47 at scale: a.test rotated, served after {took:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let took = rotate(
+        &p,
+        dir.path(),
+        "big-tls.yaml",
+        "big-tls",
+        "app1999.big.test",
+        &wild[1],
+    )
+    .await;
+    eprintln!("T47 at scale: the Secret of {N} hosts rotated, served after {took:?}");
+    assert_eq!(
+        handshake_for(https, "app0.big.test").await?,
+        der(&wild[1].0)
+    );
+    eventually("the apply is counted", || async {
+        counts(&p).await[2] >= before[2] + 4.0
+    })
+    .await;
+    let after = counts(&p).await;
+    assert_eq!(
+        after[2],
+        before[2] + 4.0,
+        "each rotation took the fast path"
+    );
+    assert_eq!(after[0], before[0], "no full compile");
+
+    // A key that does not match its certificate, through the fast path: refused,
+    // named, and the last good certificate stays.
+    let v = p.live().load().version();
+    let mismatched = (certs[0].0.clone(), certs[1].1.clone());
+    write(dir.path(), "secret.yaml", &tls_secret("a-tls", &mismatched));
+    eventually("the bad Secret is applied", || async {
+        p.live().load().version() > v
+    })
+    .await;
+    assert_eq!(handshake_for(https, "a.test").await?, der(&certs[3].0));
+    let routes = admin(&p, "/routes").await.text();
+    for code in ["tls-secret-invalid", "tls-previous-certificate-kept"] {
+        assert!(routes.contains(code), "{code}: {routes}");
+    }
+    let after = counts(&p).await;
+    assert_eq!(
+        after[2],
+        before[2] + 5.0,
+        "the bad Secret took the fast path"
+    );
+    assert_eq!(after[0], before[0], "no full compile");
+    Ok(())
+}
+
+/// An EndpointSlice in a file of its own: a change to it takes the endpoint path
+/// (`config_updates_total{kind="endpoints"}`), and requests follow it; a file
+/// whose object changes kind (a Secret, then an EndpointSlice) is a full reload
+/// and the result is right; a removed slice file is the endpoint path again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_slice_changes_take_the_endpoint_path() -> TestResult {
+    let a = echo("a").await;
+    let b = echo("b").await;
+    let dir = tempfile::tempdir()?;
+    let slice = |name: &str, up: &Upstream| {
+        // `service` makes the Service and one slice: keep the slice, renamed.
+        let all = service("s", &[up.addr]);
+        let doc = all.split("---\n").nth(1).expect("a slice").to_owned();
+        doc.replace("name: s-0,", &format!("name: {name},"))
+    };
+    write(
+        dir.path(),
+        "app.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("app", &[("a.test", "/", "s")], &[]),
+        ]),
+    );
+    write(dir.path(), "svc.yaml", service("s", &[]).trim_end());
+    write(dir.path(), "slice.yaml", &slice("s-0", &a));
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let server = || async {
+        h1(addr, get("a.test", "/").body(empty()).expect("request"))
+            .await
+            .json()["server"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    eventually("a serves", || async { server().await == "a" }).await;
+    let before = counts(&p).await;
+
+    let written = Instant::now();
+    write(dir.path(), "slice.yaml", &slice("s-0", &b));
+    eventually("b serves", || async { server().await == "b" }).await;
+    eprintln!("endpoint change served after {:?}", written.elapsed());
+    let after = counts(&p).await;
+    assert_eq!(after[3], before[3] + 1.0, "the endpoint path");
+    assert_eq!(after[0], before[0], "no full compile");
+
+    // A file holding a Secret (the Secret path), then an EndpointSlice: a full
+    // reload, after which both endpoints serve.
+    let v = p.live().load().version();
+    write(
+        dir.path(),
+        "x.yaml",
+        &tls_secret("x-tls", &cert(&["x.test"])),
+    );
+    eventually("the Secret is applied", || async {
+        p.live().load().version() > v
+    })
+    .await;
+    let now = counts(&p).await;
+    assert_eq!(
+        now[2],
+        before[2] + 1.0,
+        "the Secret path: {before:?} -> {now:?}"
+    );
+    write(dir.path(), "x.yaml", &slice("s-1", &a));
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + DEADLINE;
+    while !(seen.contains("a") && seen.contains("b")) {
+        assert!(Instant::now() < deadline, "a and b never both served");
+        seen.insert(server().await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(counts(&p).await[0], before[0] + 1.0, "a full reload");
+
+    // The slice file removed: the endpoint path, only a serves.
+    let before = counts(&p).await;
+    std::fs::remove_file(dir.path().join("slice.yaml"))?;
+    eventually("only a serves", || async {
+        for _ in 0..8 {
+            if server().await != "a" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let after = counts(&p).await;
+    assert_eq!(after[3], before[3] + 1.0, "the endpoint path");
+    assert_eq!(after[0], before[0], "no full compile");
+    Ok(())
+}
