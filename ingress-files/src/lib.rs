@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use ingress_core::manifest::Loaded;
+use ingress_core::diagnostics::Diagnostic;
+use ingress_core::manifest::{Loaded, SourceLocation, Sources};
 
 /// What was read: the objects, and each file's text (for showing snippets).
 #[derive(Debug, Default)]
@@ -62,18 +63,74 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> InputError + '_ {
     }
 }
 
+/// What a read keeps besides the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Each file's text and every field's position.
+    Texts,
+    /// Every field's position.
+    Fields,
+    /// Each object's position only.
+    Objects,
+}
+
 /// Read PATHs: files, folders (recursed), or `-` for stdin.
 pub fn read(paths: &[PathBuf]) -> Result<Input, InputError> {
-    read_with(paths, true)
+    read_with(paths, Keep::Texts)
 }
 
 /// Like [`read`], without keeping each file's text in [`Input::texts`] (for long-running
 /// processes that never show snippets).
 pub fn read_without_texts(paths: &[PathBuf]) -> Result<Input, InputError> {
-    read_with(paths, false)
+    read_with(paths, Keep::Fields)
 }
 
-fn read_with(paths: &[PathBuf], keep_texts: bool) -> Result<Input, InputError> {
+/// Like [`read_without_texts`], keeping only each object's position, not its fields'
+/// ([`ingress_core::manifest::Sources::forget_fields`], file by file as they are
+/// read): the field positions are most of a load's memory. The read's own
+/// diagnostics are located at their fields all the same (they are located while
+/// the file is parsed); locate later diagnostics with [`locate`], which reads again
+/// the files it needs.
+pub fn read_objects_only(paths: &[PathBuf]) -> Result<Input, InputError> {
+    read_with(paths, Keep::Objects)
+}
+
+/// Locate `diagnostics` against `sources` (a read's [`Loaded::sources`], by any of this
+/// crate's functions).
+/// A diagnostic that names a field of an object whose field positions were not kept
+/// ([`read_objects_only`]) is located by reading its file again, each such file
+/// once; when that fails (the file is gone, or no longer holds the object), it
+/// points at the object.
+pub fn locate<'a>(
+    sources: &Sources,
+    diagnostics: impl IntoIterator<Item = &'a Diagnostic>,
+) -> Vec<Option<SourceLocation>> {
+    let diagnostics: Vec<&Diagnostic> = diagnostics.into_iter().collect();
+    let mut again: BTreeMap<&str, Option<Loaded>> = BTreeMap::new();
+    for d in &diagnostics {
+        if let Some(file) = sources.refile(d) {
+            again.entry(file).or_insert(None);
+        }
+    }
+    for (file, slot) in &mut again {
+        *slot = read_with(&[PathBuf::from(*file)], Keep::Fields)
+            .ok()
+            .map(|i| i.loaded);
+    }
+    diagnostics
+        .iter()
+        .map(|d| {
+            let fresh = sources
+                .refile(d)
+                .and_then(|f| again.get(&**f))
+                .and_then(Option::as_ref)
+                .and_then(|l| l.sources.locate(d));
+            fresh.or_else(|| sources.locate(d))
+        })
+        .collect()
+}
+
+fn read_with(paths: &[PathBuf], keep: Keep) -> Result<Input, InputError> {
     if paths.is_empty() {
         return Err(InputError::Empty);
     }
@@ -87,7 +144,7 @@ fn read_with(paths: &[PathBuf], keep_texts: bool) -> Result<Input, InputError> {
                     path: "<stdin>".into(),
                     source,
                 })?;
-            add(&mut input, "<stdin>".into(), buf, keep_texts)?;
+            add(&mut input, "<stdin>".into(), buf, keep)?;
             continue;
         }
         let meta = std::fs::metadata(p).map_err(io(p))?;
@@ -98,7 +155,7 @@ fn read_with(paths: &[PathBuf], keep_texts: bool) -> Result<Input, InputError> {
         };
         for f in files {
             let bytes = std::fs::read(&f).map_err(io(&f))?;
-            add(&mut input, f.display().to_string(), bytes, keep_texts)?;
+            add(&mut input, f.display().to_string(), bytes, keep)?;
         }
     }
     Ok(input)
@@ -144,10 +201,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), InputError> {
     Ok(())
 }
 
-fn add(input: &mut Input, name: String, bytes: Vec<u8>, keep: bool) -> Result<(), InputError> {
+fn add(input: &mut Input, name: String, bytes: Vec<u8>, keep: Keep) -> Result<(), InputError> {
     let text = String::from_utf8(bytes).map_err(|_| InputError::NotUtf8(name.clone()))?;
-    load_parallel(&mut input.loaded, &name, &text);
-    if keep {
+    load_parallel(&mut input.loaded, &name, &text, keep == Keep::Objects);
+    if keep == Keep::Texts {
         input.texts.insert(name, text);
     }
     input.files += 1;
@@ -158,11 +215,19 @@ fn add(input: &mut Input, name: String, bytes: Vec<u8>, keep: bool) -> Result<()
 const PARALLEL_BYTES: usize = 256 * 1024;
 
 /// Load one text, in parallel pieces when it is large; the result is identical to a
-/// sequential `add_str` (pieces are merged in order).
-fn load_parallel(loaded: &mut Loaded, name: &str, text: &str) {
+/// sequential `add_str` (pieces are merged in order). `objects_only`: each piece's
+/// field positions are dropped as soon as it is loaded.
+fn load_parallel(loaded: &mut Loaded, name: &str, text: &str, objects_only: bool) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     if text.len() < PARALLEL_BYTES || cores < 2 {
-        loaded.add_str(name, text);
+        if objects_only {
+            let mut l = Loaded::default();
+            l.add_str(name, text);
+            l.sources.forget_fields();
+            loaded.extend(l);
+        } else {
+            loaded.add_str(name, text);
+        }
         return;
     }
     let pieces = ingress_core::manifest::split_documents(text, cores);
@@ -173,6 +238,9 @@ fn load_parallel(loaded: &mut Loaded, name: &str, text: &str) {
                 s.spawn(move || {
                     let mut l = Loaded::default();
                     l.add_str_from_line(name, piece, line);
+                    if objects_only {
+                        l.sources.forget_fields();
+                    }
                     l
                 })
             })
@@ -216,6 +284,62 @@ mod tests {
         let input = read_without_texts(&[dir.path().to_owned()])?;
         assert_eq!(input.files, 3);
         assert!(input.texts.is_empty());
+        Ok(())
+    }
+
+    /// A Service and two Ingresses; the second (from line 20) routes to a missing
+    /// Service (line 31) and a missing port (line 35).
+    const FILE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  ports: [{name: http, port: 80}]\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: a, namespace: shop}\nspec:\n  rules:\n  - host: a.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service: {name: web, port: {number: 80}}\n---\napiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {name: b, namespace: shop}\nspec:\n  rules:\n  - host: b.example.com\n    http:\n      paths:\n      - path: /\n        pathType: Prefix\n        backend:\n          service: {name: nowhere, port: {number: 80}}\n      - path: /x\n        pathType: Exact\n        backend:\n          service: {name: web, port: {number: 81}}\n";
+
+    #[test]
+    fn objects_only_reads_locate_like_full_reads() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        // One small file (loaded whole) and one over PARALLEL_BYTES (loaded in pieces,
+        // on machines with more than one core).
+        std::fs::write(dir.path().join("a.yaml"), FILE)?;
+        let mut big = String::new();
+        let mut i = 0;
+        while big.len() <= PARALLEL_BYTES {
+            big.push_str(&FILE.replace("shop", &format!("ns{i}")));
+            big.push_str("---\n");
+            i += 1;
+        }
+        std::fs::write(dir.path().join("b.yaml"), &big)?;
+        let paths = [dir.path().to_owned()];
+        let full = read_without_texts(&paths)?.loaded;
+        let lean = read_objects_only(&paths)?.loaded;
+        assert_eq!(lean.snapshot, full.snapshot);
+        assert_eq!(lean.diagnostics, full.diagnostics);
+        let compiled = ingress_core::compile(&full.snapshot, &Default::default());
+        let with_field: Vec<&Diagnostic> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.field.is_some() && d.object.is_some())
+            .collect();
+        assert!(with_field.len() >= 2 * i, "{:?}", compiled.diagnostics);
+        let want: Vec<_> = compiled
+            .diagnostics
+            .iter()
+            .map(|d| full.sources.locate(d))
+            .collect();
+        assert_eq!(locate(&lean.sources, &compiled.diagnostics), want);
+        // The field's line, not the object's: Ingress b starts on line 20.
+        let b = with_field
+            .iter()
+            .find(|d| {
+                d.object
+                    .as_ref()
+                    .is_some_and(|o| o.name == "b" && o.namespace.as_deref() == Some("shop"))
+            })
+            .ok_or("no diagnostic for shop/b")?;
+        let at = locate(&lean.sources, [*b]).remove(0).ok_or("not located")?;
+        assert!(at.line > 20, "{at:?} for {b:?}");
+        assert_eq!(Some(at), full.sources.locate(b));
+        // Without the file, a field's diagnostic points at its object.
+        std::fs::remove_file(dir.path().join("a.yaml"))?;
+        let at = locate(&lean.sources, [*b]).remove(0).ok_or("not located")?;
+        assert_eq!(at.line, 20);
+        assert_eq!(Some(at), lean.sources.locate(b));
         Ok(())
     }
 

@@ -275,7 +275,7 @@ fn manifest_files(root: &Path) -> Result<Vec<PathBuf>, LoadError> {
 fn read_file(path: &Path) -> Result<(Stamp, Loaded), LoadError> {
     // The stamp first: a write after it shows as a change next time.
     let stamp = Stamp::of(path)?;
-    let loaded = ingress_files::read_without_texts(&[path.to_owned()])?.loaded;
+    let loaded = ingress_files::read_objects_only(&[path.to_owned()])?.loaded;
     Ok((stamp, loaded))
 }
 
@@ -327,7 +327,8 @@ impl Folder {
         let located = compiler
             .diagnostics()
             .iter()
-            .map(|d| (d.clone(), sources.locate(d)))
+            .cloned()
+            .zip(ingress_files::locate(&sources, compiler.diagnostics()))
             .collect();
         Ok(Folder {
             root: root.to_owned(),
@@ -460,13 +461,17 @@ impl Folder {
         // Locate the compile diagnostics: those seen before where they were, new
         // ones in the files just read.
         let mut located = BTreeMap::new();
+        let mut new = Vec::new();
         for d in self.compiler.diagnostics() {
-            let at = match self.located.get(d) {
-                Some(at) => at.clone(),
-                None => sources.locate(d),
-            };
-            located.insert(d.clone(), at);
+            match self.located.get(d) {
+                Some(at) => {
+                    located.insert(d.clone(), at.clone());
+                }
+                None => new.push(d),
+            }
         }
+        let at = ingress_files::locate(&sources, new.iter().copied());
+        located.extend(new.into_iter().cloned().zip(at));
         self.located = located;
         Ok(match update {
             Update::Unchanged => Applied::Unchanged,

@@ -45,7 +45,9 @@ struct ObjectSource {
     file: Arc<str>,
     /// Prefix of this object's fields in its document (`items[3].` inside a List).
     prefix: String,
-    document: Arc<BTreeMap<String, Position>>,
+    /// The positions of its document's fields; `None` once
+    /// [`Sources::forget_fields`] dropped them.
+    document: Option<Arc<BTreeMap<String, Position>>>,
     position: Position,
 }
 
@@ -57,14 +59,21 @@ pub struct Sources {
 
 impl Sources {
     /// Where a diagnostic points: its field if known, else the nearest enclosing
-    /// field, else the object.
+    /// field, else the object. After [`Sources::forget_fields`], the object.
     pub fn locate(&self, d: &Diagnostic) -> Option<SourceLocation> {
         let src = self.objects.get(d.object.as_ref()?)?;
+        let Some(document) = &src.document else {
+            return Some(SourceLocation {
+                file: src.file.clone(),
+                line: src.position.line,
+                column: src.position.column,
+            });
+        };
         let mut field = d.field.clone().unwrap_or_default();
         let pos = loop {
             let key = format!("{}{}", src.prefix, field);
             let key = key.strip_suffix('.').unwrap_or(&key);
-            if let Some(p) = src.document.get(key) {
+            if let Some(p) = document.get(key) {
                 break *p;
             }
             if field.is_empty() {
@@ -88,6 +97,26 @@ impl Sources {
                 diagnostic: d,
             })
             .collect()
+    }
+
+    /// Drop the positions of the objects' fields, keeping each object's file and
+    /// position: they are most of a load's memory (a map of field paths per
+    /// document, several times the size of the objects themselves). [`Sources::locate`]
+    /// then points at the object; [`Sources::refile`] says which diagnostics need
+    /// their file read again to be located at their field.
+    pub fn forget_fields(&mut self) {
+        for src in self.objects.values_mut() {
+            src.document = None;
+        }
+    }
+
+    /// The file to load again (with field positions) to locate `d` at its field:
+    /// `Some` when `d` names a field of an object whose field positions
+    /// [`Sources::forget_fields`] dropped.
+    pub fn refile(&self, d: &Diagnostic) -> Option<&Arc<str>> {
+        let src = self.objects.get(d.object.as_ref()?)?;
+        let field = d.field.as_deref().unwrap_or("");
+        (src.document.is_none() && !field.is_empty()).then_some(&src.file)
     }
 
     /// The file and position an object was read from.
@@ -390,7 +419,7 @@ impl Loaded {
             .or_insert_with(|| ObjectSource {
                 file: file.clone(),
                 prefix: prefix.clone(),
-                document: positions.clone(),
+                document: Some(positions.clone()),
                 position,
             });
         let res = match kind {
@@ -461,6 +490,45 @@ mod tests {
                 assert!(*line == 1 || piece.starts_with("---"), "{parts}: {piece:?}");
                 offset += piece.len();
             }
+        }
+    }
+
+    #[test]
+    fn forgotten_fields_locate_at_the_object() {
+        let full = load_str("f.yaml", TEXT);
+        let mut lean = full.clone();
+        lean.sources.forget_fields();
+        let d = Diagnostic::new;
+        let b = ObjectRef::namespaced(ObjectKind::Service, "default", "b");
+        let on_field = d(
+            Code::ManifestInvalidObject,
+            Some(b.clone()),
+            Some("spec.ports[0].port".into()),
+            "x",
+        );
+        let on_object = d(Code::ManifestInvalidObject, Some(b.clone()), None, "x");
+        let nowhere = d(Code::ManifestInvalidObject, None, Some("spec".into()), "x");
+        // Service b starts on line 5; its port is on line 8.
+        assert_eq!(full.sources.locate(&on_field).map(|l| l.line), Some(8));
+        assert_eq!(lean.sources.locate(&on_field).map(|l| l.line), Some(5));
+        assert_eq!(
+            lean.sources.locate(&on_field),
+            full.sources.object_location(&b)
+        );
+        assert_eq!(
+            lean.sources.locate(&on_object),
+            full.sources.locate(&on_object)
+        );
+        assert_eq!(lean.sources.locate(&nowhere), None);
+        assert_eq!(lean.sources.refile(&on_field).map(|f| &**f), Some("f.yaml"));
+        assert_eq!(lean.sources.refile(&on_object), None);
+        assert_eq!(lean.sources.refile(&nowhere), None);
+        assert_eq!(full.sources.refile(&on_field), None);
+        for r in full.sources.objects.keys() {
+            assert_eq!(
+                lean.sources.object_location(r),
+                full.sources.object_location(r)
+            );
         }
     }
 
