@@ -373,11 +373,17 @@ impl Inner {
                 // per replica.
                 let checked = match self.global_for(f.live) {
                     None => limits.check(client, now()),
+                    // Boxed: a cold path whose state would otherwise sit in every
+                    // request's future (copied with it).
                     Some(global) => match limits.admit_connection(client) {
-                        Ok(a) => global
-                            .check(route.ingress(), limits.policy(), client, &self.metrics)
-                            .await
-                            .map(|()| a),
+                        Ok(a) => Box::pin(global.check(
+                            route.ingress(),
+                            limits.policy(),
+                            client,
+                            &self.metrics,
+                        ))
+                        .await
+                        .map(|()| a),
                         Err(r) => Err(r),
                     },
                 };
@@ -858,22 +864,22 @@ impl Inner {
             }
         };
         if policy.fallback.intercepts(resp.status(), &[]) {
-            let page = self
-                .error_page(ErrorContext {
-                    live: f.live,
-                    route: f.route,
-                    status: resp.status(),
-                    accept,
-                    original_uri: f.original_uri,
-                    service: (
-                        backend.namespace(),
-                        backend.service(),
-                        backend.service_port(),
-                    ),
-                    request_id: f.request_id,
-                    read_timeout,
-                })
-                .await;
+            // Boxed, as the other cold paths (see the global limits above).
+            let page = Box::pin(self.error_page(ErrorContext {
+                live: f.live,
+                route: f.route,
+                status: resp.status(),
+                accept,
+                original_uri: f.original_uri,
+                service: (
+                    backend.namespace(),
+                    backend.service(),
+                    backend.service_port(),
+                ),
+                request_id: f.request_id,
+                read_timeout,
+            }))
+            .await;
             // The limits and circuit slots are held until the response body ends.
             access.held = (admitted, slot);
             return page;
