@@ -19,7 +19,7 @@ use ingress_core::lb::{EndpointSet, PickInput};
 use ingress_core::routing::{BackendId, EndpointAddr};
 
 use crate::access::Access;
-use crate::balance::{now, now_ns};
+use crate::balance::{now, now_ns, ns_at};
 use crate::errors::ErrorContext;
 use crate::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
@@ -721,13 +721,17 @@ impl Inner {
                 }
             };
             let result = tokio::time::timeout(wait, call).await;
-            let latency = sent.elapsed();
+            // One clock read for the try's latency, the balancer, the access
+            // line and outlier detection.
+            let ended = Instant::now();
+            let ended_ns = ns_at(ended);
+            let latency = ended.saturating_duration_since(sent);
             balancer.on_end(
                 pick.index,
                 u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
-                now_ns(),
+                ended_ns,
             );
-            access.upstream_elapsed = Some(first.elapsed());
+            access.upstream_elapsed = Some(ended.saturating_duration_since(first));
             let mut stale = false;
             let (outcome, sent_upstream, status, why) = match result {
                 Ok(Ok(resp)) => (TryOutcome::Status(resp.status()), true, None, Ok(resp)),
@@ -816,7 +820,7 @@ impl Inner {
                     Ok(resp) => Outcome::of_status(resp.status()),
                     Err(_) => Outcome::GatewayFailure,
                 };
-                if let Some(e) = c.outliers.record(pick.index, health, now_ns(), config) {
+                if let Some(e) = c.outliers.record(pick.index, health, ended_ns, config) {
                     self.metrics.ejection(c.name);
                     tracing::warn!(
                         cluster = %c.name,
