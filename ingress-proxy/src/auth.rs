@@ -340,7 +340,9 @@ impl Inner {
             return Ok(());
         }
         if let Some(basic) = &auth.basic {
-            self.basic(req.headers(), basic).await?;
+            // Boxed (as below): a cold path whose state would otherwise sit in
+            // every request's future, copied with it.
+            Box::pin(self.basic(req.headers(), basic)).await?;
         }
         if let Some(d) = &auth.digest
             && let Some(denied) = self.digest(req, f, d)
@@ -348,7 +350,7 @@ impl Inner {
             return Err(denied);
         }
         if let Some(ext) = &auth.external {
-            self.external(req, f, route, ext).await?;
+            Box::pin(self.external(req, f, route, ext)).await?;
         }
         Ok(())
     }

@@ -29,13 +29,24 @@ use crate::pool::EndpointPool;
 /// Monotonic time since the first call (the epoch of every `now` the proxy gives
 /// the core's state machines).
 pub(crate) fn now() -> Duration {
+    start().elapsed()
+}
+
+/// The epoch of [`now`].
+fn start() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed()
+    *START.get_or_init(Instant::now)
 }
 
 /// [`now`] in nanoseconds.
 pub(crate) fn now_ns() -> u64 {
     u64::try_from(now().as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// [`now_ns`] at `t`, an instant the caller read already (one clock read
+/// serves several figures).
+pub(crate) fn ns_at(t: Instant) -> u64 {
+    u64::try_from(t.saturating_duration_since(start()).as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// What makes two balancers the same across tables: the Service port, the policy

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -19,7 +19,7 @@ use ingress_core::lb::{EndpointSet, PickInput};
 use ingress_core::routing::{BackendId, EndpointAddr};
 
 use crate::access::Access;
-use crate::balance::{now, now_ns};
+use crate::balance::{now, now_ns, ns_at};
 use crate::errors::ErrorContext;
 use crate::headers::{
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
@@ -115,6 +115,109 @@ fn cached_ip_value(ip: IpAddr) -> HeaderValue {
             }
         }
     })
+}
+
+/// The fields the gateway writes into the head it sends upstream, over the
+/// client's own: kept so that a retry writes them again onto a copy of the
+/// client's fields (cheaper to keep than a copy of the whole head).
+struct GatewayFields<'a> {
+    /// The route's header control (applied first: the gateway's fields win).
+    policy: Option<&'a HeaderPolicy>,
+    /// The `Upgrade` protocol of an upgrade.
+    protocol: Option<HeaderValue>,
+    /// The connection's peer (appended to `X-Forwarded-For`).
+    peer: Option<IpAddr>,
+    client_ip: Option<IpAddr>,
+    /// A trusted peer's `X-Forwarded-*` fields are kept.
+    trusted_peer: bool,
+    https: bool,
+    forwarded_host: Option<HeaderValue>,
+    port: Option<HeaderValue>,
+    request_id: &'a HeaderValue,
+    forwarded_prefix: Option<&'a str>,
+    upstream_host: &'a str,
+}
+
+impl GatewayFields<'_> {
+    /// Write the fields onto `headers` (the client's, hop-by-hop and
+    /// underscored fields removed); `Err` when the upstream host is no valid
+    /// header value.
+    fn write(&self, headers: &mut HeaderMap) -> Result<(), ()> {
+        // The route's header control first, so the gateway's own headers below win.
+        if let Some(h) = self.policy {
+            h.request.apply(headers);
+        }
+        if let Some(p) = &self.protocol {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, p.clone());
+        }
+        let mut peer_value = None;
+        if let Some(peer) = self.peer {
+            // Append the peer; several incoming lines are joined into one.
+            let value = cached_ip_value(peer);
+            let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+                let mut xff: Vec<&str> = headers
+                    .get_all(&X_FORWARDED_FOR)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                xff.push(value.to_str().unwrap_or_default());
+                HeaderValue::from_str(&xff.join(", ")).ok()
+            } else {
+                Some(value.clone())
+            };
+            if let Some(v) = xff {
+                headers.insert(X_FORWARDED_FOR, v);
+            }
+            peer_value = Some((peer, value));
+        }
+        if let Some(ip) = self.client_ip {
+            let v = match peer_value {
+                Some((peer, v)) if peer == ip => v,
+                _ => ip_value(ip),
+            };
+            headers.insert(X_REAL_IP, v);
+        }
+        let trusted_peer = self.trusted_peer;
+        let mut set_forwarded = |name: HeaderName, value: Option<HeaderValue>| {
+            if trusted_peer && headers.contains_key(&name) {
+                return;
+            }
+            match value {
+                Some(v) => {
+                    headers.insert(name, v);
+                }
+                None => {
+                    headers.remove(name);
+                }
+            }
+        };
+        let proto = if self.https { "https" } else { "http" };
+        set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
+        set_forwarded(X_FORWARDED_HOST, self.forwarded_host.clone());
+        set_forwarded(X_FORWARDED_PORT, self.port.clone());
+        headers.insert(crate::headers::X_REQUEST_ID, self.request_id.clone());
+        match self.forwarded_prefix.map(HeaderValue::from_str) {
+            Some(Ok(v)) => {
+                headers.insert(X_FORWARDED_PREFIX, v);
+            }
+            _ => {
+                headers.remove(X_FORWARDED_PREFIX);
+            }
+        }
+        // The client's own `Host` line is kept as it is when it is the upstream
+        // host (no copy); else the upstream host is written.
+        let same_host = headers
+            .get(header::HOST)
+            .is_some_and(|h| h.as_bytes() == self.upstream_host.as_bytes());
+        if !same_host {
+            let h = HeaderValue::from_str(self.upstream_host).map_err(|_| ())?;
+            headers.insert(header::HOST, h);
+        }
+        Ok(())
+    }
 }
 
 /// The origin-form URI (`/path?query`) the pool's connections send.
@@ -270,11 +373,17 @@ impl Inner {
                 // per replica.
                 let checked = match self.global_for(f.live) {
                     None => limits.check(client, now()),
+                    // Boxed: a cold path whose state would otherwise sit in every
+                    // request's future (copied with it).
                     Some(global) => match limits.admit_connection(client) {
-                        Ok(a) => global
-                            .check(route.ingress(), limits.policy(), client, &self.metrics)
-                            .await
-                            .map(|()| a),
+                        Ok(a) => Box::pin(global.check(
+                            route.ingress(),
+                            limits.policy(),
+                            client,
+                            &self.metrics,
+                        ))
+                        .await
+                        .map(|()| a),
                         Err(r) => Err(r),
                     },
                 };
@@ -330,6 +439,7 @@ impl Inner {
             );
         }
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let retries = &policy.retries;
         let (mut parts, body) = req.into_parts();
         if let Some(p) = &connect_protocol {
             crate::websocket::to_http1_upgrade(
@@ -355,86 +465,29 @@ impl Inner {
             .cloned();
         remove_hop_by_hop(headers);
         remove_underscored(headers);
-        // The route's header control first, so the gateway's own headers below win.
-        if let Some(h) = f.headers {
-            h.request.apply(headers);
-        }
-        if let Some(p) = protocol {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, p);
-        }
-        let mut peer_value = None;
-        if let Some(c) = f.conn {
-            // Append the peer; several incoming lines are joined into one.
-            let peer = c.peer.ip().to_canonical();
-            let value = cached_ip_value(peer);
-            let xff = if headers.contains_key(&X_FORWARDED_FOR) {
-                let mut xff: Vec<&str> = headers
-                    .get_all(&X_FORWARDED_FOR)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .map(str::trim)
-                    .filter(|v| !v.is_empty())
-                    .collect();
-                xff.push(value.to_str().unwrap_or_default());
-                HeaderValue::from_str(&xff.join(", ")).ok()
-            } else {
-                Some(value.clone())
-            };
-            if let Some(v) = xff {
-                headers.insert(X_FORWARDED_FOR, v);
-            }
-            peer_value = Some((peer, value));
-        }
-        if let Some(ip) = f.client_ip {
-            let v = match peer_value {
-                Some((peer, v)) if peer == ip => v,
-                _ => ip_value(ip),
-            };
-            headers.insert(X_REAL_IP, v);
-        }
-        let mut set_forwarded = |name: HeaderName, value: Option<HeaderValue>| {
-            if trusted_peer && headers.contains_key(&name) {
-                return;
-            }
-            match value {
-                Some(v) => {
-                    headers.insert(name, v);
-                }
-                None => {
-                    headers.remove(name);
-                }
-            }
+        // The gateway's own fields, written onto the client's (again for a retry:
+        // the copy kept for one holds the client's fields only).
+        let gateway = GatewayFields {
+            policy: f.headers,
+            protocol,
+            peer: f.conn.map(|c| c.peer.ip().to_canonical()),
+            client_ip: f.client_ip,
+            trusted_peer,
+            https,
+            forwarded_host: client_host_value.or_else(|| HeaderValue::from_str(f.client_host).ok()),
+            port: f.conn.map(|c| port_value(c.local.port())),
+            request_id: &f.request_id,
+            forwarded_prefix: f.forwarded_prefix,
+            upstream_host: f.upstream_host,
         };
-        let proto = if https { "https" } else { "http" };
-        set_forwarded(X_FORWARDED_PROTO, Some(HeaderValue::from_static(proto)));
-        set_forwarded(
-            X_FORWARDED_HOST,
-            client_host_value.or_else(|| HeaderValue::from_str(f.client_host).ok()),
-        );
-        let port = f.conn.map(|c| port_value(c.local.port()));
-        set_forwarded(X_FORWARDED_PORT, port);
-        headers.insert(crate::headers::X_REQUEST_ID, f.request_id.clone());
-        match f.forwarded_prefix.map(HeaderValue::from_str) {
-            Some(Ok(v)) => {
-                headers.insert(X_FORWARDED_PREFIX, v);
-            }
-            _ => {
-                headers.remove(X_FORWARDED_PREFIX);
-            }
-        }
-        // The client's own `Host` line is kept as it is when it is the upstream
-        // host (no copy); else the upstream host is written.
-        let same_host = headers
-            .get(header::HOST)
-            .is_some_and(|h| h.as_bytes() == f.upstream_host.as_bytes());
-        if !same_host {
-            match HeaderValue::from_str(f.upstream_host) {
-                Ok(h) => {
-                    headers.insert(header::HOST, h);
-                }
-                Err(_) => return self.error(StatusCode::BAD_REQUEST, "bad-host"),
-            }
+        // A request without a body is replayed; one with a body (streamed, never
+        // buffered) only while the body is untouched (a failed connect), so a
+        // new try needs the head again either way.
+        // The copy is kept only when a retry is possible at all
+        // (`proxy-next-upstream: off` never retries, not even a stale connection).
+        let head = (!retries.on.off).then(|| (parts.method.clone(), headers.clone()));
+        if gateway.write(headers).is_err() {
+            return self.error(StatusCode::BAD_REQUEST, "bad-host");
         }
         let version = if wire.h2 {
             Version::HTTP_2
@@ -465,7 +518,6 @@ impl Inner {
         let read_timeout = timeouts.read_or(self.options_for(f.live).read_timeout);
         let first = Instant::now();
         let deadline = timeouts.total_or(None).map(|t| first + t);
-        let retries = &policy.retries;
         let may_retry_method = idempotent(&parts.method);
         // The client's body, watched, so that a body the client breaks (a bad
         // chunk) is answered 400 + close, not blamed on the upstream; a chunked
@@ -489,12 +541,6 @@ impl Inner {
             }
             (watched.boxed_unsync(), Some(failed))
         };
-        // A request without a body is replayed; one with a body (streamed, never
-        // buffered) only while the body is untouched (a failed connect), so a
-        // new try needs the head again either way.
-        // The copy is kept only when a retry is possible at all
-        // (`proxy-next-upstream: off` never retries, not even a stale connection).
-        let head = (!retries.on.off).then(|| (parts.method.clone(), parts.headers.clone()));
         let replay = body.is_end_stream();
         // Set when the body grows past the limit (only bodies are wrapped).
         let mut tripped = None;
@@ -594,7 +640,11 @@ impl Inner {
                     let mut again = Request::new(body);
                     *again.method_mut() = head.0.clone();
                     *again.version_mut() = version;
-                    *again.headers_mut() = head.1.clone();
+                    let mut headers = head.1.clone();
+                    if gateway.write(&mut headers).is_err() {
+                        return self.error(StatusCode::BAD_REQUEST, "bad-host");
+                    }
+                    *again.headers_mut() = headers;
                     again.into_parts()
                 }
             };
@@ -671,13 +721,17 @@ impl Inner {
                 }
             };
             let result = tokio::time::timeout(wait, call).await;
-            let latency = sent.elapsed();
+            // One clock read for the try's latency, the balancer, the access
+            // line and outlier detection.
+            let ended = Instant::now();
+            let ended_ns = ns_at(ended);
+            let latency = ended.saturating_duration_since(sent);
             balancer.on_end(
                 pick.index,
                 u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX),
-                now_ns(),
+                ended_ns,
             );
-            access.upstream_elapsed = Some(first.elapsed());
+            access.upstream_elapsed = Some(ended.saturating_duration_since(first));
             let mut stale = false;
             let (outcome, sent_upstream, status, why) = match result {
                 Ok(Ok(resp)) => (TryOutcome::Status(resp.status()), true, None, Ok(resp)),
@@ -766,7 +820,7 @@ impl Inner {
                     Ok(resp) => Outcome::of_status(resp.status()),
                     Err(_) => Outcome::GatewayFailure,
                 };
-                if let Some(e) = c.outliers.record(pick.index, health, now_ns(), config) {
+                if let Some(e) = c.outliers.record(pick.index, health, ended_ns, config) {
                     self.metrics.ejection(c.name);
                     tracing::warn!(
                         cluster = %c.name,
@@ -814,22 +868,22 @@ impl Inner {
             }
         };
         if policy.fallback.intercepts(resp.status(), &[]) {
-            let page = self
-                .error_page(ErrorContext {
-                    live: f.live,
-                    route: f.route,
-                    status: resp.status(),
-                    accept,
-                    original_uri: f.original_uri,
-                    service: (
-                        backend.namespace(),
-                        backend.service(),
-                        backend.service_port(),
-                    ),
-                    request_id: f.request_id,
-                    read_timeout,
-                })
-                .await;
+            // Boxed, as the other cold paths (see the global limits above).
+            let page = Box::pin(self.error_page(ErrorContext {
+                live: f.live,
+                route: f.route,
+                status: resp.status(),
+                accept,
+                original_uri: f.original_uri,
+                service: (
+                    backend.namespace(),
+                    backend.service(),
+                    backend.service_port(),
+                ),
+                request_id: f.request_id,
+                read_timeout,
+            }))
+            .await;
             // The limits and circuit slots are held until the response body ends.
             access.held = (admitted, slot);
             return page;
@@ -938,6 +992,48 @@ mod tests {
             Some("/a?b=1")
         );
         assert!(origin_uri("a").is_none());
+    }
+
+    #[test]
+    fn a_retry_head_is_the_first_head() {
+        // The client's fields, as `forward` keeps them for a retry.
+        let mut client = HeaderMap::new();
+        client.insert(header::HOST, HeaderValue::from_static("app.example"));
+        client.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.9"));
+        client.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        let kept = client.clone();
+        let id = HeaderValue::from_static("0123abcd");
+        let gateway = GatewayFields {
+            policy: None,
+            protocol: None,
+            peer: Some("10.0.0.1".parse().expect("ip")),
+            client_ip: Some("192.0.2.9".parse().expect("ip")),
+            trusted_peer: false,
+            https: false,
+            forwarded_host: Some(HeaderValue::from_static("app.example")),
+            port: Some(port_value(80)),
+            request_id: &id,
+            forwarded_prefix: None,
+            upstream_host: "svc.internal",
+        };
+        let mut first = client;
+        gateway.write(&mut first).expect("first head");
+        assert_eq!(first[X_FORWARDED_FOR], "192.0.2.9, 10.0.0.1");
+        assert_eq!(first[X_FORWARDED_PROTO], "http");
+        assert_eq!(first[X_REAL_IP], "192.0.2.9");
+        assert_eq!(first[crate::headers::X_REQUEST_ID], "0123abcd");
+        assert_eq!(first[header::HOST], "svc.internal");
+        // A retry writes the fields again onto the kept copy: the same head, the
+        // peer appended once.
+        let mut again = kept;
+        gateway.write(&mut again).expect("retry head");
+        assert_eq!(again, first);
+        // An upstream host that is no header value is refused.
+        let bad = GatewayFields {
+            upstream_host: "a\nb",
+            ..gateway
+        };
+        assert!(bad.write(&mut HeaderMap::new()).is_err());
     }
 
     #[test]

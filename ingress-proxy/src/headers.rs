@@ -37,6 +37,17 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if present == 0 {
         return;
     }
+    // Most upstream responses carry only `Connection: keep-alive` (or `close`):
+    // a token naming no field, so the field alone goes.
+    if present == CONNECTION
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .all(|v| names_no_field(v.as_bytes()))
+    {
+        headers.remove(header::CONNECTION);
+        return;
+    }
     if present & CONNECTION != 0 {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -87,6 +98,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// Whether a `Connection` value is the single token `keep-alive` or `close`
+/// (names no other field).
+fn names_no_field(v: &[u8]) -> bool {
+    v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close")
+}
+
 const CONNECTION: u8 = 1;
 const KEEP_ALIVE: u8 = 2;
 const TE: u8 = 4;
@@ -97,20 +114,17 @@ const PROXY: u8 = 32;
 /// Which of the headers [`remove_hop_by_hop`] removes whatever `Connection` says
 /// `name` is (0: none).
 fn hop_by_hop_bit(name: &HeaderName) -> u8 {
-    if name == header::CONNECTION {
-        CONNECTION
-    } else if name == header::TE {
-        TE
-    } else if name == header::TRANSFER_ENCODING {
-        TRANSFER_ENCODING
-    } else if name == header::UPGRADE {
-        UPGRADE
-    } else if name.as_str() == "keep-alive" {
-        KEEP_ALIVE
-    } else if name.as_str().starts_with("proxy-") {
-        PROXY
-    } else {
-        0
+    // One look at the name's length, a comparison only on a match (this runs for
+    // every field of every request and response).
+    let n = name.as_str();
+    match n.len() {
+        2 if n == "te" => TE,
+        7 if n == "upgrade" => UPGRADE,
+        10 if n == "connection" => CONNECTION,
+        10 if n == "keep-alive" => KEEP_ALIVE,
+        17 if n == "transfer-encoding" => TRANSFER_ENCODING,
+        l if l >= 6 && n.starts_with("proxy-") => PROXY,
+        _ => 0,
     }
 }
 
@@ -318,6 +332,21 @@ mod tests {
         let mut m = map(&[("host", "a"), ("Proxy-Authorization", "x")]);
         remove_hop_by_hop(&mut m);
         assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["host"]);
+    }
+
+    #[test]
+    fn connection_alone_is_removed() {
+        for v in ["keep-alive", "Keep-Alive", "close"] {
+            let mut m = map(&[("content-length", "2"), ("connection", v), ("etag", "e")]);
+            remove_hop_by_hop(&mut m);
+            let names: Vec<_> = m.keys().map(|k| k.as_str()).collect();
+            assert_eq!(names, ["content-length", "etag"], "{v}");
+        }
+        // Two lines, one naming a field: the named field goes too.
+        let mut m = map(&[("connection", "close"), ("x-a", "1"), ("x-b", "2")]);
+        m.append("connection", HeaderValue::from_static("x-a"));
+        remove_hop_by_hop(&mut m);
+        assert_eq!(m.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-b"]);
     }
 
     #[test]

@@ -264,7 +264,9 @@ impl EndpointPool {
             };
             let (mut tx, reused) = match pooled {
                 Some(tx) => (tx, true),
-                None => (self.connect(settings).await?, false),
+                // Boxed: a new connection is the cold path, and its state would
+                // otherwise sit in every request's future (copied with it).
+                None => (Box::pin(self.connect(settings)).await?, false),
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => return Ok(self.hand_back(resp, tx, *settings)),
