@@ -872,16 +872,19 @@ impl Compiler {
                     (&mut table.wildcard_hosts, &mut mini.wildcard_hosts, s)
                 }
             };
-            if let Some(old) = map.remove(key.as_str()) {
-                www |= old.policy.as_ref().is_some_and(|p| p.from_to_www);
-            }
-            if let Some(mut hr) = mini_map.remove(key.as_str()) {
-                let d = new.start as i64 - local.start as i64;
-                if d != 0 {
-                    Arc::make_mut(&mut hr).map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+            let old = match mini_map.remove(key.as_str()) {
+                Some(mut hr) => {
+                    let d = new.start as i64 - local.start as i64;
+                    if d != 0 {
+                        Arc::make_mut(&mut hr).map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+                    }
+                    www |= hr.policy.as_ref().is_some_and(|p| p.from_to_www);
+                    map.insert(hr)
                 }
-                www |= hr.policy.as_ref().is_some_and(|p| p.from_to_www);
-                map.insert(key.as_str().into(), hr);
+                None => map.remove(key.as_str()),
+            };
+            if let Some(old) = old {
+                www |= old.policy.as_ref().is_some_and(|p| p.from_to_www);
             }
         }
         if www {

@@ -110,6 +110,22 @@ fn rank_bytes(
 }
 
 impl HostRoutes {
+    /// An empty structure for host `name` (an exact host, or a wildcard's suffix).
+    pub(crate) fn named(name: &str) -> Self {
+        HostRoutes {
+            small_keys: name.to_owned(),
+            name_len: name.len() as u32,
+            ..HostRoutes::default()
+        }
+    }
+
+    /// The host's name: an exact host, or a wildcard's suffix (`example.com` of
+    /// `*.example.com`); empty for the host-less rules.
+    #[inline]
+    pub(crate) fn name(&self) -> &str {
+        self.small_keys.get(..self.name_len as usize).unwrap_or("")
+    }
+
     /// The slots of this host's routes (its paths and its default backend): a
     /// compile puts them next to each other, and an incremental update keeps them
     /// so. Empty for a host without routes.

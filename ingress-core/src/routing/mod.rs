@@ -9,6 +9,7 @@
 
 mod decision;
 mod explain;
+mod hosts;
 mod matching;
 mod policy;
 mod request;

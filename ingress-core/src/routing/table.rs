@@ -7,9 +7,10 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Serialize, Serializer};
 
+use super::hosts::HostMap;
 use crate::annotations::IngressPolicy;
 use crate::annotations::values::Pattern;
-use crate::chunked::{Chunked, ShardedMap};
+use crate::chunked::Chunked;
 use crate::compile::Profile;
 use crate::model::{HostPattern, IngressPath, ObjectRef, PathType};
 use crate::tls::CertifiedKey;
@@ -562,9 +563,13 @@ pub(crate) struct HostRoutes {
     /// Hosts with at most [`SMALL_HOST`] paths keep them all here, scanned in
     /// [`HostRoutes::lookup`]; the maps below are then empty.
     pub(crate) small: Vec<SmallEntry>,
-    /// The keys of `small`, back to back in one allocation (one or two cache lines
-    /// for a typical host, instead of one allocation per key).
+    /// The host's name (its first `name_len` bytes: the key in [`HostMap`]), then
+    /// the keys of `small`, back to back in one allocation (one or two cache lines
+    /// for a typical host, instead of one allocation per key; the name compared
+    /// on lookup is in the line the path scan reads next).
     pub(crate) small_keys: String,
+    /// The length of the name at the start of `small_keys`.
+    pub(crate) name_len: u32,
     /// Exact paths.
     pub(crate) exact: HashMap<Box<str>, RouteId>,
     /// Prefix paths by element; key without trailing `/` (root is `/`).
@@ -602,9 +607,9 @@ pub struct RouteTable {
     /// Exact hosts' lookup structures. Each is shared (`Arc`), and so are the
     /// map's shards: a clone of the table (publishing it after an incremental
     /// update) copies pointers, and the update copies only its hosts' shards.
-    pub(crate) exact_hosts: ShardedMap<Arc<str>, Arc<HostRoutes>>,
+    pub(crate) exact_hosts: HostMap,
     /// Wildcard hosts by suffix (`example.com` of `*.example.com`), shared likewise.
-    pub(crate) wildcard_hosts: ShardedMap<Arc<str>, Arc<HostRoutes>>,
+    pub(crate) wildcard_hosts: HostMap,
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) catch_all: Option<RouteId>,
     pub(crate) tls: Vec<TlsBinding>,
@@ -625,8 +630,8 @@ impl RouteTable {
             profile,
             routes: Routes::default(),
             backends: Chunked::new(),
-            exact_hosts: ShardedMap::new(),
-            wildcard_hosts: ShardedMap::new(),
+            exact_hosts: HostMap::default(),
+            wildcard_hosts: HostMap::default(),
             any_host: None,
             catch_all: None,
             tls: Vec::new(),

@@ -225,7 +225,7 @@ fn assert_shared(before: &crate::RouteTable, after: &crate::RouteTable, splices:
         (&before.exact_hosts, &after.exact_hosts, false),
         (&before.wildcard_hosts, &after.wildcard_hosts, true),
     ] {
-        for (k, hb) in map_b {
+        for (k, hb) in map_b.iter() {
             let Some(ha) = map_a.get(k) else { continue };
             if !touched(k, wildcard) {
                 assert!(
