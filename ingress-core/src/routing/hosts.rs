@@ -22,91 +22,58 @@ use super::table::HostRoutes;
 /// Shards (a power of two): a changed host copies its shard, about 1/256 of them.
 const SHARDS: usize = 256;
 
-/// One shard: open addressing with linear probing, at most half full (so a probe
-/// ends at an empty slot), deletion by backward shift (no tombstones).
-#[derive(Clone, Default)]
-struct Shard {
-    /// Empty, or a power of two in length.
-    slots: Vec<Option<(u64, Arc<HostRoutes>)>>,
-    len: usize,
+/// One slot of a shard: a host's hash and structure, or empty.
+type Slot = Option<(u64, Arc<HostRoutes>)>;
+
+/// The slot holding `name` (hash `h`) in a shard, or the empty slot where it
+/// would go. A shard is open addressing with linear probing, at most half full
+/// (so a probe ends at an empty slot), its length zero or a power of two.
+#[inline]
+fn find(slots: &[Slot], h: u64, name: &str) -> Result<usize, usize> {
+    let mask = slots.len() - 1;
+    let mut i = h as usize & mask;
+    loop {
+        match &slots[i] {
+            None => return Err(i),
+            Some((eh, hr)) if *eh == h && hr.name() == name => return Ok(i),
+            Some(_) => i = (i + 1) & mask,
+        }
+    }
 }
 
-impl Shard {
-    /// The slot holding `name` (hash `h`), or the empty slot where it would go.
-    #[inline]
-    fn find(&self, h: u64, name: &str) -> Result<usize, usize> {
-        let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
-        loop {
-            match &self.slots[i] {
-                None => return Err(i),
-                Some((eh, hr)) if *eh == h && hr.name() == name => return Ok(i),
-                Some(_) => i = (i + 1) & mask,
-            }
+/// Remove slot `hole`'s entry by backward shift (no tombstones): move up each
+/// later entry of the run whose home slot is not in `(hole, j]`.
+fn remove_at(slots: &mut [Slot], mut hole: usize) -> Option<Arc<HostRoutes>> {
+    let (_, old) = slots[hole].take()?;
+    let mask = slots.len() - 1;
+    let mut j = hole;
+    loop {
+        j = (j + 1) & mask;
+        let Some((eh, _)) = &slots[j] else { break };
+        let home = *eh as usize & mask;
+        let stays = if hole <= j {
+            hole < home && home <= j
+        } else {
+            hole < home || home <= j
+        };
+        if !stays {
+            slots[hole] = slots[j].take();
+            hole = j;
         }
     }
-
-    fn grow(&mut self) {
-        let cap = (self.slots.len() * 2).max(4);
-        let old = std::mem::replace(&mut self.slots, vec![None; cap]);
-        for (h, hr) in old.into_iter().flatten() {
-            let Err(i) = self.find(h, hr.name()) else {
-                unreachable!("names are distinct");
-            };
-            self.slots[i] = Some((h, hr));
-        }
-    }
-
-    fn insert(&mut self, h: u64, hr: Arc<HostRoutes>) -> Option<Arc<HostRoutes>> {
-        if (self.len + 1) * 2 > self.slots.len() {
-            self.grow();
-        }
-        match self.find(h, hr.name()) {
-            Ok(i) => self.slots[i].replace((h, hr)).map(|(_, old)| old),
-            Err(i) => {
-                self.slots[i] = Some((h, hr));
-                self.len += 1;
-                None
-            }
-        }
-    }
-
-    fn remove(&mut self, h: u64, name: &str) -> Option<Arc<HostRoutes>> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mut hole = self.find(h, name).ok()?;
-        let (_, old) = self.slots[hole].take()?;
-        self.len -= 1;
-        // Backward shift: move up each later entry of the run that may not sit
-        // after the hole (its home slot is not in (hole, j]).
-        let mask = self.slots.len() - 1;
-        let mut j = hole;
-        loop {
-            j = (j + 1) & mask;
-            let Some((eh, _)) = &self.slots[j] else { break };
-            let home = *eh as usize & mask;
-            let stays = if hole <= j {
-                hole < home && home <= j
-            } else {
-                hole < home || home <= j
-            };
-            if !stays {
-                self.slots[hole] = self.slots[j].take();
-                hole = j;
-            }
-        }
-        Some(old)
-    }
+    Some(old)
 }
 
 /// The hosts' lookup structures by name (an exact host, or a wildcard's suffix),
 /// in shared shards: `clone` copies one pointer per shard, and changing a host
-/// copies its shard when another copy shares it.
+/// copies its shard when another copy shares it. A shard is its slot array
+/// itself (`Arc<[Slot]>`, no header to load before the slots).
 #[derive(Clone, Default)]
 pub(crate) struct HostMap {
     /// Empty until the first insert, then `SHARDS` shards.
-    shards: Vec<Arc<Shard>>,
+    shards: Vec<Arc<[Slot]>>,
+    /// Entries per shard.
+    counts: Vec<u32>,
     len: usize,
 }
 
@@ -126,12 +93,12 @@ impl HostMap {
     #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<HostRoutes>> {
         let h = hash(name);
-        let shard = self.shards.get(shard_of(h))?;
-        if shard.slots.is_empty() {
+        let slots = self.shards.get(shard_of(h))?;
+        if slots.is_empty() {
             return None;
         }
-        let i = shard.find(h, name).ok()?;
-        shard.slots[i].as_ref().map(|(_, hr)| hr)
+        let i = find(slots, h, name).ok()?;
+        slots[i].as_ref().map(|(_, hr)| hr)
     }
 
     /// Whether host `name` has a structure.
@@ -154,7 +121,7 @@ impl HostMap {
     pub(crate) fn values(&self) -> impl Iterator<Item = &Arc<HostRoutes>> {
         self.shards
             .iter()
-            .flat_map(|s| s.slots.iter().flatten().map(|(_, hr)| hr))
+            .flat_map(|s| s.iter().flatten().map(|(_, hr)| hr))
     }
 
     /// Every host's name and structure, in no order.
@@ -162,16 +129,55 @@ impl HostMap {
         self.values().map(|hr| (hr.name(), hr))
     }
 
+    /// Shard `s` to change, copied first when shared (`cap` slots when it must
+    /// grow to that, moving its entries).
+    fn shard_mut(&mut self, s: usize, cap: usize) -> &mut [Slot] {
+        let shard = &mut self.shards[s];
+        if shard.len() < cap {
+            let mut slots: Vec<Slot> = vec![None; cap];
+            for (h, hr) in shard.iter().flatten() {
+                let Err(i) = find(&slots, *h, hr.name()) else {
+                    unreachable!("names are distinct");
+                };
+                slots[i] = Some((*h, hr.clone()));
+            }
+            *shard = slots.into();
+        } else if Arc::get_mut(shard).is_none() {
+            *shard = shard.iter().cloned().collect();
+        }
+        Arc::get_mut(shard).expect("a shard just made unique")
+    }
+
     /// Set the structure of host `hr.name()` (its shard copied first when
     /// shared); the old one back.
     pub(crate) fn insert(&mut self, hr: Arc<HostRoutes>) -> Option<Arc<HostRoutes>> {
         if self.shards.is_empty() {
             // One empty shard shared by all: a shard is allocated when first written.
-            self.shards = vec![Arc::default(); SHARDS];
+            let empty: Arc<[Slot]> = Arc::new([]);
+            self.shards = vec![empty; SHARDS];
+            self.counts = vec![0; SHARDS];
         }
         let h = hash(hr.name());
-        let old = Arc::make_mut(&mut self.shards[shard_of(h)]).insert(h, hr);
-        self.len += usize::from(old.is_none());
+        let s = shard_of(h);
+        let count = self.counts[s] as usize;
+        let len = self.shards[s].len();
+        let cap = if (count + 1) * 2 > len {
+            (len * 2).max(4)
+        } else {
+            len
+        };
+        let slots = self.shard_mut(s, cap);
+        let old = match find(slots, h, hr.name()) {
+            Ok(i) => slots[i].replace((h, hr)).map(|(_, old)| old),
+            Err(i) => {
+                slots[i] = Some((h, hr));
+                None
+            }
+        };
+        if old.is_none() {
+            self.counts[s] += 1;
+            self.len += 1;
+        }
         old
     }
 
@@ -181,8 +187,15 @@ impl HostMap {
             return None;
         }
         let h = hash(name);
-        let old = Arc::make_mut(&mut self.shards[shard_of(h)]).remove(h, name);
-        self.len -= usize::from(old.is_some());
+        let s = shard_of(h);
+        let len = self.shards[s].len();
+        let slots = self.shard_mut(s, len);
+        let i = find(slots, h, name).ok()?;
+        let old = remove_at(slots, i);
+        if old.is_some() {
+            self.counts[s] -= 1;
+            self.len -= 1;
+        }
         old
     }
 
