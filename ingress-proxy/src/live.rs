@@ -145,9 +145,9 @@ impl Live {
     /// (their state goes on without a copy), as are its rate limits and request
     /// counters. Only the spliced routes get theirs made (or found among the
     /// balancers of the same Service port and policy). The per-route state is kept
-    /// in shared chunks ([`Chunked`]): when every touched host keeps its number of
-    /// routes, only the chunks holding them are copied, whatever the size of the
-    /// table. The TLS bindings, runtime settings and default certificate are
+    /// in shared chunks ([`Chunked`]) parallel to the route slots, which an
+    /// incremental update does not move: only the chunks holding the touched
+    /// hosts' new slots are copied, whatever the size of the table. The TLS bindings, runtime settings and default certificate are
     /// `previous`'s (an incremental update never changes them; the certificates
     /// kept and the expiry notes come along). Store it with
     /// [`LiveTable::store_patched`].
