@@ -127,6 +127,16 @@ pub fn tls_binding(b: &TlsBinding) -> Value {
     })
 }
 
+/// The live routes in the order of a full compile (by host, then path): an
+/// incremental update may have put a host's routes in other slots.
+#[cfg(feature = "manifests")]
+fn sorted_routes(t: &RouteTable) -> Vec<&Route> {
+    let mut v: Vec<&Route> = t.routes().iter().collect();
+    // Already in order after a full compile: the stable sort finds one run.
+    v.sort_by(|a, b| (a.host(), a.matcher()).cmp(&(b.host(), b.matcher())));
+    v
+}
+
 /// The whole `ingressctl.routes/v1` document: profile, routes, TLS hosts, what was
 /// dropped and every diagnostic (give them sorted, as `ingressctl` does).
 #[cfg(feature = "manifests")]
@@ -134,7 +144,7 @@ pub fn routes(t: &RouteTable, diagnostics: &[Located]) -> Value {
     json!({
         "schema": ROUTES_SCHEMA,
         "profile": t.profile(),
-        "routes": t.routes().iter().map(|rt| route(t, rt)).collect::<Vec<_>>(),
+        "routes": sorted_routes(t).into_iter().map(|rt| route(t, rt)).collect::<Vec<_>>(),
         "tls": t.tls_bindings().iter().map(tls_binding).collect::<Vec<_>>(),
         "dropped": diagnostics
             .iter()

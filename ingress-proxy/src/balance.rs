@@ -202,7 +202,7 @@ pub(crate) struct Balancers {
     cluster_of: Chunked<(usize, usize)>,
     health: Chunked<Arc<Health>>,
     breakers: Chunked<Arc<Breaker>>,
-    /// Parallel to `table.routes()`.
+    /// Parallel to `table.routes().slots()`.
     routes: Chunked<RouteBalancers>,
     /// A hash of each balancer's key -> its index in `list` (a collision, checked
     /// against the key, just makes another balancer). The maps below are in
@@ -232,6 +232,7 @@ impl Balancers {
         let seeds = std::collections::hash_map::RandomState::new();
         b.routes = table
             .routes()
+            .slots()
             .iter()
             .map(|r| b.route(table, r, &seeds))
             .collect();

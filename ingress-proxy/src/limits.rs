@@ -30,7 +30,7 @@ pub(crate) enum RouteLimits {
 pub(crate) struct LimitSet {
     /// Shared shards: a patched set copies only the shards it adds to.
     by_key: ShardedMap<Key, Option<Arc<Limits>>>,
-    /// Parallel to `table.routes()` (shared chunks: a patched table copies only
+    /// Parallel to `table.routes().slots()` (shared chunks: a patched table copies only
     /// the chunks of the routes it changed).
     routes: Chunked<RouteLimits>,
 }
@@ -42,6 +42,7 @@ impl LimitSet {
         let mut by_key: ShardedMap<Key, Option<Arc<Limits>>> = ShardedMap::new();
         let routes = table
             .routes()
+            .slots()
             .iter()
             .map(|r| limits_of(r, &mut by_key, previous))
             .collect();

@@ -31,7 +31,7 @@ pub struct Live {
     pub(crate) balancers: Balancers,
     /// The routes' rate and connection limits.
     pub(crate) limits: LimitSet,
-    /// Parallel to `table.routes()`: metric and log labels.
+    /// Parallel to `table.routes().slots()`: metric and log labels.
     labels: Chunked<Arc<RouteStats>>,
     /// The hosts' client-certificate configurations.
     pub(crate) client_auth: ClientAuthSet,
@@ -119,6 +119,7 @@ impl Live {
         let limits = LimitSet::new(&table, None);
         let labels = table
             .routes()
+            .slots()
             .iter()
             .map(|r| Arc::new(RouteStats::of(r)))
             .collect();
@@ -144,9 +145,9 @@ impl Live {
     /// (their state goes on without a copy), as are its rate limits and request
     /// counters. Only the spliced routes get theirs made (or found among the
     /// balancers of the same Service port and policy). The per-route state is kept
-    /// in shared chunks ([`Chunked`]): when every touched host keeps its number of
-    /// routes, only the chunks holding them are copied, whatever the size of the
-    /// table. The TLS bindings, runtime settings and default certificate are
+    /// in shared chunks ([`Chunked`]) parallel to the route slots, which an
+    /// incremental update does not move: only the chunks holding the touched
+    /// hosts' new slots are copied, whatever the size of the table. The TLS bindings, runtime settings and default certificate are
     /// `previous`'s (an incremental update never changes them; the certificates
     /// kept and the expiry notes come along). Store it with
     /// [`LiveTable::store_patched`].
@@ -160,7 +161,7 @@ impl Live {
         let labels = patch(&previous.labels, &table, splices, |r| {
             Arc::new(RouteStats::of(r))
         });
-        debug_assert_eq!(labels.len(), table.routes().len());
+        debug_assert_eq!(labels.len(), table.routes().slot_count());
         let balancers = Balancers::patched(&previous.balancers, &table, splices);
         let limits = LimitSet::patched(&previous.limits, &table, splices);
         let client_auth = ClientAuthSet::patched(&previous.client_auth, &table, splices);
@@ -369,34 +370,32 @@ impl LiveTable {
     }
 }
 
-/// `previous`, parallel to the previous table's routes, made parallel to `table`'s
-/// routes, an incremental update of it: the entries of each splice's old routes
-/// are replaced by `make` of its new routes (made in route order); every other
-/// entry is `previous`'s, shared. A splice that keeps its number of routes copies
-/// only the chunks it touches; one that does not moves every later entry (their
-/// chunks are rebuilt, as the route table's are).
+/// `previous`, parallel to the previous table's route slots, made parallel to
+/// `table`'s slots, an incremental update of it: the entries of each splice's new
+/// slots are `make` of their routes (made in slot order); every other entry is
+/// `previous`'s, shared. Route ids stay put across incremental updates, so only
+/// the chunks holding the touched hosts' new slots are copied (and slots past
+/// the end are appended), whatever the size of the table. An old slot that no
+/// splice reuses keeps its entry: it is free, no request reaches it.
 pub(crate) fn patch<T: Clone>(
     previous: &Chunked<T>,
     table: &RouteTable,
     splices: &[RouteSplice],
     mut make: impl FnMut(&Route) -> T,
 ) -> Chunked<T> {
-    let fresh: Vec<Vec<T>> = splices
-        .iter()
-        .map(|s| {
-            s.new
-                .clone()
-                .filter_map(|i| table.routes().get(i))
-                .map(&mut make)
-                .collect()
-        })
-        .collect();
+    let mut slots: Vec<usize> = splices.iter().flat_map(|s| s.new.clone()).collect();
+    slots.sort_unstable();
     let mut v = previous.clone();
-    // Last splice first: the earlier ones' positions stay as the compiler gave them.
-    for (s, fresh) in splices.iter().zip(fresh).rev() {
-        let len = v.len();
-        let old = s.old.start.min(len)..s.old.end.min(len);
-        v.splice(old, fresh);
+    let routes = table.routes().slots();
+    for i in slots {
+        let Some(r) = routes.get(i) else { continue };
+        let x = make(r);
+        if i < v.len() {
+            v.set(i, x);
+        } else {
+            debug_assert_eq!(i, v.len(), "new slots follow the previous ones");
+            v.push(x);
+        }
     }
     v
 }
@@ -436,26 +435,30 @@ mod tests {
         let table = compile(&snapshot, &options).table;
         assert_eq!(table.routes().len(), 12);
         let make = |r: &Route| 100 + r.id().index() as u32;
-        // 10 routes before; routes 2..4 became 3 routes, 7..8 went away, a host of 2
-        // routes is new after route 9.
+        // 10 slots before; the host of slots 2..4 grew to 3 routes, moved to the
+        // end (10..13 is past the 12 slots of this table: only 10 and 11 are made);
+        // the host of 7..8 shrank into 7..7; a host of 2 routes took free slots 2..4.
         let previous: Chunked<u32> = (0..10).collect();
         let next = patch(
             &previous,
             &table,
-            &[
-                splice(2..4, 2..5),
-                splice(7..8, 8..8),
-                splice(10..10, 10..12),
-            ],
+            &[splice(2..4, 10..12), splice(7..8, 7..7), splice(0..0, 2..4)],
             make,
         );
         let got: Vec<u32> = next.iter().copied().collect();
-        assert_eq!(got, vec![0, 1, 102, 103, 104, 4, 5, 6, 8, 9, 110, 111]);
+        assert_eq!(got, vec![0, 1, 102, 103, 4, 5, 6, 7, 8, 9, 110, 111]);
+        assert_eq!(next.shared_chunks(&previous), 0, "one chunk, copied");
         // An edit in place: same length, the route is made again, the rest shared.
-        let previous: Chunked<u32> = (0..12).collect();
+        let previous: Chunked<u32> = (0..600).collect();
         let next = patch(&previous, &table, &[splice(1..2, 1..2)], make);
         let got: Vec<u32> = next.iter().copied().collect();
-        assert_eq!(got, vec![0, 101, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+        assert_eq!(got[..3], [0, 101, 2]);
+        assert_eq!(got[3..], (3..600).collect::<Vec<_>>()[..]);
+        assert_eq!(
+            next.shared_chunks(&previous),
+            2,
+            "only the first chunk copied"
+        );
         assert_eq!(patch(&previous, &table, &[], make), previous);
     }
 }

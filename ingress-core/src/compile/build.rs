@@ -841,10 +841,15 @@ impl<'v> Builder<'v> {
         // One buffer for every host's keys.
         let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = Vec::new();
         for (hix, (host, hb)) in self.hosts.into_iter().enumerate() {
+            let name = match host {
+                RouteHost::Pattern(HostPattern::Exact(h)) => h.as_str(),
+                RouteHost::Pattern(HostPattern::Wildcard(s)) => s.as_str(),
+                RouteHost::Any => "",
+            };
             let mut hr = HostRoutes {
                 policy: host_policies.get(hix).cloned(),
                 regex_only: self.nginx && hb.regex,
-                ..HostRoutes::default()
+                ..HostRoutes::named(name)
             };
             entries.clear();
             entries.reserve(hb.entries.len());
@@ -898,11 +903,11 @@ impl<'v> Builder<'v> {
                 .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
             hr.fallback = hb.fallback.map(|old| new_id[old]);
             match host {
-                RouteHost::Pattern(HostPattern::Exact(h)) => {
-                    table.exact_hosts.insert(h.as_str().into(), Arc::new(hr));
+                RouteHost::Pattern(HostPattern::Exact(_)) => {
+                    table.exact_hosts.insert(Arc::new(hr));
                 }
-                RouteHost::Pattern(HostPattern::Wildcard(s)) => {
-                    table.wildcard_hosts.insert(s.as_str().into(), Arc::new(hr));
+                RouteHost::Pattern(HostPattern::Wildcard(_)) => {
+                    table.wildcard_hosts.insert(Arc::new(hr));
                 }
                 RouteHost::Any => table.any_host = Some(hr),
             }

@@ -2,10 +2,15 @@
 //! from, and applies changed Ingresses by compiling again only the hosts they touch.
 //!
 //! The result is the one a full [`compile`](super::compile) of the same objects
-//! gives: the same routes with the same ids (route ids are positions in the
-//! host-sorted route list, so routes after a host that gained or lost routes move;
-//! [`Update::Incremental`] says where), the same host lookup structures, TLS
-//! bindings and diagnostics. Backend ids are the one difference: an unchanged
+//! gives: the same routes, host lookup structures, TLS bindings and diagnostics,
+//! with ids that may differ. Route ids are slots ([`Routes`]) and stay put:
+//! every route outside the touched hosts keeps its id and its slot (and so its
+//! chunk of the table, its shard of the host maps and the proxy's state kept
+//! parallel to the slots are shared, not rebuilt); a touched host's routes take
+//! its old slots when they fit (the rest are freed), else free slots elsewhere
+//! or new ones at the end ([`Update::Incremental`] says where). So after
+//! updates the routes are no longer in host order and some slots may be free;
+//! a full compile numbers them in order again. Backend ids likewise: an unchanged
 //! backend keeps its id across updates, a new one takes a free slot or goes at
 //! the end, and a backend no route uses any more stays in
 //! [`RouteTable::backends`] (resolved as before) until a new backend takes its
@@ -25,19 +30,19 @@
 //! backend-scoped annotation, or more than [`MAX_INGRESSES`] Ingresses sharing
 //! the touched hosts.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::annotations::Scope;
-use crate::chunked::Chunked;
 use crate::diagnostics::Diagnostic;
 use crate::model::{
     EndpointSlice, HostPattern, Ingress, IngressClass, ObjectKind, ObjectRef, Secret, Service,
 };
 use crate::routing::{
-    Backend, BackendId, BackendStatus, HostRoutes, PortRef, Route, RouteHost, RouteId, RouteTable,
+    Backend, BackendId, BackendStatus, PortRef, Route, RouteHost, RouteId, RouteTable, Routes,
 };
 use crate::snapshot::Snapshot;
 
@@ -95,9 +100,10 @@ pub enum FullReason {
     AnnotationSecret,
 }
 
-/// Routes `old` of the previous table are now routes `new` (one touched host).
-/// Routes outside every such range are unchanged; they moved by the difference in
-/// length of the ranges before them.
+/// One touched host: its routes were slots `old` of the previous table and are
+/// slots `new` of the new one. Every slot outside every `new` range holds what it
+/// held before (the same route, or still free); an `old` slot outside every
+/// `new` range is now free. Route ids do not move.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteSplice {
     /// The touched host.
@@ -118,7 +124,7 @@ pub enum Update {
     Incremental {
         /// Ingresses compiled again (the changed ones and those sharing their hosts).
         ingresses: usize,
-        /// The touched hosts' route ranges, in route order.
+        /// The touched hosts' route slots, in host order.
         splices: Vec<RouteSplice>,
         /// Backends written (new, or a slot reused): their endpoints may differ from
         /// what the previous table had under the same id.
@@ -198,6 +204,68 @@ pub(super) struct State {
     /// References to each backend from routes (own, canary and fallback backends).
     backend_refs: Vec<u32>,
     free: Vec<BackendId>,
+    /// Free route slots.
+    free_routes: FreeSlots,
+}
+
+/// Free route slots as ranges (start -> end), neighbours merged.
+#[derive(Debug, Default)]
+struct FreeSlots(BTreeMap<usize, usize>);
+
+impl FreeSlots {
+    /// Add `r` to the free slots.
+    fn release(&mut self, r: Range<usize>) {
+        if r.is_empty() {
+            return;
+        }
+        let (mut start, mut end) = (r.start, r.end);
+        if let Some((&a, &e)) = self.0.range(..start).next_back()
+            && e == start
+        {
+            self.0.remove(&a);
+            start = a;
+        }
+        if let Some(e) = self.0.remove(&end) {
+            end = e;
+        }
+        self.0.insert(start, end);
+    }
+
+    /// Take `n` consecutive slots and give the first: from `prefer` on when they
+    /// are free (a host keeps its place), else the first free range large enough,
+    /// else a free range at the end of the `count` slots extended past it, else
+    /// `count` (new slots).
+    fn take(&mut self, n: usize, prefer: usize, count: usize) -> usize {
+        if n == 0 {
+            return prefer;
+        }
+        let fits = |a: usize, e: usize, from: usize| a <= from && from + n <= e;
+        let found = match self.0.range(..=prefer).next_back() {
+            Some((&a, &e)) if fits(a, e, prefer) => Some((a, e, prefer)),
+            _ => self
+                .0
+                .iter()
+                .find(|&(&a, &e)| e - a >= n)
+                .map(|(&a, &e)| (a, e, a)),
+        };
+        if let Some((a, e, at)) = found {
+            self.0.remove(&a);
+            if a < at {
+                self.0.insert(a, at);
+            }
+            if at + n < e {
+                self.0.insert(at + n, e);
+            }
+            return at;
+        }
+        match self.0.iter().next_back() {
+            Some((&a, &e)) if e == count => {
+                self.0.remove(&a);
+                a
+            }
+            _ => count,
+        }
+    }
 }
 
 type BackendKey = (String, String, PortRef, bool);
@@ -771,53 +839,54 @@ impl Compiler {
             .collect();
         let map_backend = |id: BackendId| map[id.0 as usize];
 
-        // Route ranges per host, old and new.
-        let range = |routes: &Chunked<Route>, h: &RouteHost| {
-            routes.partition_point(|r| *r.host < *h)..routes.partition_point(|r| *r.host <= *h)
+        // Route ranges per host: the old slots (from the host's structure: a
+        // host's routes are always in consecutive slots) and the mini table's.
+        let local_range = |routes: &Routes, h: &RouteHost| {
+            let slots = routes.slots();
+            slots.partition_point(|r| *r.host < *h)..slots.partition_point(|r| *r.host <= *h)
         };
         let mut splices = Vec::with_capacity(hosts.len());
-        let mut delta: i64 = 0;
-        // (first old id after the range, shift of every old id from there on)
-        let mut shifts: Vec<(usize, i64)> = Vec::new();
-        for h in hosts {
-            let old = range(&table.routes, h);
-            let local = range(&mini.routes, h);
-            let start = (old.start as i64 + delta) as usize;
-            let new = start..start + local.len();
-            delta += new.len() as i64 - old.len() as i64;
-            shifts.push((old.end, delta));
-            splices.push((h, old, local, new));
-        }
-        // Routes, last host first so earlier ranges stay where they are.
         let mut freed: Vec<BackendId> = Vec::new();
-        for (_, old, local, new) in splices.iter().rev() {
-            let block: Vec<Route> = local
-                .clone()
-                .filter_map(|i| mini.routes.get(i))
-                .enumerate()
-                .map(|(i, r)| {
-                    let mut r = r.clone();
-                    r.id = RouteId((new.start + i) as u32);
-                    r.backend = map_backend(r.backend);
-                    for c in &mut r.canaries {
-                        c.backend = map_backend(c.backend);
-                    }
-                    r.fallback = r.fallback.map(map_backend);
-                    for b in route_backends(&r) {
-                        st.backend_refs[b.0 as usize] += 1;
-                    }
-                    r
-                })
-                .collect();
-            for r in table.routes.splice(old.clone(), block) {
-                for b in route_backends(&r) {
+        for h in hosts {
+            let old = match h {
+                RouteHost::Pattern(HostPattern::Exact(e)) => table.exact_hosts.get(e.as_str()),
+                RouteHost::Pattern(HostPattern::Wildcard(s)) => {
+                    table.wildcard_hosts.get(s.as_str())
+                }
+                RouteHost::Any => None,
+            }
+            .map_or(0..0, |hr| hr.span());
+            let local = local_range(&mini.routes, h);
+            // The old routes' backends lose a reference; their slots are freed.
+            for i in old.clone() {
+                for b in route_backends(table.routes.slot(i)) {
                     let n = &mut st.backend_refs[b.0 as usize];
                     *n = n.saturating_sub(1);
                     if *n == 0 {
                         freed.push(b);
                     }
                 }
+                table.routes.release(i);
             }
+            st.free_routes.release(old.clone());
+            let start = st
+                .free_routes
+                .take(local.len(), old.start, table.routes.slot_count());
+            let new = start..start + local.len();
+            for (i, r) in new.clone().zip(local.clone()) {
+                let mut r = mini.routes.slot(r).clone();
+                r.id = RouteId(i as u32);
+                r.backend = map_backend(r.backend);
+                for c in &mut r.canaries {
+                    c.backend = map_backend(c.backend);
+                }
+                r.fallback = r.fallback.map(map_backend);
+                for b in route_backends(&r) {
+                    st.backend_refs[b.0 as usize] += 1;
+                }
+                table.routes.put(i, r);
+            }
+            splices.push((h, old, local, new));
         }
         for id in freed {
             if st.backend_refs[id.0 as usize] == 0 {
@@ -831,68 +900,6 @@ impl Compiler {
         st.free.sort_unstable_by(|a, b| b.cmp(a));
         st.free.dedup();
 
-        // Ids of the routes that moved, and of the host structures pointing at them.
-        let moved = splices
-            .iter()
-            .any(|(_, old, _, new)| old.len() != new.len());
-        // Host keys (exact host or wildcard suffix) of the touched hosts: their
-        // structures are replaced, not shifted.
-        let (mut touched_exact, mut touched_wildcard) =
-            (FxHashSet::default(), FxHashSet::default());
-        for h in hosts {
-            match h {
-                RouteHost::Pattern(HostPattern::Exact(e)) => touched_exact.insert(e.as_str()),
-                RouteHost::Pattern(HostPattern::Wildcard(s)) => touched_wildcard.insert(s.as_str()),
-                RouteHost::Any => false,
-            };
-        }
-        if moved {
-            let first = splices
-                .iter()
-                .find(|(_, old, _, new)| old.len() != new.len())
-                .map_or(0, |(_, _, _, new)| new.end);
-            table
-                .routes
-                .for_each_mut_from(first, |i, r| r.id = RouteId(i as u32));
-            let shift_of = |id: RouteId| {
-                let i = shifts.partition_point(|(end, _)| *end <= id.index());
-                i.checked_sub(1).map_or(0, |i| shifts[i].1)
-            };
-            let shift = |hr: &mut HostRoutes| {
-                let Some(&rep) = hr.all.first().or(hr.fallback.as_ref()) else {
-                    return;
-                };
-                let d = shift_of(rep);
-                if d != 0 {
-                    hr.map_ids(|id| RouteId((id.0 as i64 + d) as u32));
-                }
-            };
-            // A shared host structure (a published table holds it too) is copied
-            // before it is shifted, and only when it moves (and so is its shard of
-            // the host map).
-            let moves = |hr: &Arc<HostRoutes>| {
-                hr.all
-                    .first()
-                    .or(hr.fallback.as_ref())
-                    .is_some_and(|&rep| shift_of(rep) != 0)
-            };
-            // The touched hosts' structures are skipped: they are replaced below.
-            table.exact_hosts.update_where(
-                |key, hr| !touched_exact.contains(&**key) && moves(hr),
-                |_, hr| shift(Arc::make_mut(hr)),
-            );
-            table.wildcard_hosts.update_where(
-                |key, hr| !touched_wildcard.contains(&**key) && moves(hr),
-                |_, hr| shift(Arc::make_mut(hr)),
-            );
-            if let Some(hr) = table.any_host.as_mut() {
-                shift(hr);
-            }
-            table.catch_all = table
-                .catch_all
-                .map(|id| RouteId((id.0 as i64 + delta) as u32));
-        }
-
         // The touched hosts' lookup structures.
         let mut www = false;
         for (h, _, local, new) in &splices {
@@ -903,16 +910,19 @@ impl Compiler {
                     (&mut table.wildcard_hosts, &mut mini.wildcard_hosts, s)
                 }
             };
-            if let Some(old) = map.remove(key.as_str()) {
-                www |= old.policy.as_ref().is_some_and(|p| p.from_to_www);
-            }
-            if let Some(mut hr) = mini_map.remove(key.as_str()) {
-                let d = new.start as i64 - local.start as i64;
-                if d != 0 {
-                    Arc::make_mut(&mut hr).map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+            let old = match mini_map.remove(key.as_str()) {
+                Some(mut hr) => {
+                    let d = new.start as i64 - local.start as i64;
+                    if d != 0 {
+                        Arc::make_mut(&mut hr).map_ids(|id| RouteId((id.0 as i64 + d) as u32));
+                    }
+                    www |= hr.policy.as_ref().is_some_and(|p| p.from_to_www);
+                    map.insert(hr)
                 }
-                www |= hr.policy.as_ref().is_some_and(|p| p.from_to_www);
-                map.insert(key.as_str().into(), hr);
+                None => map.remove(key.as_str()),
+            };
+            if let Some(old) = old {
+                www |= old.policy.as_ref().is_some_and(|p| p.from_to_www);
             }
         }
         if www {

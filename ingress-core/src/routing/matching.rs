@@ -110,8 +110,43 @@ fn rank_bytes(
 }
 
 impl HostRoutes {
-    /// Rewrite every route id this host refers to (incremental compile moves a
-    /// host's routes when routes before it were added or removed).
+    /// An empty structure for host `name` (an exact host, or a wildcard's suffix).
+    pub(crate) fn named(name: &str) -> Self {
+        HostRoutes {
+            small_keys: name.to_owned(),
+            name_len: name.len() as u32,
+            ..HostRoutes::default()
+        }
+    }
+
+    /// The host's name: an exact host, or a wildcard's suffix (`example.com` of
+    /// `*.example.com`); empty for the host-less rules.
+    #[inline]
+    pub(crate) fn name(&self) -> &str {
+        self.small_keys.get(..self.name_len as usize).unwrap_or("")
+    }
+
+    /// The slots of this host's routes (its paths and its default backend): a
+    /// compile puts them next to each other, and an incremental update keeps them
+    /// so. Empty for a host without routes.
+    pub(crate) fn span(&self) -> std::ops::Range<usize> {
+        let ids = self.all.first().into_iter().chain(self.all.last());
+        let mut ids = ids.chain(self.fallback.as_ref()).map(|id| id.index());
+        let Some(first) = ids.next() else {
+            return 0..0;
+        };
+        let (lo, hi) = ids.fold((first, first), |(lo, hi), i| (lo.min(i), hi.max(i)));
+        let span = lo..hi + 1;
+        debug_assert_eq!(
+            span.len(),
+            self.all.len() + usize::from(self.fallback.is_some()),
+            "a host's routes are in consecutive slots"
+        );
+        span
+    }
+
+    /// Rewrite every route id this host refers to (incremental compile puts a
+    /// host compiled alone into the slots it takes in the full table).
     pub(crate) fn map_ids(&mut self, f: impl Fn(RouteId) -> RouteId) {
         for e in &mut self.small {
             e.id = f(e.id);

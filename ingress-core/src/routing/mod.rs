@@ -9,6 +9,7 @@
 
 mod decision;
 mod explain;
+mod hosts;
 mod matching;
 mod policy;
 mod request;
@@ -26,7 +27,8 @@ pub use policy::RouteInputs;
 pub use request::{RequestView, Scheme, normalize_path};
 pub use table::{
     Backend, BackendId, BackendStatus, CanaryRoute, DefaultScope, EndpointAddr, EndpointHost,
-    HostPolicy, PortRef, Route, RouteHost, RouteId, RouteMatch, RouteTable, TlsBinding, TlsProblem,
+    HostPolicy, PortRef, Route, RouteHost, RouteId, RouteMatch, RouteTable, Routes, RoutesIter,
+    TlsBinding, TlsProblem,
 };
 pub(crate) use table::{HostRoutes, SMALL_HOST};
 
@@ -163,7 +165,7 @@ impl RouteTable {
         let Some(id) = route else {
             return self.respond(None, StatusCode::NOT_FOUND, RespondReason::NoRoute);
         };
-        self.decide_route(&self.routes[id.index()], req, path, inputs)
+        self.decide_route(self.routes.slot(id.index()), req, path, inputs)
     }
 
     fn respond<'a>(

@@ -7,21 +7,194 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap as HashMap;
 use serde::{Serialize, Serializer};
 
+use super::hosts::HostMap;
 use crate::annotations::IngressPolicy;
 use crate::annotations::values::Pattern;
-use crate::chunked::{Chunked, ShardedMap};
+use crate::chunked::Chunked;
 use crate::compile::Profile;
 use crate::model::{HostPattern, IngressPath, ObjectRef, PathType};
 use crate::tls::CertifiedKey;
 
-/// Index of a [`Route`] in its table.
+/// A [`Route`]'s slot in its table ([`Routes`]).
+///
+/// A full compile numbers the routes in order (by host, then path); an
+/// incremental update ([`Compiler`](crate::compile::Compiler)) keeps every
+/// untouched route's id and gives a touched host's routes free slots, so ids are
+/// stable across incremental updates but not across full compiles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct RouteId(pub(crate) u32);
 
 impl RouteId {
-    /// The index as a number (stable for one table, not across compiles).
+    /// The slot as a number (an index into [`Routes::slots`]).
     pub fn index(self) -> usize {
         self.0 as usize
+    }
+}
+
+/// The routes of a table by id: a vector of slots in shared chunks ([`Chunked`]),
+/// where a slot is either a live route or free.
+///
+/// A full compile leaves no free slot and the routes sorted by host, then path.
+/// An incremental update rewrites only the slots of the hosts it touched: a host
+/// that keeps or lowers its number of routes keeps its first slots (the rest are
+/// freed); one that gains routes moves to free slots or to the end. A free slot
+/// still holds the route it last held (so that state kept parallel to the slots
+/// can be built for every slot) but [`get`](Self::get) and the iterators skip it.
+#[derive(Clone, Default)]
+pub struct Routes {
+    slots: Chunked<Route>,
+    /// Bit `i % 64` of word `i / 64` set: slot `i` is free.
+    free: Vec<u64>,
+    free_count: usize,
+}
+
+impl Routes {
+    /// The number of live routes.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free_count
+    }
+
+    /// Whether there is no live route.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of slots (live and free): every route id is below it.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Every slot, free ones included (each holds the route it last held): for
+    /// state kept parallel to the ids.
+    pub fn slots(&self) -> &Chunked<Route> {
+        &self.slots
+    }
+
+    /// Whether slot `i` holds no live route (out of range counts as free).
+    #[inline]
+    pub fn is_free(&self, i: usize) -> bool {
+        i >= self.slots.len()
+            || (self.free_count != 0
+                && self
+                    .free
+                    .get(i / 64)
+                    .is_some_and(|w| w & (1 << (i % 64)) != 0))
+    }
+
+    /// The live route in slot `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&Route> {
+        if self.free_count != 0 && self.is_free(i) {
+            return None;
+        }
+        self.slots.get(i)
+    }
+
+    /// The live routes by id.
+    pub fn iter(&self) -> RoutesIter<'_> {
+        RoutesIter {
+            routes: self,
+            inner: self.slots.iter().enumerate(),
+        }
+    }
+
+    /// Slot `i`, free or not.
+    #[inline]
+    pub(crate) fn slot(&self, i: usize) -> &Route {
+        &self.slots[i]
+    }
+
+    /// Put `route` in slot `i` (the next slot when `i` is the slot count) and
+    /// mark it live; its chunk is copied first when shared.
+    pub(crate) fn put(&mut self, i: usize, route: Route) {
+        if i == self.slots.len() {
+            self.slots.push(route);
+            if self.free.len() * 64 < self.slots.len() {
+                self.free.push(0);
+            }
+            return;
+        }
+        self.slots.set(i, route);
+        if let Some(w) = self.free.get_mut(i / 64)
+            && *w & (1 << (i % 64)) != 0
+        {
+            *w &= !(1 << (i % 64));
+            self.free_count -= 1;
+        }
+    }
+
+    /// Mark slot `i` free (it keeps its route).
+    pub(crate) fn release(&mut self, i: usize) {
+        if let Some(w) = self.free.get_mut(i / 64)
+            && *w & (1 << (i % 64)) == 0
+            && i < self.slots.len()
+        {
+            *w |= 1 << (i % 64);
+            self.free_count += 1;
+        }
+    }
+}
+
+impl From<Vec<Route>> for Routes {
+    fn from(v: Vec<Route>) -> Self {
+        Routes {
+            free: vec![0; v.len().div_ceil(64)],
+            slots: v.into(),
+            free_count: 0,
+        }
+    }
+}
+
+impl fmt::Debug for Routes {
+    /// The live routes, as a slice's: `[a, b, ...]`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl PartialEq for Routes {
+    /// The same live routes in the same slots.
+    fn eq(&self, other: &Self) -> bool {
+        self.slots.len() == other.slots.len()
+            && self.len() == other.len()
+            && self.iter().eq(other.iter())
+            && self.iter().all(|r| !other.is_free(r.id.index()))
+    }
+}
+
+impl<'a> IntoIterator for &'a Routes {
+    type Item = &'a Route;
+    type IntoIter = RoutesIter<'a>;
+    fn into_iter(self) -> RoutesIter<'a> {
+        self.iter()
+    }
+}
+
+/// The live routes of a [`Routes`] by id.
+#[derive(Debug, Clone)]
+pub struct RoutesIter<'a> {
+    routes: &'a Routes,
+    inner: std::iter::Enumerate<crate::chunked::Iter<'a, Route>>,
+}
+
+impl<'a> Iterator for RoutesIter<'a> {
+    type Item = &'a Route;
+    #[inline]
+    fn next(&mut self) -> Option<&'a Route> {
+        if self.routes.free_count == 0 {
+            return self.inner.next().map(|(_, r)| r);
+        }
+        self.inner
+            .find(|(i, _)| !self.routes.is_free(*i))
+            .map(|(_, r)| r)
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (lo, hi) = self.inner.size_hint();
+        if self.routes.free_count == 0 {
+            (lo, hi)
+        } else {
+            (lo.saturating_sub(self.routes.free_count), hi)
+        }
     }
 }
 
@@ -390,9 +563,13 @@ pub(crate) struct HostRoutes {
     /// Hosts with at most [`SMALL_HOST`] paths keep them all here, scanned in
     /// [`HostRoutes::lookup`]; the maps below are then empty.
     pub(crate) small: Vec<SmallEntry>,
-    /// The keys of `small`, back to back in one allocation (one or two cache lines
-    /// for a typical host, instead of one allocation per key).
+    /// The host's name (its first `name_len` bytes: the key in [`HostMap`]), then
+    /// the keys of `small`, back to back in one allocation (one or two cache lines
+    /// for a typical host, instead of one allocation per key; the name compared
+    /// on lookup is in the line the path scan reads next).
     pub(crate) small_keys: String,
+    /// The length of the name at the start of `small_keys`.
+    pub(crate) name_len: u32,
     /// Exact paths.
     pub(crate) exact: HashMap<Box<str>, RouteId>,
     /// Prefix paths by element; key without trailing `/` (root is `/`).
@@ -425,14 +602,14 @@ pub(crate) struct HostRoutes {
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     pub(crate) profile: Profile,
-    pub(crate) routes: Chunked<Route>,
+    pub(crate) routes: Routes,
     pub(crate) backends: Chunked<Backend>,
     /// Exact hosts' lookup structures. Each is shared (`Arc`), and so are the
     /// map's shards: a clone of the table (publishing it after an incremental
     /// update) copies pointers, and the update copies only its hosts' shards.
-    pub(crate) exact_hosts: ShardedMap<Arc<str>, Arc<HostRoutes>>,
+    pub(crate) exact_hosts: HostMap,
     /// Wildcard hosts by suffix (`example.com` of `*.example.com`), shared likewise.
-    pub(crate) wildcard_hosts: ShardedMap<Arc<str>, Arc<HostRoutes>>,
+    pub(crate) wildcard_hosts: HostMap,
     pub(crate) any_host: Option<HostRoutes>,
     pub(crate) catch_all: Option<RouteId>,
     pub(crate) tls: Vec<TlsBinding>,
@@ -451,10 +628,10 @@ impl RouteTable {
     pub fn empty(profile: Profile) -> Self {
         RouteTable {
             profile,
-            routes: Chunked::new(),
+            routes: Routes::default(),
             backends: Chunked::new(),
-            exact_hosts: ShardedMap::new(),
-            wildcard_hosts: ShardedMap::new(),
+            exact_hosts: HostMap::default(),
+            wildcard_hosts: HostMap::default(),
             any_host: None,
             catch_all: None,
             tls: Vec::new(),
@@ -469,8 +646,9 @@ impl RouteTable {
         self.profile
     }
 
-    /// Every route, sorted by host, then path, then path type.
-    pub fn routes(&self) -> &Chunked<Route> {
+    /// Every route by id: after a full compile sorted by host, then path, then
+    /// path type; an incremental update may move a host's routes to other slots.
+    pub fn routes(&self) -> &Routes {
         &self.routes
     }
 
@@ -478,9 +656,10 @@ impl RouteTable {
     ///
     /// # Panics
     ///
-    /// If `id` comes from another table (ids are positions in their own table).
+    /// If `id` comes from another table (ids are slots in their own table); a
+    /// free slot gives the route it last held.
     pub fn route_by_id(&self, id: RouteId) -> &Route {
-        &self.routes[id.index()]
+        self.routes.slot(id.index())
     }
 
     /// Every backend.

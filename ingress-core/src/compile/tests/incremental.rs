@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::compile::{Compiler, FullReason, RouteSplice, Update};
 use crate::model::{HostPattern, Ingress};
-use crate::routing::{Backend, BackendId, Route, RouteHost};
+use crate::routing::{Backend, BackendId, Route, RouteHost, RouteId};
 
 const HOSTS: [&str; 5] = [
     "a.example.com",
@@ -176,25 +176,43 @@ fn canonical_route(t: &crate::RouteTable, r: &Route) -> (Route, Vec<Backend>) {
     (r, backends)
 }
 
-/// Hosts' lookup structures, sorted by host.
+/// Each live route's id -> its rank in (host, matcher) order: the ids of a full
+/// compile, whatever slots an incremental update gave the routes.
+fn ranks(t: &crate::RouteTable) -> rustc_hash::FxHashMap<RouteId, RouteId> {
+    let mut live: Vec<&Route> = t.routes().iter().collect();
+    live.sort_by(|a, b| (&a.host, &a.matcher).cmp(&(&b.host, &b.matcher)));
+    live.iter()
+        .enumerate()
+        .map(|(i, r)| (r.id, RouteId(i as u32)))
+        .collect()
+}
+
+/// Hosts' lookup structures, sorted by host, route ids as ranks.
 fn host_structures(t: &crate::RouteTable) -> Vec<String> {
+    let rank = ranks(t);
+    let show = |hr: &crate::routing::HostRoutes| {
+        let mut hr = hr.clone();
+        hr.map_ids(|id| rank.get(&id).copied().unwrap_or(RouteId(u32::MAX)));
+        format!("{hr:?}")
+    };
     let mut v: Vec<String> = t
         .exact_hosts
         .iter()
-        .map(|(k, hr)| format!("exact {k} {hr:?}"))
+        .map(|(k, hr)| format!("exact {k} {}", show(hr)))
         .chain(
             t.wildcard_hosts
                 .iter()
-                .map(|(k, hr)| format!("wildcard {k} {hr:?}")),
+                .map(|(k, hr)| format!("wildcard {k} {}", show(hr))),
         )
-        .chain(t.any_host.iter().map(|hr| format!("any {hr:?}")))
+        .chain(t.any_host.iter().map(|hr| format!("any {}", show(hr))))
         .collect();
     v.sort();
     v
 }
 
 /// After an incremental update, the new table shares (same allocation) every host
-/// structure of the previous one that the update neither replaced nor moved.
+/// structure of the previous one that the update did not touch, and every route
+/// outside the touched hosts' new slots keeps its slot (the same route).
 fn assert_shared(before: &crate::RouteTable, after: &crate::RouteTable, splices: &[RouteSplice]) {
     let touched = |k: &str, wildcard: bool| {
         splices.iter().any(|s| match &s.host {
@@ -203,19 +221,13 @@ fn assert_shared(before: &crate::RouteTable, after: &crate::RouteTable, splices:
             RouteHost::Any => false,
         })
     };
-    // Routes before the first splice that changes length keep their ids.
-    let first_moved = splices
-        .iter()
-        .find(|s| s.old.len() != s.new.len())
-        .map_or(usize::MAX, |s| s.old.end);
     for (map_b, map_a, wildcard) in [
         (&before.exact_hosts, &after.exact_hosts, false),
         (&before.wildcard_hosts, &after.wildcard_hosts, true),
     ] {
-        for (k, hb) in map_b {
+        for (k, hb) in map_b.iter() {
             let Some(ha) = map_a.get(k) else { continue };
-            let unmoved = hb.all.iter().all(|id| id.index() < first_moved);
-            if !touched(k, wildcard) && unmoved {
+            if !touched(k, wildcard) {
                 assert!(
                     std::sync::Arc::ptr_eq(hb, ha),
                     "host {k} was copied, not shared"
@@ -223,18 +235,62 @@ fn assert_shared(before: &crate::RouteTable, after: &crate::RouteTable, splices:
             }
         }
     }
+    let in_new = |i: usize| splices.iter().any(|s| s.new.contains(&i));
+    let in_old = |i: usize| splices.iter().any(|s| s.old.contains(&i));
+    let (rb, ra) = (before.routes(), after.routes());
+    assert!(
+        ra.slot_count() >= rb.slot_count(),
+        "slots are never dropped"
+    );
+    for i in 0..ra.slot_count() {
+        if in_new(i) {
+            let r = ra.get(i).expect("a new slot holds a live route");
+            assert_eq!(r.id.index(), i);
+        } else if in_old(i) {
+            assert!(ra.get(i).is_none(), "slot {i} was the touched host's: free");
+        } else {
+            assert_eq!(ra.get(i), rb.get(i), "slot {i} is untouched");
+            assert!(i < rb.slot_count(), "a new slot {i} outside the splices");
+        }
+    }
+    for r in ra {
+        assert_eq!(r.id, RouteId(r.id.index() as u32));
+        assert!(std::ptr::eq(r, &ra.slots()[r.id.index()]));
+    }
 }
 
-/// Everything observable about a compile, backend ids aside.
+/// Everything observable about a compile, route and backend ids aside.
 fn assert_same(inc: &Compiled, full: &Compiled) {
     assert_eq!(inc.diagnostics, full.diagnostics, "diagnostics");
     let (a, b) = (&inc.table, &full.table);
     assert_eq!(a.routes().len(), b.routes().len(), "route count");
-    for (ra, rb) in a.routes().iter().zip(b.routes()) {
-        assert_eq!(canonical_route(a, ra), canonical_route(b, rb));
+    let (rank_a, rank_b) = (ranks(a), ranks(b));
+    let canonical = |t: &crate::RouteTable, rank: &rustc_hash::FxHashMap<RouteId, RouteId>| {
+        let mut v: Vec<(Route, Vec<Backend>)> = t
+            .routes()
+            .iter()
+            .map(|r| {
+                let (mut r, backends) = canonical_route(t, r);
+                r.id = rank[&r.id];
+                (r, backends)
+            })
+            .collect();
+        v.sort_by_key(|(r, _)| r.id);
+        v
+    };
+    assert_eq!(canonical(a, &rank_a), canonical(b, &rank_b), "routes");
+    // A full compile: no free slot, ids are positions in host order.
+    assert_eq!(b.routes().slot_count(), b.routes().len());
+    assert!(rank_b.iter().all(|(id, rank)| id == rank));
+    // Every live route is its host's (consecutive slots, as the structures say).
+    for hr in a.exact_hosts.values().chain(a.wildcard_hosts.values()) {
+        let span = hr.span();
+        for i in span.clone() {
+            assert!(a.routes().get(i).is_some(), "slot {i} of {span:?} is live");
+        }
     }
     assert_eq!(host_structures(a), host_structures(b), "host structures");
-    assert_eq!(a.catch_all, b.catch_all, "catch-all");
+    assert_eq!(a.catch_all.map(|id| rank_a[&id]), b.catch_all, "catch-all");
     assert_eq!(a.www_redirects, b.www_redirects, "www redirects");
     assert_eq!(
         format!("{:?}", a.tls_bindings()),
@@ -251,18 +307,23 @@ fn assert_same(inc: &Compiled, full: &Compiled) {
     ] {
         for path in ["/", "/api", "/api/x", "/static/y", "/v12/x", "/nope"] {
             assert_eq!(
-                decide(inc, host, path),
-                decide(full, host, path),
+                decide(inc, &rank_a, host, path),
+                decide(full, &rank_b, host, path),
                 "{host}{path}"
             );
         }
     }
 }
 
-/// What a request gets, with the route id and backend by content.
-fn decide(c: &Compiled, host: &str, path: &str) -> String {
+/// What a request gets, with the route (as its rank) and backend by content.
+fn decide(
+    c: &Compiled,
+    rank: &rustc_hash::FxHashMap<RouteId, RouteId>,
+    host: &str,
+    path: &str,
+) -> String {
     let d = c.table.route(&RequestView::get(Scheme::Http, host, path));
-    let route = d.route().map(|r| r.id());
+    let route = d.route().map(|r| rank[&r.id()]);
     match d {
         Decision::Forward(f) => format!(
             "{route:?} forward {:?} {:?}",
@@ -381,7 +442,8 @@ fn one_changed_ingress_is_incremental() {
         c.upsert_ingress(simple_ing(1, 1, 1).object()),
         Update::Unchanged
     );
-    // A host that sorts first gains routes: every later route moves.
+    // A host that sorts first gains routes: it moves to new slots at the end,
+    // every other route keeps its id.
     let u = c.upsert_ingress(simple_ing(0, 0, 1).object());
     assert!(matches!(u, Update::Incremental { .. }), "{u:?}");
     let u = c.upsert_ingress(
@@ -426,5 +488,103 @@ fn random_edits_take_the_incremental_path() {
             n >= 15,
             "{profile}: only {n} of 20 updates were incremental"
         );
+    }
+}
+
+#[test]
+fn route_ids_stay_put_and_slots_are_reused() {
+    let options = opts();
+    let mut c = Compiler::new(base(true, false), options.clone());
+    for (n, h) in [(0, 0), (1, 1), (2, 3)] {
+        c.upsert_ingress(simple_ing(n, h, 0).object());
+    }
+    let ids = |c: &Compiler| -> Vec<(String, RouteId)> {
+        let mut v: Vec<(String, RouteId)> = c
+            .table()
+            .routes()
+            .iter()
+            .map(|r| (format!("{} {:?}", r.host(), r.matcher()), r.id()))
+            .collect();
+        v.sort();
+        v
+    };
+    let start = ids(&c);
+    let slots = c.table().routes().slot_count();
+    let grown = Ing {
+        rules: vec![(0, vec![(0, 0), (1, 0), (3, 1)])],
+        ..simple_ing(0, 0, 0)
+    };
+    // a.example.com (the host sorting first) flips between 2 and 3 routes: it
+    // grows once into new slots at the end, then stays there (shrinking in place,
+    // growing into its own freed slot); no other route ever changes id, and the
+    // table does not grow with the number of flips.
+    for flip in 0..10 {
+        let ing = if flip % 2 == 0 {
+            grown.clone()
+        } else {
+            simple_ing(0, 0, 0)
+        };
+        let u = c.upsert_ingress(ing.object());
+        let Update::Incremental { splices, .. } = u else {
+            panic!("expected an incremental update, got {u:?}");
+        };
+        assert_eq!(splices.len(), 1);
+        if flip == 0 {
+            assert_eq!(
+                (splices[0].old.clone(), splices[0].new.clone()),
+                (0..2, slots..slots + 3)
+            );
+        } else {
+            assert_eq!(splices[0].new.start, slots, "flip {flip}: the host stays");
+        }
+        assert_same(c.compiled(), &compile(c.snapshot(), &options));
+        let now = ids(&c);
+        for (key, id) in &start {
+            if !key.starts_with("a.example.com") {
+                assert!(now.contains(&(key.clone(), *id)), "{key} moved");
+            }
+        }
+        assert_eq!(c.table().routes().slot_count(), slots + 3);
+    }
+    // The freed slots 0..2 are free: a new host of two routes takes them.
+    let u = c.upsert_ingress(
+        Ing {
+            rules: vec![(2, vec![(0, 1), (2, 1)])],
+            ..simple_ing(4, 0, 0)
+        }
+        .object(),
+    );
+    let Update::Incremental { splices, .. } = u else {
+        panic!("expected an incremental update, got {u:?}");
+    };
+    assert_eq!(splices.len(), 1);
+    assert!(matches!(
+        splices[0].host,
+        RouteHost::Pattern(HostPattern::Wildcard(_))
+    ));
+    assert_eq!(
+        (splices[0].old.clone(), splices[0].new.clone()),
+        (0..0, 0..2)
+    );
+    assert_same(c.compiled(), &compile(c.snapshot(), &options));
+    // A full compile numbers them in order again.
+    let full = compile(c.snapshot(), &options);
+    assert_eq!(full.table.routes().slot_count(), full.table.routes().len());
+    // The routes report lists them in a full compile's order all the same (the
+    // ids are the slots).
+    #[cfg(feature = "manifests")]
+    {
+        let strip = |mut doc: serde_json::Value| {
+            for r in doc["routes"].as_array_mut().expect("routes") {
+                r["id"] = serde_json::Value::Null;
+            }
+            doc
+        };
+        let (inc, fresh) = (
+            crate::report::routes(c.table(), &[]),
+            crate::report::routes(&full.table, &[]),
+        );
+        assert_ne!(inc["routes"], fresh["routes"], "the ids differ");
+        assert_eq!(strip(inc), strip(fresh));
     }
 }
