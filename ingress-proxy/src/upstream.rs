@@ -353,6 +353,7 @@ pub(crate) fn client(
         .pool_idle_timeout(idle)
         .pool_timer(TokioTimer::new())
         .http2_only(h2)
+        .http1_max_buf_size(crate::pool::UPSTREAM_MAX_BUF)
         .timer(TokioTimer::new());
     builder.build(TimedConnector {
         inner: connector,

@@ -211,3 +211,67 @@ async fn an_upgraded_connection_is_not_pooled() -> TestResult {
     p.shutdown().await;
     Ok(())
 }
+
+/// The HTTP/1.1 upstream buffer is bounded (`pool::UPSTREAM_MAX_BUF`, 32 KiB): a
+/// response head within it is forwarded whole, a much longer one answers 502
+/// (nginx's "upstream sent too big header", with a 4-8 KiB `proxy_buffer_size`),
+/// and the proxy serves on. (hyper checks the bound when a head is still
+/// incomplete after a read, so a head of up to about twice the bound can pass
+/// when it arrives in one read; 80 KB never does.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_response_heads_are_bounded_at_32_kib() -> TestResult {
+    use tokio::io::AsyncWriteExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let upstream = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // One request per connection: read its head, answer with an
+                // `x-big` field as long as the path asks, then close.
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head);
+                let n: usize = text
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.trim_start_matches('/').parse().ok())
+                    .unwrap_or(0);
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    "a".repeat(n)
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    write(
+        dir.path(),
+        "big.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("big", &[("big.test", "/", "s")], &[]),
+            service("s", &[upstream]),
+        ]),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let within = h1(addr, get("big.test", "/24000").body(empty())?).await;
+    assert_eq!(within.status, StatusCode::OK);
+    assert_eq!(within.headers["x-big"].len(), 24_000);
+    assert_eq!(&within.body[..], b"ok");
+    let beyond = h1(addr, get("big.test", "/80000").body(empty())?).await;
+    assert_eq!(beyond.status, StatusCode::BAD_GATEWAY);
+    assert!(beyond.headers.get("x-big").is_none());
+    let again = h1(addr, get("big.test", "/10").body(empty())?).await;
+    assert_eq!(again.status, StatusCode::OK);
+    p.shutdown().await;
+    Ok(())
+}
