@@ -32,10 +32,7 @@ CHANGES="${CHANGES:-100}"
 FILES="${FILES:-100}"
 CONNS="${CONNS:-64}"
 BASE_PORT="${BASE_PORT:-18180}"
-up_port=$BASE_PORT
-px_http=$((BASE_PORT + 1))
-px_https=$((BASE_PORT + 2))
-px_admin=$((BASE_PORT + 3))
+apply_ports "$BASE_PORT"
 
 apply_tools
 if [[ -z "${NO_BUILD:-}" ]]; then
@@ -45,14 +42,7 @@ fi
 PROXY="${CARGO_TARGET_DIR:-$root/target}/release/ingress-proxy"
 [[ -x "$PROXY" ]] || bench_die "$PROXY not built"
 
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-out="$root/target/bench-logs/config-apply-$stamp"
-mkdir -p "$out"
-work="$(mktemp -d /tmp/config-apply.XXXXXX)"
-chmod 755 "$work"
-pids=()
-trap apply_cleanup EXIT
-trap 'exit 130' INT TERM
+apply_run config-apply
 
 apply_machine "$out" "$INGRESSES (files $FILES)" "$CHANGES"
 apply_upstream "$up_port" "$out"

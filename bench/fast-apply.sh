@@ -24,10 +24,7 @@ N="${INGRESSES:-20000}"
 FILES="${FILES:-100}"
 CHANGES="${CHANGES:-20}"
 BASE_PORT="${BASE_PORT:-18280}"
-up_port=$BASE_PORT
-px_http=$((BASE_PORT + 1))
-px_https=$((BASE_PORT + 2))
-px_admin=$((BASE_PORT + 3))
+apply_ports "$BASE_PORT"
 closed=$((BASE_PORT + 4))
 
 NO_CHARTS=1 apply_tools
@@ -41,14 +38,7 @@ if [[ -z "${PROXY:-}" ]]; then
 fi
 [[ -x "$PROXY" ]] || bench_die "$PROXY not built"
 
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-out="$root/target/bench-logs/fast-apply-$stamp"
-mkdir -p "$out"
-work="$(mktemp -d /tmp/fast-apply.XXXXXX)"
-chmod 755 "$work"
-pids=()
-trap apply_cleanup EXIT
-trap 'exit 130' INT TERM
+apply_run fast-apply
 
 apply_upstream "$up_port" "$out"
 m="$work/manifests"

@@ -30,10 +30,7 @@ INGRESSES="${INGRESSES:-20000}"
 CHANGES="${CHANGES:-100}"
 CONNS="${CONNS:-64}"
 BASE_PORT="${BASE_PORT:-18280}"
-up_port=$BASE_PORT
-px_http=$((BASE_PORT + 1))
-px_https=$((BASE_PORT + 2))
-px_admin=$((BASE_PORT + 3))
+apply_ports "$BASE_PORT"
 
 apply_tools
 if [[ -z "${NO_BUILD:-}" ]]; then
@@ -47,14 +44,7 @@ API="$target/examples/fake-apiserver"
 [[ -x "$PROXY" ]] || bench_die "$PROXY not built"
 [[ -x "$API" ]] || bench_die "$API not built"
 
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
-out="$root/target/bench-logs/kube-apply-$stamp"
-mkdir -p "$out"
-work="$(mktemp -d /tmp/kube-apply.XXXXXX)"
-chmod 755 "$work"
-pids=()
-trap apply_cleanup EXIT
-trap 'exit 130' INT TERM
+apply_run kube-apply
 
 apply_machine "$out" "$INGRESSES" "$CHANGES"
 apply_upstream "$up_port" "$out"

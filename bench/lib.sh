@@ -88,6 +88,30 @@ apply_cleanup() {
     rm -rf "$work"
 }
 
+# apply_ports BASE: the ports of the config-apply benches (upstream, proxy HTTP,
+# HTTPS, admin) from BASE.
+apply_ports() {
+    up_port=$1
+    px_http=$(($1 + 1))
+    px_https=$(($1 + 2))
+    px_admin=$(($1 + 3))
+}
+
+# apply_run NAME: the run's log folder (out, under target/bench-logs/NAME-STAMP), its
+# scratch folder (work) and the list of started processes (pids), stopped and removed
+# on exit (apply_cleanup).
+apply_run() {
+    local root
+    root="$(git rev-parse --show-toplevel)"
+    out="$root/target/bench-logs/$1-$(date -u +%Y%m%dT%H%M%SZ)"
+    mkdir -p "$out"
+    work="$(mktemp -d "/tmp/$1.XXXXXX")"
+    chmod 755 "$work"
+    pids=()
+    trap apply_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
 # apply_machine OUT SIZES CHANGES: the run's machine.txt (also on stderr).
 apply_machine() {
     local root

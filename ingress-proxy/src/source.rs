@@ -386,12 +386,7 @@ pub fn feed_kube(
                     );
                     // The gateway config's default certificate may be one of the
                     // changed Secrets (a bad one keeps the previous certificate).
-                    if let Some(cert) = p
-                        .applied_gateway
-                        .as_ref()
-                        .and_then(|g| g.default_tls_certificate.as_ref())
-                        .and_then(|r| default_certificate_of(&p.secrets, r))
-                    {
+                    if let Some(cert) = gateway_default_certificate(&p) {
                         table = table.with_default_certificate(cert);
                     }
                     live.store_patched(table);
@@ -401,12 +396,7 @@ pub fn feed_kube(
                     if let Some(r) = &runtime {
                         table = table.with_runtime(r.clone());
                     }
-                    if let Some(cert) = p
-                        .applied_gateway
-                        .as_ref()
-                        .and_then(|g| g.default_tls_certificate.as_ref())
-                        .and_then(|r| default_certificate_of(&p.secrets, r))
-                    {
+                    if let Some(cert) = gateway_default_certificate(&p) {
                         table = table.with_default_certificate(cert);
                     }
                     live.store(table);
@@ -426,6 +416,17 @@ pub fn feed_kube(
             }
         }
     })
+}
+
+/// The applied gateway config's `defaultTlsCertificate`, when it names a usable
+/// Secret of the published table.
+fn gateway_default_certificate(
+    p: &ingress_kube::Published,
+) -> Option<Arc<rustls::sign::CertifiedKey>> {
+    p.applied_gateway
+        .as_ref()
+        .and_then(|g| g.default_tls_certificate.as_ref())
+        .and_then(|r| default_certificate_of(&p.secrets, r))
 }
 
 fn count_errors(d: &[Located]) -> usize {
