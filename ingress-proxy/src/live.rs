@@ -158,30 +158,8 @@ impl Live {
         diagnostics: Vec<Located>,
         splices: &[RouteSplice],
     ) -> Self {
-        let labels = patch(&previous.labels, &table, splices, |r| {
-            Arc::new(RouteStats::of(r))
-        });
-        debug_assert_eq!(labels.len(), table.routes().slot_count());
-        let balancers = Balancers::patched(&previous.balancers, &table, splices);
-        let limits = LimitSet::patched(&previous.limits, &table, splices);
-        let client_auth = ClientAuthSet::patched(&previous.client_auth, &table, splices);
-        let mut diagnostics = diagnostics;
-        if !previous.certs.notes.is_empty() {
-            diagnostics.extend(previous.certs.notes.iter().cloned());
-            diagnostics.sort();
-        }
-        Live {
-            table,
-            version,
-            diagnostics,
-            certs: previous.certs.clone(),
-            balancers,
-            limits,
-            labels,
-            client_auth,
-            runtime: previous.runtime.clone(),
-            default_cert: previous.default_cert.clone(),
-        }
+        let certs = previous.certs.clone();
+        Live::carried(previous, table, version, diagnostics, splices, certs)
     }
 
     /// `table`, a Secret update of `previous`'s table (the core's
@@ -203,15 +181,32 @@ impl Live {
         now: ingress_core::model::Timestamp,
     ) -> Self {
         let certs = Certs::refreshed(&previous.certs, &previous.table, &table, changed, now);
-        let mut diagnostics = diagnostics;
+        // No route changed: patches without splices share everything.
+        Live::carried(previous, table, version, diagnostics, &[], certs)
+    }
+
+    /// `previous`'s per-route state patched at `splices` for `table`, serving
+    /// `certs` (whose notes join the diagnostics); the runtime settings and the
+    /// default certificate are `previous`'s.
+    fn carried(
+        previous: &Live,
+        table: RouteTable,
+        version: u64,
+        mut diagnostics: Vec<Located>,
+        splices: &[RouteSplice],
+        certs: Certs,
+    ) -> Self {
+        let labels = patch(&previous.labels, &table, splices, |r| {
+            Arc::new(RouteStats::of(r))
+        });
+        debug_assert_eq!(labels.len(), table.routes().slot_count());
+        let balancers = Balancers::patched(&previous.balancers, &table, splices);
+        let limits = LimitSet::patched(&previous.limits, &table, splices);
+        let client_auth = ClientAuthSet::patched(&previous.client_auth, &table, splices);
         if !certs.notes.is_empty() {
             diagnostics.extend(certs.notes.iter().cloned());
             diagnostics.sort();
         }
-        // No route changed: patches without splices share everything.
-        let balancers = Balancers::patched(&previous.balancers, &table, &[]);
-        let limits = LimitSet::patched(&previous.limits, &table, &[]);
-        let client_auth = ClientAuthSet::patched(&previous.client_auth, &table, &[]);
         Live {
             table,
             version,
@@ -219,7 +214,7 @@ impl Live {
             certs,
             balancers,
             limits,
-            labels: previous.labels.clone(),
+            labels,
             client_auth,
             runtime: previous.runtime.clone(),
             default_cert: previous.default_cert.clone(),

@@ -189,21 +189,8 @@ impl Compiler {
         &mut self,
         changes: impl IntoIterator<Item = (String, String, Option<EndpointSlice>)>,
     ) -> Update {
-        let mut by_key: FxHashMap<(String, String), Option<EndpointSlice>> = FxHashMap::default();
-        let mut order = Vec::new();
-        for (ns, name, slice) in changes {
-            let key = (ns, name);
-            if by_key.insert(key.clone(), slice).is_none() {
-                order.push(key);
-            }
-        }
-        let changes: Vec<((String, String), Option<EndpointSlice>)> = order
-            .into_iter()
-            .map(|k| {
-                let s = by_key.remove(&k).flatten();
-                (k, s)
-            })
-            .collect();
+        let changes =
+            super::incremental::last_wins(changes.into_iter().map(|(ns, name, s)| ((ns, name), s)));
         if self.state.duplicates {
             let mut any = false;
             for ((ns, name), slice) in changes {

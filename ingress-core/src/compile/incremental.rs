@@ -270,6 +270,27 @@ impl FreeSlots {
 
 type BackendKey = (String, String, PortRef, bool);
 
+/// Changes to objects by key, as the `apply_*` methods take them: each key once,
+/// in the order of its first change, with its last change (a later entry for the
+/// same key wins).
+pub(super) fn last_wins<K, V>(changes: impl IntoIterator<Item = (K, V)>) -> Vec<(K, V)>
+where
+    K: std::hash::Hash + Eq + Clone,
+{
+    let mut at: FxHashMap<K, usize> = FxHashMap::default();
+    let mut out: Vec<(K, V)> = Vec::new();
+    for (k, v) in changes {
+        match at.get(&k) {
+            Some(&i) => out[i].1 = v,
+            None => {
+                at.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
 fn backend_key(b: &Backend) -> BackendKey {
     (
         b.namespace.clone(),
@@ -366,9 +387,7 @@ impl Compiler {
         &mut self,
         changes: impl IntoIterator<Item = (String, String, Option<Ingress>)>,
     ) -> Update {
-        let mut by_ref: FxHashMap<Arc<ObjectRef>, Option<Ingress>> = FxHashMap::default();
-        let mut order: Vec<Arc<ObjectRef>> = Vec::new();
-        for (namespace, name, ing) in changes {
+        let changes = last_wins(changes.into_iter().map(|(namespace, name, ing)| {
             let r = match &ing {
                 Some(i) => Arc::new(super::validate::ingress_ref(i)),
                 None => Arc::new(ObjectRef::namespaced(
@@ -377,17 +396,8 @@ impl Compiler {
                     &name,
                 )),
             };
-            if by_ref.insert(r.clone(), ing).is_none() {
-                order.push(r);
-            }
-        }
-        let changes = order
-            .into_iter()
-            .map(|r| {
-                let ing = by_ref.remove(&r).flatten();
-                (r, ing)
-            })
-            .collect();
+            (r, ing)
+        }));
         self.apply(changes)
     }
 
@@ -1015,18 +1025,10 @@ impl Compiler {
         &mut self,
         changes: impl IntoIterator<Item = (String, String, Option<Secret>)>,
     ) -> Update {
-        let mut by_key: FxHashMap<(String, String), Option<Secret>> = FxHashMap::default();
-        let mut order = Vec::new();
-        for (ns, name, secret) in changes {
-            let key = (ns, name);
-            if by_key.insert(key.clone(), secret).is_none() {
-                order.push(key);
-            }
-        }
+        let changes = last_wins(changes.into_iter().map(|(ns, name, s)| ((ns, name), s)));
         let duplicates = self.state.duplicates || self.state.secret_duplicates;
         let mut changed: FxHashSet<(String, String)> = FxHashSet::default();
-        for key in order {
-            let secret = by_key.remove(&key).flatten();
+        for (key, secret) in changes {
             let secrets = &mut self.snapshot.secrets;
             if duplicates {
                 let before = secrets.len();
