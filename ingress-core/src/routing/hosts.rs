@@ -10,6 +10,12 @@
 //! host's structure, so a probe compares hashes in place and follows only the
 //! pointer of the host that matches, whose name is the start of the buffer of its
 //! path keys ([`HostRoutes::name`]), read next anyway.
+//!
+//! A host with a few plain paths (the common case) also gets a packed form in its
+//! slot ([`Packed`]): its name, its paths' keys and their routes in one small
+//! buffer, usually two cache lines. A lookup of such a host reads the slot and
+//! that buffer, never the host's structure (whose maps, lists and policy pointer
+//! fill several lines more, and whose keys and entries are two more allocations).
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -17,13 +23,217 @@ use std::sync::Arc;
 
 use rustc_hash::FxBuildHasher;
 
-use super::table::HostRoutes;
+use super::matching::{MatchKind, scan};
+use super::table::{HostRoutes, RouteId, SMALL_HOST};
+use crate::model::PathType;
 
 /// Shards (a power of two): a changed host copies its shard, about 1/256 of them.
 const SHARDS: usize = 256;
 
-/// One slot of a shard: a host's hash and structure, or empty.
-type Slot = Option<(u64, Arc<HostRoutes>)>;
+/// One slot of a shard: a host's hash, packed form (if it has one) and
+/// structure, or empty.
+type Slot = Option<Entry>;
+
+/// A host in its shard.
+#[derive(Clone)]
+struct Entry {
+    hash: u64,
+    packed: Option<Packed>,
+    hr: Arc<HostRoutes>,
+}
+
+impl Entry {
+    fn new(hash: u64, hr: Arc<HostRoutes>) -> Self {
+        Entry {
+            hash,
+            packed: Packed::of(&hr),
+            hr,
+        }
+    }
+
+    /// The host's name, from the packed form when there is one (the buffer a
+    /// lookup reads next), else from the structure.
+    #[inline]
+    fn name(&self) -> &[u8] {
+        match &self.packed {
+            Some(p) => p.name(),
+            None => self.hr.name().as_bytes(),
+        }
+    }
+}
+
+/// A small host's lookup data in one buffer: its name, its paths' match data
+/// and keys, and its fallback route (ingress-nginx's per-host default backend).
+///
+/// Layout (little-endian): `name_len: u16`, `n: u16`, `fallback: u32`
+/// (`u32::MAX`: none), the name, then `n` entries of 8 bytes (`key_off: u16`
+/// into the keys, `len_kind: u16` = key length (12 bits) | kind (2 bits) | path
+/// type (2 bits), `route: u32`), then the keys back to back. Made only for a
+/// host whose paths are all in [`HostRoutes::small`] (no regex) and fit these
+/// fields; any other host is looked up through its [`HostRoutes`].
+#[derive(Clone)]
+pub(crate) struct Packed(Arc<[u8]>);
+
+const HEADER: usize = 8;
+const ENTRY: usize = 8;
+const NO_ROUTE: u32 = u32::MAX;
+
+#[inline]
+fn u16_at(b: &[u8], i: usize) -> u16 {
+    b.get(i..i + 2)
+        .map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
+}
+
+#[inline]
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    b.get(i..i + 4)
+        .map_or(NO_ROUTE, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn kind_code(k: MatchKind) -> Option<u16> {
+    match k {
+        MatchKind::Exact => Some(0),
+        MatchKind::Element => Some(1),
+        MatchKind::StringPrefix => Some(2),
+        MatchKind::Regex => None,
+    }
+}
+
+fn type_code(t: PathType) -> u16 {
+    match t {
+        PathType::Exact => 0,
+        PathType::Prefix => 1,
+        PathType::ImplementationSpecific => 2,
+    }
+}
+
+impl Packed {
+    /// The packed form of `hr`, when it has one.
+    fn of(hr: &HostRoutes) -> Option<Packed> {
+        if hr.small.is_empty()
+            || hr.small.len() > SMALL_HOST
+            || !hr.regex.is_empty()
+            || hr.regex_only
+        {
+            return None;
+        }
+        let name = hr.name().as_bytes();
+        let fallback = match hr.fallback {
+            Some(id) if id.0 == NO_ROUTE => return None,
+            Some(id) => id.0,
+            None => NO_ROUTE,
+        };
+        let keys = hr.small_keys.as_bytes();
+        let mut entries = Vec::with_capacity(hr.small.len() * ENTRY);
+        let mut key_bytes = Vec::new();
+        for e in &hr.small {
+            let key = keys.get(e.start as usize..(e.start + e.len) as usize)?;
+            let off = u16::try_from(key_bytes.len()).ok()?;
+            let len = u16::try_from(key.len()).ok().filter(|&l| l < 1 << 12)?;
+            let len_kind = len | kind_code(e.kind)? << 12 | type_code(e.path_type) << 14;
+            if e.id.0 == NO_ROUTE {
+                return None;
+            }
+            entries.extend_from_slice(&off.to_le_bytes());
+            entries.extend_from_slice(&len_kind.to_le_bytes());
+            entries.extend_from_slice(&e.id.0.to_le_bytes());
+            key_bytes.extend_from_slice(key);
+        }
+        u16::try_from(key_bytes.len()).ok()?;
+        let mut buf = Vec::with_capacity(HEADER + name.len() + entries.len() + key_bytes.len());
+        buf.extend_from_slice(&u16::try_from(name.len()).ok()?.to_le_bytes());
+        buf.extend_from_slice(&(hr.small.len() as u16).to_le_bytes());
+        buf.extend_from_slice(&fallback.to_le_bytes());
+        buf.extend_from_slice(name);
+        buf.extend_from_slice(&entries);
+        buf.extend_from_slice(&key_bytes);
+        Some(Packed(buf.into()))
+    }
+
+    #[inline]
+    fn name(&self) -> &[u8] {
+        let len = usize::from(u16_at(&self.0, 0));
+        self.0.get(HEADER..HEADER + len).unwrap_or_default()
+    }
+
+    /// The route for a normalised path, as [`HostRoutes::lookup`] finds it.
+    #[inline]
+    fn lookup(&self, path: &str, nginx: bool) -> Option<RouteId> {
+        let (head, rest) = self.0.split_first_chunk::<HEADER>()?;
+        let name_len = usize::from(u16::from_le_bytes([head[0], head[1]]));
+        let n = usize::from(u16::from_le_bytes([head[2], head[3]]));
+        let (entries, keys) = rest.get(name_len..)?.split_at_checked(n * ENTRY)?;
+        let (entries, _) = entries.as_chunks::<ENTRY>();
+        let entries = entries.iter().map(|e| {
+            let off = usize::from(u16::from_le_bytes([e[0], e[1]]));
+            let len_kind = u16::from_le_bytes([e[2], e[3]]);
+            let len = usize::from(len_kind & 0x0fff);
+            let kind = match (len_kind >> 12) & 3 {
+                0 => MatchKind::Exact,
+                1 => MatchKind::Element,
+                _ => MatchKind::StringPrefix,
+            };
+            let path_type = match len_kind >> 14 {
+                0 => PathType::Exact,
+                1 => PathType::Prefix,
+                _ => PathType::ImplementationSpecific,
+            };
+            let key = keys.get(off..off + len).unwrap_or_default();
+            (
+                key,
+                kind,
+                path_type,
+                RouteId(u32::from_le_bytes([e[4], e[5], e[6], e[7]])),
+            )
+        });
+        scan(entries, path.as_bytes(), nginx)
+    }
+
+    #[inline]
+    fn fallback(&self) -> Option<RouteId> {
+        Some(u32_at(&self.0, 4))
+            .filter(|&id| id != NO_ROUTE)
+            .map(RouteId)
+    }
+}
+
+/// A host found in a [`HostMap`]: what a request lookup needs, read from the
+/// packed form when the host has one.
+#[derive(Clone, Copy)]
+pub(crate) struct HostRef<'a> {
+    packed: Option<&'a Packed>,
+    hr: &'a HostRoutes,
+}
+
+impl<'a> HostRef<'a> {
+    /// A host without packed form (the host-less rules).
+    pub(crate) fn plain(hr: &'a HostRoutes) -> Self {
+        HostRef { packed: None, hr }
+    }
+
+    /// The route for a normalised path ([`HostRoutes::lookup`]).
+    #[inline]
+    pub(crate) fn lookup(&self, path: &str, nginx: bool) -> Option<RouteId> {
+        match self.packed {
+            Some(p) => p.lookup(path, nginx),
+            None => self.hr.lookup(path, nginx),
+        }
+    }
+
+    /// What answers when no path matches (ingress-nginx profile).
+    #[inline]
+    pub(crate) fn fallback(&self) -> Option<RouteId> {
+        match self.packed {
+            Some(p) => p.fallback(),
+            None => self.hr.fallback,
+        }
+    }
+
+    /// The host's structure.
+    pub(crate) fn routes(&self) -> &'a HostRoutes {
+        self.hr
+    }
+}
 
 /// The slot holding `name` (hash `h`) in a shard, or the empty slot where it
 /// would go. A shard is open addressing with linear probing, at most half full
@@ -35,7 +245,7 @@ fn find(slots: &[Slot], h: u64, name: &str) -> Result<usize, usize> {
     loop {
         match &slots[i] {
             None => return Err(i),
-            Some((eh, hr)) if *eh == h && hr.name() == name => return Ok(i),
+            Some(e) if e.hash == h && e.name() == name.as_bytes() => return Ok(i),
             Some(_) => i = (i + 1) & mask,
         }
     }
@@ -44,13 +254,13 @@ fn find(slots: &[Slot], h: u64, name: &str) -> Result<usize, usize> {
 /// Remove slot `hole`'s entry by backward shift (no tombstones): move up each
 /// later entry of the run whose home slot is not in `(hole, j]`.
 fn remove_at(slots: &mut [Slot], mut hole: usize) -> Option<Arc<HostRoutes>> {
-    let (_, old) = slots[hole].take()?;
+    let old = slots[hole].take()?.hr;
     let mask = slots.len() - 1;
     let mut j = hole;
     loop {
         j = (j + 1) & mask;
-        let Some((eh, _)) = &slots[j] else { break };
-        let home = *eh as usize & mask;
+        let Some(e) = &slots[j] else { break };
+        let home = e.hash as usize & mask;
         let stays = if hole <= j {
             hole < home && home <= j
         } else {
@@ -92,13 +302,27 @@ impl HostMap {
     /// The structure of host `name`.
     #[inline]
     pub(crate) fn get(&self, name: &str) -> Option<&Arc<HostRoutes>> {
+        self.entry(name).map(|e| &e.hr)
+    }
+
+    /// Host `name` for a request lookup.
+    #[inline]
+    pub(crate) fn host(&self, name: &str) -> Option<HostRef<'_>> {
+        self.entry(name).map(|e| HostRef {
+            packed: e.packed.as_ref(),
+            hr: &e.hr,
+        })
+    }
+
+    #[inline]
+    fn entry(&self, name: &str) -> Option<&Entry> {
         let h = hash(name);
         let slots = self.shards.get(shard_of(h))?;
         if slots.is_empty() {
             return None;
         }
         let i = find(slots, h, name).ok()?;
-        slots[i].as_ref().map(|(_, hr)| hr)
+        slots[i].as_ref()
     }
 
     /// Whether host `name` has a structure.
@@ -121,7 +345,7 @@ impl HostMap {
     pub(crate) fn values(&self) -> impl Iterator<Item = &Arc<HostRoutes>> {
         self.shards
             .iter()
-            .flat_map(|s| s.iter().flatten().map(|(_, hr)| hr))
+            .flat_map(|s| s.iter().flatten().map(|e| &e.hr))
     }
 
     /// Every host's name and structure, in no order.
@@ -135,11 +359,11 @@ impl HostMap {
         let shard = &mut self.shards[s];
         if shard.len() < cap {
             let mut slots: Vec<Slot> = vec![None; cap];
-            for (h, hr) in shard.iter().flatten() {
-                let Err(i) = find(&slots, *h, hr.name()) else {
+            for e in shard.iter().flatten() {
+                let Err(i) = find(&slots, e.hash, e.hr.name()) else {
                     unreachable!("names are distinct");
                 };
-                slots[i] = Some((*h, hr.clone()));
+                slots[i] = Some(e.clone());
             }
             *shard = slots.into();
         } else if Arc::get_mut(shard).is_none() {
@@ -168,9 +392,9 @@ impl HostMap {
         };
         let slots = self.shard_mut(s, cap);
         let old = match find(slots, h, hr.name()) {
-            Ok(i) => slots[i].replace((h, hr)).map(|(_, old)| old),
+            Ok(i) => slots[i].replace(Entry::new(h, hr)).map(|e| e.hr),
             Err(i) => {
-                slots[i] = Some((h, hr));
+                slots[i] = Some(Entry::new(h, hr));
                 None
             }
         };
@@ -261,6 +485,93 @@ mod tests {
             want.sort_unstable();
             prop_assert_eq!(names, want);
         }
+    }
+
+    /// A small host's structure from rule indexes into a key pool.
+    fn small_host(name: &str, rules: &[(usize, usize)], nginx: bool) -> HostRoutes {
+        use crate::model::IngressPath;
+        let keys = [
+            "/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/a/bc", "/a/b/", "/abc",
+        ];
+        let types = [
+            PathType::Exact,
+            PathType::Prefix,
+            PathType::ImplementationSpecific,
+        ];
+        let mut hr = HostRoutes::named(name);
+        let mut seen = std::collections::HashSet::new();
+        for (i, &(k, t)) in rules.iter().enumerate() {
+            let Ok(p) = IngressPath::new(types[t % 3], Some(keys[k % keys.len()])) else {
+                continue;
+            };
+            let (kind, key) = crate::routing::match_key(&p, nginx);
+            if hr.small.len() < SMALL_HOST && seen.insert((kind, key.to_owned())) {
+                hr.push_small(key, kind, RouteId(i as u32 * 7 + 1), p.path_type());
+            }
+        }
+        hr
+    }
+
+    proptest! {
+        /// The packed form finds what the host's structure finds, for every path,
+        /// in both profiles, and has the same fallback.
+        #[test]
+        fn packed_lookup_equals_the_structure(
+            rules in prop::collection::vec((0..10usize, 0..3usize), 1..12),
+            paths in prop::collection::vec("[/ab]{0,8}", 1..20),
+            nginx in any::<bool>(),
+            fallback in prop::option::of(0..1000u32),
+        ) {
+            let mut hr = small_host("h.example.com", &rules, nginx);
+            hr.fallback = fallback.map(RouteId);
+            let packed = Packed::of(&hr).expect("a small host has a packed form");
+            prop_assert_eq!(packed.name(), b"h.example.com");
+            prop_assert_eq!(packed.fallback(), hr.fallback);
+            for path in &paths {
+                let path = crate::routing::normalize_path(path);
+                prop_assert_eq!(packed.lookup(&path, nginx), hr.lookup(&path, nginx), "path {}", path);
+            }
+        }
+    }
+
+    #[test]
+    fn hosts_that_do_not_fit_are_looked_up_through_their_structure() {
+        use crate::annotations::values::Pattern;
+        // A regex path, a key longer than 12 bits, no paths at all: no packed form.
+        let mut regex = small_host("r.example.com", &[(1, 1)], false);
+        regex.regex.push((
+            Pattern(regex::Regex::new("^/x").expect("a regex")),
+            RouteId(9),
+        ));
+        let mut long = HostRoutes::named("l.example.com");
+        let key = format!("/{}", "k".repeat(5000));
+        long.push_small(&key, MatchKind::Element, RouteId(3), PathType::Prefix);
+        let empty = HostRoutes::named("e.example.com");
+        for hr in [&regex, &long, &empty] {
+            assert!(Packed::of(hr).is_none(), "{}", hr.name());
+        }
+        let mut m = HostMap::default();
+        for hr in [regex, long, empty] {
+            m.insert(Arc::new(hr));
+        }
+        let r = m.host("r.example.com").expect("r");
+        assert_eq!(r.lookup("/x/y", false), Some(RouteId(9)));
+        let l = m.host("l.example.com").expect("l");
+        assert_eq!(l.lookup(&format!("{key}/more"), false), Some(RouteId(3)));
+        assert_eq!(l.lookup("/k", false), None);
+        assert!(
+            m.host("e.example.com")
+                .is_some_and(|e| e.lookup("/", true).is_none())
+        );
+        // A small host in the map is found through its packed form, name compared.
+        m.insert(Arc::new(small_host("s.example.com", &[(1, 1)], false)));
+        assert!(m.host("s.example.com").is_some_and(|s| s.packed.is_some()));
+        assert_eq!(
+            m.host("s.example.com")
+                .and_then(|s| s.lookup("/a/z", false)),
+            Some(RouteId(1))
+        );
+        assert!(m.host("t.example.com").is_none());
     }
 
     #[test]

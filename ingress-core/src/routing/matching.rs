@@ -109,6 +109,33 @@ fn rank_bytes(
     }
 }
 
+/// The best of a small host's paths for a normalised path (as bytes), by
+/// [`Rank`]: each entry is (key as stored, match kind, path type as written,
+/// route). The one scan of both small-host forms ([`HostRoutes::small`] and the
+/// packed form in [`super::hosts`]).
+#[inline]
+pub(crate) fn scan<'k>(
+    entries: impl Iterator<Item = (&'k [u8], MatchKind, PathType, RouteId)>,
+    pb: &[u8],
+    nginx: bool,
+) -> Option<RouteId> {
+    let mut best: Option<(Rank, RouteId)> = None;
+    for (kb, kind, path_type, id) in entries {
+        // Every kind needs the key no longer than the path and, past the
+        // leading `/`, the same first byte: two compares that skip most
+        // entries before `rank`'s string compares.
+        if kb.len() > pb.len() || (kb.len() > 1 && kb[1] != pb[1]) {
+            continue;
+        }
+        if let Some(r) = rank_bytes(kind, kb, path_type, pb, nginx)
+            && best.is_none_or(|(b, _)| r > b)
+        {
+            best = Some((r, id));
+        }
+    }
+    best.map(|(_, id)| id)
+}
+
 impl HostRoutes {
     /// An empty structure for host `name` (an exact host, or a wildcard's suffix).
     pub(crate) fn named(name: &str) -> Self {
@@ -216,25 +243,14 @@ impl HostRoutes {
     pub(crate) fn lookup_ranked(&self, path: &str, nginx: bool) -> Option<RouteId> {
         if !self.small.is_empty() {
             // A handful of paths: scanning beats hashing.
-            let mut best: Option<(Rank, RouteId)> = None;
-            let (keys, pb) = (self.small_keys.as_bytes(), path.as_bytes());
-            for e in &self.small {
+            let keys = self.small_keys.as_bytes();
+            let entries = self.small.iter().map(|e| {
                 let kb = keys
                     .get(e.start as usize..(e.start + e.len) as usize)
                     .unwrap_or_default();
-                // Every kind needs the key no longer than the path and, past the
-                // leading `/`, the same first byte: two compares that skip most
-                // entries before `rank`'s string compares.
-                if kb.len() > pb.len() || (kb.len() > 1 && kb[1] != pb[1]) {
-                    continue;
-                }
-                if let Some(r) = rank_bytes(e.kind, kb, e.path_type, pb, nginx)
-                    && best.is_none_or(|(b, _)| r > b)
-                {
-                    best = Some((r, e.id));
-                }
-            }
-            return best.map(|(_, id)| id);
+                (kb, e.kind, e.path_type, e.id)
+            });
+            return scan(entries, path.as_bytes(), nginx);
         }
         if let Some(&id) = self.exact.get(path) {
             return Some(id);

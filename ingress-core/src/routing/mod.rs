@@ -103,10 +103,6 @@ impl RouteTable {
         }))
     }
 
-    fn lookup(&self, hr: &HostRoutes, path: &str) -> Option<RouteId> {
-        hr.lookup(path, self.profile == Profile::IngressNginx)
-    }
-
     /// The route for a normalised lower-case host and a normalised path: the host
     /// levels in order, then the catch-all. In the ingress-nginx profile a named host
     /// (exact or wildcard) answers alone: its own default backend, else 404.
@@ -114,12 +110,12 @@ impl RouteTable {
         let nginx = self.profile == Profile::IngressNginx;
         for level in [HostLevel::Exact, HostLevel::Wildcard, HostLevel::AnyHost] {
             let hr = match level {
-                HostLevel::Exact => self.exact_hosts.get(host).map(|h| &**h),
-                HostLevel::Wildcard => self.wildcard(host),
-                _ => self.any_host.as_ref(),
+                HostLevel::Exact => self.exact_hosts.host(host),
+                HostLevel::Wildcard => self.wildcard_host(host),
+                _ => self.any_host.as_ref().map(hosts::HostRef::plain),
             };
             let Some(hr) = hr else { continue };
-            if let Some(id) = self.lookup(hr, path) {
+            if let Some(id) = hr.lookup(path, nginx) {
                 return Found {
                     route: Some(id),
                     level,
@@ -127,7 +123,7 @@ impl RouteTable {
             }
             if nginx && level != HostLevel::AnyHost {
                 return Found {
-                    route: hr.fallback,
+                    route: hr.fallback(),
                     level,
                 };
             }
@@ -140,6 +136,11 @@ impl RouteTable {
 
     /// The wildcard host covering `host`: one extra, non-empty label.
     pub(crate) fn wildcard(&self, host: &str) -> Option<&HostRoutes> {
+        self.wildcard_host(host).map(|h| h.routes())
+    }
+
+    #[inline]
+    fn wildcard_host(&self, host: &str) -> Option<hosts::HostRef<'_>> {
         if self.wildcard_hosts.is_empty() {
             return None;
         }
@@ -152,7 +153,7 @@ impl RouteTable {
         }
         // `dot` is an ASCII byte, so `dot + 1` is a char boundary.
         let suffix = host.get(dot + 1..)?;
-        self.wildcard_hosts.get(suffix).map(|h| &**h)
+        self.wildcard_hosts.host(suffix)
     }
 
     pub(crate) fn decide<'a>(

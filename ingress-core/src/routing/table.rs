@@ -247,21 +247,27 @@ pub enum DefaultScope {
 
 /// One compiled route: a host, a path (or default-backend slot), its backend, the
 /// policy its Ingress's annotations ask for, and the canaries attached to it.
+///
+/// Laid out for [`RouteTable::route`]: what deciding a request reads (the
+/// policies, backends and canaries) comes first, and a route starts a cache line
+/// (`align(64)`), so a decision reads one line of it, not the two or three an
+/// unaligned 144-byte route spans.
 #[derive(Debug, Clone, PartialEq)]
+#[repr(C, align(64))]
 pub struct Route {
+    pub(crate) policy: Arc<IngressPolicy>,
+    pub(crate) host_policy: Arc<HostPolicy>,
+    pub(crate) backend: BackendId,
     pub(crate) id: RouteId,
+    /// The `default-backend` annotation's Service, resolved.
+    pub(crate) fallback: Option<BackendId>,
+    pub(crate) canaries: Vec<CanaryRoute>,
     pub(crate) host: Arc<RouteHost>,
     pub(crate) matcher: RouteMatch,
     pub(crate) ingress: Arc<ObjectRef>,
     pub(crate) field: Arc<str>,
-    pub(crate) backend: BackendId,
-    pub(crate) policy: Arc<IngressPolicy>,
-    pub(crate) host_policy: Arc<HostPolicy>,
     /// The compiled regex when the path matches as a regex.
     pub(crate) regex: Option<Pattern>,
-    pub(crate) canaries: Vec<CanaryRoute>,
-    /// The `default-backend` annotation's Service, resolved.
-    pub(crate) fallback: Option<BackendId>,
 }
 
 /// A canary Ingress attached to a route: same host, path and path type.
