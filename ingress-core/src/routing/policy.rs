@@ -147,15 +147,20 @@ impl RouteTable {
         let backend_id: BackendId = canary.map_or(route.backend, |(c, _)| c.backend);
         let mut backend = &self.backends[backend_id.0 as usize];
         let mut via_default_backend = false;
+        // The ready bits, not the backends' own status: a decision that forwards
+        // reads no backend (see `Backends`).
+        let mut ready = self.backends.is_ready(backend_id.0 as usize);
         // `default-backend`: serves when the route's Service has no endpoints.
-        if backend.status != BackendStatus::Ready
+        if !ready
             && let Some(fb) = route.fallback
-            && self.backends[fb.0 as usize].status == BackendStatus::Ready
+            && self.backends.is_ready(fb.0 as usize)
         {
             backend = &self.backends[fb.0 as usize];
             via_default_backend = true;
+            ready = true;
         }
         let reason = match backend.status {
+            _ if ready => None,
             BackendStatus::Ready => None,
             BackendStatus::ServiceNotFound => Some(RespondReason::ServiceNotFound),
             BackendStatus::PortNotFound => Some(RespondReason::ServicePortNotFound),

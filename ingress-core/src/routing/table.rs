@@ -494,6 +494,108 @@ impl Backend {
     }
 }
 
+/// The backends of a table by id, with a bit per backend that says whether it
+/// is [`BackendStatus::Ready`]: a decision tests it there (a few KiB for the
+/// whole table, in cache) rather than in the backend (a cache line per
+/// backend). Reads go to the [`Chunked`] list (`Deref`); every write goes
+/// through `set`, `push` or `From<Vec<Backend>>`, which keep the bits.
+#[derive(Clone, Default)]
+pub(crate) struct Backends {
+    list: Chunked<Backend>,
+    /// Bit `i % 64` of word `i / 64` set: backend `i` is ready.
+    ready: Vec<u64>,
+}
+
+impl Backends {
+    /// Whether backend `i` is ready (out of range: not).
+    #[inline]
+    pub(crate) fn is_ready(&self, i: usize) -> bool {
+        self.ready
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn mark(&mut self, i: usize, ready: bool) {
+        if self.ready.len() <= i / 64 {
+            self.ready.resize(i / 64 + 1, 0);
+        }
+        if ready {
+            self.ready[i / 64] |= 1 << (i % 64);
+        } else {
+            self.ready[i / 64] &= !(1 << (i % 64));
+        }
+    }
+
+    /// Replace backend `i`; the old one back.
+    pub(crate) fn set(&mut self, i: usize, b: Backend) -> Backend {
+        self.mark(i, b.status == BackendStatus::Ready);
+        self.list.set(i, b)
+    }
+
+    /// Panics unless every backend's ready bit is its status (and no bit is set
+    /// past the last backend).
+    #[cfg(test)]
+    pub(crate) fn assert_ready_bits(&self) {
+        for (i, b) in self.list.iter().enumerate() {
+            assert_eq!(
+                self.is_ready(i),
+                b.status == BackendStatus::Ready,
+                "backend {i}"
+            );
+        }
+        for i in self.list.len()..self.ready.len() * 64 {
+            assert!(!self.is_ready(i), "bit {i} past the end");
+        }
+    }
+
+    /// The backends as a vector (for a table being taken apart).
+    pub(crate) fn into_vec(self) -> Vec<Backend> {
+        self.list.into_vec()
+    }
+
+    /// Add a backend after the last.
+    pub(crate) fn push(&mut self, b: Backend) {
+        self.mark(self.list.len(), b.status == BackendStatus::Ready);
+        self.list.push(b);
+    }
+}
+
+impl From<Vec<Backend>> for Backends {
+    fn from(v: Vec<Backend>) -> Self {
+        let mut ready = vec![0u64; v.len().div_ceil(64)];
+        for (i, b) in v.iter().enumerate() {
+            if b.status == BackendStatus::Ready {
+                ready[i / 64] |= 1 << (i % 64);
+            }
+        }
+        Backends {
+            list: v.into(),
+            ready,
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a Backends {
+    type Item = &'a Backend;
+    type IntoIter = crate::chunked::Iter<'a, Backend>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
+impl std::ops::Deref for Backends {
+    type Target = Chunked<Backend>;
+    fn deref(&self) -> &Chunked<Backend> {
+        &self.list
+    }
+}
+
+impl fmt::Debug for Backends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.list.fmt(f)
+    }
+}
+
 /// The certificate to serve for one TLS host.
 #[derive(Debug, Clone)]
 pub struct TlsBinding {
@@ -609,7 +711,7 @@ pub(crate) struct HostRoutes {
 pub struct RouteTable {
     pub(crate) profile: Profile,
     pub(crate) routes: Routes,
-    pub(crate) backends: Chunked<Backend>,
+    pub(crate) backends: Backends,
     /// Exact hosts' lookup structures. Each is shared (`Arc`), and so are the
     /// map's shards: a clone of the table (publishing it after an incremental
     /// update) copies pointers, and the update copies only its hosts' shards.
@@ -635,7 +737,7 @@ impl RouteTable {
         RouteTable {
             profile,
             routes: Routes::default(),
-            backends: Chunked::new(),
+            backends: Backends::default(),
             exact_hosts: HostMap::default(),
             wildcard_hosts: HostMap::default(),
             any_host: None,

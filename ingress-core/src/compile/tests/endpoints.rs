@@ -115,6 +115,7 @@ endpoints: [{}]
 
 /// The parts of a table the fast path may touch, as text.
 fn view(t: &crate::RouteTable) -> String {
+    t.backends.assert_ready_bits();
     format!("{:?}\n{:?}", t.routes(), t.backends())
 }
 

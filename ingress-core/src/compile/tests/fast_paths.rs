@@ -98,6 +98,7 @@ fn tls_view(c: &Compiled) -> String {
 
 fn assert_same(inc: &Compiled, full: &Compiled) {
     assert_eq!(inc.diagnostics, full.diagnostics, "diagnostics");
+    inc.table.backends.assert_ready_bits();
     assert_eq!(tls_view(inc), tls_view(full), "TLS bindings");
     assert_eq!(
         format!("{:?}\n{:?}", inc.table.routes(), inc.table.backends()),

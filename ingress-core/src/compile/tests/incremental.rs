@@ -263,6 +263,8 @@ fn assert_shared(before: &crate::RouteTable, after: &crate::RouteTable, splices:
 fn assert_same(inc: &Compiled, full: &Compiled) {
     assert_eq!(inc.diagnostics, full.diagnostics, "diagnostics");
     let (a, b) = (&inc.table, &full.table);
+    a.backends.assert_ready_bits();
+    b.backends.assert_ready_bits();
     assert_eq!(a.routes().len(), b.routes().len(), "route count");
     let (rank_a, rank_b) = (ranks(a), ranks(b));
     let canonical = |t: &crate::RouteTable, rank: &rustc_hash::FxHashMap<RouteId, RouteId>| {
