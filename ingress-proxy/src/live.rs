@@ -185,6 +185,48 @@ impl Live {
         Live::carried(previous, table, version, diagnostics, &[], certs)
     }
 
+    /// `table`, an update of `previous`'s table in which the backends `backends`
+    /// (ids of `table`) were resolved again (the core's
+    /// [`Update::Endpoints`](ingress_core::compile::Update::Endpoints): same
+    /// routes, route and backend ids, TLS bindings and diagnostics), and whose
+    /// routes changed at `splices` (none for an EndpointSlice-only update; in
+    /// `--kube` mode an Ingress change and a slice change may come in one update),
+    /// prepared for serving in O(change), not O(table): everything of `previous`
+    /// is shared as is (labels and request counters, rate limits, client
+    /// certificates, certificates, runtime settings, and every balancer, passive
+    /// health, circuit breaker and pool of the other Service ports), the spliced
+    /// routes' state is made as [`Live::patched`] does, and the balancers over
+    /// the changed backends' Service ports, with their passive health, are
+    /// replaced in place: the endpoints that stay keep their in-flight counts,
+    /// latency averages, ejections and pooled connections, a removed endpoint is
+    /// picked by no request of this table (a request that started on the previous
+    /// table finishes, retries included, on that table), a new one starts with the
+    /// others' mean latency (see [`crate::balance`]). Balancers no route uses any
+    /// more stay listed until the next full build.
+    ///
+    /// Should a changed backend that has balancers have no endpoint any more (the
+    /// core's endpoint fast path never gives one: losing the last endpoint
+    /// changes the diagnostics, a full compile), the balancers alone are built
+    /// for the whole table, inheriting `previous`'s state, as after a full
+    /// update. Store it with [`LiveTable::store_patched`].
+    pub fn with_endpoints(
+        previous: &Live,
+        table: RouteTable,
+        version: u64,
+        diagnostics: Vec<Located>,
+        splices: &[RouteSplice],
+        backends: &[ingress_core::routing::BackendId],
+    ) -> Self {
+        let certs = previous.certs.clone();
+        let mut live = Live::carried(previous, table, version, diagnostics, splices, certs);
+        if !live.balancers.refresh_backends(&live.table, backends) {
+            tracing::debug!("a changed backend has no endpoint: every balancer built again");
+            live.balancers = Balancers::new(&live.table);
+            live.balancers.inherit(&previous.balancers);
+        }
+        live
+    }
+
     /// `previous`'s per-route state patched at `splices` for `table`, serving
     /// `certs` (whose notes join the diagnostics); the runtime settings and the
     /// default certificate are `previous`'s.
@@ -353,8 +395,9 @@ impl LiveTable {
         self.current.store(Arc::new(live));
     }
 
-    /// Serve `live`, made by [`Live::patched`] from the table served until now,
-    /// from now on: its carried state is already shared, nothing is inherited.
+    /// Serve `live`, made by [`Live::patched`], [`Live::with_certificates`] or
+    /// [`Live::with_endpoints`] from the table served until now, from now on: its
+    /// carried state is already shared, nothing is inherited.
     pub fn store_patched(&self, live: Live) {
         self.current.store(Arc::new(live));
     }
