@@ -591,6 +591,12 @@ impl Balancers {
         r.primary
     }
 
+    /// The balancer of route `index`'s own backend.
+    #[cfg(test)]
+    pub(crate) fn primary(&self, index: usize) -> Option<usize> {
+        self.routes.get(index)?.primary
+    }
+
     /// The balancer of route `index`'s `default-backend` Service.
     pub(crate) fn fallback(&self, index: usize) -> Option<usize> {
         self.routes.get(index)?.fallback
@@ -840,6 +846,52 @@ mod tests {
             let p = b2.list[s1].1.pick(&input).expect("a pick");
             assert_ne!(b2.list[s1].1.endpoint(p.index), Some(&ip("10.0.0.2")));
         }
+    }
+
+    #[test]
+    fn a_pool_stays_while_another_service_lists_its_endpoint() {
+        // 10.0.0.2:8080 is an endpoint of s and of x: s dropping it keeps the
+        // pool (the same object, x's), and x dropping it too removes it.
+        let mut compiler = compiler(&["10.0.0.1", "10.0.0.2"], &["10.0.0.2"]);
+        let t1 = compiler.table().clone();
+        let b1 = Balancers::new(&t1);
+        let shared = b1.pools.get(&addr("10.0.0.2")).expect("a pool").clone();
+        assert_eq!(b1.pool_users.get(&addr("10.0.0.2")), Some(&3), "s twice, x");
+        let Update::Endpoints { backends, .. } =
+            compiler.apply_endpoint_slices([slice_change(&["10.0.0.1"])])
+        else {
+            panic!("the endpoint path")
+        };
+        let t2 = compiler.table().clone();
+        let mut b2 = Balancers::patched(&b1, &t2, &[]);
+        assert!(b2.refresh_backends(&t2, &backends));
+        assert!(Arc::ptr_eq(
+            b2.pools.get(&addr("10.0.0.2")).expect("still pooled"),
+            &shared
+        ));
+        assert_eq!(b2.pool_users.get(&addr("10.0.0.2")), Some(&1));
+        let x = balancer_of(&b2, &t2, "x.test");
+        let c = b2.cluster(x).expect("a cluster");
+        assert!(Arc::ptr_eq(
+            c.pool(0, &ip("10.0.0.2")).expect("x's pool"),
+            &shared
+        ));
+        // x's endpoint moves too: nothing lists 10.0.0.2 any more.
+        let x_slice = objects(&[], &["10.0.0.9"])
+            .endpoint_slices
+            .into_iter()
+            .find(|s| s.metadata.name == "x-0");
+        let Update::Endpoints { backends, .. } =
+            compiler.apply_endpoint_slices([("t".into(), "x-0".into(), x_slice)])
+        else {
+            panic!("the endpoint path")
+        };
+        let t3 = compiler.table().clone();
+        let mut b3 = Balancers::patched(&b2, &t3, &[]);
+        assert!(b3.refresh_backends(&t3, &backends));
+        assert!(b3.pools.get(&addr("10.0.0.2")).is_none());
+        assert!(b3.pool_users.get(&addr("10.0.0.2")).is_none());
+        assert!(b3.pools.get(&addr("10.0.0.9")).is_some());
     }
 
     #[test]

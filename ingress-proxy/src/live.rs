@@ -453,6 +453,39 @@ mod tests {
     }
 
     #[test]
+    fn an_endpoint_update_shares_the_per_route_state() {
+        let yaml = |ip: &str| {
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: a, namespace: t}}\nspec: {{ingressClassName: gw, rules: [{{host: a.test, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: s, port: {{number: 80}}}}}}}}]}}}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: t}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s-0, namespace: t, labels: {{kubernetes.io/service-name: s}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints: [{{addresses: [\"{ip}\"]}}]\n"
+            )
+        };
+        let options = ingress_core::CompileOptions::default().ingress_class("gw");
+        let snapshot = |ip| ingress_core::manifest::load_str("a.yaml", &yaml(ip)).snapshot;
+        let mut compiler = ingress_core::compile::Compiler::new(snapshot("10.0.0.1"), options);
+        let first = Live::new(compiler.table().clone(), 1, Vec::new());
+        let slice = snapshot("10.0.0.2").endpoint_slices.pop();
+        let update = compiler.apply_endpoint_slices([("t".into(), "s-0".into(), slice)]);
+        let ingress_core::compile::Update::Endpoints { backends, .. } = update else {
+            panic!("{update:?}")
+        };
+        let next = Live::with_endpoints(
+            &first,
+            compiler.table().clone(),
+            2,
+            Vec::new(),
+            &[],
+            &backends,
+        );
+        assert_eq!(next.version(), 2);
+        assert_eq!(next.labels.len(), first.labels.len());
+        assert!((0..next.labels.len()).all(|i| Arc::ptr_eq(&next.labels[i], &first.labels[i])));
+        let route = next.table().routes().iter().next().expect("a route");
+        let i = next.balancers.primary(route.id().index());
+        let (b, _) = next.balancers.get(i.expect("a balancer")).expect("listed");
+        assert_eq!(b.endpoints()[0].to_string(), "10.0.0.2:8080");
+    }
+
+    #[test]
     fn patch_follows_splices() {
         // A table of 12 routes (made by compile, only its length and routes matter):
         // `make` gives 100 + the new route's id.
