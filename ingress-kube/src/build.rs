@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use ingress_core::compile::{Compiler, FullReason, RouteSplice, Update};
 use ingress_core::model::{ObjectKind, ObjectMeta, ObjectRef};
+use ingress_core::routing::BackendId;
 use ingress_core::{CompileOptions, Diagnostic, Snapshot};
 use kube::Resource;
 use kube::runtime::reflector::{self, Store};
@@ -432,7 +433,12 @@ impl Builder {
     fn publish(&mut self, update: Update) -> Arc<Published> {
         let c = self.compiler.as_ref().expect("a compiler");
         self.version += 1;
-        let (path, splices, bindings) = build_path(update);
+        let Path {
+            path,
+            splices,
+            bindings,
+            endpoints,
+        } = build_path(update);
         let mut diagnostics: Vec<Diagnostic> = self.conversion.values().cloned().collect();
         diagnostics.extend(c.diagnostics().iter().cloned());
         diagnostics.sort();
@@ -447,6 +453,7 @@ impl Builder {
             path,
             splices,
             bindings,
+            endpoints,
         })
     }
 }
@@ -465,9 +472,11 @@ fn apply_secrets(
 }
 
 /// Several updates applied one after the other, as one: full if any was; else
-/// incremental (with the Ingress splices) if any was; else the endpoint path.
-/// A Secret update together with any other is published as a full table (the
-/// proxy's patch paths each take one kind of change).
+/// incremental (with the Ingress splices) if any was, its written backends joined
+/// by the backends an endpoint update resolved again (their endpoints may differ
+/// from the previous table's too); else the endpoint path, with every endpoint
+/// update's backends. A Secret update together with any other is published as a
+/// full table (the proxy's patch paths each take one kind of change).
 fn combine(updates: Vec<Update>) -> Update {
     let mut out = Update::Unchanged;
     for u in updates {
@@ -483,6 +492,49 @@ fn combine(updates: Vec<Update>) -> Update {
             (Update::Tls { .. }, _) | (_, Update::Tls { .. }) => {
                 Update::Full(FullReason::NotOnlyIngresses)
             }
+            (
+                Update::Endpoints {
+                    mut backends,
+                    mut services,
+                },
+                Update::Endpoints {
+                    backends: more,
+                    services: others,
+                },
+            ) => {
+                backends.extend(more);
+                backends.sort_unstable();
+                backends.dedup();
+                services.extend(others);
+                services.sort_unstable();
+                services.dedup();
+                Update::Endpoints { backends, services }
+            }
+            (
+                Update::Incremental {
+                    ingresses,
+                    splices,
+                    mut backends,
+                },
+                Update::Endpoints { backends: more, .. },
+            )
+            | (
+                Update::Endpoints { backends: more, .. },
+                Update::Incremental {
+                    ingresses,
+                    splices,
+                    mut backends,
+                },
+            ) => {
+                backends.extend(more);
+                backends.sort_unstable();
+                backends.dedup();
+                Update::Incremental {
+                    ingresses,
+                    splices,
+                    backends,
+                }
+            }
             (u @ Update::Incremental { .. }, _) | (_, u @ Update::Incremental { .. }) => u,
             (_, u) => u,
         };
@@ -490,37 +542,59 @@ fn combine(updates: Vec<Update>) -> Update {
     out
 }
 
-/// How the proxy may apply `update`: the path, the splices of an incremental
-/// update, the TLS bindings of a Secret update.
-type Path = (BuildPath, Option<Vec<RouteSplice>>, Option<Vec<usize>>);
+/// How the proxy may apply an update.
+struct Path {
+    path: BuildPath,
+    /// The splices of an incremental update.
+    splices: Option<Vec<RouteSplice>>,
+    /// The TLS bindings of a Secret update.
+    bindings: Option<Vec<usize>>,
+    /// The backends whose endpoints may have changed (incremental and endpoint
+    /// updates).
+    endpoints: Option<Vec<BackendId>>,
+}
 
 fn build_path(update: Update) -> Path {
+    let path = |path, splices, bindings, endpoints| Path {
+        path,
+        splices,
+        bindings,
+        endpoints,
+    };
     match update {
-        Update::Incremental { splices, .. } => {
+        Update::Incremental {
+            splices, backends, ..
+        } => {
             tracing::debug!(
                 hosts = splices.len(),
+                backends = backends.len(),
                 "incremental update: only the touched hosts were compiled"
             );
-            (BuildPath::Incremental, Some(splices), None)
+            path(BuildPath::Incremental, Some(splices), None, Some(backends))
         }
-        Update::Unchanged => (BuildPath::Incremental, Some(Vec::new()), None),
+        Update::Unchanged => path(
+            BuildPath::Incremental,
+            Some(Vec::new()),
+            None,
+            Some(Vec::new()),
+        ),
         Update::Endpoints { backends, .. } => {
             tracing::debug!(
-                backends,
+                backends = backends.len(),
                 "endpoint update: only the Services' backends were resolved"
             );
-            (BuildPath::Endpoints, None, None)
+            path(BuildPath::Endpoints, None, None, Some(backends))
         }
         Update::Tls { bindings } => {
             tracing::debug!(
                 bindings = bindings.len(),
                 "Secret update: only the TLS bindings naming the changed Secrets were checked"
             );
-            (BuildPath::Secrets, None, Some(bindings))
+            path(BuildPath::Secrets, None, Some(bindings), None)
         }
         other => {
             tracing::debug!(update = ?other, "full compile");
-            (BuildPath::Full, None, None)
+            path(BuildPath::Full, None, None, None)
         }
     }
 }
@@ -967,6 +1041,15 @@ mod tests {
         assert_eq!(p.version, first.version + 1, "one publish for the burst");
         assert_eq!(p.path, BuildPath::Incremental);
         assert_eq!(p.splices.as_ref().map(Vec::len), Some(4));
+        // The slice change rides along: api's backend is among those whose
+        // endpoints may differ (the proxy patches its balancers too).
+        let endpoints = p.endpoints.as_deref().unwrap_or_default();
+        assert!(
+            endpoints
+                .iter()
+                .any(|&id| p.table.backend(id).service() == "api"),
+            "{endpoints:?}"
+        );
         assert_as_full(&c, &p);
         assert!(c.build(&mut b).is_none());
     }
@@ -982,6 +1065,14 @@ mod tests {
             .apply_watcher_event(&Event::Apply(slice("api", "10.0.0.2")));
         let p = c.build(&mut b).expect("a new table");
         assert_eq!(p.path, BuildPath::Endpoints);
+        let endpoints = p.endpoints.as_deref().unwrap_or_default();
+        assert!(!endpoints.is_empty());
+        assert!(
+            endpoints
+                .iter()
+                .all(|&id| p.table.backend(id).service() == "api"),
+            "{endpoints:?}"
+        );
         assert_as_full(&c, &p);
         // And an Ingress change after it is still incremental.
         c.apply_ingress(ingress("i0", "h0.example.com", "web"));

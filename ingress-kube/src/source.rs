@@ -149,6 +149,11 @@ pub struct Published {
     /// For [`BuildPath::Secrets`]: the TLS bindings (indexes into the table's
     /// `tls_bindings`) whose Secret changed, as `Compiler::apply_secrets` reports them.
     pub bindings: Option<Vec<usize>>,
+    /// For [`BuildPath::Endpoints`], and for [`BuildPath::Incremental`] (the
+    /// backends it wrote, and those of EndpointSlices changed in the same build):
+    /// the backends (ids in this table) whose endpoints may differ from what the
+    /// table of version `version - 1` had under the same id.
+    pub endpoints: Option<Vec<ingress_core::routing::BackendId>>,
 }
 
 /// How a published table was made.

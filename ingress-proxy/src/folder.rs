@@ -147,8 +147,8 @@ pub(crate) enum Applied {
     /// Only EndpointSlices changed: the backends of their Services were resolved
     /// again; the routes are as they were.
     Endpoints {
-        /// Backends resolved again.
-        backends: usize,
+        /// Backends resolved again (ids in the new table).
+        backends: Vec<ingress_core::routing::BackendId>,
     },
 }
 

@@ -185,6 +185,48 @@ impl Live {
         Live::carried(previous, table, version, diagnostics, &[], certs)
     }
 
+    /// `table`, an update of `previous`'s table in which the backends `backends`
+    /// (ids of `table`) were resolved again (the core's
+    /// [`Update::Endpoints`](ingress_core::compile::Update::Endpoints): same
+    /// routes, route and backend ids, TLS bindings and diagnostics), and whose
+    /// routes changed at `splices` (none for an EndpointSlice-only update; in
+    /// `--kube` mode an Ingress change and a slice change may come in one update),
+    /// prepared for serving in O(change), not O(table): everything of `previous`
+    /// is shared as is (labels and request counters, rate limits, client
+    /// certificates, certificates, runtime settings, and every balancer, passive
+    /// health, circuit breaker and pool of the other Service ports), the spliced
+    /// routes' state is made as [`Live::patched`] does, and the balancers over
+    /// the changed backends' Service ports, with their passive health, are
+    /// replaced in place: the endpoints that stay keep their in-flight counts,
+    /// latency averages, ejections and pooled connections, a removed endpoint is
+    /// picked by no request of this table (a request that started on the previous
+    /// table finishes, retries included, on that table), a new one starts with the
+    /// others' mean latency (see [`crate::balance`]). Balancers no route uses any
+    /// more stay listed until the next full build.
+    ///
+    /// Should a changed backend that has balancers have no endpoint any more (the
+    /// core's endpoint fast path never gives one: losing the last endpoint
+    /// changes the diagnostics, a full compile), the balancers alone are built
+    /// for the whole table, inheriting `previous`'s state, as after a full
+    /// update. Store it with [`LiveTable::store_patched`].
+    pub fn with_endpoints(
+        previous: &Live,
+        table: RouteTable,
+        version: u64,
+        diagnostics: Vec<Located>,
+        splices: &[RouteSplice],
+        backends: &[ingress_core::routing::BackendId],
+    ) -> Self {
+        let certs = previous.certs.clone();
+        let mut live = Live::carried(previous, table, version, diagnostics, splices, certs);
+        if !live.balancers.refresh_backends(&live.table, backends) {
+            tracing::debug!("a changed backend has no endpoint: every balancer built again");
+            live.balancers = Balancers::new(&live.table);
+            live.balancers.inherit(&previous.balancers);
+        }
+        live
+    }
+
     /// `previous`'s per-route state patched at `splices` for `table`, serving
     /// `certs` (whose notes join the diagnostics); the runtime settings and the
     /// default certificate are `previous`'s.
@@ -353,8 +395,9 @@ impl LiveTable {
         self.current.store(Arc::new(live));
     }
 
-    /// Serve `live`, made by [`Live::patched`] from the table served until now,
-    /// from now on: its carried state is already shared, nothing is inherited.
+    /// Serve `live`, made by [`Live::patched`], [`Live::with_certificates`] or
+    /// [`Live::with_endpoints`] from the table served until now, from now on: its
+    /// carried state is already shared, nothing is inherited.
     pub fn store_patched(&self, live: Live) {
         self.current.store(Arc::new(live));
     }
@@ -407,6 +450,39 @@ mod tests {
             old,
             new,
         }
+    }
+
+    #[test]
+    fn an_endpoint_update_shares_the_per_route_state() {
+        let yaml = |ip: &str| {
+            format!(
+                "apiVersion: networking.k8s.io/v1\nkind: Ingress\nmetadata: {{name: a, namespace: t}}\nspec: {{ingressClassName: gw, rules: [{{host: a.test, http: {{paths: [{{path: /, pathType: Prefix, backend: {{service: {{name: s, port: {{number: 80}}}}}}}}]}}}}]}}\n---\napiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: t}}\nspec: {{ports: [{{name: http, port: 80}}]}}\n---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s-0, namespace: t, labels: {{kubernetes.io/service-name: s}}}}\naddressType: IPv4\nports: [{{name: http, port: 8080}}]\nendpoints: [{{addresses: [\"{ip}\"]}}]\n"
+            )
+        };
+        let options = ingress_core::CompileOptions::default().ingress_class("gw");
+        let snapshot = |ip| ingress_core::manifest::load_str("a.yaml", &yaml(ip)).snapshot;
+        let mut compiler = ingress_core::compile::Compiler::new(snapshot("10.0.0.1"), options);
+        let first = Live::new(compiler.table().clone(), 1, Vec::new());
+        let slice = snapshot("10.0.0.2").endpoint_slices.pop();
+        let update = compiler.apply_endpoint_slices([("t".into(), "s-0".into(), slice)]);
+        let ingress_core::compile::Update::Endpoints { backends, .. } = update else {
+            panic!("{update:?}")
+        };
+        let next = Live::with_endpoints(
+            &first,
+            compiler.table().clone(),
+            2,
+            Vec::new(),
+            &[],
+            &backends,
+        );
+        assert_eq!(next.version(), 2);
+        assert_eq!(next.labels.len(), first.labels.len());
+        assert!((0..next.labels.len()).all(|i| Arc::ptr_eq(&next.labels[i], &first.labels[i])));
+        let route = next.table().routes().iter().next().expect("a route");
+        let i = next.balancers.primary(route.id().index());
+        let (b, _) = next.balancers.get(i.expect("a balancer")).expect("listed");
+        assert_eq!(b.endpoints()[0].to_string(), "10.0.0.2:8080");
     }
 
     #[test]

@@ -212,12 +212,27 @@ impl FileSource {
                         self.live.store_patched(live);
                         self.metrics.config_update("secrets");
                     }
-                    Applied::Endpoints { backends } => {
-                        tracing::debug!(
+                    Applied::Endpoints { backends } if previous.version() > 0 => {
+                        // Only the balancers over the changed backends are
+                        // replaced; the rest of the served state is shared.
+                        let at = Instant::now();
+                        let live = Live::with_endpoints(
+                            &previous,
+                            table,
+                            version,
+                            diagnostics,
+                            &[],
                             backends,
-                            "endpoint update: only the backends of the changed Services were resolved again"
                         );
-                        self.live.store(Live::new(table, version, diagnostics));
+                        let patched = at.elapsed();
+                        self.live.store_patched(live);
+                        drop(previous);
+                        tracing::debug!(
+                            backends = backends.len(),
+                            patch_ms = patched.as_secs_f64() * 1e3,
+                            store_and_drop_ms = (at.elapsed() - patched).as_secs_f64() * 1e3,
+                            "endpoint update: only the balancers of the changed backends were replaced"
+                        );
                         self.metrics.config_update("endpoints");
                     }
                     other => {
@@ -348,29 +363,65 @@ pub fn feed_kube(
                     },
                 };
                 let previous = live.load();
-                // Patch the served table when the update was incremental and made
-                // from it (the watch channel may have skipped a version).
+                // Patch the served table when the update was made from it (the
+                // watch channel may have skipped a version).
+                let from_served = previous.version() > 0 && previous.version() + 1 == p.version;
                 let splices = p
                     .splices
                     .as_ref()
                     .filter(|_| p.path == ingress_kube::BuildPath::Incremental)
-                    .filter(|_| previous.version() > 0 && previous.version() + 1 == p.version);
+                    .filter(|_| from_served);
                 // A Secret update made from the served table: only the TLS bindings
                 // naming the changed Secrets are loaded again.
                 let bindings = p
                     .bindings
                     .as_ref()
                     .filter(|_| p.path == ingress_kube::BuildPath::Secrets)
-                    .filter(|_| previous.version() > 0 && previous.version() + 1 == p.version);
+                    .filter(|_| from_served);
+                // An EndpointSlice update made from the served table: only the
+                // balancers over the changed backends are replaced.
+                let endpoints = p
+                    .endpoints
+                    .as_deref()
+                    .filter(|_| p.path == ingress_kube::BuildPath::Endpoints)
+                    .filter(|_| from_served);
                 if let Some(splices) = splices {
+                    // The backends it wrote, and those of slices changed in the
+                    // same build: their balancers follow their endpoints.
+                    let backends = p.endpoints.as_deref().unwrap_or_default();
                     tracing::debug!(
                         hosts = splices.len(),
+                        backends = backends.len(),
                         "incremental update: per-route state carried over"
                     );
-                    let table =
-                        Live::patched(&previous, p.table.clone(), p.version, diagnostics, splices);
+                    let table = Live::with_endpoints(
+                        &previous,
+                        p.table.clone(),
+                        p.version,
+                        diagnostics,
+                        splices,
+                        backends,
+                    );
                     live.store_patched(table);
                     metrics.config_update("incremental");
+                } else if let Some(backends) = endpoints {
+                    let at = Instant::now();
+                    let table = Live::with_endpoints(
+                        &previous,
+                        p.table.clone(),
+                        p.version,
+                        diagnostics,
+                        &[],
+                        backends,
+                    );
+                    let patched = at.elapsed();
+                    live.store_patched(table);
+                    tracing::debug!(
+                        backends = backends.len(),
+                        patch_ms = patched.as_secs_f64() * 1e3,
+                        "endpoint update: only the balancers of the changed backends were replaced"
+                    );
+                    metrics.config_update("endpoints");
                 } else if let Some(bindings) = bindings {
                     tracing::debug!(
                         bindings = bindings.len(),

@@ -422,3 +422,148 @@ async fn t54_a_panic_in_the_kube_config_build_keeps_the_last_good_table() -> Tes
     p.shutdown().await;
     Ok(())
 }
+
+/// For `--kube` mode: an EndpointSlice `slice` of Service `service` (namespace
+/// `shop`) with one endpoint, `upstream`.
+fn kube_slice(service: &str, slice: &str, upstream: SocketAddr) -> Value {
+    object(
+        "discovery.k8s.io/v1",
+        "EndpointSlice",
+        Some("shop"),
+        slice,
+        json!({
+        "metadata": {"labels": {"kubernetes.io/service-name": service}},
+        "addressType": "IPv4", "ports": [{"name": "http", "port": upstream.port()}],
+        "endpoints": [{"addresses": [upstream.ip().to_string()]}]}),
+    )
+}
+
+fn updates(text: &str, kind: &str) -> f64 {
+    metric(
+        text,
+        &format!("ingress_proxy_config_updates_total{{kind=\"{kind}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+/// `config_updates_total` for full, incremental and endpoints.
+async fn counts(p: &ingress_proxy::Proxy) -> [f64; 3] {
+    let t = admin(p, "/metrics").await.text();
+    ["full", "incremental", "endpoints"].map(|k| updates(&t, k))
+}
+
+/// The servers of `n` GETs to `host` (`!STATUS` for an answer other than 200).
+async fn servers(p: &ingress_proxy::Proxy, host: &str, n: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let addr = p.http_addr().expect("http");
+        let r = h1(
+            addr,
+            get(host, "/")
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await;
+        out.push(if r.status == StatusCode::OK {
+            r.json()["server"].as_str().unwrap_or("").to_owned()
+        } else {
+            format!("!{}", r.status.as_u16())
+        });
+    }
+    out
+}
+
+/// In `--kube` mode an EndpointSlice change takes the endpoint fast path
+/// (`config_updates_total{kind="endpoints"}`, no full build): the changed
+/// Service's requests go to its new endpoint and none to the removed one, and
+/// another Service keeps the ejection of its failing endpoint. An Ingress change
+/// and a slice change of another Service applied together (one build: an
+/// incremental update that carries the slice's backend) serve both: the new
+/// host, and the other host's new endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoint_changes_take_the_fast_path_in_kube_mode() -> TestResult {
+    use std::sync::atomic::Ordering;
+    let (a, b, c) = (echo("a").await, echo("b").await, echo("c").await);
+    let bad = failing("bad").await;
+    let api = FakeApiServer::start().await?;
+    api.apply(kube_class());
+    for o in kube_backend("web", a.addr) {
+        api.apply(o);
+    }
+    api.apply(kube_ingress("web", "a.example.com", "web"));
+    for o in kube_backend("other", bad.addr) {
+        api.apply(o);
+    }
+    api.apply(kube_slice("other", "other-2", b.addr));
+    api.apply(kube_ingress("other", "o.example.com", "other"));
+
+    let p = proxy(std::path::Path::new(""), |c| {
+        c.watch = false;
+        c.service.outlier = ingress_core::lb::outlier::OutlierConfig {
+            consecutive_5xx: 3,
+            ..Default::default()
+        };
+    })
+    .await;
+    // A debounce long enough for two changes applied back to back to make one
+    // build.
+    let source = KubeSource::start(
+        api.client()?,
+        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(200)),
+    )
+    .await?;
+    let _feed = feed_kube(
+        source.subscribe(),
+        p.live().clone(),
+        p.metrics().clone(),
+        p.service().options().clone(),
+    );
+    eventually("both hosts served", || async {
+        server_of(&p, "a.example.com").await.as_deref() == Some("a")
+            && servers(&p, "o.example.com", 2)
+                .await
+                .contains(&"b".to_owned())
+    })
+    .await;
+    // `bad` ejected at its third 500 in a row (round robin over bad and b).
+    let seen = servers(&p, "o.example.com", 8).await;
+    assert_eq!(bad.hits.load(Ordering::SeqCst), 3, "{seen:?}");
+    let before = counts(&p).await;
+
+    // web's endpoint moves from a to c.
+    api.apply(kube_slice("web", "web-1", c.addr));
+    eventually("web moved to c", || async {
+        server_of(&p, "a.example.com").await.as_deref() == Some("c")
+    })
+    .await;
+    let after = counts(&p).await;
+    assert_eq!(after[2], before[2] + 1.0, "the endpoint path: {after:?}");
+    assert_eq!(after[0], before[0], "no full build");
+    let a_hits = a.hits.load(Ordering::SeqCst);
+    assert_eq!(servers(&p, "a.example.com", 6).await, vec!["c"; 6]);
+    assert_eq!(
+        a.hits.load(Ordering::SeqCst),
+        a_hits,
+        "the removed endpoint"
+    );
+    assert_eq!(servers(&p, "o.example.com", 6).await, vec!["b"; 6]);
+    assert_eq!(bad.hits.load(Ordering::SeqCst), 3, "other's ejection kept");
+
+    // A new Ingress to the other Service and web's endpoint back to a, in one
+    // build: the new host serves, and so does web's new endpoint.
+    api.apply(kube_ingress("more", "m.example.com", "other"));
+    api.apply(kube_slice("web", "web-1", a.addr));
+    eventually("m.example.com served", || async {
+        server_of(&p, "m.example.com").await.as_deref() == Some("b")
+    })
+    .await;
+    eventually("web back on a", || async {
+        server_of(&p, "a.example.com").await.as_deref() == Some("a")
+    })
+    .await;
+    assert_eq!(servers(&p, "a.example.com", 4).await, vec!["a"; 4]);
+    assert_eq!(servers(&p, "m.example.com", 4).await, vec!["b"; 4]);
+    assert_eq!(counts(&p).await[0], before[0], "no full build");
+    p.shutdown().await;
+    Ok(())
+}

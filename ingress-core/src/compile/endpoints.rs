@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::incremental::{Compiler, FullReason, Update};
 use crate::model::{EndpointSlice, ObjectKind};
-use crate::routing::{BackendStatus, RouteTable};
+use crate::routing::{BackendId, BackendStatus, RouteTable};
 use crate::snapshot::Snapshot;
 
 use super::backends::{Resolution, ServiceIndex};
@@ -42,8 +42,9 @@ pub enum FullCompileNeeded {
 pub struct Refreshed {
     /// The new table.
     pub table: RouteTable,
-    /// The backends whose endpoints were resolved again.
-    pub backends: usize,
+    /// The backends whose endpoints were resolved again (their endpoints may or
+    /// may not differ), in id order.
+    pub backends: Vec<BackendId>,
     /// The Services (`namespace/name`) whose EndpointSlices changed.
     pub services: BTreeSet<String>,
 }
@@ -88,7 +89,7 @@ pub fn refresh_endpoints(
     if changed.is_empty() {
         return Ok(Refreshed {
             table: out,
-            backends: 0,
+            backends: Vec::new(),
             services,
         });
     }
@@ -107,7 +108,7 @@ pub fn refresh_endpoints(
         services: svc_index,
         slices: super::slice_index(new.values().copied()),
     };
-    let mut count = 0;
+    let mut resolved = Vec::new();
     // Only the changed Services' backends are written: the chunks of the others
     // stay shared with `table`.
     for i in 0..out.backends.len() {
@@ -129,12 +130,12 @@ pub fn refresh_endpoints(
                 backend.namespace, backend.service
             )));
         }
+        resolved.push(backend.id);
         out.backends.set(i, fresh);
-        count += 1;
     }
     Ok(Refreshed {
         table: out,
-        backends: count,
+        backends: resolved,
         services,
     })
 }

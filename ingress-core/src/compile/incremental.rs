@@ -142,8 +142,10 @@ pub enum Update {
     /// backends of the Services concerned were resolved again; routes, route ids,
     /// backend ids and diagnostics are unchanged.
     Endpoints {
-        /// The backends resolved again.
-        backends: usize,
+        /// The backends resolved again, in id order: their endpoints may differ
+        /// from what the previous table had under the same id (the data plane
+        /// patches what it derived from those backends alone).
+        backends: Vec<BackendId>,
         /// The Services (`namespace/name`) whose EndpointSlices changed.
         services: Vec<String>,
     },

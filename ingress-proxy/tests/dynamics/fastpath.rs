@@ -3,6 +3,7 @@
 //! change resolves again only its Service's backends; the `config_updates_total`
 //! counter says which path each apply took.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -268,5 +269,127 @@ async fn endpoint_slice_changes_take_the_endpoint_path() -> TestResult {
     let after = counts(&p).await;
     assert_eq!(after[3], before[3] + 1.0, "the endpoint path");
     assert_eq!(after[0], before[0], "no full compile");
+    Ok(())
+}
+
+/// The EndpointSlices of Service `name` (one per endpoint, all ready), without the
+/// Service: a file that changes through the endpoint fast path alone.
+fn slices_of(name: &str, ups: &[&Upstream]) -> String {
+    let endpoints: Vec<_> = ups.iter().map(|u| (u.addr, true)).collect();
+    let all = service_with_conditions(name, &endpoints);
+    all.split("---\n").skip(1).collect::<Vec<_>>().join("---\n")
+}
+
+/// The `server` of `n` GETs to `host`, with their status.
+async fn serve(addr: std::net::SocketAddr, host: &str, n: usize) -> Vec<(StatusCode, String)> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let r = h1(addr, get(host, "/").body(empty()).expect("request")).await;
+        let server = r.json()["server"].as_str().unwrap_or("").to_owned();
+        out.push((r.status, server));
+    }
+    out
+}
+
+/// An EndpointSlice change patches the served state in place of rebuilding it
+/// (`config_updates_total{kind="endpoints"}`, no full build): Service `s` over
+/// `bad` (always 500), `a` and `b` rolls to `bad`, `b` and `c`. After the swap
+/// every request to `s` goes to the new set (`a`, removed, gets none; `c`, new,
+/// serves); `bad`, which stays, stays ejected (its passive health is carried), and
+/// `b`'s idle pooled connection is reused (no new connection); Service `x`, whose
+/// endpoints did not change, keeps its own ejection of `bad-x`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_change_keeps_the_state_of_the_endpoints_it_does_not_remove() -> TestResult {
+    let (bad, a, b, c) = (
+        failing("bad").await,
+        echo("a").await,
+        echo("b").await,
+        echo("c").await,
+    );
+    let (bad_x, x) = (failing("bad-x").await, echo("x").await);
+    let dir = tempfile::tempdir()?;
+    let first_doc = |text: String| text.split("---\n").next().unwrap_or("").to_owned();
+    write(
+        dir.path(),
+        "app.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("s", &[("s.test", "/", "s")], &[]),
+            ingress("x", &[("x.test", "/", "x")], &[]),
+            first_doc(service("s", &[])),
+            first_doc(service("x", &[])),
+        ]),
+    );
+    write(dir.path(), "s.yaml", &slices_of("s", &[&bad, &a, &b]));
+    write(dir.path(), "x.yaml", &slices_of("x", &[&bad_x, &x]));
+    let p = proxy(dir.path(), |c| {
+        c.service.outlier = ingress_core::lb::outlier::OutlierConfig {
+            consecutive_5xx: 3,
+            ..Default::default()
+        };
+    })
+    .await;
+    let addr = p.http_addr().expect("http");
+    eventually("s serves", || async {
+        serve(addr, "s.test", 1).await[0].0 == StatusCode::OK
+    })
+    .await;
+    // Round robin reaches each failing endpoint until its third 500 in a row:
+    // then it is ejected (for 30 s) and every request succeeds.
+    for (host, failing, n) in [("s.test", &bad, 12), ("x.test", &bad_x, 8)] {
+        let replies = serve(addr, host, n).await;
+        assert_eq!(
+            failing.hits.load(Ordering::SeqCst),
+            3,
+            "{host}: {replies:?}"
+        );
+        let replies = serve(addr, host, 6).await;
+        assert!(
+            replies.iter().all(|(s, _)| *s == StatusCode::OK),
+            "{replies:?}"
+        );
+    }
+    let (a_hits, b_conns) = (
+        a.hits.load(Ordering::SeqCst),
+        b.conns.load(Ordering::SeqCst),
+    );
+    assert!(b.hits.load(Ordering::SeqCst) > 0);
+    let before = counts(&p).await;
+    let v = p.live().load().version();
+
+    write(dir.path(), "s.yaml", &slices_of("s", &[&bad, &b, &c]));
+    eventually("the slice change is applied", || async {
+        p.live().load().version() > v
+    })
+    .await;
+    let after = counts(&p).await;
+    assert_eq!(after[3], before[3] + 1.0, "the endpoint path");
+    assert_eq!(after[0], before[0], "no full build");
+
+    let replies = serve(addr, "s.test", 12).await;
+    let servers: std::collections::BTreeSet<&str> =
+        replies.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        servers,
+        ["b", "c"].into(),
+        "the new set, without the ejected endpoint: {replies:?}"
+    );
+    assert_eq!(
+        a.hits.load(Ordering::SeqCst),
+        a_hits,
+        "the removed endpoint"
+    );
+    assert_eq!(bad.hits.load(Ordering::SeqCst), 3, "still ejected");
+    assert_eq!(
+        b.conns.load(Ordering::SeqCst),
+        b_conns,
+        "b's pooled connection reused"
+    );
+    let replies = serve(addr, "x.test", 8).await;
+    assert!(
+        replies.iter().all(|(s, _)| *s == StatusCode::OK),
+        "{replies:?}"
+    );
+    assert_eq!(bad_x.hits.load(Ordering::SeqCst), 3, "x's ejection kept");
     Ok(())
 }

@@ -102,6 +102,41 @@ pub async fn echo(name: &'static str) -> Upstream {
     }
 }
 
+/// An upstream answering every request with 500 and `{"server": name}` (an
+/// endpoint that passive health checks eject), counting requests and connections.
+pub async fn failing(name: &'static str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let (hits, conns) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (counter, accepted) = (hits.clone(), conns.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let counter = counter.clone();
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    let body = format!("{{\"server\":\"{name}\"}}");
+                    let mut resp = Response::new(Full::new(Bytes::from(body)));
+                    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    Ok::<_, Infallible>(resp)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc),
+            );
+        }
+    });
+    Upstream {
+        addr,
+        name,
+        hits,
+        conns,
+    }
+}
+
 pub async fn echo_handle(
     name: &'static str,
     mut req: Request<Incoming>,
