@@ -47,7 +47,7 @@ fn parse_ip(s: &str) -> Option<IpAddr> {
 }
 
 /// What resolving found, for diagnostics.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Resolution {
     Ok,
     OnlyServing,

@@ -34,6 +34,10 @@ pub enum FullCompileNeeded {
     /// which changes the diagnostics.
     #[error("Service {0} changed from or to having no ready endpoints")]
     DiagnosticsChange(String),
+    /// The first port of a changed Service moved while a backend uses the
+    /// Service (a `default-backend` annotation resolves to that port).
+    #[error("the first port of Service {0} changed")]
+    DefaultBackendPort(String),
 }
 
 /// What [`refresh_endpoints`] did.
@@ -275,7 +279,7 @@ impl Compiler {
     }
 
     /// A snapshot of the given Services and their EndpointSlices alone.
-    fn services_alone(&self, services: &BTreeSet<(String, String)>) -> Snapshot {
+    pub(super) fn services_alone(&self, services: &BTreeSet<(String, String)>) -> Snapshot {
         let mut out = Snapshot::new();
         for key in services {
             if let Some(&p) = self.state.service_pos.get(key) {

@@ -98,6 +98,9 @@ pub enum FullReason {
     /// again in a full compile.
     #[error("a changed Secret is named by an annotation")]
     AnnotationSecret,
+    /// [`Compiler::apply_services`] could not re-resolve the backends alone.
+    #[error("the Service fast path declined: {0}")]
+    Services(super::FullCompileNeeded),
 }
 
 /// One touched host: its routes were slots `old` of the previous table and are
@@ -138,15 +141,18 @@ pub enum Update {
         /// The bindings whose Secret changed.
         bindings: Vec<usize>,
     },
-    /// Only EndpointSlices changed ([`Compiler::apply_endpoint_slices`]): the
-    /// backends of the Services concerned were resolved again; routes, route ids,
-    /// backend ids and diagnostics are unchanged.
+    /// Only EndpointSlices or Services changed
+    /// ([`Compiler::apply_endpoint_slices`], [`Compiler::apply_services`]): the
+    /// backends of the Services concerned were resolved again (their endpoints
+    /// and Service ports may differ); routes, route ids, backend ids and
+    /// diagnostics are unchanged.
     Endpoints {
         /// The backends resolved again, in id order: their endpoints may differ
         /// from what the previous table had under the same id (the data plane
         /// patches what it derived from those backends alone).
         backends: Vec<BackendId>,
-        /// The Services (`namespace/name`) whose EndpointSlices changed.
+        /// The Services (`namespace/name`) whose EndpointSlices, or which
+        /// themselves, changed.
         services: Vec<String>,
     },
     /// Everything was compiled again: route and backend ids may all differ.

@@ -13,6 +13,7 @@ mod endpoints;
 mod incremental;
 mod options;
 mod references;
+mod services;
 mod tls;
 mod validate;
 

@@ -25,6 +25,7 @@ mod endpoints;
 mod fast_paths;
 mod incremental;
 mod requests;
+mod services;
 mod tls;
 mod validation;
 
