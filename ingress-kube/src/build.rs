@@ -6,10 +6,11 @@
 //! the cluster's objects: a build converts only the objects named in
 //! [`Pending`] and hands them to the compiler (Ingresses through
 //! [`Compiler::apply_ingresses`], EndpointSlices through
-//! [`Compiler::apply_endpoint_slices`]), so the work per change is in the size
-//! of the change, not of the cluster. IngressClass, Service and gateway-config
-//! changes compile in full from the compiler's objects with the changes written
-//! in; Secret changes go through [`apply_secrets`]. A kind listed again (the
+//! [`Compiler::apply_endpoint_slices`], Services through
+//! [`Compiler::apply_services`]), so the work per change is in the size of the
+//! change, not of the cluster. IngressClass and gateway-config changes compile
+//! in full from the compiler's objects with the changes written in; Secret
+//! changes go through [`apply_secrets`]. A kind listed again (the
 //! first list, a restart of its watch after `410 Gone` or an error) is compared
 //! whole with what the compiler has and becomes the changes that make them
 //! equal, deletions included.
@@ -286,14 +287,11 @@ impl Builder {
         }
         let secrets_changed = !secrets.is_empty();
 
-        // Anything but Ingresses, EndpointSlices and Secrets: a full compile of the
-        // compiler's objects with every change written in. A new gateway config is
-        // one too: the proxy applies its runtime settings with a full table.
-        if !classes.is_empty()
-            || !services.is_empty()
-            || gateway_changed
-            || &compile_options != c.options()
-        {
+        // Anything but Ingresses, EndpointSlices, Services and Secrets: a full
+        // compile of the compiler's objects with every change written in. A new
+        // gateway config is one too: the proxy applies its runtime settings with a
+        // full table.
+        if !classes.is_empty() || gateway_changed || &compile_options != c.options() {
             let (mut snapshot, _) = compiler.take().expect("a compiler").into_parts();
             edit_list(&mut snapshot.ingress_classes, classes);
             edit_list(&mut snapshot.services, services);
@@ -317,6 +315,11 @@ impl Builder {
         }
         if !slices.is_empty() {
             updates.push(c.apply_endpoint_slices(slices));
+        }
+        // After the Ingresses, whose new backends it then resolves too (the
+        // backend ids it names are the final table's).
+        if !services.is_empty() {
+            updates.push(c.apply_services(services));
         }
         (combine(updates), secrets_changed, gateway_changed)
     }
@@ -885,6 +888,7 @@ mod tests {
     struct Cluster {
         stores: Stores,
         ingresses: Writer<Ingress>,
+        services: Writer<Service>,
         slices: Writer<EndpointSlice>,
         secrets: Writer<Secret>,
         pending: Pending,
@@ -907,8 +911,18 @@ mod tests {
         from(json!({
             "metadata": {"name": format!("{service}-1"), "namespace": "shop",
                          "labels": {"kubernetes.io/service-name": service}},
-            "addressType": "IPv4", "ports": [{"name": "http", "port": 8080}],
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}, {"name": "alt", "port": 9090}],
             "endpoints": [{"addresses": [ip]}],
+        }))
+    }
+
+    /// Service `name` whose port 80 is named `port` (`http` or `alt`, the
+    /// slices' two ports).
+    fn service(name: &str, port: &str) -> Service {
+        from(json!({
+            "metadata": {"name": name, "namespace": "shop"},
+            "spec": {"ports": [{"name": port, "port": 80}]},
         }))
     }
 
@@ -926,10 +940,7 @@ mod tests {
                 "spec": {"controller": ingress_core::DEFAULT_CONTROLLER_NAME},
             }))));
             for s in ["api", "web"] {
-                services.apply_watcher_event(&Event::Apply(from(json!({
-                    "metadata": {"name": s, "namespace": "shop"},
-                    "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
-                }))));
+                services.apply_watcher_event(&Event::Apply(service(s, "http")));
             }
             slices.apply_watcher_event(&Event::Apply(slice("api", "10.0.0.1")));
             slices.apply_watcher_event(&Event::Apply(slice("web", "10.0.1.1")));
@@ -947,6 +958,7 @@ mod tests {
                     gateway_configs: None,
                 },
                 ingresses,
+                services,
                 slices,
                 secrets,
                 pending: Pending::default(),
@@ -1078,6 +1090,47 @@ mod tests {
         c.apply_ingress(ingress("i0", "h0.example.com", "web"));
         let p = c.build(&mut b).expect("a new table");
         assert_eq!(p.path, BuildPath::Incremental);
+        assert_as_full(&c, &p);
+    }
+
+    #[test]
+    fn a_service_change_resolves_only_its_backends() {
+        let mut c = Cluster::new(3);
+        let mut b = Builder::default();
+        let first = c.build(&mut b).expect("a first table");
+        let port_of = |p: &Published| {
+            let id = p
+                .table
+                .routes()
+                .iter()
+                .find(|r| r.host().to_string() == "h0.example.com");
+            let backend = p.table.backend(id.expect("h0's route").backend_id());
+            (backend.service().to_owned(), backend.endpoints()[0].port)
+        };
+        assert_eq!(port_of(&first), ("api".to_owned(), 8080));
+        // api's port 80 now maps to the slices' `alt` port.
+        let api = service("api", "alt");
+        c.pending.object(Watched::Service, &api.metadata);
+        c.services.apply_watcher_event(&Event::Apply(api));
+        let p = c.build(&mut b).expect("a new table");
+        assert_eq!(p.path, BuildPath::Endpoints);
+        let endpoints = p.endpoints.as_deref().unwrap_or_default();
+        assert!(!endpoints.is_empty());
+        assert!(
+            endpoints
+                .iter()
+                .all(|&id| p.table.backend(id).service() == "api"),
+            "{endpoints:?}"
+        );
+        assert_eq!(port_of(&p), ("api".to_owned(), 9090));
+        assert_as_full(&c, &p);
+        // The Service deleted: its routes lose their backend (the diagnostics
+        // change), a full compile.
+        let gone = service("api", "alt");
+        c.pending.object(Watched::Service, &gone.metadata);
+        c.services.apply_watcher_event(&Event::Delete(gone));
+        let p = c.build(&mut b).expect("a new table");
+        assert_eq!(p.path, BuildPath::Full);
         assert_as_full(&c, &p);
     }
 

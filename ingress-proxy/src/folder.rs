@@ -10,9 +10,12 @@
 //! - Secrets: only the TLS bindings naming them are checked again
 //!   ([`Compiler::apply_secrets`]), the routes stay;
 //! - EndpointSlices: only the backends of their Services are resolved again
-//!   ([`Compiler::apply_endpoint_slices`]).
+//!   ([`Compiler::apply_endpoint_slices`]);
+//! - Services: only their own backends are resolved again
+//!   ([`Compiler::apply_services`]); the data plane patches them as an endpoint
+//!   change.
 //!
-//! A change to an IngressClass or a Service, changes of more than one kind in one
+//! A change to an IngressClass, changes of more than one kind in one
 //! apply (a file whose objects change kind included), an object defined in two
 //! files, or anything the compiler cannot do that way reloads and compiles the
 //! whole folder, as the first load does.
@@ -68,23 +71,25 @@ fn key_of(m: &ObjectMeta) -> Key {
 #[derive(Debug)]
 struct FileState {
     stamp: Stamp,
-    /// Its Ingresses, EndpointSlices and Secrets, in file order.
+    /// Its Ingresses, EndpointSlices, Secrets and Services, in file order.
     ingresses: Vec<Key>,
     slices: Vec<Key>,
     secrets: Vec<Key>,
+    services: Vec<Key>,
     /// Digests of its objects by kind.
     digests: Digests,
     /// Its syntax and schema diagnostics (warnings: errors are never applied).
     diagnostics: Vec<Located>,
 }
 
-/// Digests of a file's objects: its Ingresses, EndpointSlices, Secrets, and the
-/// rest (IngressClasses, Services: a change there is a full reload).
+/// Digests of a file's objects: its Ingresses, EndpointSlices, Secrets,
+/// Services, and the rest (IngressClasses: a change there is a full reload).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Digests {
     ingresses: u64,
     slices: u64,
     secrets: u64,
+    services: u64,
     rest: u64,
 }
 
@@ -101,7 +106,8 @@ impl Digests {
             ingresses: digest(&s.ingresses),
             slices: digest(&s.endpoint_slices),
             secrets: digest(&s.secrets),
-            rest: digest(&(&s.ingress_classes, &s.services)),
+            services: digest(&s.services),
+            rest: digest(&s.ingress_classes),
         }
     }
 }
@@ -118,6 +124,7 @@ impl FileState {
                 .map(|o| key_of(&o.metadata))
                 .collect(),
             secrets: s.secrets.iter().map(|o| key_of(&o.metadata)).collect(),
+            services: s.services.iter().map(|o| key_of(&o.metadata)).collect(),
             digests: Digests::of(loaded),
             diagnostics: loaded.diagnostics.clone(),
         }
@@ -144,8 +151,8 @@ pub(crate) enum Applied {
         /// The bindings checked again.
         bindings: Vec<usize>,
     },
-    /// Only EndpointSlices changed: the backends of their Services were resolved
-    /// again; the routes are as they were.
+    /// Only EndpointSlices or Services changed: the backends of those Services
+    /// were resolved again; the routes are as they were.
     Endpoints {
         /// Backends resolved again (ids in the new table).
         backends: Vec<ingress_core::routing::BackendId>,
@@ -158,12 +165,12 @@ pub(crate) struct Folder {
     root: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
     compiler: Compiler,
-    /// The file that defines each Ingress, EndpointSlice and Secret.
+    /// The file that defines each Ingress, EndpointSlice, Secret and Service.
     owners: Owners,
     /// Where each current compile diagnostic points (kept: an unchanged Ingress's
     /// diagnostics are not located again).
     located: BTreeMap<Diagnostic, Option<SourceLocation>>,
-    /// Some Ingress, EndpointSlice or Secret is defined twice: every change
+    /// Some Ingress, EndpointSlice, Secret or Service is defined twice: every change
     /// reloads in full.
     duplicates: bool,
 }
@@ -173,6 +180,7 @@ struct Owners {
     ingresses: HashMap<Key, PathBuf>,
     slices: HashMap<Key, PathBuf>,
     secrets: HashMap<Key, PathBuf>,
+    services: HashMap<Key, PathBuf>,
 }
 
 /// The kinds with a fast path.
@@ -181,14 +189,18 @@ enum Kind {
     Ingress,
     Slice,
     Secret,
+    Service,
 }
 
 impl Kind {
+    const ALL: [Kind; 4] = [Kind::Ingress, Kind::Slice, Kind::Secret, Kind::Service];
+
     fn names(self, f: &FileState) -> &[Key] {
         match self {
             Kind::Ingress => &f.ingresses,
             Kind::Slice => &f.slices,
             Kind::Secret => &f.secrets,
+            Kind::Service => &f.services,
         }
     }
 
@@ -197,6 +209,7 @@ impl Kind {
             Kind::Ingress => &mut o.ingresses,
             Kind::Slice => &mut o.slices,
             Kind::Secret => &mut o.secrets,
+            Kind::Service => &mut o.services,
         }
     }
 
@@ -205,6 +218,7 @@ impl Kind {
             Kind::Ingress => d.ingresses,
             Kind::Slice => d.slices,
             Kind::Secret => d.secrets,
+            Kind::Service => d.services,
         }
     }
 }
@@ -311,7 +325,7 @@ impl Folder {
         let mut duplicates = false;
         for (f, stamp, loaded) in read {
             let state = FileState::of(stamp, &loaded);
-            for kind in [Kind::Ingress, Kind::Slice, Kind::Secret] {
+            for kind in Kind::ALL {
                 let map = kind.owners(&mut owners);
                 for n in kind.names(&state) {
                     duplicates |= map.insert(n.clone(), f.clone()).is_some();
@@ -399,9 +413,9 @@ impl Folder {
             );
         for (old, new) in pairs {
             if old.rest != new.rest {
-                return self.reload(options, "IngressClasses or Services changed");
+                return self.reload(options, "IngressClasses changed");
             }
-            for kind in [Kind::Ingress, Kind::Slice, Kind::Secret] {
+            for kind in Kind::ALL {
                 if kind.digest(&old) != kind.digest(&new) && !kinds.contains(&kind) {
                     kinds.push(kind);
                 }
@@ -446,6 +460,7 @@ impl Folder {
                     changes!(endpoint_slices).map(|c| self.compiler.apply_endpoint_slices(c))
                 }
                 Kind::Secret => changes!(secrets).map(|c| self.compiler.apply_secrets(c)),
+                Kind::Service => changes!(services).map(|c| self.compiler.apply_services(c)),
             }
         };
         let Some(update) = update else {

@@ -272,6 +272,81 @@ async fn endpoint_slice_changes_take_the_endpoint_path() -> TestResult {
     Ok(())
 }
 
+/// A file of Services alone takes the Service path: the backends of the changed
+/// Service are resolved again (here its port is renamed to the slice's other
+/// port, so traffic moves to the other upstream) without a full compile, and
+/// answered through the endpoint patch of the data plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_changes_take_the_service_path() -> TestResult {
+    let a = echo("a").await;
+    let b = echo("b").await;
+    let dir = tempfile::tempdir()?;
+    let svc = |port_name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: t}}\nspec: {{ports: [{{name: {port_name}, port: 80}}]}}\n"
+        )
+    };
+    // One slice, two named ports: `http` on a's port, `alt` on b's.
+    let slice = format!(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s-0, namespace: t, labels: {{kubernetes.io/service-name: s}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}, {{name: alt, port: {}}}]\nendpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\n",
+        a.addr.port(),
+        b.addr.port(),
+        a.addr.ip()
+    );
+    assert_eq!(a.addr.ip(), b.addr.ip(), "both upstreams on one address");
+    write(
+        dir.path(),
+        "app.yaml",
+        &docs(&[
+            CLASS.to_owned(),
+            ingress("app", &[("a.test", "/", "s")], &[]),
+            slice,
+        ]),
+    );
+    write(dir.path(), "svc.yaml", &svc("http"));
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    let server = || async {
+        h1(addr, get("a.test", "/").body(empty()).expect("request"))
+            .await
+            .json()["server"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    eventually("a serves", || async { server().await == "a" }).await;
+    let before = counts(&p).await;
+    write(dir.path(), "svc.yaml", &svc("alt"));
+    eventually("b serves", || async {
+        for _ in 0..4 {
+            if server().await != "b" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    let after = counts(&p).await;
+    assert_eq!(
+        after[3],
+        before[3] + 1.0,
+        "the endpoint path: {before:?} -> {after:?}"
+    );
+    assert_eq!(after[0], before[0], "no full compile");
+    // The Service deleted: the route's backend has no Service any more (the
+    // diagnostics change), a full compile that answers 503.
+    std::fs::remove_file(dir.path().join("svc.yaml"))?;
+    eventually("503 without the Service", || async {
+        h1(addr, get("a.test", "/").body(empty()).expect("request"))
+            .await
+            .status
+            == StatusCode::SERVICE_UNAVAILABLE
+    })
+    .await;
+    assert_eq!(counts(&p).await[0], after[0] + 1.0, "a full compile");
+    Ok(())
+}
+
 /// The EndpointSlices of Service `name` (one per endpoint, all ready), without the
 /// Service: a file that changes through the endpoint fast path alone.
 fn slices_of(name: &str, ups: &[&Upstream]) -> String {
