@@ -840,6 +840,8 @@ impl<'v> Builder<'v> {
         let mut table = RouteTable::empty(profile);
         // One buffer for every host's keys.
         let mut entries: Vec<(MatchKind, &str, RouteId, PathType)> = Vec::new();
+        // The hosts' structures, put in their maps at once (each shard sized once).
+        let (mut exact, mut wildcard) = (Vec::new(), Vec::new());
         for (hix, (host, hb)) in self.hosts.into_iter().enumerate() {
             let name = match host {
                 RouteHost::Pattern(HostPattern::Exact(h)) => h.as_str(),
@@ -903,15 +905,13 @@ impl<'v> Builder<'v> {
                 .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
             hr.fallback = hb.fallback.map(|old| new_id[old]);
             match host {
-                RouteHost::Pattern(HostPattern::Exact(_)) => {
-                    table.exact_hosts.insert(Arc::new(hr));
-                }
-                RouteHost::Pattern(HostPattern::Wildcard(_)) => {
-                    table.wildcard_hosts.insert(Arc::new(hr));
-                }
+                RouteHost::Pattern(HostPattern::Exact(_)) => exact.push(Arc::new(hr)),
+                RouteHost::Pattern(HostPattern::Wildcard(_)) => wildcard.push(Arc::new(hr)),
                 RouteHost::Any => table.any_host = Some(hr),
             }
         }
+        table.exact_hosts = crate::routing::HostMap::from_hosts(exact);
+        table.wildcard_hosts = crate::routing::HostMap::from_hosts(wildcard);
         table.catch_all = self.catch_all.map(|old| new_id[old]);
         table.www_redirects = host_policies.iter().any(|p| p.from_to_www);
         table.routes = routes.into();

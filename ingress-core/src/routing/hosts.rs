@@ -108,7 +108,8 @@ fn type_code(t: PathType) -> u16 {
 }
 
 impl Packed {
-    /// The packed form of `hr`, when it has one.
+    /// The packed form of `hr`, when it has one: one allocation of the exact
+    /// size, then the `Arc`'s (this runs for every host a compile inserts).
     fn of(hr: &HostRoutes) -> Option<Packed> {
         if hr.small.is_empty()
             || hr.small.len() > SMALL_HOST
@@ -123,30 +124,36 @@ impl Packed {
             Some(id) => id.0,
             None => NO_ROUTE,
         };
-        let keys = hr.small_keys.as_bytes();
-        let mut entries = Vec::with_capacity(hr.small.len() * ENTRY);
-        let mut key_bytes = Vec::new();
-        for e in &hr.small {
-            let key = keys.get(e.start as usize..(e.start + e.len) as usize)?;
-            let off = u16::try_from(key_bytes.len()).ok()?;
-            let len = u16::try_from(key.len()).ok().filter(|&l| l < 1 << 12)?;
-            let len_kind = len | kind_code(e.kind)? << 12 | type_code(e.path_type) << 14;
-            if e.id.0 == NO_ROUTE {
-                return None;
-            }
-            entries.extend_from_slice(&off.to_le_bytes());
-            entries.extend_from_slice(&len_kind.to_le_bytes());
-            entries.extend_from_slice(&e.id.0.to_le_bytes());
-            key_bytes.extend_from_slice(key);
+        let keys_len: usize = hr.small.iter().map(|e| e.len as usize).sum();
+        if keys_len > usize::from(u16::MAX) {
+            return None;
         }
-        u16::try_from(key_bytes.len()).ok()?;
-        let mut buf = Vec::with_capacity(HEADER + name.len() + entries.len() + key_bytes.len());
-        buf.extend_from_slice(&u16::try_from(name.len()).ok()?.to_le_bytes());
+        let name_len = u16::try_from(name.len()).ok()?;
+        let keys = hr.small_keys.as_bytes();
+        let total = HEADER + name.len() + hr.small.len() * ENTRY + keys_len;
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(&name_len.to_le_bytes());
         buf.extend_from_slice(&(hr.small.len() as u16).to_le_bytes());
         buf.extend_from_slice(&fallback.to_le_bytes());
         buf.extend_from_slice(name);
-        buf.extend_from_slice(&entries);
-        buf.extend_from_slice(&key_bytes);
+        let mut off = 0u16;
+        for e in &hr.small {
+            let len = u16::try_from(e.len).ok().filter(|&l| l < 1 << 12)?;
+            if e.id.0 == NO_ROUTE {
+                return None;
+            }
+            let len_kind = len | kind_code(e.kind)? << 12 | type_code(e.path_type) << 14;
+            let mut entry = [0u8; ENTRY];
+            entry[..2].copy_from_slice(&off.to_le_bytes());
+            entry[2..4].copy_from_slice(&len_kind.to_le_bytes());
+            entry[4..].copy_from_slice(&e.id.0.to_le_bytes());
+            buf.extend_from_slice(&entry);
+            off += len;
+        }
+        for e in &hr.small {
+            buf.extend_from_slice(keys.get(e.start as usize..(e.start + e.len) as usize)?);
+        }
+        debug_assert_eq!(buf.len(), total);
         Some(Packed(buf.into()))
     }
 
@@ -405,6 +412,57 @@ impl HostMap {
         old
     }
 
+    /// A map of `hosts` (distinct names; a later one of the same name replaces
+    /// the earlier), each shard allocated once at its final size: what a full
+    /// compile builds.
+    pub(crate) fn from_hosts(hosts: Vec<Arc<HostRoutes>>) -> HostMap {
+        let mut m = HostMap::default();
+        if hosts.is_empty() {
+            return m;
+        }
+        let entries: Vec<Entry> = hosts
+            .into_iter()
+            .map(|hr| Entry::new(hash(hr.name()), hr))
+            .collect();
+        let mut counts = vec![0u32; SHARDS];
+        for e in &entries {
+            counts[shard_of(e.hash)] += 1;
+        }
+        let mut shards: Vec<Vec<Slot>> = counts
+            .iter()
+            .map(|&c| match c {
+                0 => Vec::new(),
+                c => vec![None; (c as usize * 2).next_power_of_two().max(4)],
+            })
+            .collect();
+        for e in entries {
+            let slots = &mut shards[shard_of(e.hash)];
+            match find(slots, e.hash, e.hr.name()) {
+                Ok(i) => slots[i] = Some(e),
+                Err(i) => {
+                    slots[i] = Some(e);
+                    m.len += 1;
+                }
+            }
+        }
+        m.counts = shards
+            .iter()
+            .map(|s| s.iter().flatten().count() as u32)
+            .collect();
+        let empty: Arc<[Slot]> = Arc::new([]);
+        m.shards = shards
+            .into_iter()
+            .map(|s| {
+                if s.is_empty() {
+                    empty.clone()
+                } else {
+                    s.into()
+                }
+            })
+            .collect();
+        m
+    }
+
     /// Remove host `name` (its shard copied first when shared, if it is there).
     pub(crate) fn remove(&mut self, name: &str) -> Option<Arc<HostRoutes>> {
         if !self.contains_key(name) {
@@ -572,6 +630,33 @@ mod tests {
             Some(RouteId(1))
         );
         assert!(m.host("t.example.com").is_none());
+    }
+
+    #[test]
+    fn built_at_once_it_holds_what_inserts_hold() {
+        let hosts: Vec<_> = (0..3000)
+            .map(|i| host(&format!("h{i}.example.com"), i))
+            .collect();
+        let mut one_by_one = HostMap::default();
+        for hr in &hosts {
+            one_by_one.insert(hr.clone());
+        }
+        let mut built = HostMap::from_hosts(hosts.clone());
+        assert_eq!(built.len(), 3000);
+        for i in 0..3000 {
+            let name = format!("h{i}.example.com");
+            assert_eq!(built.get(&name).map(|h| tag(h)), Some(i));
+            assert_eq!(one_by_one.get(&name).map(|h| tag(h)), Some(i));
+        }
+        assert!(built.get("h3000.example.com").is_none());
+        // It grows and shrinks as any other.
+        assert!(built.insert(host("new", 7)).is_none());
+        assert_eq!(built.remove("h5.example.com").map(|h| tag(&h)), Some(5));
+        assert_eq!(
+            (built.len(), built.get("new").map(|h| tag(h))),
+            (3000, Some(7))
+        );
+        assert!(HostMap::from_hosts(Vec::new()).is_empty());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use http::StatusCode;
 
 pub use decision::{Decision, Forward, Redirect, RedirectReason, Respond, RespondReason};
 pub use explain::{Explanation, HostLevel, Step, Verdict};
+pub(crate) use hosts::HostMap;
 pub use matching::Rank;
 pub(crate) use matching::{MatchKind, match_key};
 pub use policy::RouteInputs;
