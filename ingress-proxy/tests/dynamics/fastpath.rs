@@ -207,14 +207,7 @@ async fn endpoint_slice_changes_take_the_endpoint_path() -> TestResult {
     write(dir.path(), "slice.yaml", &slice("s-0", &a));
     let p = proxy(dir.path(), |_| {}).await;
     let addr = p.http_addr().expect("http");
-    let server = || async {
-        h1(addr, get("a.test", "/").body(empty()).expect("request"))
-            .await
-            .json()["server"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    };
+    let server = || served_by(addr, "a.test");
     eventually("a serves", || async { server().await == "a" }).await;
     let before = counts(&p).await;
 
@@ -272,6 +265,16 @@ async fn endpoint_slice_changes_take_the_endpoint_path() -> TestResult {
     Ok(())
 }
 
+/// The name of the upstream that answered a GET of `host` `/`.
+async fn served_by(addr: std::net::SocketAddr, host: &str) -> String {
+    h1(addr, get(host, "/").body(empty()).expect("request"))
+        .await
+        .json()["server"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// A file of Services alone takes the Service path: the backends of the changed
 /// Service are resolved again (here its port is renamed to the slice's other
 /// port, so traffic moves to the other upstream) without a full compile, and
@@ -306,14 +309,7 @@ async fn service_changes_take_the_service_path() -> TestResult {
     write(dir.path(), "svc.yaml", &svc("http"));
     let p = proxy(dir.path(), |_| {}).await;
     let addr = p.http_addr().expect("http");
-    let server = || async {
-        h1(addr, get("a.test", "/").body(empty()).expect("request"))
-            .await
-            .json()["server"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned()
-    };
+    let server = || served_by(addr, "a.test");
     eventually("a serves", || async { server().await == "a" }).await;
     let before = counts(&p).await;
     write(dir.path(), "svc.yaml", &svc("alt"));

@@ -26,7 +26,13 @@ kind: Service
 metadata: {name: ext, namespace: default}
 spec: {type: ExternalName, externalName: ext.example.com, ports: [{name: http, port: 80}]}
 ";
-    y += &ingress(
+    y + &ingresses_yaml()
+}
+
+/// The Ingresses of [`base_yaml`]: `s0` by port name, `s1` by number, `ext`, a
+/// missing Service, and `s2` as a `default-backend` annotation.
+pub(super) fn ingresses_yaml() -> String {
+    let mut y = ingress(
         "default",
         "a",
         "",

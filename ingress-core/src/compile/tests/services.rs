@@ -9,33 +9,7 @@ use crate::compile::{Compiler, FullCompileNeeded, FullReason, Update};
 /// port number, an ExternalName Service, a missing one, a `default-backend`
 /// annotation), with EndpointSlices for `s0`..`s2` on ports `http` and `admin`.
 fn without_services() -> String {
-    let mut y = class("gw", DEFAULT_CONTROLLER_NAME, true);
-    y += &ingress(
-        "default",
-        "a",
-        "",
-        &format!(
-            "{{ingressClassName: gw, rules: [{}]}}",
-            rule(
-                "a.example.com",
-                &[
-                    path("Prefix", "/", "s0"),
-                    path_to("Prefix", "/admin", &to("s1", 90)),
-                    path("Exact", "/ext", "ext"),
-                    path("Exact", "/gone", "missing"),
-                ]
-            )
-        ),
-    );
-    y += &ingress(
-        "default",
-        "b",
-        ", annotations: {nginx.ingress.kubernetes.io/default-backend: s2}",
-        &format!(
-            "{{ingressClassName: gw, rules: [{}]}}",
-            rule("b.example.com", &[path("Prefix", "/", "s1")])
-        ),
-    );
+    let mut y = class("gw", DEFAULT_CONTROLLER_NAME, true) + &super::endpoints::ingresses_yaml();
     for s in ["s0", "s1", "s2"] {
         y += &format!(
             "---
