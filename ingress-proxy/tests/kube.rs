@@ -49,17 +49,7 @@ async fn requests_follow_the_cluster() -> TestResult {
 
     // As main.rs does in --kube mode: no folder, the cluster feeds the live table.
     let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
-    let source = KubeSource::start(
-        api.client()?,
-        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
-    )
-    .await?;
-    let _feed = feed_kube(
-        source.subscribe(),
-        p.live().clone(),
-        p.metrics().clone(),
-        p.service().options().clone(),
-    );
+    let _feed = kube_feed(&api, &p, Duration::from_millis(20)).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         admin(&p, "/readyz").await.status,
@@ -231,17 +221,7 @@ async fn the_gateway_config_changes_the_proxy_at_runtime() -> TestResult {
     }
     api.apply(kube_ingress("web", "a.example.com", "web"));
     let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
-    let source = KubeSource::start(
-        api.client()?,
-        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
-    )
-    .await?;
-    let _feed = feed_kube(
-        source.subscribe(),
-        p.live().clone(),
-        p.metrics().clone(),
-        p.service().options().clone(),
-    );
+    let (source, _feed) = kube_feed(&api, &p, Duration::from_millis(20)).await?;
     eventually("served without a config", || async {
         status_of(&p, "a.example.com", None).await == StatusCode::OK
     })
@@ -333,17 +313,7 @@ async fn the_gateway_config_default_certificate_is_served() -> TestResult {
     let https = p.https_addr().expect("https");
     let before = tls(https, "unknown.example.org", &[], false).await.leaf;
     assert_ne!(before, der(&crt));
-    let source = KubeSource::start(
-        api.client()?,
-        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
-    )
-    .await?;
-    let _feed = feed_kube(
-        source.subscribe(),
-        p.live().clone(),
-        p.metrics().clone(),
-        p.service().options().clone(),
-    );
+    let _feed = kube_feed(&api, &p, Duration::from_millis(20)).await?;
     api.apply(object(
         "gateway.ingress-rs.io/v1alpha1",
         "IngressGatewayConfig",
@@ -507,17 +477,7 @@ async fn endpoint_changes_take_the_fast_path_in_kube_mode() -> TestResult {
     .await;
     // A debounce long enough for two changes applied back to back to make one
     // build.
-    let source = KubeSource::start(
-        api.client()?,
-        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(200)),
-    )
-    .await?;
-    let _feed = feed_kube(
-        source.subscribe(),
-        p.live().clone(),
-        p.metrics().clone(),
-        p.service().options().clone(),
-    );
+    let _feed = kube_feed(&api, &p, Duration::from_millis(200)).await?;
     eventually("both hosts served", || async {
         server_of(&p, "a.example.com").await.as_deref() == Some("a")
             && servers(&p, "o.example.com", 2)

@@ -336,9 +336,7 @@ fn kube_tls_secret((cert, key): &(String, String)) -> serde_json::Value {
 /// which is served at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t47_kube_mode_keeps_the_last_good_certificate() -> TestResult {
-    use ingress_core::CompileOptions;
     use ingress_kube::testing::FakeApiServer;
-    use ingress_kube::{KubeOptions, KubeSource};
 
     let web = echo("web").await;
     let api = FakeApiServer::start().await?;
@@ -352,17 +350,7 @@ async fn t47_kube_mode_keeps_the_last_good_certificate() -> TestResult {
     let good = cert(&["a.example.com"]);
     api.apply(kube_tls_secret(&good));
     let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
-    let source = KubeSource::start(
-        api.client()?,
-        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
-    )
-    .await?;
-    let _feed = ingress_proxy::source::feed_kube(
-        source.subscribe(),
-        p.live().clone(),
-        p.metrics().clone(),
-        p.service().options().clone(),
-    );
+    let (source, _feed) = kube_feed(&api, &p, Duration::from_millis(20)).await?;
     let https = p.https_addr().expect("https");
     let leaf = || async {
         tls(https, "a.example.com", &[b"http/1.1"], false)

@@ -4,10 +4,7 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use ingress_core::CompileOptions;
 use ingress_kube::testing::FakeApiServer;
-use ingress_kube::{KubeOptions, KubeSource};
-use ingress_proxy::source::feed_kube;
 
 use crate::load::{Load, Via};
 use crate::support::*;
@@ -134,17 +131,7 @@ async fn t45_api_server_disconnects_keep_the_last_good_table_and_converge() -> T
     api.apply(kube_ingress("web", "a.example.com", "web"));
     api.apply(kube_ingress("other", "b.example.com", "other"));
     let p = proxy(std::path::Path::new(""), |c| c.watch = false).await;
-    let source = KubeSource::start(
-        api.client()?,
-        KubeOptions::new(CompileOptions::default()).debounce(Duration::from_millis(20)),
-    )
-    .await?;
-    let _feed = feed_kube(
-        source.subscribe(),
-        p.live().clone(),
-        p.metrics().clone(),
-        p.service().options().clone(),
-    );
+    let (source, _feed) = kube_feed(&api, &p, Duration::from_millis(20)).await?;
     let addr = p.http_addr().expect("http");
     eventually("a.example.com served", || async {
         status(addr, "a.example.com").await == StatusCode::OK

@@ -29,6 +29,29 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
+/// A `KubeSource` watching `api` (changes gathered for `debounce`) that feeds
+/// `p`'s live table, as main.rs does in `--kube` mode. Keep both alive for the
+/// test: dropping them stops the watch.
+pub async fn kube_feed(
+    api: &ingress_kube::testing::FakeApiServer,
+    p: &Proxy,
+    debounce: Duration,
+) -> Result<
+    (ingress_kube::KubeSource, tokio::task::JoinHandle<()>),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    let options =
+        ingress_kube::KubeOptions::new(ingress_core::CompileOptions::default()).debounce(debounce);
+    let source = ingress_kube::KubeSource::start(api.client()?, options).await?;
+    let feed = ingress_proxy::source::feed_kube(
+        source.subscribe(),
+        p.live().clone(),
+        p.metrics().clone(),
+        p.service().options().clone(),
+    );
+    Ok((source, feed))
+}
+
 /// Generous: the machine is small and shared.
 pub const DEADLINE: Duration = Duration::from_secs(15);
 
