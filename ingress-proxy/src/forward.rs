@@ -22,8 +22,8 @@ use crate::access::Access;
 use crate::balance::{now, now_ns, ns_at};
 use crate::errors::ErrorContext;
 use crate::headers::{
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX, X_FORWARDED_PROTO,
-    X_REAL_IP, ip_value, remove_hop_by_hop, remove_underscored,
+    RequestNames, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PORT, X_FORWARDED_PREFIX,
+    X_FORWARDED_PROTO, X_REAL_IP, clean_request, ip_value, remove_hop_by_hop,
 };
 use crate::limits::RouteLimits;
 use crate::live::Live;
@@ -136,6 +136,10 @@ struct GatewayFields<'a> {
     request_id: &'a HeaderValue,
     forwarded_prefix: Option<&'a str>,
     upstream_host: &'a str,
+    /// The client's field names (scanned before the gateway writes its own):
+    /// `X-Forwarded-For` and `X-Forwarded-Prefix` are looked for only when the
+    /// client sent them (or header control may have written them).
+    client: RequestNames,
 }
 
 impl GatewayFields<'_> {
@@ -151,11 +155,15 @@ impl GatewayFields<'_> {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, p.clone());
         }
+        // Header control may write any field.
+        let policy = self.policy.is_some();
         let mut peer_value = None;
         if let Some(peer) = self.peer {
             // Append the peer; several incoming lines are joined into one.
             let value = cached_ip_value(peer);
-            let xff = if headers.contains_key(&X_FORWARDED_FOR) {
+            let xff = if (policy || self.client.forwarded_for)
+                && headers.contains_key(&X_FORWARDED_FOR)
+            {
                 let mut xff: Vec<&str> = headers
                     .get_all(&X_FORWARDED_FOR)
                     .iter()
@@ -203,9 +211,10 @@ impl GatewayFields<'_> {
             Some(Ok(v)) => {
                 headers.insert(X_FORWARDED_PREFIX, v);
             }
-            _ => {
+            _ if policy || self.client.forwarded_prefix => {
                 headers.remove(X_FORWARDED_PREFIX);
             }
+            _ => {}
         }
         // The client's own `Host` line is kept as it is when it is the upstream
         // host (no copy); else the upstream host is written.
@@ -463,8 +472,8 @@ impl Inner {
             .get(header::HOST)
             .filter(|h| h.as_bytes() == f.client_host.as_bytes())
             .cloned();
-        remove_hop_by_hop(headers);
-        remove_underscored(headers);
+        let client_names = RequestNames::scan(headers);
+        clean_request(headers, &client_names);
         // The gateway's own fields, written onto the client's (again for a retry:
         // the copy kept for one holds the client's fields only).
         let gateway = GatewayFields {
@@ -479,6 +488,7 @@ impl Inner {
             request_id: &f.request_id,
             forwarded_prefix: f.forwarded_prefix,
             upstream_host: f.upstream_host,
+            client: client_names,
         };
         // A request without a body is replayed; one with a body (streamed, never
         // buffered) only while the body is untouched (a failed connect), so a
@@ -1015,6 +1025,7 @@ mod tests {
             request_id: &id,
             forwarded_prefix: None,
             upstream_host: "svc.internal",
+            client: RequestNames::scan(&client),
         };
         let mut first = client;
         gateway.write(&mut first).expect("first head");
@@ -1034,6 +1045,47 @@ mod tests {
             ..gateway
         };
         assert!(bad.write(&mut HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn forwarded_for_and_prefix_are_looked_for_only_when_sent() {
+        let id = HeaderValue::from_static("id");
+        let fields = |client: &HeaderMap, prefix: Option<&'static str>| GatewayFields {
+            policy: None,
+            protocol: None,
+            peer: Some("10.0.0.1".parse().expect("ip")),
+            client_ip: None,
+            trusted_peer: false,
+            https: false,
+            forwarded_host: None,
+            port: None,
+            request_id: &id,
+            forwarded_prefix: prefix,
+            upstream_host: "svc",
+            client: RequestNames::scan(client),
+        };
+        // Sent by the client: appended to, and removed when the route sets none.
+        let mut sent = HeaderMap::new();
+        sent.insert(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.9"));
+        sent.insert(X_FORWARDED_PREFIX, HeaderValue::from_static("/evil"));
+        let names = RequestNames::scan(&sent);
+        assert!(names.forwarded_for && names.forwarded_prefix);
+        let mut first = sent.clone();
+        fields(&sent, None).write(&mut first).expect("head");
+        assert_eq!(first[X_FORWARDED_FOR], "192.0.2.9, 10.0.0.1");
+        assert!(!first.contains_key(X_FORWARDED_PREFIX));
+        let mut routed = sent.clone();
+        fields(&sent, Some("/app"))
+            .write(&mut routed)
+            .expect("head");
+        assert_eq!(routed[X_FORWARDED_PREFIX], "/app");
+        // Not sent: the peer alone, no prefix.
+        let none = HeaderMap::new();
+        assert_eq!(RequestNames::scan(&none), RequestNames::default());
+        let mut first = none.clone();
+        fields(&none, None).write(&mut first).expect("head");
+        assert_eq!(first[X_FORWARDED_FOR], "10.0.0.1");
+        assert!(!first.contains_key(X_FORWARDED_PREFIX));
     }
 
     #[test]

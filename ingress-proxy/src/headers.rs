@@ -34,6 +34,54 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for k in headers.keys() {
         present |= hop_by_hop_bit(k);
     }
+    remove_present(headers, present);
+}
+
+/// What one pass over a request's field names found: the hop-by-hop fields and
+/// the names with `_` that [`clean_request`] removes, and whether the client sent
+/// the fields the gateway appends to or removes (so that a request without them
+/// is not searched for them again).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestNames {
+    hop: u8,
+    underscored: bool,
+    /// An `X-Forwarded-For` field is present.
+    pub forwarded_for: bool,
+    /// An `X-Forwarded-Prefix` field is present.
+    pub forwarded_prefix: bool,
+}
+
+impl RequestNames {
+    /// One pass over `headers`' names.
+    pub fn scan(headers: &HeaderMap) -> RequestNames {
+        let mut names = RequestNames::default();
+        for k in headers.keys() {
+            names.hop |= hop_by_hop_bit(k);
+            let n = k.as_str();
+            match n.len() {
+                15 if n == "x-forwarded-for" => names.forwarded_for = true,
+                18 if n == "x-forwarded-prefix" => names.forwarded_prefix = true,
+                _ => {}
+            }
+            names.underscored |= n.contains('_');
+        }
+        names
+    }
+}
+
+/// [`remove_hop_by_hop`] and [`remove_underscored`] on a request whose names
+/// `names` describes (from [`RequestNames::scan`]: one pass over the names for
+/// both).
+pub fn clean_request(headers: &mut HeaderMap, names: &RequestNames) {
+    remove_present(headers, names.hop);
+    if names.underscored {
+        remove_underscored(headers);
+    }
+}
+
+/// Remove the hop-by-hop fields whose bits are in `present` (and those
+/// `Connection` names).
+fn remove_present(headers: &mut HeaderMap, present: u8) {
     if present == 0 {
         return;
     }
@@ -303,6 +351,26 @@ mod tests {
             );
         }
         m
+    }
+
+    #[test]
+    fn one_scan_cleans_a_request() {
+        let mut m = HeaderMap::new();
+        m.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("x-secret, close"),
+        );
+        m.insert("x-secret", HeaderValue::from_static("1"));
+        m.insert("x_under", HeaderValue::from_static("1"));
+        m.insert(header::TE, HeaderValue::from_static("trailers"));
+        m.insert("x-kept", HeaderValue::from_static("1"));
+        let names = RequestNames::scan(&m);
+        assert!(!names.forwarded_for && !names.forwarded_prefix);
+        clean_request(&mut m, &names);
+        let mut left: Vec<&str> = m.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["te", "x-kept"]);
+        assert_eq!(m[header::TE], "trailers");
     }
 
     #[test]

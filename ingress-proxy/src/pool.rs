@@ -2,8 +2,23 @@
 //! `backend-protocol: HTTP` to an IP endpoint): one [`EndpointPool`] per endpoint,
 //! held by the cluster the balancer picks in (see [`crate::balance`]), so a request
 //! finds its pool by the endpoint index it was given: no pool key is hashed per
-//! request. Each idle connection is a `hyper::client::conn::http1::SendRequest`
-//! whose connection runs in its own task.
+//! request. Each connection is a `hyper::client::conn::http1` pair: the
+//! `SendRequest` and the `Connection` future (the driver) that reads and writes it.
+//!
+//! **Who drives the connection.** A request drives its connection in its own task:
+//! the driver is polled together with the response future, then with the response
+//! body while it streams (see [`PooledBody`]), and goes back to the pool with the
+//! sender. No other task is woken to write the request or to read the answer, and
+//! the wakes hyper's channels make between their two ends, both polled in this
+//! task, are held back (see `Held`): 48.7k → 47.5k instructions per proxied request
+//! (docs/PERFORMANCE.md). A connection goes to a task of its own for the rest of
+//! its life when the response comes before the request's body was read whole (the
+//! rest of the body is then forwarded whoever reads the response), after a `101
+//! Switching Protocols` (the task fulfils the upgrade), or when it is still busy as
+//! its response body ends. A close by the upstream of an idle connection (which
+//! nobody polls) is seen by the first poll of the next exchange on it (which reads
+//! before it writes, and hands the request back unsent for another connection) or
+//! by the reaper.
 //!
 //! What it keeps to, as hyper-util's pooled client did before it:
 //! - **Reuse**: the most recently used ready connection first (LIFO: the one the
@@ -11,9 +26,9 @@
 //!   when the response body has ended (at once for a response without a body);
 //!   never after a `101 Switching Protocols` (the connection is the tunnel's), nor
 //!   when the body is dropped before its end (the connection closes).
-//! - **Stale connections**: one the upstream closed (EOF seen by its task) is
-//!   dropped at checkout; a request refused by a connection before anything was
-//!   written (closed just as it was taken) goes on a new connection, as hyper-util
+//! - **Stale connections**: one the upstream closed (EOF seen by its task, or by
+//!   the first poll of the exchange) is not used; a request refused by a connection
+//!   before anything was written (closed just as it was taken) goes on a new connection, as hyper-util
 //!   did; a request that fails on a reused connection after it was written is
 //!   reported as [`SendError::on_reused`], which `forward` retries once (nginx's
 //!   extra try on a failed cached connection).
@@ -30,10 +45,12 @@
 //!   connections close.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -68,9 +85,248 @@ pub(crate) struct PoolSettings {
     pub(crate) send: Duration,
 }
 
+/// The future that reads and writes one upstream connection (hyper's
+/// `UpgradeableConnection`, which cannot be named); boxed once per connection.
+type Driver = Pin<Box<dyn Future<Output = hyper::Result<()>> + Send>>;
+
+/// A driver polled by whoever holds the connection, with the waker it is polled
+/// with.
+///
+/// The driver fills the response future and the response body through hyper's
+/// channels, whose other ends are polled right after it in the same task: a wake
+/// from inside those polls (hyper's body channel wakes the driver when its item is
+/// taken) would only make the task run again at once for nothing. So the driver is
+/// polled with a [`Relay`] that passes wakes on to the task, except those that come
+/// while the response or the body is being polled ([`Held::quietly`]): those are
+/// passed on only when that poll comes back `Pending` (else the task polls again
+/// anyway: a body or a response that is ready is followed by another poll).
+struct Held {
+    fut: Driver,
+    relay: Arc<Relay>,
+    waker: Waker,
+}
+
+/// Passes a driver's wakes on to the task that last polled it (see [`Held`]).
+#[derive(Default)]
+struct Relay {
+    task: Mutex<Option<Waker>>,
+    /// A response or body poll is running: wakes are noted, not passed on.
+    quiet: AtomicBool,
+    /// A wake came while quiet.
+    missed: AtomicBool,
+    /// The body of the request on this connection has been read to its end
+    /// (see [`Watched`]).
+    sent: AtomicBool,
+}
+
+/// A request body that says on its connection's [`Relay`] when it has been read
+/// to its end: a response that comes before then leaves the rest of the body to
+/// a task of its own (see [`EndpointPool::send`]).
+struct Watched {
+    inner: ProxyBody,
+    relay: Arc<Relay>,
+}
+
+impl Body for Watched {
+    type Data = Bytes;
+    type Error = crate::service::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let ended = match &polled {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => self.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            self.relay.sent.store(true, Ordering::Release);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl std::task::Wake for Relay {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.quiet.load(Ordering::SeqCst) {
+            self.missed.store(true, Ordering::SeqCst);
+            // The quiet poll may have ended meanwhile without seeing this wake.
+            if self.quiet.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+        if let Ok(task) = self.task.lock()
+            && let Some(w) = task.as_ref()
+        {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl Held {
+    fn new(fut: Driver) -> Held {
+        let relay = Arc::new(Relay::default());
+        Held {
+            fut,
+            waker: Waker::from(relay.clone()),
+            relay,
+        }
+    }
+
+    /// Poll the driver for the task `cx` belongs to.
+    fn poll(&mut self, cx: &Context<'_>) -> Poll<hyper::Result<()>> {
+        if let Ok(mut task) = self.relay.task.lock() {
+            match task.as_ref() {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *task = Some(cx.waker().clone()),
+            }
+        }
+        self.fut
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.waker))
+    }
+
+    /// Run `poll` (of the response or the body this driver fills) without a waker
+    /// and with the driver's wakes held back; `Some(cx)`: pass a held-back wake on
+    /// to `cx`'s task when `poll` is `Pending`; `None`: the caller polls the driver
+    /// next (which sees whatever the wake was for).
+    fn quietly<T>(
+        &self,
+        cx: Option<&Context<'_>>,
+        poll: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+    ) -> Poll<T> {
+        self.relay.quiet.store(true, Ordering::SeqCst);
+        let polled = poll(&mut Context::from_waker(Waker::noop()));
+        self.relay.quiet.store(false, Ordering::SeqCst);
+        if self.relay.missed.swap(false, Ordering::SeqCst)
+            && polled.is_pending()
+            && let Some(cx) = cx
+        {
+            cx.waker().wake_by_ref();
+        }
+        polled
+    }
+
+    /// Run `f` with the driver's wakes dropped: for what the caller follows with a
+    /// poll of the driver (which sees whatever the wake was for).
+    fn hushed<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.relay.quiet.store(true, Ordering::SeqCst);
+        let out = f();
+        self.relay.quiet.store(false, Ordering::SeqCst);
+        self.relay.missed.store(false, Ordering::SeqCst);
+        out
+    }
+}
+
+/// One connection to an upstream: the sender and, unless it runs in its own task,
+/// the future that drives it.
+struct Conn {
+    tx: SendRequest<ProxyBody>,
+    /// `Some`: polled by whoever holds the connection; `None`: running in its own
+    /// task (or ended). Boxed: the connection is moved with every response.
+    driver: Option<Box<Held>>,
+}
+
+impl Conn {
+    /// Poll the driver, if held, for `cx`'s task; `true` while it is held and
+    /// running (an ended driver is dropped, which closes the connection).
+    fn poll_driver(&mut self, cx: &Context<'_>) -> bool {
+        let Some(d) = self.driver.as_mut() else {
+            return false;
+        };
+        match d.poll(cx) {
+            Poll::Pending => true,
+            Poll::Ready(r) => {
+                if let Err(e) = r {
+                    tracing::trace!(error = %e, "upstream connection ended");
+                }
+                self.driver = None;
+                false
+            }
+        }
+    }
+
+    /// Whether the connection can take a request now. An idle held driver is not
+    /// polled here: a close by the upstream is seen by the first poll of the
+    /// exchange, which reads before it writes, and hands the request back unsent
+    /// (see [`EndpointPool::send`]).
+    fn usable(&self) -> bool {
+        !self.tx.is_closed() && self.tx.is_ready()
+    }
+
+    /// Hand the driver, if held, to a task of its own.
+    fn detach(&mut self) {
+        if let Some(d) = self.driver.take() {
+            spawn_driver(d.fut);
+        }
+    }
+}
+
+/// The response future of one exchange, polled after the connection's driver when
+/// the driver is held. The response is only ever made ready by the driver, polled
+/// just before, so it is polled without a waker while the driver is held (see
+/// [`Held`]), and only while the task has Tokio budget left: a budget-refused poll
+/// would wake that missing waker.
+/// Holds only references: the response future stays where the caller pinned it,
+/// and the request's future does not grow.
+struct Exchange<'a, F> {
+    driver: &'a mut Option<Box<Held>>,
+    response: Pin<&'a mut F>,
+}
+
+impl<F: Future> Future for Exchange<'_, F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        if let Some(d) = this.driver.as_mut()
+            && let Poll::Ready(r) = d.poll(cx)
+        {
+            if let Err(e) = r {
+                tracing::trace!(error = %e, "upstream connection ended");
+            }
+            // Dropped: a response still waited for fails at once.
+            *this.driver = None;
+        }
+        let response = &mut this.response;
+        match this.driver.as_ref() {
+            // Out of budget: polled again (with its budget renewed) straight away.
+            Some(_) if !tokio::task::coop::has_budget_remaining() => {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+            Some(d) => d.quietly(Some(cx), |quiet| response.as_mut().poll(quiet)),
+            None => response.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Run a connection's driver in a task of its own.
+fn spawn_driver(d: Driver) {
+    tokio::spawn(async move {
+        if let Err(e) = d.await {
+            tracing::trace!(error = %e, "upstream connection ended");
+        }
+    });
+}
+
 /// One idle connection.
 struct Idle {
-    tx: SendRequest<ProxyBody>,
+    conn: Conn,
     /// The send timeout its writes run under (a request with another one does
     /// not take it).
     send: Duration,
@@ -169,18 +425,19 @@ impl EndpointPool {
     }
 
     /// A ready idle connection whose writes run under `send`: the most recently
-    /// used first; closed ones are dropped, busy ones (still finishing their last
-    /// exchange) left.
-    fn checkout(&self, send: Duration) -> Option<SendRequest<ProxyBody>> {
+    /// used first; closed ones are dropped, busy ones (a connection in its own task
+    /// still finishing its last exchange) left. A held driver is not polled here
+    /// (see [`Conn::usable`]).
+    fn checkout(&self, send: Duration) -> Option<Conn> {
         let mut state = self.state.lock().ok()?;
         let mut i = state.idle.len();
         while i > 0 {
             i -= 1;
             let Some(c) = state.idle.get(i) else { break };
-            if c.tx.is_closed() {
+            if c.conn.tx.is_closed() {
                 state.idle.remove(i);
-            } else if c.send == send && c.tx.is_ready() {
-                return state.idle.remove(i).map(|c| c.tx);
+            } else if c.send == send && c.conn.usable() {
+                return state.idle.remove(i).map(|c| c.conn);
             }
         }
         None
@@ -188,9 +445,26 @@ impl EndpointPool {
 
     /// Put a connection back after its exchange; closed ones and those past
     /// the pool's bound are dropped (closing them).
-    fn checkin(self: &Arc<Self>, tx: SendRequest<ProxyBody>, settings: &PoolSettings) {
-        if tx.is_closed() || settings.max_idle == 0 {
+    fn checkin(self: &Arc<Self>, mut conn: Conn, settings: &PoolSettings) {
+        if conn.tx.is_closed() || settings.max_idle == 0 {
             return;
+        }
+        if let Some(d) = conn.driver.as_mut() {
+            // A held driver that is not idle yet (still writing or reading) is
+            // polled once more, and goes on in a task of its own if that was not
+            // enough.
+            if !conn.tx.is_ready() {
+                let _ = d.poll(&Context::from_waker(Waker::noop()));
+                if !conn.tx.is_ready() {
+                    conn.detach();
+                }
+            }
+            // An idle connection wakes no task (it is polled again when taken).
+            if let Some(d) = conn.driver.as_ref()
+                && let Ok(mut task) = d.relay.task.lock()
+            {
+                *task = None;
+            }
         }
         let Ok(mut state) = self.state.lock() else {
             return;
@@ -199,7 +473,7 @@ impl EndpointPool {
             return;
         }
         state.idle.push_back(Idle {
-            tx,
+            conn,
             send: settings.send,
             expires: Instant::now() + settings.idle_timeout,
         });
@@ -211,11 +485,17 @@ impl EndpointPool {
         }
     }
 
-    /// Drop the connections idle past their time; `None` when none is left (the
-    /// reaper stops), else when the next one expires.
+    /// Drop the connections idle past their time or closed by the upstream;
+    /// `None` when none is left (the reaper stops), else when the next one
+    /// expires.
     fn expire(&self, now: Instant) -> Option<Instant> {
         let mut state = self.state.lock().ok()?;
-        state.idle.retain(|c| c.expires > now && !c.tx.is_closed());
+        state.idle.retain_mut(|c| {
+            c.expires > now
+                && !c.conn.tx.is_closed()
+                && (c.conn.driver.is_none()
+                    || c.conn.poll_driver(&Context::from_waker(Waker::noop())))
+        });
         let next = state.idle.iter().map(|c| c.expires).min();
         if next.is_none() {
             state.reaping = false;
@@ -224,9 +504,8 @@ impl EndpointPool {
     }
 
     /// A new connection: TCP (with `connect` as its timeout, no Nagle), then the
-    /// HTTP/1.1 handshake; the connection runs in its own task (upgrades
-    /// allowed).
-    async fn connect(&self, settings: &PoolSettings) -> Result<SendRequest<ProxyBody>, SendError> {
+    /// HTTP/1.1 handshake (upgrades allowed); its driver is held by the caller.
+    async fn connect(&self, settings: &PoolSettings) -> Result<Conn, SendError> {
         let tcp = tokio::time::timeout(settings.connect, TcpStream::connect(self.addr))
             .await
             .map_err(|_| {
@@ -247,12 +526,10 @@ impl EndpointPool {
                 error,
                 reused: false,
             })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::trace!(error = %e, "upstream connection ended");
-            }
-        });
-        Ok(tx)
+        Ok(Conn {
+            tx,
+            driver: Some(Box::new(Held::new(Box::pin(conn.with_upgrades())))),
+        })
     }
 
     /// Send `req` (origin-form URI, `Host` set) on a pooled connection, or a new
@@ -272,14 +549,35 @@ impl EndpointPool {
             } else {
                 None
             };
-            let (mut tx, reused) = match pooled {
-                Some(tx) => (tx, true),
+            let (mut conn, reused) = match pooled {
+                Some(c) => (c, true),
                 // Boxed: a new connection is the cold path, and its state would
                 // otherwise sit in every request's future (copied with it).
                 None => (Box::pin(self.connect(settings)).await?, false),
             };
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok(self.hand_back(resp, tx, *settings)),
+            // A request body may still be on its way when the response comes (or
+            // be sent only once it has come): watched, so that the connection
+            // gets a task of its own then (see `hand_back`).
+            let has_body = !req.body().is_end_stream();
+            if has_body && let Some(d) = conn.driver.as_ref() {
+                d.relay.sent.store(false, Ordering::Release);
+                let relay = d.relay.clone();
+                req = req.map(|inner| ProxyBody::new(Watched { inner, relay }));
+            }
+            // Sending wakes the driver, which is polled next here: held back.
+            let tx = &mut conn.tx;
+            let sent = match conn.driver.as_ref() {
+                Some(d) => d.hushed(|| tx.try_send_request(req)),
+                None => tx.try_send_request(req),
+            };
+            let response = std::pin::pin!(sent);
+            let exchanged = Exchange {
+                driver: &mut conn.driver,
+                response,
+            }
+            .await;
+            match exchanged {
+                Ok(resp) => return Ok(self.hand_back(resp, conn, has_body, *settings)),
                 Err(mut e) => match e.take_message() {
                     Some(back) if reused => {
                         pooled_tries += 1;
@@ -297,20 +595,33 @@ impl EndpointPool {
     }
 
     /// The response, with the connection going back to the pool when its body
-    /// ends (at once without a body; never after a 101).
+    /// ends (at once without a body; never after a 101, whose connection is
+    /// handed to a task of its own to become the tunnel). A held driver also goes
+    /// to a task of its own when the request's body (`has_body`) is not sent whole
+    /// yet: the rest of it is forwarded whoever reads the response (a client may
+    /// send all of its body before it reads any of the response).
     fn hand_back(
         self: &Arc<Self>,
         resp: Response<Incoming>,
-        tx: SendRequest<ProxyBody>,
+        mut conn: Conn,
+        has_body: bool,
         settings: PoolSettings,
     ) -> Response<PooledBody> {
         let upgraded = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let unsent = has_body
+            && conn
+                .driver
+                .as_ref()
+                .is_some_and(|d| !d.relay.sent.load(Ordering::Acquire));
+        if upgraded || unsent {
+            conn.detach();
+        }
         resp.map(|body| {
             let mut body = PooledBody {
                 inner: body,
                 back: (!upgraded).then(|| Checkin {
                     pool: self.clone(),
-                    tx,
+                    conn,
                     settings,
                 }),
             };
@@ -340,12 +651,13 @@ async fn reap(pool: Weak<EndpointPool>) {
 /// Where a connection goes when its response body ends.
 struct Checkin {
     pool: Arc<EndpointPool>,
-    tx: SendRequest<ProxyBody>,
+    conn: Conn,
     settings: PoolSettings,
 }
 
 /// A response body from the pool (or from hyper-util's client, with nothing to
-/// give back): gives the connection back when the body ends.
+/// give back): drives its connection while it streams when the connection's
+/// driver is held, and gives the connection back when the body ends.
 pub(crate) struct PooledBody {
     inner: Incoming,
     back: Option<Checkin>,
@@ -359,7 +671,7 @@ impl PooledBody {
 
     fn release(&mut self) {
         if let Some(c) = self.back.take() {
-            c.pool.checkin(c.tx, &c.settings);
+            c.pool.checkin(c.conn, &c.settings);
         }
     }
 }
@@ -373,7 +685,34 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = match this.back.as_mut() {
+            Some(Checkin {
+                conn: conn @ Conn {
+                    driver: Some(_), ..
+                },
+                ..
+            }) => {
+                // While the driver is held, only its polls fill the body, so the
+                // body is polled quietly (see `Held`): first for what the last poll
+                // of the driver left (a short body is there whole already, and the
+                // driver is not polled again), then after polling the driver.
+                let inner = &mut this.inner;
+                let first = conn.driver.as_ref().map_or(Poll::Pending, |d| {
+                    d.quietly(None, |quiet| Pin::new(&mut *inner).poll_frame(quiet))
+                });
+                match first {
+                    Poll::Pending if conn.poll_driver(cx) => match conn.driver.as_ref() {
+                        Some(d) => {
+                            d.quietly(Some(cx), |quiet| Pin::new(&mut *inner).poll_frame(quiet))
+                        }
+                        None => Pin::new(inner).poll_frame(cx),
+                    },
+                    Poll::Pending => Pin::new(inner).poll_frame(cx),
+                    ready => ready,
+                }
+            }
+            _ => Pin::new(&mut this.inner).poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(None) => this.release(),
             Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(),
@@ -438,7 +777,10 @@ mod tests {
                             if a.is_empty() || tcp.write_all(a.as_bytes()).await.is_err() {
                                 return;
                             }
-                            if a.contains("close") || !a.contains("content-length") {
+                            if a.contains("close")
+                                || a.contains("x-hang-up")
+                                || !a.contains("content-length")
+                            {
                                 return;
                             }
                         }
@@ -460,6 +802,21 @@ mod tests {
     async fn text(resp: Response<PooledBody>) -> String {
         let b = resp.into_body().collect().await.map(|b| b.to_bytes());
         String::from_utf8_lossy(&b.unwrap_or_default()).into_owned()
+    }
+
+    /// A request body fed through a channel (ends when the sender is dropped).
+    struct Streamed(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl Body for Streamed {
+        type Data = Bytes;
+        type Error = crate::service::BoxError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|d| d.map(|d| Ok(Frame::data(d))))
+        }
     }
 
     const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -548,6 +905,143 @@ mod tests {
             .err()
             .ok_or("the upstream closed without an answer")?;
         assert!(e.on_reused() && !e.is_connect(), "{e}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_the_upstream_closed_is_not_used()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // A keep-alive answer, then the upstream closes the connection.
+        let (addr, conns) =
+            upstream(|_| "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-hang-up: 1\r\n\r\nok").await?;
+        let pool = EndpointPool::new(addr);
+        for i in 1..=3 {
+            let resp = pool.send(get(), &settings()).await?;
+            assert_eq!(text(resp).await, "ok");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            // The close is seen when the connection is next taken: a new one
+            // serves the next request, without an error.
+            assert_eq!(conns.load(Ordering::SeqCst), i);
+        }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_long_body_streams_and_its_connection_is_reused()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // 256 KiB: read from the upstream in many pieces while the body is polled.
+        let (addr, conns) = upstream(|_| {
+            static BIG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            BIG.get_or_init(|| {
+                let body = "x".repeat(256 * 1024);
+                format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            })
+        })
+        .await?;
+        let pool = EndpointPool::new(addr);
+        for _ in 0..3 {
+            let resp = pool.send(get(), &settings()).await?;
+            let body = text(resp).await;
+            assert_eq!(body.len(), 256 * 1024);
+            assert!(body.bytes().all(|b| b == b'x'));
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
+        assert_eq!(pool.idle(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_request_body_sent_after_the_response_head_reaches_the_upstream()
+    -> Result<(), Box<dyn std::error::Error>> {
+        // The upstream answers as soon as it has the head, then reads the chunked
+        // body to its end and reports what it got.
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = l.local_addr()?;
+        let (got_tx, got_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            let Ok((mut tcp, _)) = l.accept().await else {
+                return;
+            };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            let mut answered = false;
+            loop {
+                if !answered && buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    answered = true;
+                    if tcp.write_all(OK.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                if buf.ends_with(b"0\r\n\r\n") {
+                    let _ = got_tx.send(buf);
+                    return;
+                }
+                match tcp.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                }
+            }
+        });
+        let pool = EndpointPool::new(addr);
+        let (body_tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let body = Streamed(rx);
+        let mut req = get();
+        *req.method_mut() = http::Method::POST;
+        *req.body_mut() = body.boxed_unsync();
+        let resp = pool.send(req, &settings()).await?;
+        // The response is here; the body is not sent yet: the connection goes on
+        // in a task of its own, which sends the rest.
+        assert_eq!(text(resp).await, "ok");
+        assert_eq!(held(&pool), [false]);
+        body_tx.send(Bytes::from_static(b"late-part-1;")).await?;
+        body_tx.send(Bytes::from_static(b"late-part-2")).await?;
+        drop(body_tx);
+        let got = tokio::time::timeout(Duration::from_secs(5), got_rx).await??;
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.contains("late-part-1;") && got.contains("late-part-2"),
+            "{got}"
+        );
+        Ok(())
+    }
+
+    /// For each idle connection: whether its driver is held (polled by the
+    /// requests that take it) rather than running in a task of its own.
+    fn held(pool: &EndpointPool) -> Vec<bool> {
+        pool.state
+            .lock()
+            .map(|s| s.idle.iter().map(|c| c.conn.driver.is_some()).collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn requests_drive_their_connection_themselves() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let (addr, conns) = upstream(|_| OK).await?;
+        let pool = EndpointPool::new(addr);
+        // Without a body, then with one sent whole before the answer: the
+        // connection stays with the requests (no task of its own).
+        for body in [None, Some("abc")] {
+            let mut req = get();
+            if let Some(b) = body {
+                *req.method_mut() = http::Method::POST;
+                req.headers_mut().insert(
+                    http::header::CONTENT_LENGTH,
+                    http::HeaderValue::from(b.len()),
+                );
+                *req.body_mut() = ProxyBody::new(
+                    http_body_util::Full::new(Bytes::from_static(b.as_bytes()))
+                        .map_err(|e| match e {}),
+                );
+            }
+            let resp = pool.send(req, &settings()).await?;
+            assert_eq!(text(resp).await, "ok");
+            assert_eq!(held(&pool), [true], "{body:?}");
+        }
+        assert_eq!(conns.load(Ordering::SeqCst), 1);
         Ok(())
     }
 
