@@ -126,9 +126,14 @@ async fn an_endpoint_change_takes_the_fast_path() {
     })
     .await;
     assert_eq!(p.path, ingress_kube::BuildPath::Incremental);
-    // Anything else: a full compile.
+    // A new Service no route uses: the Service path, nothing resolved again.
     server.apply(service("shop", "other"));
     let p = wait_for(&source, 2 * SECOND, |p| p.version > 3).await;
+    assert_eq!(p.path, ingress_kube::BuildPath::Endpoints);
+    assert_eq!(p.endpoints.as_deref(), Some(&[][..]));
+    // Anything else (here an IngressClass): a full compile.
+    server.apply(class("other", "k8s.io/ingress-nginx"));
+    let p = wait_for(&source, 2 * SECOND, |p| p.version > 4).await;
     assert_eq!(p.path, ingress_kube::BuildPath::Full);
 }
 
