@@ -19,10 +19,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The binary's allocator (feature `jemalloc`, on by default): jemalloc with its
-/// background thread, which purges freed memory after a decay of 10 s, so that
-/// memory freed after a burst (10,000 connections closing) goes back to the
-/// system even when the proxy is idle; glibc's malloc returns memory only from
-/// the top of a heap.
+/// background thread, which purges freed memory after a decay (set to 1 s at
+/// start, [`ingress_proxy::allocator::DIRTY_DECAY`]), so that memory freed after a
+/// burst (10,000 connections closing) goes back to the system even when the
+/// proxy is idle; glibc's malloc returns memory only from the top of a heap.
 #[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
