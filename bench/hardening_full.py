@@ -76,7 +76,9 @@ only when every row holds):
        3 s); 100 of each process's open ones served 200; one more connection at
        the cap closed within 1 s; after all close, RSS within baseline + 10 % 10 s
        later, and served again. Twice (the second round tells memory kept for
-       reuse from a leak); the 10 s expectation is the first round's.
+       reuse from a leak); the 10 s expectation is the first round's. The
+       proxy's allocator figures (/metrics, ingress_proxy_allocator_*_bytes) are
+       reported at the baseline, with the connections open, and after.
 """
 import argparse
 import http.client
@@ -231,6 +233,18 @@ class Proxy:
             return sum(float(m) for m in re.findall(r"^ingress_proxy_upstream_retries_total\S* (\S+)$", text, re.M))
         except (OSError, http.client.HTTPException, ValueError):
             return None
+
+    def allocator(self):
+        """The proxy's allocator figures from /metrics (`ingress_proxy_allocator_*_bytes`,
+        jemalloc's statistics), in MiB by name; {} when it exposes none."""
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=5)
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+            return {m[0]: float(m[1]) / 2**20
+                    for m in re.findall(r"^ingress_proxy_allocator_(\w+)_bytes (\S+)$", text, re.M)}
+        except (OSError, http.client.HTTPException, ValueError):
+            return {}
 
     def stop(self):
         self.done.set()
@@ -1302,6 +1316,7 @@ def t52(args, port):
             get_status(port, "app.hf")
         time.sleep(1)
         base = px.rss()
+        alloc = {"baseline": px.allocator()}
         rounds = []
         # Twice: the second round tells memory kept for reuse from memory leaked.
         for rnd in range(2):
@@ -1335,6 +1350,7 @@ def t52(args, port):
             r["open"] = sum(c["open"] for c in checks)
             r["served"], r["sample"] = sum(c["served"] for c in checks), sum(c["sample"] for c in checks)
             r["peak"] = px.peak(t0)
+            alloc[f"round {rnd + 1} open"] = px.allocator()
             r["extra"] = closed_within([(time.monotonic(), socket.create_connection(("127.0.0.1", port), timeout=5))],
                                        3)[0][0]
             ask("close")
@@ -1347,10 +1363,16 @@ def t52(args, port):
                 if r["back"] is None and px.rss() <= base * 1.10:
                     r["back"] = time.monotonic() - t_close
             r["at10"] = px.rss()
+            alloc[f"round {rnd + 1} 10 s after"] = px.allocator()
             r["after"] = get_status(port, "app.hf")
             rounds.append(r)
         time.sleep(20)
         at30 = px.rss()
+        alloc["30 s after round 2"] = px.allocator()
+        # jemalloc's own figures (MiB), where the proxy exposes them: what the RSS is made of.
+        keys = ("allocated", "active", "resident", "metadata", "retained")
+        jemalloc = "; ".join(f"{when}: " + ", ".join(f"{k} {a[k]:.1f}" for k in keys if k in a)
+                             for when, a in alloc.items() if a)
         one = rounds[0]
         ok = all(9900 <= r["open"] <= 10000 and r["served"] == r["sample"] and r["extra"] is not None
                  and r["extra"] < 1 and r["after"] == 200 for r in rounds) and one["at10"] <= base * 1.10 and px.alive()
@@ -1362,7 +1384,8 @@ def t52(args, port):
                       f"{fmt(r['extra'])}, RSS peak {r['peak'] / 1024:.1f} MiB, 10 s after closing all "
                       f"{r['at10'] / 1024:.1f} MiB (back within 10 %: {fmt(r['back'])}), then {r['after']}"
                       for i, r in enumerate(rounds))
-            + f"; baseline {base / 1024:.1f} MiB, 30 s after round 2 {at30 / 1024:.1f} MiB",
+            + f"; baseline {base / 1024:.1f} MiB, 30 s after round 2 {at30 / 1024:.1f} MiB"
+            + (f"; jemalloc (MiB) {jemalloc}" if jemalloc else ""),
             "<= 10,000 open (>= 9,900); open ones served; over the cap closed at once; RSS <= baseline + 10 % "
             "within 10 s", ok)
     finally:

@@ -50,6 +50,7 @@ impl Admin {
             "/metrics" => {
                 self.metrics
                     .tls_certificates(&self.live.load(), crate::certs::system_now());
+                self.metrics.refresh_allocator();
                 reply(
                     StatusCode::OK,
                     "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -43,6 +43,7 @@
 
 mod access;
 pub mod admin;
+pub mod allocator;
 mod auth;
 mod balance;
 pub mod certs;

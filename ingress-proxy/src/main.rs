@@ -19,10 +19,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The binary's allocator (feature `jemalloc`, on by default): jemalloc with its
-/// background thread, which purges freed memory after a decay of 10 s, so that
-/// memory freed after a burst (10,000 connections closing) goes back to the
-/// system even when the proxy is idle; glibc's malloc returns memory only from
-/// the top of a heap.
+/// background thread, which purges freed memory after a decay (set to 1 s at
+/// start, [`ingress_proxy::allocator::DIRTY_DECAY`]), so that memory freed after a
+/// burst (10,000 connections closing) goes back to the system even when the
+/// proxy is idle; glibc's malloc returns memory only from the top of a heap.
 #[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -521,6 +521,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // stays unready (503) until the cluster's first table.
     let mut config = ProxyConfig::new(args.manifests.clone().unwrap_or_default());
     config.watch = args.manifests.is_some();
+    config.allocator_stats = cfg!(all(feature = "jemalloc", unix, not(target_env = "musl")));
     let mut compile = CompileOptions::with_profile(args.profile)
         .controller_name(args.controller_name.clone())
         .watch_ingress_without_class(args.watch_ingress_without_class)
@@ -622,6 +623,14 @@ fn limits(args: &Args) -> anyhow::Result<Limits> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     init_logging(args.log_format);
+    // jemalloc returns freed memory within about 1 s (its default: 10 s), unless
+    // `_RJEM_MALLOC_CONF` sets a dirty decay of its own.
+    #[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
+    if !std::env::var("_RJEM_MALLOC_CONF").is_ok_and(|c| c.contains("dirty_decay_ms"))
+        && !ingress_proxy::allocator::set_dirty_decay(ingress_proxy::allocator::DIRTY_DECAY)
+    {
+        tracing::warn!("could not set the allocator's dirty decay; keeping its default");
+    }
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.worker_threads {
         runtime.worker_threads(usize::from(n));

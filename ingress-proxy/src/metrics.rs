@@ -70,6 +70,18 @@ pub struct Metrics {
     circuit_overflows: Family<ClusterLabels, Counter>,
     tls_expiry: Family<TlsHostLabels, Gauge>,
     tls_kept: Family<TlsHostLabels, Gauge>,
+    allocator: Option<AllocatorGauges>,
+}
+
+/// jemalloc's statistics as gauges, read at each scrape.
+#[derive(Debug, Default)]
+struct AllocatorGauges {
+    allocated: Gauge,
+    active: Gauge,
+    resident: Gauge,
+    mapped: Gauge,
+    metadata: Gauge,
+    retained: Gauge,
 }
 
 impl Default for Metrics {
@@ -175,7 +187,70 @@ impl Metrics {
             updates,
             version,
             tunnels,
+            allocator: None,
         }
+    }
+
+    /// [`Metrics::new`] plus the allocator's statistics
+    /// ([`crate::allocator::stats`]) as gauges read at each scrape
+    /// (`ingress_proxy_allocator_{allocated,active,resident,mapped,metadata,retained}_bytes`).
+    /// For a process whose global allocator is jemalloc (the `ingress-proxy`
+    /// binary); where the statistics cannot be read, the gauges stay at 0.
+    pub fn with_allocator_stats() -> Self {
+        let mut m = Metrics::new();
+        let g = AllocatorGauges::default();
+        let gauges: [(&str, &str, &Gauge); 6] = [
+            (
+                "allocator_allocated_bytes",
+                "Bytes the proxy has allocated and not freed (jemalloc stats.allocated)",
+                &g.allocated,
+            ),
+            (
+                "allocator_active_bytes",
+                "Bytes in the allocator's pages holding allocations (jemalloc stats.active)",
+                &g.active,
+            ),
+            (
+                "allocator_resident_bytes",
+                "Bytes in pages the allocator holds in memory: active pages, its metadata and freed pages not yet returned to the system (jemalloc stats.resident)",
+                &g.resident,
+            ),
+            (
+                "allocator_mapped_bytes",
+                "Bytes in extents the allocator has mapped for allocations (jemalloc stats.mapped)",
+                &g.mapped,
+            ),
+            (
+                "allocator_metadata_bytes",
+                "Bytes of the allocator's own metadata (jemalloc stats.metadata)",
+                &g.metadata,
+            ),
+            (
+                "allocator_retained_bytes",
+                "Bytes of address space the allocator keeps mapped after returning its pages to the system; not in RSS (jemalloc stats.retained)",
+                &g.retained,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            m.registry.register(name, help, gauge.clone());
+        }
+        m.allocator = Some(g);
+        m
+    }
+
+    /// Read the allocator's statistics into their gauges (when registered and
+    /// readable); the admin listener calls this before each `/metrics` answer.
+    pub fn refresh_allocator(&self) {
+        let (Some(g), Some(s)) = (&self.allocator, crate::allocator::stats()) else {
+            return;
+        };
+        let set = |gauge: &Gauge, v: u64| gauge.set(i64::try_from(v).unwrap_or(i64::MAX));
+        set(&g.allocated, s.allocated);
+        set(&g.active, s.active);
+        set(&g.resident, s.resident);
+        set(&g.mapped, s.mapped);
+        set(&g.metadata, s.metadata);
+        set(&g.retained, s.retained);
     }
 
     /// Count one finished request.

@@ -99,6 +99,36 @@ async fn idle_connections_are_closed_after_the_keep_alive_timeout() -> TestResul
     Ok(())
 }
 
+/// A connection that sends nothing waits in a small future (T52 at full size:
+/// 10,000 idle ones) and is closed after the keep-alive timeout, TLS after the
+/// handshake timeout; one whose first bytes come before that is served.
+#[tokio::test]
+async fn connections_that_send_nothing_are_closed_after_their_timeout() -> TestResult {
+    let up = canary().await;
+    let (proxy, _dir) = proxy_to(up.addr, |c| {
+        c.limits.keep_alive_timeout = Duration::from_secs(1);
+        c.limits.handshake_timeout = Duration::from_secs(1);
+        c.limits.header_read_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let addr = proxy.http_addr().ok_or("no http")?;
+    let tls = proxy.https_addr().ok_or("no https")?;
+    for to in [addr, tls] {
+        let mut silent = TcpStream::connect(to).await?;
+        let started = std::time::Instant::now();
+        assert!(
+            closed_within(&mut silent, Duration::from_secs(5)).await,
+            "a silent connection to {to} was kept"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(800));
+    }
+    let mut late = TcpStream::connect(addr).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h1_status_on(&mut late, "/late").await, Some(200));
+    proxy.shutdown().await;
+    Ok(())
+}
+
 /// T52, EMFILE: in a child process whose descriptor limit is 256, connections are
 /// opened until descriptors run out, so the proxy's `accept` fails with EMFILE.
 /// It logs, backs off (a handful of failures a second, no spin), and serves again

@@ -1,0 +1,89 @@
+//! The allocator's statistics on `/metrics`, with jemalloc as the global
+//! allocator as in the `ingress-proxy` binary (feature `jemalloc`, the default).
+//! The proxy runs in-process on loopback.
+
+#![cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
+
+mod support;
+
+use std::hint::black_box;
+
+use support::{TestResult, admin, metric};
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// One allocator gauge from `/metrics`, in bytes.
+async fn gauge(proxy: &ingress_proxy::Proxy, name: &str) -> f64 {
+    let text = admin(proxy, "/metrics").await.text();
+    metric(&text, &format!("ingress_proxy_allocator_{name}_bytes "))
+        .unwrap_or_else(|| panic!("no ingress_proxy_allocator_{name}_bytes in /metrics"))
+}
+
+/// With `allocator_stats`, `/metrics` carries jemalloc's figures, consistent with
+/// one another and live: 64 MiB allocated in this process shows in `allocated`
+/// and `resident`, and leaves `allocated` once freed.
+#[tokio::test]
+async fn allocator_gauges_follow_the_heap() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let proxy = support::proxy(dir.path(), |c| c.allocator_stats = true).await;
+    let before = gauge(&proxy, "allocated").await;
+    let active = gauge(&proxy, "active").await;
+    let resident = gauge(&proxy, "resident").await;
+    let mapped = gauge(&proxy, "mapped").await;
+    assert!(before > 0.0, "allocated {before}");
+    assert!(gauge(&proxy, "metadata").await > 0.0);
+    assert!(gauge(&proxy, "retained").await >= 0.0);
+    // Each read is its own snapshot (the proxy allocates and frees meanwhile),
+    // so compare loosely: pages hold the
+    // allocations, and resident and mapped cover the active pages.
+    assert!(
+        active >= before * 0.9,
+        "active {active} < allocated {before}"
+    );
+    assert!(
+        resident >= active * 0.9,
+        "resident {resident} < active {active}"
+    );
+    assert!(mapped >= active * 0.9, "mapped {mapped} < active {active}");
+
+    const BIG: usize = 64 << 20;
+    let block = black_box(vec![1u8; BIG]);
+    let held = gauge(&proxy, "allocated").await;
+    assert!(
+        held >= before + BIG as f64 * 0.9,
+        "allocated {held} with 64 MiB held, {before} before"
+    );
+    assert!(gauge(&proxy, "resident").await >= BIG as f64);
+    drop(block);
+    let after = gauge(&proxy, "allocated").await;
+    assert!(
+        after < held - (BIG / 2) as f64,
+        "allocated {after} after freeing 64 MiB, {held} while held"
+    );
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// Without `allocator_stats` (the library's default) there are no allocator
+/// gauges: a process using another allocator shows none rather than zeros.
+#[tokio::test]
+async fn no_allocator_gauges_unless_asked() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let proxy = support::proxy(dir.path(), |_| {}).await;
+    let text = admin(&proxy, "/metrics").await.text();
+    assert!(text.contains("ingress_proxy_table_version"));
+    assert!(!text.contains("ingress_proxy_allocator_"), "{text}");
+    proxy.shutdown().await;
+    Ok(())
+}
+
+/// The dirty decay the binary sets at start is applied and reads back.
+#[test]
+fn dirty_decay_is_set() {
+    use ingress_proxy::allocator::{DIRTY_DECAY, dirty_decay, set_dirty_decay};
+    assert!(set_dirty_decay(DIRTY_DECAY));
+    assert_eq!(dirty_decay(), Some(DIRTY_DECAY));
+    assert!(set_dirty_decay(std::time::Duration::from_millis(2500)));
+    assert_eq!(dirty_decay(), Some(std::time::Duration::from_millis(2500)));
+}
