@@ -417,7 +417,12 @@ impl HostMap {
     /// compile builds.
     pub(crate) fn from_hosts(hosts: Vec<Arc<HostRoutes>>) -> HostMap {
         let mut m = HostMap::default();
-        if hosts.is_empty() {
+        if hosts.len() < SHARDS {
+            // A few hosts (an incremental update compiles the touched ones alone):
+            // most shards stay empty, inserting is cheaper than sizing them all.
+            for hr in hosts {
+                m.insert(hr);
+            }
             return m;
         }
         let entries: Vec<Entry> = hosts
