@@ -285,7 +285,7 @@ pub(crate) struct SendLimit {
 
 /// What a response body may queue on its client connection before it waits:
 /// 4 KiB, and with it one more frame. A body read from an HTTP/1.1 upstream comes
-/// in frames of at most 8 KiB ([`UPSTREAM_READ`](crate::connect::UPSTREAM_READ)),
+/// in frames of at most 8 KiB (`--upstream-read-size`, `connect::CappedRead`),
 /// so it has one frame queued at a time; smaller frames (streamed events, gRPC
 /// messages) still go out several to a write.
 pub(crate) const SEND_AHEAD: usize = 4 * 1024;

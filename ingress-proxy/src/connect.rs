@@ -258,37 +258,35 @@ impl<T: Connection> Connection for SendTimeout<T> {
     }
 }
 
-/// A plain upstream HTTP/1.1 connection whose reads each take in at most
-/// [`UPSTREAM_READ`] bytes, however much room hyper offers. Safe code must zero
-/// the room it reads into, so the room is made ready only once the socket has
-/// data, and sized from the reads before it: 512 bytes at first, doubled while
-/// reads fill it, and after a short read the next power of two of what it took.
+/// A plain upstream HTTP/1.1 connection whose reads each take in one byte less
+/// than its read size (`--upstream-read-size`, [`UPSTREAM_READ_SIZE`] by default),
+/// however much room hyper offers. hyper sizes its next read buffer from its last
+/// read (8 KiB at first, doubled each time a read fills it, up to
+/// `UPSTREAM_MAX_BUF`), and each body frame it hands on is a slice of that
+/// buffer, which stays allocated while the client connection still holds the
+/// frame; one byte short, a read never fills a buffer of the read size, and the
+/// buffers stay at that size (nginx reads an upstream into its
+/// `proxy_buffer_size`, 4 KiB by default on 64-bit Linux). The head limit is not
+/// affected: a longer head takes more reads.
+///
+/// Safe code must zero the room it reads into, so the room is made ready only
+/// once the socket has data.
 #[derive(Debug)]
 pub(crate) struct CappedRead {
     inner: TcpStream,
-    /// The room the next read gets.
-    room: usize,
+    /// The most one read takes in.
+    cap: usize,
 }
 
-/// The most one read of a plain upstream HTTP/1.1 connection takes in: 8 KiB
-/// less one byte, so a response body arrives in frames of at most 8 KiB. hyper
-/// sizes its next read buffer from its last read (8 KiB at first, doubled each
-/// time a read fills it, up to `UPSTREAM_MAX_BUF`), and each body frame it hands
-/// on is a slice of that buffer, which stays allocated while the client
-/// connection still holds the frame; one byte short, a read never fills the
-/// 8 KiB buffer and the buffers stay at 8 KiB (nginx reads an upstream into its
-/// `proxy_buffer_size`, 4 KiB by default on 64-bit Linux). The head limit is not
-/// affected: a longer head takes more reads.
-pub(crate) const UPSTREAM_READ: usize = 8 * 1024 - 1;
-
-/// The room of a connection's first capped read.
-const FIRST_ROOM: usize = 512;
+/// The default read size of plain upstream HTTP/1.1 connections: 8 KiB.
+pub(crate) const UPSTREAM_READ_SIZE: usize = 8 * 1024;
 
 impl CappedRead {
-    pub(crate) fn new(inner: TcpStream) -> Self {
+    /// `inner`, read `read_size - 1` bytes at most at a time (at least 1).
+    pub(crate) fn new(inner: TcpStream, read_size: usize) -> Self {
         CappedRead {
             inner,
-            room: FIRST_ROOM,
+            cap: read_size.saturating_sub(1).max(1),
         }
     }
 }
@@ -299,19 +297,19 @@ impl tokio::io::AsyncRead for CappedRead {
         cx: &mut Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        if buf.remaining() <= UPSTREAM_READ {
+        if buf.remaining() <= self.cap {
             return Pin::new(&mut self.inner).poll_read(cx, buf);
         }
         let this = &mut *self;
         loop {
             ready!(this.inner.poll_read_ready(cx))?;
-            let room = this.room.min(UPSTREAM_READ);
+            let room = this.cap;
             let part = buf.initialize_unfilled_to(room);
             let mut short = None;
             // A short read emptied the socket: it answers `WouldBlock` to
             // `try_io`, which then clears the readiness it saw before the read
             // (as tokio's own `poll_read` does), so the next poll waits for new
-            // data instead of preparing room for none.
+            // data instead of zeroing room for none and failing a read.
             let read = this.inner.try_io(tokio::io::Interest::READABLE, || {
                 let n = this.inner.try_read(part)?;
                 if n < room && n > 0 {
@@ -321,16 +319,7 @@ impl tokio::io::AsyncRead for CappedRead {
                 Ok(n)
             });
             let n = match (read, short) {
-                (_, Some(n)) => {
-                    this.room = n.next_power_of_two().max(FIRST_ROOM);
-                    n
-                }
-                (Ok(n), None) => {
-                    if n == room {
-                        this.room = room.saturating_mul(2);
-                    }
-                    n
-                }
+                (_, Some(n)) | (Ok(n), None) => n,
                 (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 (Err(e), None) => return Poll::Ready(Err(e)),
             };

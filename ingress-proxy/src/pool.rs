@@ -51,7 +51,7 @@ use crate::service::ProxyBody;
 /// hyper's default (about 400 KiB) let a connection whose client does not read
 /// hold about 1 MiB until the send timeout (the hardening checklist's T51 at full
 /// size). A response body is read in pieces of at most
-/// [`UPSTREAM_READ`](crate::connect::UPSTREAM_READ) (8 KiB), and the client
+/// `--upstream-read-size` (8 KiB by default, [`crate::connect::CappedRead`]), and the client
 /// connection holds at most [`SEND_AHEAD`](crate::conn::SEND_AHEAD) of it plus one
 /// piece before the upstream read waits.
 pub(crate) const UPSTREAM_MAX_BUF: usize = 32 * 1024;
@@ -67,6 +67,8 @@ pub(crate) struct PoolSettings {
     pub(crate) connect: Duration,
     /// How long a write to the upstream may stay blocked.
     pub(crate) send: Duration,
+    /// The most one read takes in (`ServiceOptions::upstream_read_size`).
+    pub(crate) read_size: usize,
 }
 
 /// One idle connection.
@@ -239,7 +241,10 @@ impl EndpointPool {
             .map_err(SendError::Connect)?;
         // Best effort: a failure only costs latency.
         let _ = tcp.set_nodelay(true);
-        let io = SendTimeout::new(TokioIo::new(CappedRead::new(tcp)), settings.send);
+        let io = SendTimeout::new(
+            TokioIo::new(CappedRead::new(tcp, settings.read_size)),
+            settings.send,
+        );
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(UPSTREAM_MAX_BUF)
             .handshake(io)
@@ -408,6 +413,7 @@ mod tests {
             max_idle: 8,
             connect: Duration::from_secs(2),
             send: Duration::from_secs(5),
+            read_size: crate::connect::UPSTREAM_READ_SIZE,
         }
     }
 
