@@ -7,13 +7,14 @@ use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use hyper::body::{Body, Frame, SizeHint};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -217,14 +218,17 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     /// Milliseconds since `start` when the last request ended.
     idle_since: AtomicU64,
+    /// What the connection's response bodies may queue.
+    send: SendLimit,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(send: SendLimit) -> Arc<Self> {
         Arc::new(Activity {
             start: Instant::now(),
             in_flight: AtomicUsize::new(0),
             idle_since: AtomicU64::new(0),
+            send,
         })
     }
 
@@ -269,21 +273,76 @@ impl Drop for InFlight {
     }
 }
 
-/// A response body that keeps its request counted in flight until it ends.
+/// How much of one response body the client connection may hold unwritten.
+#[derive(Debug, Clone)]
+pub(crate) struct SendLimit {
+    /// A body yields no further frame while this many bytes or more of it are
+    /// queued (so at most this plus one frame are).
+    pub(crate) ahead: usize,
+    /// Counts the bytes queued, over every response (the metric).
+    pub(crate) queued: Gauge,
+}
+
+/// What a response body may queue on its client connection before it waits:
+/// 4 KiB, and with it one more frame. A body read from an HTTP/1.1 upstream comes
+/// in frames of at most 8 KiB (`--upstream-read-size`, `connect::CappedRead`),
+/// so it has one frame queued at a time; smaller frames (streamed events, gRPC
+/// messages) still go out several to a write.
+pub(crate) const SEND_AHEAD: usize = 4 * 1024;
+
+/// A response body that keeps its request counted in flight until it ends, and
+/// waits while its connection's [`SendLimit`] is reached (see [`SendBudget`]).
 pub(crate) struct Tracked {
-    pub(crate) inner: ProxyBody,
-    pub(crate) _in_flight: InFlight,
+    inner: ProxyBody,
+    in_flight: InFlight,
+    /// Made with the first data frame that is not the last one.
+    budget: Option<Arc<SendBudget>>,
+}
+
+impl Tracked {
+    pub(crate) fn new(inner: ProxyBody, in_flight: InFlight) -> Self {
+        Tracked {
+            inner,
+            in_flight,
+            budget: None,
+        }
+    }
 }
 
 impl Body for Tracked {
-    type Data = Bytes;
+    type Data = Lease;
     type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Lease>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(b) = &this.budget
+            && !b.admit(cx)
+        {
+            return Poll::Pending;
+        }
+        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => frame,
+            Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+            None => return Poll::Ready(None),
+        };
+        let frame = frame.map_data(|data| {
+            // A body whose first frame is its last (most) has nothing to hold back.
+            if this.budget.is_none() && this.inner.is_end_stream() {
+                return Lease { data, budget: None };
+            }
+            let budget = this
+                .budget
+                .get_or_insert_with(|| Arc::new(SendBudget::new(&this.in_flight.0.send)));
+            budget.take(data.len());
+            Lease {
+                budget: Some((budget.clone(), data.len())),
+                data,
+            }
+        });
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -292,6 +351,97 @@ impl Body for Tracked {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Bytes of one response body handed to hyper and not yet written. hyper queues
+/// what a body yields until its own buffer is full (HTTP/1.1: the connection's
+/// `max_buf_size`, which is also the request-head limit, 64 KiB by default;
+/// HTTP/2: the stream's send buffer), and each queued frame keeps the upstream
+/// read it came from alive; with a client that does not read, that was the bulk
+/// of what its connection held. The body yields no further frame while `limit`
+/// bytes or more are out; the frame whose drop (written, or the connection gone)
+/// takes the count below the limit wakes it.
+pub(crate) struct SendBudget {
+    limit: usize,
+    queued: AtomicUsize,
+    gauge: Gauge,
+    waiting: Mutex<Option<Waker>>,
+}
+
+impl SendBudget {
+    fn new(send: &SendLimit) -> Self {
+        SendBudget {
+            limit: send.ahead,
+            queued: AtomicUsize::new(0),
+            gauge: send.queued.clone(),
+            waiting: Mutex::new(None),
+        }
+    }
+
+    fn take(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::SeqCst);
+        self.gauge.inc_by(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// Whether another frame may go out; if not, `cx` is woken once it may.
+    fn admit(&self, cx: &mut Context<'_>) -> bool {
+        if self.queued.load(Ordering::SeqCst) < self.limit {
+            return true;
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(PoisonError::into_inner);
+        *waiting = Some(cx.waker().clone());
+        // A release between the first look and the waker being stored found no
+        // waker to wake: look again.
+        if self.queued.load(Ordering::SeqCst) < self.limit {
+            *waiting = None;
+            return true;
+        }
+        false
+    }
+
+    fn release(&self, n: usize) {
+        self.gauge.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+        let before = self.queued.fetch_sub(n, Ordering::SeqCst);
+        if before >= self.limit && before - n < self.limit {
+            let waker = self
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+    }
+}
+
+/// One data frame of a response body as hyper holds it: counted against its
+/// response's [`SendBudget`] (with what it took) until hyper drops it.
+pub(crate) struct Lease {
+    data: Bytes,
+    budget: Option<(Arc<SendBudget>, usize)>,
+}
+
+impl Buf for Lease {
+    fn remaining(&self) -> usize {
+        self.data.len()
+    }
+
+    fn chunk(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.data.advance(n);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some((b, n)) = &self.budget {
+            b.release(*n);
+        }
     }
 }
 

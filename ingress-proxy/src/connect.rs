@@ -257,3 +257,104 @@ impl<T: Connection> Connection for SendTimeout<T> {
         self.inner.connected().extra(Opened(self.opened))
     }
 }
+
+/// A plain upstream HTTP/1.1 connection whose reads each take in one byte less
+/// than its read size (`--upstream-read-size`, [`UPSTREAM_READ_SIZE`] by default),
+/// however much room hyper offers. hyper sizes its next read buffer from its last
+/// read (8 KiB at first, doubled each time a read fills it, up to
+/// `UPSTREAM_MAX_BUF`), and each body frame it hands on is a slice of that
+/// buffer, which stays allocated while the client connection still holds the
+/// frame; one byte short, a read never fills a buffer of the read size, and the
+/// buffers stay at that size (nginx reads an upstream into its
+/// `proxy_buffer_size`, 4 KiB by default on 64-bit Linux). The head limit is not
+/// affected: a longer head takes more reads.
+///
+/// Safe code must zero the room it reads into, so the room is made ready only
+/// once the socket has data.
+#[derive(Debug)]
+pub(crate) struct CappedRead {
+    inner: TcpStream,
+    /// The most one read takes in.
+    cap: usize,
+}
+
+/// The default read size of plain upstream HTTP/1.1 connections: 8 KiB.
+pub(crate) const UPSTREAM_READ_SIZE: usize = 8 * 1024;
+
+impl CappedRead {
+    /// `inner`, read `read_size - 1` bytes at most at a time (at least 1).
+    pub(crate) fn new(inner: TcpStream, read_size: usize) -> Self {
+        CappedRead {
+            inner,
+            cap: read_size.saturating_sub(1).max(1),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for CappedRead {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if buf.remaining() <= self.cap {
+            return Pin::new(&mut self.inner).poll_read(cx, buf);
+        }
+        let this = &mut *self;
+        loop {
+            ready!(this.inner.poll_read_ready(cx))?;
+            let room = this.cap;
+            let part = buf.initialize_unfilled_to(room);
+            let mut short = None;
+            // A short read emptied the socket: it answers `WouldBlock` to
+            // `try_io`, which then clears the readiness it saw before the read
+            // (as tokio's own `poll_read` does), so the next poll waits for new
+            // data instead of zeroing room for none and failing a read.
+            let read = this.inner.try_io(tokio::io::Interest::READABLE, || {
+                let n = this.inner.try_read(part)?;
+                if n < room && n > 0 {
+                    short = Some(n);
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            let n = match (read, short) {
+                (_, Some(n)) | (Ok(n), None) => n,
+                (Err(e), None) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                (Err(e), None) => return Poll::Ready(Err(e)),
+            };
+            buf.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for CappedRead {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -593,6 +593,7 @@ impl Inner {
             max_idle: defaults.pool_max_idle_per_endpoint,
             connect,
             send,
+            read_size: defaults.upstream_read_size,
         };
         let slot = match (cluster, &circuit) {
             (Some(c), Some(circuit)) => match c.breaker.try_request(circuit) {

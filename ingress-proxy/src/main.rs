@@ -186,6 +186,13 @@ struct Args {
         default_value_t = 320
     )]
     upstream_keepalive_connections: usize,
+    /// The most one read of a plain HTTP/1.1 upstream connection takes in
+    /// (`8k`; 1k to 32k): a response body arrives in pieces of at most this, and
+    /// a client that does not read holds about two of them until the send
+    /// timeout. Larger: fewer system calls per large body, more memory per slow
+    /// client.
+    #[arg(long, env = "INGRESS_PROXY_UPSTREAM_READ_SIZE", default_value = "8k", value_parser = parse_size((1024, 32 * 1024)))]
+    upstream_read_size: u64,
     /// Count `limit-rps`, `limit-rpm` and `route-limit-*` cluster-wide in this Redis
     /// server (`redis://[[user]:password@]host[:port][/db]`), shared by every
     /// replica; without it the limits are per replica.
@@ -537,6 +544,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     service.send_timeout = args.upstream_send_timeout;
     service.pool_idle_timeout = args.upstream_keepalive_timeout;
     service.pool_max_idle_per_endpoint = args.upstream_keepalive_connections;
+    service.upstream_read_size = usize::try_from(args.upstream_read_size).unwrap_or(32 * 1024);
     service.global_limits = args.redis.clone().map(|addr| {
         let mut g = GlobalConfig::new(addr);
         g.fail = match args.redis_fail {
@@ -688,5 +696,18 @@ mod tests {
         assert!(args(&["--h2-stream-window", "4294967296"]).is_err());
         assert!(args(&["--body-idle-timeout", "0s"]).is_err());
         assert!(args(&["--max-request-head", "lots"]).is_err());
+    }
+
+    #[test]
+    fn the_upstream_read_size_defaults_to_the_library_default_within_1k_to_32k() {
+        let a = args(&[]).expect("parses");
+        assert_eq!(
+            usize::try_from(a.upstream_read_size).ok(),
+            Some(ingress_proxy::ServiceOptions::default().upstream_read_size)
+        );
+        let a = args(&["--upstream-read-size", "32k"]).expect("parses");
+        assert_eq!(a.upstream_read_size, 32 * 1024);
+        assert!(args(&["--upstream-read-size", "512"]).is_err());
+        assert!(args(&["--upstream-read-size", "64k"]).is_err());
     }
 }

@@ -65,6 +65,7 @@ pub struct Metrics {
     updates: Family<UpdateLabels, Counter>,
     version: Gauge,
     tunnels: Gauge,
+    response_queued: Gauge,
     global_limit_checks: Family<OutcomeLabels, Counter>,
     ejections: Family<ClusterLabels, Counter>,
     circuit_overflows: Family<ClusterLabels, Counter>,
@@ -101,6 +102,7 @@ impl Metrics {
         let applies = Family::<ApplyLabels, Counter>::default();
         let version = Gauge::default();
         let tunnels = Gauge::default();
+        let response_queued = Gauge::default();
         registry.register(
             "requests",
             "Requests served, by route host, route and status",
@@ -141,6 +143,11 @@ impl Metrics {
             "open_tunnels",
             "Upgraded connections (WebSocket) being spliced",
             tunnels.clone(),
+        );
+        registry.register(
+            "response_bytes_queued",
+            "Bytes of response bodies handed to the client connections and not yet written to their sockets (each response holds back at most 4 KiB plus one upstream read of at most 8 KiB)",
+            response_queued.clone(),
         );
         let global_limit_checks = Family::<OutcomeLabels, Counter>::default();
         registry.register(
@@ -188,6 +195,7 @@ impl Metrics {
             version,
             tunnels,
             allocator: None,
+            response_queued,
         }
     }
 
@@ -341,6 +349,18 @@ impl Metrics {
                 cluster: cluster.to_owned(),
             })
             .inc();
+    }
+
+    /// Bytes of response bodies queued on client connections, not yet written
+    /// (the `response_bytes_queued` gauge).
+    pub fn response_bytes_queued(&self) -> i64 {
+        self.response_queued.get()
+    }
+
+    /// The gauge behind [`Metrics::response_bytes_queued`], for the response bodies
+    /// to count into.
+    pub(crate) fn response_queued_gauge(&self) -> Gauge {
+        self.response_queued.clone()
     }
 
     /// Set the number of open tunnels.

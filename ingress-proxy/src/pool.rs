@@ -60,16 +60,17 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::connect::SendTimeout;
+use crate::connect::{CappedRead, SendTimeout};
 use crate::service::ProxyBody;
 
 /// The largest buffer of an HTTP/1.1 upstream connection: the longest response
-/// head an upstream may send (longer: 502; nginx's `proxy_buffer_size` is 4-8 KiB)
-/// and the most one read of a response body takes in. hyper's default (about
-/// 400 KiB) let a connection whose client does not read hold about 1 MiB until
-/// the send timeout (the hardening checklist's T51 at full size); with this bound
-/// a body is read in pieces of at most 32 KiB, and the client connection queues at
-/// most its own buffer (`--max-request-head`) before the upstream read waits.
+/// head an upstream may send (longer: 502; nginx's `proxy_buffer_size` is 4-8 KiB).
+/// hyper's default (about 400 KiB) let a connection whose client does not read
+/// hold about 1 MiB until the send timeout (the hardening checklist's T51 at full
+/// size). A response body is read in pieces of at most
+/// `--upstream-read-size` (8 KiB by default, [`crate::connect::CappedRead`]), and the client
+/// connection holds at most [`SEND_AHEAD`](crate::conn::SEND_AHEAD) of it plus one
+/// piece before the upstream read waits.
 pub(crate) const UPSTREAM_MAX_BUF: usize = 32 * 1024;
 
 /// How the pool keeps idle connections.
@@ -83,6 +84,8 @@ pub(crate) struct PoolSettings {
     pub(crate) connect: Duration,
     /// How long a write to the upstream may stay blocked.
     pub(crate) send: Duration,
+    /// The most one read takes in (`ServiceOptions::upstream_read_size`).
+    pub(crate) read_size: usize,
 }
 
 /// The future that reads and writes one upstream connection (hyper's
@@ -517,7 +520,10 @@ impl EndpointPool {
             .map_err(SendError::Connect)?;
         // Best effort: a failure only costs latency.
         let _ = tcp.set_nodelay(true);
-        let io = SendTimeout::new(TokioIo::new(tcp), settings.send);
+        let io = SendTimeout::new(
+            TokioIo::new(CappedRead::new(tcp, settings.read_size)),
+            settings.send,
+        );
         let (tx, conn) = hyper::client::conn::http1::Builder::new()
             .max_buf_size(UPSTREAM_MAX_BUF)
             .handshake(io)
@@ -746,6 +752,7 @@ mod tests {
             max_idle: 8,
             connect: Duration::from_secs(2),
             send: Duration::from_secs(5),
+            read_size: crate::connect::UPSTREAM_READ_SIZE,
         }
     }
 

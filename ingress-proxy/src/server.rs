@@ -21,7 +21,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::Admin;
-use crate::conn::{Activity, CatchPanic, ConnCount, ConnSlot, IdleBody, StallGuard, Tracked};
+use crate::conn::{
+    Activity, CatchPanic, ConnCount, ConnSlot, IdleBody, SendLimit, StallGuard, Tracked,
+};
 use crate::live::{Live, LiveTable};
 use crate::metrics::Metrics;
 use crate::mtls::{ClientAuth, Handshaker};
@@ -188,6 +190,7 @@ impl Proxy {
                 grace: config.shutdown_grace,
                 panic_on_path: config.panic_on_path.clone(),
                 conns: Arc::new(ConnCount::default()),
+                send_queued: metrics.response_queued_gauge(),
             };
             servers.push(tokio::spawn(server.run(listener, stop.subscribe())));
         }
@@ -284,6 +287,8 @@ struct Server {
     grace: Duration,
     panic_on_path: Option<String>,
     conns: Arc<ConnCount>,
+    /// The `response_bytes_queued` gauge.
+    send_queued: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// Drive a hyper connection to its end; on shutdown, or once no request has been
@@ -452,7 +457,10 @@ impl Server {
                     drive!(
                         served.into_owned(),
                         conn.stop,
-                        Activity::new(),
+                        Activity::new(SendLimit {
+                            ahead: usize::MAX,
+                            queued: Default::default(),
+                        }),
                         conn.limits.keep_alive_timeout
                     )
                 })
@@ -471,7 +479,10 @@ impl Server {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let service = self.service.clone();
-        let activity = Activity::new();
+        let activity = Activity::new(SendLimit {
+            ahead: crate::conn::SEND_AHEAD,
+            queued: self.send_queued.clone(),
+        });
         let tracker = activity.clone();
         let body_idle = conn.limits.body_idle_timeout;
         let panic_on_path = self.panic_on_path.clone();
@@ -495,7 +506,11 @@ impl Server {
             let panic_here = panic_on_path
                 .as_deref()
                 .is_some_and(|p| req.uri().path() == p);
-            async move {
+            // Boxed: hyper keeps room for one service future per connection for
+            // the connection's whole life, and the handler's future is several
+            // KiB; boxed, that room is a pointer and the handler's state is freed
+            // as soon as the response head is out.
+            Box::pin(async move {
                 // A request without a body (most) has nothing to time, and gets
                 // the empty body (a zero-sized box: no allocation).
                 let req = req.map(|b| {
@@ -512,11 +527,8 @@ impl Server {
                 });
                 let handled = CatchPanic(handled).await;
                 let resp = handled.unwrap_or_else(|()| internal_error());
-                Ok::<_, Infallible>(resp.map(|inner| Tracked {
-                    inner,
-                    _in_flight: in_flight,
-                }))
-            }
+                Ok::<_, Infallible>(resp.map(|inner| Tracked::new(inner, in_flight)))
+            })
         });
         let served = conn
             .builder

@@ -72,6 +72,12 @@ pub struct ServiceOptions {
     /// upstreams; see `docs/proxy.md`); 320, ingress-nginx's
     /// `upstream-keepalive-connections`.
     pub pool_max_idle_per_endpoint: usize,
+    /// The most one read of a plain HTTP/1.1 upstream connection takes in, in
+    /// bytes (1 KiB to 32 KiB; 8 KiB by default): a response body arrives in
+    /// frames of at most this, and a client connection that does not read holds
+    /// about two of them until the send timeout. Larger reads cost fewer system
+    /// calls per large body (`--upstream-read-size`).
+    pub upstream_read_size: usize,
     /// The request body limit of routes without `proxy-body-size` (`None`: no
     /// limit); ingress-nginx's 1 MiB by default.
     pub max_request_body: Option<u64>,
@@ -100,6 +106,7 @@ impl Default for ServiceOptions {
             send_timeout: Duration::from_secs(60),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_endpoint: 320,
+            upstream_read_size: crate::connect::UPSTREAM_READ_SIZE,
             max_request_body: Some(ingress_core::annotations::body::DEFAULT_MAX_REQUEST_BODY),
             global_limits: None,
             outlier: OutlierConfig::default(),

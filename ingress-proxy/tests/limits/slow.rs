@@ -2,6 +2,8 @@
 //! the timeouts shrunk to a second. Full size (hardening.md): 4000 slowloris
 //! connections from slowhttptest with oha alongside, 1000 slow readers of 10 MiB.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
@@ -113,7 +115,11 @@ async fn t51_stalled_request_body_gets_408_and_close() -> TestResult {
 /// T51, slow read: a client that asks for 256 MiB and reads nothing is cut off
 /// after the send timeout (1 s here, 60 s by default). What the upstream produced
 /// meanwhile is bounded by the socket buffers on the way (under 32 MiB), not the
-/// response size, and the upstream body is released.
+/// response size, and the upstream body is released. What the proxy itself holds
+/// of the response meanwhile (the `response_bytes_queued` gauge, sampled every
+/// 2 ms) stays within its send limit: 4 KiB plus one upstream read of at most
+/// 8 KiB (hyper alone would queue 64 KiB plus a 32 KiB read), is not zero while
+/// the client stalls, and is back to zero once the connection is cut.
 #[tokio::test]
 async fn t51_client_that_does_not_read_is_cut_off() -> TestResult {
     let up = canary().await;
@@ -125,14 +131,39 @@ async fn t51_client_that_does_not_read_is_cut_off() -> TestResult {
     let socket = tokio::net::TcpSocket::new_v4()?;
     socket.set_recv_buffer_size(4096)?;
     let mut tcp = socket.connect(addr).await?;
+    let metrics = proxy.metrics().clone();
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let sampling = sampling.clone();
+        async move {
+            let mut most = 0;
+            while sampling.load(Ordering::Relaxed) {
+                most = most.max(metrics.response_bytes_queued());
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            most
+        }
+    });
     tcp.write_all(b"GET /big?mb=256 HTTP/1.1\r\nhost: app.test\r\n\r\n")
         .await?;
     crate::support::eventually("the upstream body released", || {
-        let dropped = up.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        let dropped = up.dropped.load(Ordering::Relaxed);
         async move { dropped == 1 }
     })
     .await;
-    let produced = up.produced.load(std::sync::atomic::Ordering::Relaxed);
+    sampling.store(false, Ordering::Relaxed);
+    let most_queued = sampler.await?;
+    assert!(
+        most_queued > 0 && most_queued < 12 * 1024,
+        "the proxy held up to {most_queued} bytes of the response for the client"
+    );
+    let metrics = proxy.metrics().clone();
+    crate::support::eventually("nothing queued once the connection is cut", || {
+        let queued = metrics.response_bytes_queued();
+        async move { queued == 0 }
+    })
+    .await;
+    let produced = up.produced.load(Ordering::Relaxed);
     assert!(produced < 32 * 1024 * 1024, "produced {produced} bytes");
     // What the client can still read ends well short of the body.
     let mut total = 0usize;
