@@ -201,7 +201,7 @@ impl Live {
     /// latency averages, ejections and pooled connections, a removed endpoint is
     /// picked by no request of this table (a request that started on the previous
     /// table finishes, retries included, on that table), a new one starts with the
-    /// others' mean latency (see [`crate::balance`]). Balancers no route uses any
+    /// others' mean latency. Balancers no route uses any
     /// more stay listed until the next full build.
     ///
     /// Should a changed backend that has balancers have no endpoint any more (the
