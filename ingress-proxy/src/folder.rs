@@ -154,7 +154,7 @@ pub(crate) enum Applied {
     /// Only EndpointSlices or Services changed: the backends of those Services
     /// were resolved again; the routes are as they were.
     Endpoints {
-        /// Backends resolved again (ids in the new table).
+        /// Backends resolved again to something new (ids in the new table).
         backends: Vec<ingress_core::routing::BackendId>,
     },
 }

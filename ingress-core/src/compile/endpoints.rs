@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::incremental::{Compiler, FullReason, Update};
 use crate::model::{EndpointSlice, ObjectKind};
-use crate::routing::{BackendId, BackendStatus, RouteTable};
+use crate::routing::{Backend, BackendId, BackendStatus, RouteTable};
 use crate::snapshot::Snapshot;
 
 use super::backends::{Resolution, ServiceIndex};
@@ -46,8 +46,8 @@ pub enum FullCompileNeeded {
 pub struct Refreshed {
     /// The new table.
     pub table: RouteTable,
-    /// The backends whose endpoints were resolved again (their endpoints may or
-    /// may not differ), in id order.
+    /// The backends resolved again to something new (their endpoints or Service
+    /// port differ from the previous table's), in id order.
     pub backends: Vec<BackendId>,
     /// The Services (`namespace/name`) whose EndpointSlices changed.
     pub services: BTreeSet<String>,
@@ -112,13 +112,47 @@ pub fn refresh_endpoints(
         services: svc_index,
         slices: super::slice_index(new.values().copied()),
     };
-    let mut resolved = Vec::new();
-    // Only the changed Services' backends are written: the chunks of the others
-    // stay shared with `table`.
+    let concerned = |ns: &str, name: &str| changed.contains(&(ns, name));
+    let resolved = reresolve(
+        &mut out,
+        concerned,
+        &old_index,
+        &new_index,
+        |b, was, now| {
+            if same_kind(was, now) {
+                Ok(())
+            } else {
+                Err(FullCompileNeeded::DiagnosticsChange(format!(
+                    "{}/{}",
+                    b.namespace, b.service
+                )))
+            }
+        },
+    )?;
+    Ok(Refreshed {
+        table: out,
+        backends: resolved,
+        services,
+    })
+}
+
+/// The Service backends of `out` whose Service `concerned` names, resolved again
+/// by `new` (and as they were by `old`); each that changed is written (the chunks
+/// of the others stay shared). `keeps(backend, was, now)` says whether the table
+/// may keep its diagnostics; its `Err` stops there. The backends written, in id
+/// order. The one loop of the endpoint and Service fast paths.
+pub(super) fn reresolve(
+    out: &mut RouteTable,
+    concerned: impl Fn(&str, &str) -> bool,
+    old: &ServiceIndex<'_>,
+    new: &ServiceIndex<'_>,
+    keeps: impl Fn(&Backend, &Resolution, &Resolution) -> Result<(), FullCompileNeeded>,
+) -> Result<Vec<BackendId>, FullCompileNeeded> {
+    let mut written = Vec::new();
     for i in 0..out.backends.len() {
         let backend = &out.backends[i];
         if backend.status == BackendStatus::Unsupported
-            || !changed.contains(&(backend.namespace.as_str(), backend.service.as_str()))
+            || !concerned(&backend.namespace, &backend.service)
         {
             continue;
         }
@@ -126,22 +160,15 @@ pub fn refresh_endpoints(
             name: backend.service.as_str().into(),
             port: backend.port.clone(),
         };
-        let (_, before) = old_index.resolve(backend.id, &backend.namespace, &spec);
-        let (fresh, after) = new_index.resolve(backend.id, &backend.namespace, &spec);
-        if !same_kind(&before, &after) {
-            return Err(FullCompileNeeded::DiagnosticsChange(format!(
-                "{}/{}",
-                backend.namespace, backend.service
-            )));
+        let (_, was) = old.resolve(backend.id, &backend.namespace, &spec);
+        let (fresh, now) = new.resolve(backend.id, &backend.namespace, &spec);
+        keeps(backend, &was, &now)?;
+        if fresh != *backend {
+            written.push(backend.id);
+            out.backends.set(i, fresh);
         }
-        resolved.push(backend.id);
-        out.backends.set(i, fresh);
     }
-    Ok(Refreshed {
-        table: out,
-        backends: resolved,
-        services,
-    })
+    Ok(written)
 }
 
 /// Slices by namespace and name; `Err` on a duplicate (compile would report it).

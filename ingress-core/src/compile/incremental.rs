@@ -147,9 +147,10 @@ pub enum Update {
     /// and Service ports may differ); routes, route ids, backend ids and
     /// diagnostics are unchanged.
     Endpoints {
-        /// The backends resolved again, in id order: their endpoints may differ
-        /// from what the previous table had under the same id (the data plane
-        /// patches what it derived from those backends alone).
+        /// The backends resolved again to something new, in id order: their
+        /// endpoints (or Service port) differ from what the previous table had
+        /// under the same id (the data plane patches what it derived from those
+        /// backends alone; a backend resolved to the same is not listed).
         backends: Vec<BackendId>,
         /// The Services (`namespace/name`) whose EndpointSlices, or which
         /// themselves, changed.

@@ -13,10 +13,10 @@ use std::collections::BTreeSet;
 
 use super::FullCompileNeeded;
 use super::backends::ServiceIndex;
+use super::endpoints::reresolve;
 use super::incremental::{Compiler, FullReason, Update};
-use super::validate::BackendSpec;
 use crate::model::{ObjectKind, Service};
-use crate::routing::{BackendId, BackendStatus, RouteTable};
+use crate::routing::{BackendId, RouteTable};
 use crate::snapshot::Snapshot;
 
 /// The first port of Service `key` in `s` (what a `default-backend` annotation
@@ -62,39 +62,24 @@ fn refresh_services(
         slices: super::slice_index(after.endpoint_slices.iter()),
     };
     let mut out = table.clone();
-    let mut changed = Vec::new();
-    for i in 0..out.backends.len() {
-        let backend = &out.backends[i];
-        if backend.status == BackendStatus::Unsupported
-            || !concerned(&backend.namespace, &backend.service)
-        {
-            continue;
-        }
-        let key = (backend.namespace.clone(), backend.service.clone());
-        if first_port(before, &key) != first_port(after, &key) {
-            return Err(FullCompileNeeded::DefaultBackendPort(format!(
-                "{}/{}",
-                key.0, key.1
-            )));
-        }
-        let spec = BackendSpec::Service {
-            name: backend.service.as_str().into(),
-            port: backend.port.clone(),
-        };
-        let (_, was) = old_index.resolve(backend.id, &backend.namespace, &spec);
-        let (fresh, now) = new_index.resolve(backend.id, &backend.namespace, &spec);
-        if was != now {
-            return Err(FullCompileNeeded::DiagnosticsChange(format!(
-                "{}/{}",
-                key.0, key.1
-            )));
-        }
-        if fresh != *backend {
-            changed.push(backend.id);
-            out.backends.set(i, fresh);
-        }
-    }
-    Ok((out, changed))
+    let written = reresolve(
+        &mut out,
+        concerned,
+        &old_index,
+        &new_index,
+        |b, was, now| {
+            let name = || format!("{}/{}", b.namespace, b.service);
+            let key = (b.namespace.clone(), b.service.clone());
+            if first_port(before, &key) != first_port(after, &key) {
+                return Err(FullCompileNeeded::DefaultBackendPort(name()));
+            }
+            if was != now {
+                return Err(FullCompileNeeded::DiagnosticsChange(name()));
+            }
+            Ok(())
+        },
+    )?;
+    Ok((out, written))
 }
 
 impl Compiler {
