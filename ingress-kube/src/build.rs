@@ -1006,6 +1006,18 @@ mod tests {
         assert_eq!(p.diagnostics, full.diagnostics);
     }
 
+    /// `p` lists backends to patch, and every one is Service `service`'s.
+    fn assert_only_service_patched(p: &Published, service: &str) {
+        let endpoints = p.endpoints.as_deref().unwrap_or_default();
+        assert!(!endpoints.is_empty());
+        assert!(
+            endpoints
+                .iter()
+                .all(|&id| p.table.backend(id).service() == service),
+            "{endpoints:?}"
+        );
+    }
+
     #[test]
     fn an_ingress_change_after_the_first_build_is_incremental() {
         let mut c = Cluster::new(10);
@@ -1077,14 +1089,7 @@ mod tests {
             .apply_watcher_event(&Event::Apply(slice("api", "10.0.0.2")));
         let p = c.build(&mut b).expect("a new table");
         assert_eq!(p.path, BuildPath::Endpoints);
-        let endpoints = p.endpoints.as_deref().unwrap_or_default();
-        assert!(!endpoints.is_empty());
-        assert!(
-            endpoints
-                .iter()
-                .all(|&id| p.table.backend(id).service() == "api"),
-            "{endpoints:?}"
-        );
+        assert_only_service_patched(&p, "api");
         assert_as_full(&c, &p);
         // And an Ingress change after it is still incremental.
         c.apply_ingress(ingress("i0", "h0.example.com", "web"));
@@ -1114,14 +1119,7 @@ mod tests {
         c.services.apply_watcher_event(&Event::Apply(api));
         let p = c.build(&mut b).expect("a new table");
         assert_eq!(p.path, BuildPath::Endpoints);
-        let endpoints = p.endpoints.as_deref().unwrap_or_default();
-        assert!(!endpoints.is_empty());
-        assert!(
-            endpoints
-                .iter()
-                .all(|&id| p.table.backend(id).service() == "api"),
-            "{endpoints:?}"
-        );
+        assert_only_service_patched(&p, "api");
         assert_eq!(port_of(&p), ("api".to_owned(), 9090));
         assert_as_full(&c, &p);
         // The Service deleted: its routes lose their backend (the diagnostics

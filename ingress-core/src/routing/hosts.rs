@@ -553,14 +553,8 @@ mod tests {
     /// A small host's structure from rule indexes into a key pool.
     fn small_host(name: &str, rules: &[(usize, usize)], nginx: bool) -> HostRoutes {
         use crate::model::IngressPath;
-        let keys = [
-            "/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/a/bc", "/a/b/", "/abc",
-        ];
-        let types = [
-            PathType::Exact,
-            PathType::Prefix,
-            PathType::ImplementationSpecific,
-        ];
+        use crate::routing::matching::tests::{KEY_POOL, PATH_TYPES};
+        let (keys, types) = (KEY_POOL, PATH_TYPES);
         let mut hr = HostRoutes::named(name);
         let mut seen = std::collections::HashSet::new();
         for (i, &(k, t)) in rules.iter().enumerate() {

@@ -311,7 +311,7 @@ pub(crate) fn match_key(path: &crate::model::IngressPath, nginx: bool) -> (Match
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     #[test]
@@ -339,18 +339,23 @@ mod tests {
 
     /// The hashed lookup (hosts with many paths) picks the same route as the scan
     /// (hosts with few) for every path, in both profiles.
+    /// Rule paths that overlap in every way the matchers distinguish, for the
+    /// lookup property tests.
+    pub(in crate::routing) const KEY_POOL: [&str; 10] = [
+        "/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/a/bc", "/a/b/", "/abc",
+    ];
+    /// Every path type.
+    pub(in crate::routing) const PATH_TYPES: [PathType; 3] = [
+        PathType::Exact,
+        PathType::Prefix,
+        PathType::ImplementationSpecific,
+    ];
+
     #[test]
     fn hashed_lookup_equals_scan() {
         use crate::model::IngressPath;
         use proptest::prelude::*;
-        let keys = [
-            "/", "/a", "/a/", "/a/b", "/ab", "/a/b/c", "/b", "/a/bc", "/a/b/", "/abc",
-        ];
-        let types = [
-            PathType::Exact,
-            PathType::Prefix,
-            PathType::ImplementationSpecific,
-        ];
+        let (keys, types) = (KEY_POOL, PATH_TYPES);
         let strategy = (
             prop::collection::vec((0..keys.len(), 0..types.len()), 1..30),
             prop::collection::vec("[/ab]{0,8}", 1..20),
