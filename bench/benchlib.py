@@ -1,8 +1,10 @@
 """Helpers shared by the out-of-process bench scripts (bench/soak.py,
-bench/hardening_full.py): processes started and stopped by pid, nginx upstreams,
-plain HTTP probes, and the proxy's VmRSS and CPU time read from /proc.
+bench/hardening_full.py, bench/config_apply.py, bench/fast_apply.py): processes
+started and stopped by pid, nginx upstreams, plain HTTP probes, writes through the
+fake Kubernetes API server, and the proxy's VmRSS and CPU time read from /proc.
 Standard library only."""
 import http.client
+import json
 import os
 import re
 import socket
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 
 STOP = threading.Event()
 PROCS = []  # (name, Popen) of everything started, stopped by pid at the end
@@ -172,3 +175,22 @@ def proc_cpu_s(pid):
 
 def loadavg():
     return open("/proc/loadavg").read().split()[:3]
+
+
+def api_put(api, path, make):
+    """A writer of one object through the Kubernetes API at `api` (the fake API
+    server's URL): `write(arg)` PUTs `make(arg)` (a dict) at `path` on one kept
+    connection and returns the monotonic time just before the request."""
+    url = urllib.parse.urlsplit(api)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+
+    def write(arg):
+        body = json.dumps(make(arg)).encode()
+        t0 = time.monotonic()
+        conn.request("PUT", path, body=body, headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"PUT {path}: {r.status}")
+        return t0
+    return write

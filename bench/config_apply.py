@@ -22,7 +22,8 @@ sample. It prints: changes, p50 ms, p99 ms, max ms, mean ms, tab-separated.
 import http.client
 import json
 import os
-import urllib.parse
+
+import benchlib
 import shutil
 import subprocess
 import statistics
@@ -81,20 +82,7 @@ def write_file(folder):
 
 def write_api(api):
     """A change through the Kubernetes API: PUT the whole Ingress."""
-    url = urllib.parse.urlsplit(api)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    path = "/apis/networking.k8s.io/v1/namespaces/bench/ingresses/probe"
-
-    def write(k):
-        body = json.dumps(probe_object(k)).encode()
-        t0 = time.monotonic()
-        conn.request("PUT", path, body=body, headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        r.read()
-        if r.status != 200:
-            raise RuntimeError(f"PUT {path}: {r.status}")
-        return t0
-    return write
+    return benchlib.api_put(api, "/apis/networking.k8s.io/v1/namespaces/bench/ingresses/probe", probe_object)
 
 
 def run(write, port, changes):

@@ -20,14 +20,14 @@ All print: changes, p50 ms, p99 ms, max ms, mean ms, tab-separated.
 """
 
 import http.client
-import json
 import os
 import socket
 import ssl
 import statistics
 import sys
 import time
-import urllib.parse
+
+import benchlib
 
 
 def rename_in(folder, name, text):
@@ -129,20 +129,7 @@ def slice_object(port):
 
 def put_slice(api):
     """A slice change through the Kubernetes API: PUT the whole EndpointSlice."""
-    url = urllib.parse.urlsplit(api)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
-    path = "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices/epprobe-1"
-
-    def write(port):
-        body = json.dumps(slice_object(port)).encode()
-        t0 = time.monotonic()
-        conn.request("PUT", path, body=body, headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        r.read()
-        if r.status != 200:
-            raise RuntimeError(f"PUT {path}: {r.status}")
-        return t0
-    return write
+    return benchlib.api_put(api, "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices/epprobe-1", slice_object)
 
 
 def slice_changes(write, port, good, bad, changes):
