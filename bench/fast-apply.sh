@@ -125,15 +125,19 @@ python3 "$root/bench/proxy_vs_nginx.py" wait "http://127.0.0.1:$px_http/" ep.loc
 bench_log "ready after $(echo "$(date +%s.%N) - $t0" | bc) s"
 results="$out/results.tsv"
 printf 'kind\tingresses\tchanges\tp50_ms\tp99_ms\tmax_ms\tmean_ms\n' >"$results"
-if [[ -n "${KUBE:-}" ]]; then
-    line="$(taskset -c 1 python3 "$root/bench/fast_apply.py" slice-kube "http://$api_addr" "$px_http" "$up_port" "$closed" "$CHANGES")" ||
-        bench_die "slice changes failed"
-    printf 'endpointslice-kube\t%s\t%s\n' "$N" "$line" >>"$results"
+# The table of results and the proxy's update counters by kind.
+report() {
     curl -s "http://127.0.0.1:$px_admin/metrics" | grep config_updates_total >"$out/updates.txt" || true
     echo
     column -t -s $'\t' "$results"
     cat "$out/updates.txt"
     bench_log "results: $results"
+}
+if [[ -n "${KUBE:-}" ]]; then
+    line="$(taskset -c 1 python3 "$root/bench/fast_apply.py" slice-kube "http://$api_addr" "$px_http" "$up_port" "$closed" "$CHANGES")" ||
+        bench_die "slice changes failed"
+    printf 'endpointslice-kube\t%s\t%s\n' "$N" "$line" >>"$results"
+    report
     # Let it shut down (in --kube mode it takes longer than the cleanup waits).
     kill -TERM "$px" 2>/dev/null || true
     wait "$px" 2>/dev/null || true
@@ -145,8 +149,4 @@ printf 'secret\t%s\t%s\n' "$N" "$line" >>"$results"
 line="$(taskset -c 1 python3 "$root/bench/fast_apply.py" slice "$m" "$px_http" "$up_port" "$closed" "$CHANGES")" ||
     bench_die "slice changes failed"
 printf 'endpointslice\t%s\t%s\n' "$N" "$line" >>"$results"
-curl -s "http://127.0.0.1:$px_admin/metrics" | grep config_updates_total >"$out/updates.txt" || true
-echo
-column -t -s $'\t' "$results"
-cat "$out/updates.txt"
-bench_log "results: $results"
+report
