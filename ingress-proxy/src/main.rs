@@ -403,8 +403,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
+    ingress_proxy::server::listen(addr)
         .with_context(|| format!("binding the {what} listener on {addr}"))
 }
 

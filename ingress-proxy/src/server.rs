@@ -100,6 +100,36 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
+/// The listen backlog [`listen`] asks for when the kernel's limit cannot be
+/// read: Linux's `net.core.somaxconn` default since 5.4.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+
+/// Bind a listener for [`Listeners`] the way the `ingress-proxy` binary does:
+/// `SO_REUSEADDR`, and a listen backlog of the kernel's `net.core.somaxconn`
+/// (ingress-nginx's choice; [`DEFAULT_BACKLOG`] where it cannot be read), not
+/// the standard library's 128, which a burst of new connections overflows: the
+/// kernel then drops their SYNs and each client waits a second to retry.
+/// Call it inside a tokio runtime.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog())
+}
+
+/// `net.core.somaxconn`, else [`DEFAULT_BACKLOG`] (the kernel caps the backlog at
+/// somaxconn in any case).
+fn backlog() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_BACKLOG)
+}
+
 /// Errors starting the proxy.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

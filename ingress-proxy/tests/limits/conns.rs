@@ -223,3 +223,30 @@ impl std::io::Write for LogSink {
         Ok(())
     }
 }
+
+/// A burst of new connections waits in the listen backlog of
+/// `ingress_proxy::server::listen` (the binary's listeners) until accepted,
+/// rather than overflowing it: 300 connections to a listener that accepts none
+/// all complete their handshakes (the standard library's backlog of 128 makes
+/// the kernel drop the SYNs past it, and those clients wait a second to retry).
+#[tokio::test]
+async fn a_burst_of_connections_waits_in_the_listen_backlog() -> TestResult {
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .map_or(4096, |s| s.trim().parse().unwrap_or(4096));
+    // The kernel caps the backlog at somaxconn; stay under it.
+    let burst = 300.min(somaxconn.saturating_sub(8));
+    let listener = ingress_proxy::server::listen("127.0.0.1:0".parse()?)?;
+    let addr = listener.local_addr()?;
+    let held = tokio::task::spawn_blocking(move || {
+        (0..burst)
+            .map(|_| std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await??;
+    assert_eq!(held.len(), burst);
+    // And they are there to accept, in order.
+    for _ in 0..burst {
+        tokio::time::timeout(Duration::from_secs(1), listener.accept()).await??;
+    }
+    Ok(())
+}
