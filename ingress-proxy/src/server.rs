@@ -352,18 +352,25 @@ macro_rules! drive {
 impl Server {
     /// The limits for a connection accepted now: the listener's, with the gateway
     /// config's `spec.limits` laid over them when the live table carries one.
-    fn limits(&self) -> (Limits, auto::Builder<TokioExecutor>) {
+    fn limits(&self) -> Limits {
         let live = self.live.load();
         let gateway = live
             .runtime()
             .map(|r| r.config().limits)
             .filter(|g| *g != GatewayLimits::default());
         match gateway {
-            Some(g) => {
-                let limits = self.base.limits.with_gateway(&g);
-                (limits, limits.builder())
-            }
-            None => (self.base.limits, self.base.builder.clone()),
+            Some(g) => self.base.limits.with_gateway(&g),
+            None => self.base.limits,
+        }
+    }
+
+    /// The hyper builder for a connection's `limits`: the listener's own when
+    /// they are the listener's, else one made for them.
+    fn builder(&self, limits: &Limits) -> auto::Builder<TokioExecutor> {
+        if *limits == self.base.limits {
+            self.base.builder.clone()
+        } else {
+            limits.builder()
         }
     }
 
@@ -392,7 +399,7 @@ impl Server {
                             continue;
                         }
                     };
-                    let (limits, builder) = this.limits();
+                    let limits = this.limits();
                     let Some(slot) = this.conns.try_open(limits.max_connections) else {
                         // At the cap: closed at once, so the client learns it now
                         // rather than waiting in the backlog.
@@ -403,7 +410,7 @@ impl Server {
                     let _ = tcp.set_nodelay(true);
                     let Ok(local) = tcp.local_addr() else { continue };
                     let stop = stop.clone();
-                    let conn = Conn { peer, local, limits, builder, stop, _slot: slot };
+                    let conn = Conn { peer, local, limits, stop, _slot: slot };
                     tokio::spawn(Server::connection(this.clone(), tcp, conn));
                 }
                 _ = stop.changed() => break,
@@ -422,20 +429,28 @@ impl Server {
     }
 
     /// Serve one accepted connection. Until its first bytes arrive it waits in a
-    /// small future; hyper's connection state and the TLS handshake (about 8 KiB
-    /// inline) are built, boxed, only then, so connections that send nothing cost
-    /// little (the hardening checklist's T52: 10,000 idle ones). A connection
-    /// that sends nothing is closed after the keep-alive timeout (TLS: the
-    /// handshake timeout), as hyper's own wait for its first bytes did before.
+    /// small future (this one: the task tokio allocates for it is about 1 KB);
+    /// hyper's connection state and the TLS handshake (several KiB) are built,
+    /// boxed, only then ([`Server::first_bytes_in`]), so connections that send
+    /// nothing cost little (the hardening checklist's T52: 10,000 idle ones). A
+    /// connection that sends nothing is closed after the keep-alive timeout (TLS:
+    /// the handshake timeout), as hyper's own wait for its first bytes did before.
     async fn connection(self: Arc<Self>, tcp: tokio::net::TcpStream, mut conn: Conn) {
         let wait = match self.kind {
             Kind::Https(_) => conn.limits.handshake_timeout,
             Kind::Http | Kind::Admin(_) => conn.limits.keep_alive_timeout,
         };
         let deadline = tokio::time::Instant::now() + wait;
+        // Peek, not `readable()`: tokio marks an accepted socket readable before
+        // any event (its first bytes are usually there already), so `readable()`
+        // would return at once and every idle connection would carry hyper's
+        // state. A peek that finds nothing clears that guess and waits for the
+        // first real event; one that finds the end (the client closed without a
+        // byte) closes here.
+        let mut first = [0u8; 1];
         tokio::select! {
-            ready = tcp.readable() => {
-                if ready.is_err() {
+            peeked = tcp.peek(&mut first) => {
+                if !matches!(peeked, Ok(n) if n > 0) {
                     return;
                 }
             }
@@ -445,6 +460,19 @@ impl Server {
             }
             _ = conn.stop.changed() => return,
         }
+        self.first_bytes_in(tcp, conn, deadline).await;
+    }
+
+    /// The rest of a connection once its first bytes are in, boxed. A plain
+    /// function, so that nothing of it is laid out in [`Server::connection`]'s
+    /// future (the compiler keeps room there for values that were moved out
+    /// before an await): that future holds only the box.
+    fn first_bytes_in(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        conn: Conn,
+        deadline: tokio::time::Instant,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         match &self.kind {
             Kind::Http => {
                 let info = ConnInfo {
@@ -453,28 +481,28 @@ impl Server {
                     scheme: Scheme::Http,
                 };
                 let io = StallGuard::new(tcp, conn.limits.send_timeout);
-                Box::pin(self.serve(io, info, None, conn)).await;
+                Box::pin(async move { self.serve(io, info, None, conn).await })
             }
-            Kind::Https(handshaker) => {
-                Box::pin(async {
-                    let tls = tokio::time::timeout_at(deadline, handshaker.accept(tcp)).await;
-                    let peer = conn.peer;
-                    match tls {
-                        Ok(Ok((stream, client_auth))) => {
-                            let info = ConnInfo {
-                                peer,
-                                local: conn.local,
-                                scheme: Scheme::Https,
-                            };
-                            let io = StallGuard::new(stream, conn.limits.send_timeout);
-                            self.serve(io, info, client_auth, conn).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            Kind::Https(_) => Box::pin(async move {
+                let Kind::Https(handshaker) = &self.kind else {
+                    return;
+                };
+                let tls = tokio::time::timeout_at(deadline, handshaker.accept(tcp)).await;
+                let peer = conn.peer;
+                match tls {
+                    Ok(Ok((stream, client_auth))) => {
+                        let info = ConnInfo {
+                            peer,
+                            local: conn.local,
+                            scheme: Scheme::Https,
+                        };
+                        let io = StallGuard::new(stream, conn.limits.send_timeout);
+                        self.serve(io, info, client_auth, conn).await;
                     }
-                })
-                .await;
-            }
+                    Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                }
+            }),
             Kind::Admin(admin) => {
                 let admin = admin.clone();
                 let svc = service_fn(move |req: Request<Incoming>| {
@@ -482,19 +510,21 @@ impl Server {
                     async move { Ok::<_, Infallible>(resp) }
                 });
                 let io = StallGuard::new(tcp, conn.limits.send_timeout);
-                let served = conn.builder.serve_connection(TokioIo::new(io), svc);
-                let _ = Box::pin(async move {
-                    drive!(
-                        served.into_owned(),
+                let served = self
+                    .builder(&conn.limits)
+                    .serve_connection(TokioIo::new(io), svc)
+                    .into_owned();
+                Box::pin(async move {
+                    let _ = drive!(
+                        served,
                         conn.stop,
                         Activity::new(SendLimit {
                             ahead: usize::MAX,
                             queued: Default::default(),
                         }),
                         conn.limits.keep_alive_timeout
-                    )
+                    );
                 })
-                .await;
             }
         }
     }
@@ -560,8 +590,8 @@ impl Server {
                 Ok::<_, Infallible>(resp.map(|inner| Tracked::new(inner, in_flight)))
             })
         });
-        let served = conn
-            .builder
+        let served = self
+            .builder(&conn.limits)
             .serve_connection_with_upgrades(TokioIo::new(io), svc)
             .into_owned();
         let ended = drive!(served, conn.stop, activity, conn.limits.keep_alive_timeout);
@@ -576,7 +606,6 @@ struct Conn {
     peer: SocketAddr,
     local: SocketAddr,
     limits: Limits,
-    builder: auto::Builder<TokioExecutor>,
     stop: watch::Receiver<bool>,
     _slot: ConnSlot,
 }
