@@ -642,6 +642,18 @@ fn main() -> anyhow::Result<()> {
     if let Some(n) = args.worker_threads {
         runtime.worker_threads(usize::from(n));
     }
+    // Each thread's allocator cache keeps few objects of a connection's sizes,
+    // here and in the runtime's threads (see `allocator::limit_thread_cache`).
+    #[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
+    {
+        use ingress_proxy::allocator::limit_thread_cache;
+        if !limit_thread_cache() {
+            tracing::warn!("could not limit the allocator's thread caches; keeping its defaults");
+        }
+        runtime.on_thread_start(|| {
+            limit_thread_cache();
+        });
+    }
     let runtime = runtime
         .enable_all()
         .build()

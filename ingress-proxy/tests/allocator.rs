@@ -141,3 +141,52 @@ async fn idle_connections_cost_their_task_and_no_more() -> TestResult {
     proxy.shutdown().await;
     Ok(())
 }
+
+/// With the thread cache limited (`limit_thread_cache`, as the binary does on
+/// each thread), it keeps at most 2 freed objects of 2 KiB and of 16 KiB, where
+/// it kept 8 or more; objects of 512 bytes and 8 KiB are cached as before.
+#[test]
+fn the_thread_cache_keeps_few_objects_of_a_connections_sizes() {
+    use ingress_proxy::allocator::{limit_thread_cache, thread_cache_bytes};
+    // Threads of their own, each with a fresh cache, and nothing else in them.
+    let cached_after_freeing = |size: usize, limited: bool| {
+        std::thread::spawn(move || {
+            if limited {
+                assert!(limit_thread_cache());
+            }
+            // Warm: the cache takes a batch of objects of a size on its first
+            // use; and the list is allocated before the count.
+            drop(black_box(vec![1u8; size]));
+            let mut blocks = Vec::with_capacity(16);
+            let before = thread_cache_bytes().expect("tcache_bytes");
+            // 16: within what the cache keeps of one size by default (20 at least).
+            for i in 0..16u8 {
+                blocks.push(black_box(vec![i; size]));
+            }
+            blocks.clear();
+            let after = thread_cache_bytes().expect("tcache_bytes");
+            after.saturating_sub(before) / size as u64
+        })
+        .join()
+        .expect("the test thread")
+    };
+    for size in [2048, 16384] {
+        let default = cached_after_freeing(size, false);
+        assert!(
+            default >= 8,
+            "{default} objects of {size} bytes cached by default"
+        );
+        let limited = cached_after_freeing(size, true);
+        assert!(
+            limited <= 2,
+            "{limited} objects of {size} bytes cached, limited"
+        );
+    }
+    for size in [512, 8192] {
+        let limited = cached_after_freeing(size, true);
+        assert!(
+            limited >= 4,
+            "{limited} objects of {size} bytes cached, limited"
+        );
+    }
+}
