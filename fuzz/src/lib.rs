@@ -83,8 +83,20 @@ pub fn check_route_with(
             "upstream target {target:?} holds control characters or spaces"
         );
         if let Some(q) = req.query.filter(|_| !f.rewritten) {
+            // Kept, with spaces and control characters percent-encoded.
+            let mut sent = String::new();
+            for c in q.chars() {
+                if c.is_control() || c == ' ' {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        sent.push_str(&format!("%{b:02X}"));
+                    }
+                } else {
+                    sent.push(c);
+                }
+            }
             assert!(
-                f.upstream_target().ends_with(&format!("?{q}")),
+                f.upstream_target().ends_with(&format!("?{sent}")),
                 "query lost: {:?}",
                 f.upstream_target()
             );

@@ -10,7 +10,7 @@ use crate::annotations::routing::RewriteTarget;
 use crate::compile::Profile;
 
 use super::decision::{Decision, Forward, Redirect, RedirectReason, Respond, RespondReason};
-use super::request::RequestView;
+use super::request::{RequestView, clean_query};
 use super::table::{BackendId, BackendStatus, CanaryRoute, Route, RouteMatch, RouteTable};
 
 /// Per-request inputs that are not part of the request: the caller supplies
@@ -180,7 +180,7 @@ impl RouteTable {
             Some((c, origin)) => Cow::Owned(c.response_headers(origin, false)),
             None => Cow::Borrowed(&[]),
         };
-        let mut upstream_query = req.query.map(Cow::Borrowed);
+        let mut upstream_query = req.query.map(clean_query);
         let mut upstream_path = path;
         let mut rewritten = false;
         if let Some(target) = &pol.routing.rewrite_path {
@@ -189,11 +189,11 @@ impl RouteTable {
         } else if let Some(t) = &pol.routing.rewrite {
             let new = expand(route, t, &upstream_path);
             let (new_path, new_query) = match new.split_once('?') {
-                Some((p, q)) => (p.to_owned(), Some(q.to_owned())),
+                Some((p, q)) => (p.to_owned(), Some(clean_query(q).into_owned())),
                 None => (new, None),
             };
             if t.redirect {
-                let location = match (&new_query, req.query) {
+                let location = match (&new_query, &upstream_query) {
                     (Some(q), _) => format!("{new_path}?{q}"),
                     (None, Some(q)) => format!("{new_path}?{q}"),
                     (None, None) => new_path,

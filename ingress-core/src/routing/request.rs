@@ -164,6 +164,23 @@ pub fn normalize_path(path: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A query string as it may be sent on: spaces and control characters (C0, DEL,
+/// C1) percent-encoded, as in the path, so that no query handed to the core
+/// (an embedding gateway's parser may be laxer than hyper's) puts a raw one in
+/// the upstream request line or a `Location`. Borrowed when there is none (one
+/// table load per byte).
+pub(crate) fn clean_query(query: &str) -> Cow<'_, str> {
+    if query
+        .bytes()
+        .any(|b| NOT_NORMAL[usize::from(b)] && b != b'%')
+        && query.contains(|c: char| c.is_control() || c == ' ')
+    {
+        Cow::Owned(encode_controls(query))
+    } else {
+        Cow::Borrowed(query)
+    }
+}
+
 /// `path` with each space and control character percent-encoded (its UTF-8 bytes).
 fn encode_controls(path: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
