@@ -250,15 +250,7 @@ async fn endpoint_slice_changes_take_the_endpoint_path() -> TestResult {
     // The slice file removed: the endpoint path, only a serves.
     let before = counts(&p).await;
     std::fs::remove_file(dir.path().join("slice.yaml"))?;
-    eventually("only a serves", || async {
-        for _ in 0..8 {
-            if server().await != "a" {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    eventually("only a serves", || serves_only(addr, "a.test", "a", 8)).await;
     let after = counts(&p).await;
     assert_eq!(after[3], before[3] + 1.0, "the endpoint path");
     assert_eq!(after[0], before[0], "no full compile");
@@ -273,6 +265,16 @@ async fn served_by(addr: std::net::SocketAddr, host: &str) -> String {
         .as_str()
         .unwrap_or("")
         .to_owned()
+}
+
+/// Whether `n` GETs of `host` `/` in a row were all answered by `want`.
+async fn serves_only(addr: std::net::SocketAddr, host: &str, want: &str, n: usize) -> bool {
+    for _ in 0..n {
+        if served_by(addr, host).await != want {
+            return false;
+        }
+    }
+    true
 }
 
 /// A file of Services alone takes the Service path: the backends of the changed
@@ -313,15 +315,7 @@ async fn service_changes_take_the_service_path() -> TestResult {
     eventually("a serves", || async { server().await == "a" }).await;
     let before = counts(&p).await;
     write(dir.path(), "svc.yaml", &svc("alt"));
-    eventually("b serves", || async {
-        for _ in 0..4 {
-            if server().await != "b" {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    eventually("b serves", || serves_only(addr, "a.test", "b", 4)).await;
     let after = counts(&p).await;
     assert_eq!(
         after[3],
