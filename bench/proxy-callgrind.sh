@@ -6,7 +6,10 @@
 # Usage (as root on a fresh Debian, or with nginx, wrk and valgrind installed):
 #   bench/proxy-callgrind.sh [REQUESTS]      (default 2000 measured requests)
 # Environment: NO_BUILD=1 (use the binary built before), CONNS (default 4), TOP (default 40),
-#   PATH_= request path (default /small: 64 bytes), BASE_PORT (default 18180).
+#   PATH_= request path (default /small: 64 bytes), BASE_PORT (default 18180),
+#   INGRESSES=N (scenario 4): also load bench/gen-manifests.py's N Ingresses besides the
+#   measured one (5 paths each, N/10 wildcard hosts, 100 files; loading 20,000 under
+#   callgrind takes a few minutes).
 #
 # What runs: an nginx upstream serving /small (64 B) and /10k; ingress-proxy (release build
 # with line tables) under `valgrind --tool=callgrind --instr-atstart=no` on a generated
@@ -91,6 +94,11 @@ http {
 }
 EOF
 bench_manifest "$HOST" "$up_port" with-class >"$work/manifests/bench.yaml"
+if [[ -n "${INGRESSES:-}" ]]; then
+    log "generating $INGRESSES more Ingresses"
+    python3 "$root/bench/gen-manifests.py" "$INGRESSES" $((INGRESSES / 10)) \
+        --out "$work/manifests/many" --files 100 --no-class
+fi
 
 "$NGINX" -p "$work" -c "$work/upstream.conf" >"$out/upstream.log" 2>&1 &
 pids+=($!)
@@ -103,11 +111,18 @@ vg=$!
 pids+=("$vg")
 
 ok=""
-for _ in $(seq 300); do
+for _ in $(seq $(( ${INGRESSES:-0} > 0 ? 6000 : 300 ))); do
     if curl -fsS -o /dev/null -H "Host: $HOST" "http://127.0.0.1:$px_http$REQ_PATH" 2>/dev/null; then ok=1; break; fi
     sleep 0.2
 done
 [[ -n "$ok" ]] || die "proxy did not serve: $(tail -n 5 "$out/proxy.log")"
+if [[ -n "${INGRESSES:-}" ]]; then
+    # The last generated Ingress is in the served table (the admin's /routes).
+    curl -fsS -o "$work/routes.json" "http://127.0.0.1:$px_admin/routes" || die "no /routes"
+    grep -q "\"app$((INGRESSES - 1)).example.com\"" "$work/routes.json" ||
+        die "the generated Ingresses are not loaded (app$((INGRESSES - 1)).example.com not in /routes)"
+    log "the generated Ingresses are loaded (app$((INGRESSES - 1)).example.com is in /routes)"
+fi
 
 # Warm-up: connections to the upstream pooled, lazy statics initialised.
 wrk -t 1 -c "$CONNS" -d 3s -H "Host: $HOST" "http://127.0.0.1:$px_http$REQ_PATH" >"$out/warmup.txt"
@@ -128,7 +143,7 @@ file="$(ls -t "$out"/callgrind.out.* | head -n 1)"
 ir="$(callgrind_annotate "$file" 2>/dev/null | sed -n 's/^\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' | tr -d ,)"
 [[ -n "$ir" ]] || die "could not read the totals from $file"
 {
-    echo "requests: $total (path $REQ_PATH, $CONNS keep-alive connections)"
+    echo "requests: $total (path $REQ_PATH, $CONNS keep-alive connections, ${INGRESSES:-0} more Ingresses loaded)"
     echo "instructions: $ir"
     echo "instructions per request: $((ir / total))"
 } | tee "$out/summary.txt"

@@ -17,6 +17,13 @@
 #   defaults (proxy-buffering off, proxy-buffer-size 4k); the 1 MiB figure of nginx depends on them.
 #   INGRESSES=N (scenario 4): the proxy also loads bench/gen-manifests.py's N Ingresses (5 paths
 #   each, N/10 wildcard hosts, 100 files) besides bench.local, e.g. INGRESSES=20000 bench/proxy-vs-nginx.sh h1.
+#   PEERS="many" (scenario 4, side by side): a second ingress-proxy, target "ingress-proxy-many",
+#   loads MANY (default 20000) generated Ingresses besides bench.local and runs in the same
+#   interleaved rounds as the first; the table then ends with its ratios to the first, e.g.
+#   PEERS="nginx many" bench/proxy-vs-nginx.sh h1.
+#   PEERS="nginx other" PROXY_OTHER=BIN: a second ingress-proxy binary, target "ingress-proxy-other",
+#   on the same manifests in the same interleaved rounds (an A/B of two builds); the table then
+#   ends with its ratios to the first.
 #
 # What runs (all on 127.0.0.1):
 #   upstream     nginx (same binary), 1 worker, serving fixed files /small (64 B), /10k, /1m;
@@ -57,7 +64,9 @@ for p in "${peers[@]}"; do
     case $p in
         nginx) ;;
         haproxy) targets+=(haproxy) ;;
-        *) echo "unknown peer $p (nginx haproxy)" >&2; exit 2 ;;
+        many) targets+=(ingress-proxy-many) ;;
+        other) targets+=(ingress-proxy-other) ;;
+        *) echo "unknown peer $p (nginx haproxy many other)" >&2; exit 2 ;;
     esac
 done
 has_target() { local t; for t in "${targets[@]}"; do [[ $t == "$1" ]] && return 0; done; return 1; }
@@ -71,6 +80,13 @@ ng_http=$((BASE_PORT + 4))
 ng_https=$((BASE_PORT + 5))
 hp_http=$((BASE_PORT + 6))
 hp_https=$((BASE_PORT + 7))
+pm_http=$((BASE_PORT + 8))
+pm_https=$((BASE_PORT + 9))
+pm_admin=$((BASE_PORT + 10))
+MANY="${MANY:-20000}"
+po_http=$((BASE_PORT + 11))
+po_https=$((BASE_PORT + 12))
+po_admin=$((BASE_PORT + 13))
 
 log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -104,8 +120,11 @@ if [[ -z "${NO_BUILD:-}" ]]; then
 fi
 PROXY="${CARGO_TARGET_DIR:-$root/target}/release/ingress-proxy"
 [[ -x "$PROXY" ]] || die "$PROXY not built"
+if has_target ingress-proxy-other; then
+    [[ -x "${PROXY_OTHER:-}" ]] || die "PEERS has other: set PROXY_OTHER to an ingress-proxy binary"
+fi
 
-for p in $up_port $px_http $px_https $px_admin $ng_http $ng_https $hp_http $hp_https; do
+for p in $up_port $px_http $px_https $px_admin $ng_http $ng_https $hp_http $hp_https $pm_http $pm_https $pm_admin $po_http $po_https $po_admin; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
         die "port $p is in use (set BASE_PORT)"
     fi
@@ -155,6 +174,8 @@ trap 'exit 130' INT TERM
     echo "nginx proxy_buffering ${NGINX_PROXY_BUFFERING:-off}, proxy_buffer_size ${NGINX_PROXY_BUFFER_SIZE:-4k}"
     echo "duration ${DURATION}s x ${ROUNDS} rounds per target; conns ${CONNS} (1m: ${CONNS_1M}; h2: ${H2_CONNS} x ${H2_STREAMS} streams)"
     echo "Ingresses loaded by the proxy besides bench.local: ${INGRESSES:-0}"
+    if has_target ingress-proxy-many; then echo "Ingresses loaded by ingress-proxy-many besides bench.local: $MANY"; fi
+    if has_target ingress-proxy-other; then echo "ingress-proxy-other: $PROXY_OTHER"; fi
 } | tee "$out/machine.txt" >&2
 
 # --- files: bodies, certificate, configs --------------------------------------------------
@@ -283,6 +304,13 @@ if [[ -n "${INGRESSES:-}" ]]; then
     python3 "$root/bench/gen-manifests.py" "$INGRESSES" $((INGRESSES / 10)) \
         --out "$work/manifests/many" --files 100 --no-class
 fi
+if has_target ingress-proxy-many; then
+    log "generating $MANY Ingresses for ingress-proxy-many (scenario 4)"
+    mkdir -p "$work/manifests-many"
+    cp "$work/manifests/bench.yaml" "$work/manifests-many/"
+    python3 "$root/bench/gen-manifests.py" "$MANY" $((MANY / 10)) \
+        --out "$work/manifests-many/many" --files 100 --no-class
+fi
 
 # --- start --------------------------------------------------------------------------------
 start_nginx() { # $1 = name, $2 = core
@@ -329,11 +357,33 @@ INGRESS_PROXY_LOG=warn taskset -c 0 "$PROXY" --manifests "$work/manifests" \
 px_pid=$!
 pids+=("$px_pid")
 python3 "$PY" wait "http://127.0.0.1:$px_admin/readyz" localhost $(( ${INGRESSES:-0} > 0 ? 300 : 20 )) || die "ingress-proxy not ready: $(tail -n 5 "$out/ingress-proxy.log")"
+# start_second NAME BINARY MANIFESTS HTTP HTTPS ADMIN: a second ingress-proxy, as the first.
+start_second() {
+    INGRESS_PROXY_LOG=warn taskset -c 0 "$2" --manifests "$3" \
+        --listen-http "127.0.0.1:$4" --listen-https "127.0.0.1:$5" \
+        --listen-admin "127.0.0.1:$6" --worker-threads 1 \
+        --default-certificate "$work/cert.pem" --default-key "$work/key.pem" \
+        >"$out/$1.log" 2>&1 &
+    pids+=($!)
+    python3 "$PY" wait "http://127.0.0.1:$6/readyz" localhost 300 || die "$1 not ready: $(tail -n 5 "$out/$1.log")"
+}
+pm_pid=""
+if has_target ingress-proxy-many; then
+    start_second ingress-proxy-many "$PROXY" "$work/manifests-many" $pm_http $pm_https $pm_admin
+    pm_pid=${pids[-1]}
+fi
+po_pid=""
+if has_target ingress-proxy-other; then
+    start_second ingress-proxy-other "$PROXY_OTHER" "$work/manifests" $po_http $po_https $po_admin
+    po_pid=${pids[-1]}
+fi
 
 for t in "${targets[@]}"; do
     case $t in
         nginx) h=$ng_http s=$ng_https ;;
         haproxy) h=$hp_http s=$hp_https ;;
+        ingress-proxy-many) h=$pm_http s=$pm_https ;;
+        ingress-proxy-other) h=$po_http s=$po_https ;;
         *) h=$px_http s=$px_https ;;
     esac
     python3 "$PY" wait "http://127.0.0.1:$h/small" "$HOST" 10 || die "$t: no 200 on /small"
@@ -342,7 +392,7 @@ for t in "${targets[@]}"; do
     python3 "$PY" check "http://127.0.0.1:$h/1m" "$HOST" 1048576 || die "$t /1m"
     python3 "$PY" check "https://127.0.0.1:$s/small" "$HOST" 64 || die "$t https /small"
 done
-log "all up: upstream :$up_port, ingress-proxy :$px_http/:$px_https (pid $px_pid), nginx :$ng_http/:$ng_https (worker $ng_worker)${hp_pid:+, haproxy :$hp_http/:$hp_https (pid $hp_pid)}"
+log "all up: upstream :$up_port, ingress-proxy :$px_http/:$px_https (pid $px_pid), nginx :$ng_http/:$ng_https (worker $ng_worker)${hp_pid:+, haproxy :$hp_http/:$hp_https (pid $hp_pid)}${pm_pid:+, ingress-proxy-many :$pm_http/:$pm_https (pid $pm_pid)}${po_pid:+, ingress-proxy-other :$po_http/:$po_https (pid $po_pid)}"
 
 # --- measuring ----------------------------------------------------------------------------
 tck="$(getconf CLK_TCK)"
@@ -397,6 +447,8 @@ scenario() {
             case $t in
                 nginx) pidlist=("$ng_master" "$ng_worker") rss=$ng_worker ;;
                 haproxy) pidlist=("$hp_pid") rss=$hp_pid ;;
+                ingress-proxy-many) pidlist=("$pm_pid") rss=$pm_pid ;;
+                ingress-proxy-other) pidlist=("$po_pid") rss=$po_pid ;;
                 *) pidlist=("$px_pid") rss=$px_pid ;;
             esac
             local raw="$out/${name// /_}-$t-$round.txt"
@@ -435,6 +487,10 @@ target_url() { # $1 target, $2 scheme, $3 path
         nginx/https) port=$ng_https ;;
         haproxy/http) port=$hp_http ;;
         haproxy/https) port=$hp_https ;;
+        ingress-proxy-many/http) port=$pm_http ;;
+        ingress-proxy-many/https) port=$pm_https ;;
+        ingress-proxy-other/http) port=$po_http ;;
+        ingress-proxy-other/https) port=$po_https ;;
     esac
     echo "$2://127.0.0.1:$port$3"
 }

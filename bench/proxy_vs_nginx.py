@@ -184,7 +184,31 @@ def table(path):
     print("|" + "---|" * len(head))
     for r in out:
         print("| " + " | ".join(r) + " |")
+    second_table(medians, "ingress-proxy-many", "many", "one")
+    second_table(medians, "ingress-proxy-other", "other", "this")
     return 0
+
+
+def second_table(medians, target, a_name, b_name):
+    """A second ingress-proxy over the first, per scenario, when both ran:
+    ingress-proxy-many (thousands of Ingresses loaded; scenario 4) or
+    ingress-proxy-other (another build)."""
+    rows = []
+    for s, med in medians.items():
+        a, b = med.get(target), med.get("ingress-proxy")
+        if not a or not b:
+            continue
+        def rat(k):
+            x, y = a[k], b[k]
+            return f"{x / y:.3f}" if x is not None and y else "-"
+        rows.append([s, rat("cpu_us_per_req"), rat("rps"), rat("p99_us")])
+    if not rows:
+        return
+    print()
+    print(f"| scenario | CPU/req {a_name} ÷ {b_name} | req/s {a_name} ÷ {b_name} | p99 {a_name} ÷ {b_name} |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
 
 
 def chart(path, outdir):
