@@ -614,10 +614,18 @@ fuzz_target!(|input: Input| {
     let mut req = RequestView::get(scheme, &r.host.0, &r.path.0);
     req.query = r.query.as_deref();
     let mut headers = http::HeaderMap::new();
-    if let Some(v) = r.canary_header.as_ref().and_then(|v| http::HeaderValue::from_str(&v.0).ok()) {
+    if let Some(v) = r
+        .canary_header
+        .as_ref()
+        .and_then(|v| http::HeaderValue::from_str(&v.0).ok())
+    {
         headers.insert("x-canary", v);
     }
-    if let Some(v) = r.origin.as_ref().and_then(|v| http::HeaderValue::from_str(&v.0).ok()) {
+    if let Some(v) = r
+        .origin
+        .as_ref()
+        .and_then(|v| http::HeaderValue::from_str(&v.0).ok())
+    {
         headers.insert(http::header::ORIGIN, v);
     }
     req.headers = &headers;

@@ -77,7 +77,10 @@ pub fn check_route_with(
             "a fail-closed route forwarded ({what}) for {req:?}"
         );
         let target = f.upstream_target();
-        assert!(target.starts_with('/'), "upstream target {target:?} is not origin-form");
+        assert!(
+            target.starts_with('/'),
+            "upstream target {target:?} is not origin-form"
+        );
         assert!(
             !target.contains(|c: char| c.is_control() || c == ' '),
             "upstream target {target:?} holds control characters or spaces"
@@ -114,7 +117,10 @@ pub fn check_annotations(
     let obj = ObjectRef::namespaced(ObjectKind::Ingress, "ns", "fuzz");
     let parsed = ingress_core::annotations::parse(map, &obj, options);
     let again = ingress_core::annotations::parse(map, &obj, options);
-    assert_eq!(parsed.diagnostics, again.diagnostics, "parse is not deterministic");
+    assert_eq!(
+        parsed.diagnostics, again.diagnostics,
+        "parse is not deterministic"
+    );
     assert_eq!(parsed.policy, again.policy, "parse is not deterministic");
     for d in &parsed.diagnostics {
         let field = d.field.as_deref().unwrap_or("");
@@ -141,7 +147,10 @@ pub fn check_annotations(
     for (k, v) in map {
         if v.trim_end_matches('\n').contains(['\r', '\0']) {
             let _ = k;
-            assert!(!dbg.contains(v.as_str()), "a value with CR/NUL reached the policy");
+            assert!(
+                !dbg.contains(v.as_str()),
+                "a value with CR/NUL reached the policy"
+            );
         }
     }
 }
