@@ -46,6 +46,28 @@ endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
 EOF
 }
 
+# bench_nginx_forwarding: the directives of nginx's `location /` in the side-by-side runs:
+# proxy_pass to the keepalive `upstream bench_upstream {}`, HTTP/1.1, and the forwarded
+# fields ingress-proxy sets (ingress-nginx's set), with ingress-nginx's buffering defaults
+# (NGINX_PROXY_BUFFERING, default off; NGINX_PROXY_BUFFER_SIZE, default 4k).
+bench_nginx_forwarding() {
+    cat <<EOF
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Real-IP \$remote_addr;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Request-ID \$request_id;
+            proxy_buffering ${NGINX_PROXY_BUFFERING:-off};
+            proxy_buffer_size ${NGINX_PROXY_BUFFER_SIZE:-4k};
+            proxy_buffers 4 ${NGINX_PROXY_BUFFER_SIZE:-4k};
+EOF
+}
+
 # bench_log MESSAGE...: one timestamped line on stderr; bench_die: that, then exit 1.
 bench_log() { echo "[$(date -u +%H:%M:%S)] $*" >&2; }
 bench_die() { bench_log "error: $*"; exit 1; }

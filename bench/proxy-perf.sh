@@ -13,7 +13,7 @@
 #
 # What runs: an nginx upstream (1 worker) and wrk on core 1; the proxy under test on core 0
 # (ingress-proxy --worker-threads 1 on a one-Ingress folder; nginx: worker_processes 1,
-# proxy_pass to a keepalive upstream{}, proxy buffering off). After a 2 s warm-up, wrk runs
+# proxy_pass to a keepalive upstream{}, the forwarding of bench/proxy-vs-nginx.sh). After a 2 s warm-up, wrk runs
 # SECONDS_+3 s; perf records the proxy (cpu-clock, 2 kHz, kernel call chains) for SECONDS_
 # of them, then counts its writev/recvfrom/epoll_wait calls for as long again. Prints, per
 # target: requests per second, system calls per request, the share of samples in the kernel
@@ -112,18 +112,7 @@ $(temps nginx-proxy)
     server {
         listen 127.0.0.1:$px_http;
         location / {
-            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Forwarded-Port \$server_port;
-            proxy_set_header X-Request-ID \$request_id;
-            proxy_buffering off;
-            proxy_buffer_size 4k;
+$(bench_nginx_forwarding)
         }
     }
 }

@@ -251,19 +251,7 @@ $(temp_paths nginx-proxy)
         ssl_certificate_key $work/key.pem;
         ssl_protocols TLSv1.3;
         location / {
-            proxy_pass http://bench_upstream;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Real-IP \$remote_addr;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Forwarded-Port \$server_port;
-            proxy_set_header X-Request-ID \$request_id;
-            proxy_buffering ${NGINX_PROXY_BUFFERING:-off};
-            proxy_buffer_size ${NGINX_PROXY_BUFFER_SIZE:-4k};
-            proxy_buffers 4 ${NGINX_PROXY_BUFFER_SIZE:-4k};
+$(bench_nginx_forwarding)
         }
     }
 }
