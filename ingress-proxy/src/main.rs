@@ -639,10 +639,13 @@ fn main() -> anyhow::Result<()> {
     {
         tracing::warn!("could not set the allocator's dirty decay; keeping its default");
     }
-    let mut runtime = runtime_builder(worker_threads(
-        args.worker_threads,
-        std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(),
-    ));
+    let mut runtime = runtime_builder(
+        worker_threads(
+            args.worker_threads,
+            std::env::var("TOKIO_WORKER_THREADS").ok().as_deref(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
     // Each thread's allocator cache keeps few objects of a connection's sizes,
     // here and in the runtime's threads (see `allocator::limit_thread_cache`).
     #[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
@@ -662,15 +665,22 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(args))
 }
 
-/// How many threads run requests: `--worker-threads`, else `$TOKIO_WORKER_THREADS`,
-/// else one per CPU the process may use (its cgroup's quota included).
-fn worker_threads(flag: Option<u16>, env: Option<&str>) -> usize {
-    flag.map(usize::from)
-        .or_else(|| {
-            env.and_then(|v| v.trim().parse::<usize>().ok())
-                .filter(|&n| n > 0)
-        })
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+/// How many threads run requests: `--worker-threads`, else `$TOKIO_WORKER_THREADS`
+/// (`env`; Tokio's own variable, which it refuses unless a positive number), else
+/// one per CPU the process may use (its cgroup's quota included).
+fn worker_threads(flag: Option<u16>, env: Option<&str>) -> Result<usize, String> {
+    if let Some(n) = flag {
+        return Ok(usize::from(n));
+    }
+    match env {
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS: {v:?} is not a positive number of threads"
+            )),
+        },
+        None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
 }
 
 /// The runtime for `threads` request threads. One thread gets Tokio's
@@ -740,13 +750,16 @@ mod tests {
 
     #[test]
     fn one_request_thread_runs_the_current_thread_scheduler() {
-        assert_eq!(worker_threads(Some(1), Some("4")), 1);
-        assert_eq!(worker_threads(None, Some("1")), 1);
-        assert_eq!(worker_threads(None, Some(" 3 ")), 3);
+        assert_eq!(worker_threads(Some(1), Some("4")), Ok(1));
+        assert_eq!(worker_threads(Some(2), Some("many")), Ok(2));
+        assert_eq!(worker_threads(None, Some("1")), Ok(1));
+        assert_eq!(worker_threads(None, Some(" 3 ")), Ok(3));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(worker_threads(None, Some("0")), cpus);
-        assert_eq!(worker_threads(None, Some("many")), cpus);
-        assert_eq!(worker_threads(None, None), cpus);
+        assert_eq!(worker_threads(None, None), Ok(cpus));
+        for bad in ["0", "many", ""] {
+            let e = worker_threads(None, Some(bad)).expect_err(bad);
+            assert!(e.starts_with("TOKIO_WORKER_THREADS: "), "{e}");
+        }
 
         let flavor = |threads| {
             let rt = runtime_builder(threads)
