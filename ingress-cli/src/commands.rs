@@ -456,6 +456,133 @@ pub(crate) fn explain(
     Ok(0)
 }
 
+/// The forwarding policies a route's annotations set (timeouts, retries, load
+/// balancing, rate limits, outlier detection, circuit breaking), as (policy, detail)
+/// lines; what is not set is left to the gateway's defaults and not listed.
+fn resilience(p: &ingress_core::annotations::IngressPolicy, out: &mut Vec<(&'static str, String)>) {
+    let t = &p.timeouts;
+    let timeouts: Vec<String> = [
+        ("connect", t.connect),
+        ("send", t.send),
+        ("read", t.read),
+        ("total", t.total),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|d| format!("{k} {}", duration(d))))
+    .collect();
+    if !timeouts.is_empty() {
+        out.push(("timeouts", timeouts.join(", ")));
+    }
+    let r = &p.retries;
+    if r.on != Default::default() || r.tries.is_some() || r.timeout.is_some() {
+        let detail = if r.on.off {
+            "off: no other endpoint is tried".to_owned()
+        } else {
+            let mut on: Vec<String> = [
+                ("error", r.on.error),
+                ("timeout", r.on.timeout),
+                ("invalid_header", r.on.invalid_header),
+            ]
+            .into_iter()
+            .filter(|(_, set)| *set)
+            .map(|(k, _)| k.to_owned())
+            .collect();
+            on.extend(r.on.statuses.iter().map(|s| format!("http_{}", s.as_u16())));
+            if r.on.non_idempotent {
+                on.push("non_idempotent".to_owned());
+            }
+            let mut d = format!("another endpoint on {}", on.join(" "));
+            match r.tries {
+                Some(0) => d.push_str("; tries: as many as endpoints"),
+                Some(n) => {
+                    let _ = write!(d, "; {n} tries in all");
+                }
+                None => {}
+            }
+            match r.timeout {
+                Some(t) if !t.is_zero() => {
+                    let _ = write!(d, "; within {}", duration(t));
+                }
+                _ => {}
+            }
+            d
+        };
+        out.push(("retries", detail));
+    }
+    let lb = &p.load_balance;
+    if let Some(h) = &lb.hash {
+        let subset = h
+            .subset
+            .map(|n| format!(" (a subset of {n} endpoints)"))
+            .unwrap_or_default();
+        out.push((
+            "load-balance",
+            format!("consistent hash of {}{subset}", h.template),
+        ));
+    } else if let Some(a) = lb.algorithm {
+        out.push(("load-balance", a.as_str().to_owned()));
+    }
+    let rl = &p.rate_limit;
+    let mut limits: Vec<String> = rl
+        .per_client
+        .iter()
+        .map(|l| format!("{} per client", rate(l)))
+        .collect();
+    if let Some(n) = rl.connections {
+        limits.push(format!("{n} concurrent requests per client"));
+    }
+    if let Some(l) = &rl.route {
+        limits.push(format!("{} for the route (per replica)", rate(l)));
+    }
+    if !limits.is_empty() {
+        out.push(("rate-limit", limits.join(", ")));
+    }
+    let o = &p.resilience.outlier;
+    let outlier: Vec<String> = [
+        o.consecutive_5xx
+            .map(|n| format!("eject after {n} 5xx in a row")),
+        o.consecutive_gateway_failure
+            .map(|n| format!("after {n} gateway failures in a row")),
+        o.base_ejection
+            .map(|d| format!("for {} at first", duration(d))),
+        o.max_ejection.map(|d| format!("at most {}", duration(d))),
+        o.max_ejection_percent
+            .map(|n| format!("at most {n} % of the endpoints")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !outlier.is_empty() {
+        out.push(("outlier", outlier.join(", ")));
+    }
+    let c = &p.resilience.circuit;
+    let circuit: Vec<String> = [
+        c.max_requests.map(|n| format!("{n} requests in flight")),
+        c.max_retries.map(|n| format!("{n} retries in flight")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !circuit.is_empty() {
+        out.push(("circuit", format!("at most {}", circuit.join(", "))));
+    }
+}
+
+/// `3s`, `1500ms`.
+fn duration(d: std::time::Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// `10 requests/s (burst 50)`.
+fn rate(l: &ingress_core::annotations::rate_limit::RateLimit) -> String {
+    let per = if l.per.as_secs() == 60 { "min" } else { "s" };
+    format!("{} requests/{per} (burst {})", l.rate, l.burst)
+}
+
 /// The policies that shaped a decision, as (policy, detail) lines.
 fn policies(
     d: &Decision<'_>,
@@ -502,6 +629,7 @@ fn policies(
                     "the client address passed the IP lists".to_owned(),
                 ));
             }
+            resilience(f.policy, &mut out);
         }
         Decision::Redirect(r) => out.push((
             "redirect",

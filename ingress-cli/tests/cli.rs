@@ -291,6 +291,108 @@ fn explain_host_header_and_text() {
     insta::assert_snapshot!("explain_wildcard_text", out);
 }
 
+/// An Ingress whose annotations set every forwarding policy `explain` lists.
+const RESILIENT: &str = r#"apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: api
+  namespace: shop
+  annotations:
+    nginx.ingress.kubernetes.io/proxy-connect-timeout: "3"
+    nginx.ingress.kubernetes.io/proxy-read-timeout: "120"
+    nginx.ingress.kubernetes.io/proxy-next-upstream: "error timeout http_502"
+    nginx.ingress.kubernetes.io/proxy-next-upstream-tries: "2"
+    nginx.ingress.kubernetes.io/proxy-next-upstream-timeout: "10"
+    nginx.ingress.kubernetes.io/load-balance: "ewma"
+    nginx.ingress.kubernetes.io/limit-rps: "10"
+    nginx.ingress.kubernetes.io/limit-connections: "5"
+    ingress-rs.io/outlier-consecutive-5xx: "3"
+    ingress-rs.io/circuit-max-requests: "200"
+spec:
+  ingressClassName: nginx
+  rules:
+  - host: api.example.com
+    http:
+      paths:
+      - path: /
+        pathType: Prefix
+        backend: {service: {name: api, port: {number: 80}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec: {ports: [{port: 80, targetPort: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: api-1, namespace: shop, labels: {kubernetes.io/service-name: api}}
+addressType: IPv4
+ports: [{port: 8080}]
+endpoints: [{addresses: ["10.0.0.1"], conditions: {ready: true}}]
+"#;
+
+#[test]
+fn explain_lists_the_forwarding_policies_the_annotations_set() {
+    let args = [
+        "explain",
+        "--ingress-class",
+        "nginx",
+        "--url",
+        "http://api.example.com/x",
+        "-",
+    ];
+    let (code, out, err) = run(&args, Some(RESILIENT));
+    assert_eq!(code, 0, "{err}");
+    for line in [
+        "  policy timeouts: connect 3s, read 120s\n",
+        "  policy retries: another endpoint on error timeout http_502; 2 tries in all; within 10s\n",
+        "  policy load-balance: ewma\n",
+        "  policy rate-limit: 10 requests/s (burst 50) per client, 5 concurrent requests per client\n",
+        "  policy outlier: eject after 3 5xx in a row\n",
+        "  policy circuit: at most 200 requests in flight\n",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // The same in JSON, and none of them for a route that sets none (the shop's).
+    let mut json_args = args.to_vec();
+    json_args.extend(["-o", "json"]);
+    let (_, v) = json(&json_args, Some(RESILIENT));
+    let policies: Vec<&str> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        policies,
+        [
+            "timeouts",
+            "retries",
+            "load-balance",
+            "rate-limit",
+            "outlier",
+            "circuit"
+        ]
+    );
+    let v = explain("https://shop.example.com/api/items", &[]);
+    let names: Vec<&str> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    for p in [
+        "timeouts",
+        "retries",
+        "load-balance",
+        "rate-limit",
+        "outlier",
+        "circuit",
+    ] {
+        assert!(!names.contains(&p), "{p} listed for the shop: {names:?}");
+    }
+}
+
 #[test]
 fn codes_lists_every_code() {
     let (code, v) = json(&["codes", "-o", "json"], None);
