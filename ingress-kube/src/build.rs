@@ -321,7 +321,11 @@ impl Builder {
         if !services.is_empty() {
             updates.push(c.apply_services(services));
         }
-        (combine(updates), secrets_changed, gateway_changed)
+        (
+            updates.into_iter().fold(Update::Unchanged, Update::then),
+            secrets_changed,
+            gateway_changed,
+        )
     }
 
     /// The changes of one kind: the objects named by events, or every object of
@@ -472,77 +476,6 @@ fn apply_secrets(
         .as_mut()
         .expect("a compiler")
         .apply_secrets(changes)
-}
-
-/// Several updates applied one after the other, as one: full if any was; else
-/// incremental (with the Ingress splices) if any was, its written backends joined
-/// by the backends an endpoint update resolved again (their endpoints may differ
-/// from the previous table's too); else the endpoint path, with every endpoint
-/// update's backends. A Secret update together with any other is published as a
-/// full table (the proxy's patch paths each take one kind of change).
-fn combine(updates: Vec<Update>) -> Update {
-    let mut out = Update::Unchanged;
-    for u in updates {
-        out = match (out, u) {
-            (Update::Full(r), _) | (_, Update::Full(r)) => Update::Full(r),
-            (Update::Unchanged, u) | (u, Update::Unchanged) => u,
-            (Update::Tls { mut bindings }, Update::Tls { bindings: more }) => {
-                bindings.extend(more);
-                bindings.sort_unstable();
-                bindings.dedup();
-                Update::Tls { bindings }
-            }
-            (Update::Tls { .. }, _) | (_, Update::Tls { .. }) => {
-                Update::Full(FullReason::NotOnlyIngresses)
-            }
-            (
-                Update::Endpoints {
-                    mut backends,
-                    mut services,
-                },
-                Update::Endpoints {
-                    backends: more,
-                    services: others,
-                },
-            ) => {
-                backends.extend(more);
-                backends.sort_unstable();
-                backends.dedup();
-                services.extend(others);
-                services.sort_unstable();
-                services.dedup();
-                Update::Endpoints { backends, services }
-            }
-            (
-                Update::Incremental {
-                    ingresses,
-                    splices,
-                    mut backends,
-                },
-                Update::Endpoints { backends: more, .. },
-            )
-            | (
-                Update::Endpoints { backends: more, .. },
-                Update::Incremental {
-                    ingresses,
-                    splices,
-                    mut backends,
-                },
-            ) => {
-                backends.extend(more);
-                backends.sort_unstable();
-                backends.dedup();
-                Update::Incremental {
-                    ingresses,
-                    splices,
-                    backends,
-                }
-            }
-            (u @ Update::Incremental { .. }, _) | (_, u @ Update::Incremental { .. }) => u,
-            (_, u) => u,
-        };
-    }
-    out
 }
 
 /// How the proxy may apply an update.

@@ -3,8 +3,8 @@
 //!
 //! A file counts as changed when its size, modification or change time, or inode
 //! differ from the last load (an editor's write-and-rename gives a new inode). The
-//! objects of the changed (and removed) files are compared kind by kind, and when
-//! one kind alone changed it takes its fast path:
+//! objects of the changed (and removed) files are compared kind by kind, and each
+//! kind that changed takes its fast path:
 //!
 //! - Ingresses: only the hosts they touch are compiled again;
 //! - Secrets: only the TLS bindings naming them are checked again
@@ -15,10 +15,14 @@
 //!   ([`Compiler::apply_services`]); the data plane patches them as an endpoint
 //!   change.
 //!
-//! A change to an IngressClass, changes of more than one kind in one
-//! apply (a file whose objects change kind included), an object defined in two
-//! files, or anything the compiler cannot do that way reloads and compiles the
-//! whole folder, as the first load does.
+//! Several kinds changed at once (an app's Ingress and Service edited in one
+//! file, say) are applied one after the other, in `--kube` mode's order (Secrets,
+//! Ingresses, EndpointSlices, Services), and published as one update
+//! ([`Update::then`]): Ingresses with endpoint changes are one patch; a Secret
+//! change with any other is compiled incrementally but served as a whole new
+//! table. A change to an IngressClass, an object defined in two files, or anything
+//! the compiler cannot do that way reloads and compiles the whole folder, as the
+//! first load does.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -138,12 +142,17 @@ pub(crate) enum Applied {
     Unchanged,
     /// The whole folder was compiled (why).
     Full(String),
-    /// Only the hosts of the changed Ingresses were compiled again.
+    /// Only the hosts of the changed Ingresses were compiled again (and, when
+    /// EndpointSlices or Services changed with them, the backends of those
+    /// Services resolved again).
     Incremental {
         /// Ingresses compiled again.
         ingresses: usize,
         /// Where the touched hosts' routes were and are.
         splices: Vec<RouteSplice>,
+        /// Backends written by the Ingress update or resolved again by the
+        /// endpoint one: their endpoints may differ from the previous table's.
+        backends: Vec<ingress_core::routing::BackendId>,
     },
     /// Only Secrets changed: the TLS bindings naming them were checked again
     /// (indexes into the table's TLS bindings); the routes are as they were.
@@ -194,6 +203,10 @@ enum Kind {
 
 impl Kind {
     const ALL: [Kind; 4] = [Kind::Ingress, Kind::Slice, Kind::Secret, Kind::Service];
+    /// The order changes of several kinds are applied in (`--kube` mode's):
+    /// Ingresses before EndpointSlices and Services, whose backend ids are then the
+    /// final table's ([`Update::then`]).
+    const APPLY_ORDER: [Kind; 4] = [Kind::Secret, Kind::Ingress, Kind::Slice, Kind::Service];
 
     fn names(self, f: &FileState) -> &[Key] {
         match self {
@@ -421,11 +434,11 @@ impl Folder {
                 }
             }
         }
-        if kinds.len() > 1 {
-            return self.reload(options, "objects of more than one kind changed");
+        // None changed: the files changed in form only (the Ingress path then
+        // finds every object as it was).
+        if kinds.is_empty() {
+            kinds.push(Kind::Ingress);
         }
-        // The one kind that changed (none: the files changed in form only).
-        let kind = kinds.first().copied().unwrap_or(Kind::Ingress);
         let mut sources = Loaded::default();
         let mut objects = Vec::with_capacity(read.len());
         let mut states = Vec::with_capacity(read.len());
@@ -440,9 +453,9 @@ impl Folder {
         let update = {
             let (paths, mut snapshots): (Vec<PathBuf>, Vec<_>) = objects.into_iter().unzip();
             macro_rules! changes {
-                ($field:ident) => {
+                ($kind:expr, $field:ident) => {
                     changes_of(
-                        kind,
+                        $kind,
                         &self.files,
                         &mut self.owners,
                         paths
@@ -454,14 +467,27 @@ impl Folder {
                     )
                 };
             }
-            match kind {
-                Kind::Ingress => changes!(ingresses).map(|c| self.compiler.apply_ingresses(c)),
-                Kind::Slice => {
-                    changes!(endpoint_slices).map(|c| self.compiler.apply_endpoint_slices(c))
+            let mut update = Some(Update::Unchanged);
+            for kind in Kind::APPLY_ORDER {
+                if !kinds.contains(&kind) {
+                    continue;
                 }
-                Kind::Secret => changes!(secrets).map(|c| self.compiler.apply_secrets(c)),
-                Kind::Service => changes!(services).map(|c| self.compiler.apply_services(c)),
+                let this = match kind {
+                    Kind::Ingress => {
+                        changes!(kind, ingresses).map(|c| self.compiler.apply_ingresses(c))
+                    }
+                    Kind::Slice => changes!(kind, endpoint_slices)
+                        .map(|c| self.compiler.apply_endpoint_slices(c)),
+                    Kind::Secret => changes!(kind, secrets).map(|c| self.compiler.apply_secrets(c)),
+                    Kind::Service => {
+                        changes!(kind, services).map(|c| self.compiler.apply_services(c))
+                    }
+                };
+                // `None` (an object defined in two files): the whole folder is
+                // loaded again below, whatever was applied so far.
+                update = update.zip(this).map(|(u, next)| u.then(next));
             }
+            update
         };
         let Some(update) = update else {
             return self.reload(options, "an object is defined in two files");
@@ -491,8 +517,14 @@ impl Folder {
         Ok(match update {
             Update::Unchanged => Applied::Unchanged,
             Update::Incremental {
-                ingresses, splices, ..
-            } => Applied::Incremental { ingresses, splices },
+                ingresses,
+                splices,
+                backends,
+            } => Applied::Incremental {
+                ingresses,
+                splices,
+                backends,
+            },
             Update::Tls { bindings } => Applied::Secrets { bindings },
             Update::Endpoints { backends, .. } => Applied::Endpoints { backends },
             Update::Full(reason) => Applied::Full(reason.to_string()),

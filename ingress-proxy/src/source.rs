@@ -178,14 +178,29 @@ impl FileSource {
                 log_diagnostics(&diagnostics);
                 let (routes, dropped) = (table.routes().len(), count_errors(&diagnostics));
                 match &applied {
-                    Applied::Incremental { ingresses, splices } if previous.version() > 0 => {
+                    Applied::Incremental {
+                        ingresses,
+                        splices,
+                        backends,
+                    } if previous.version() > 0 => {
                         tracing::debug!(
                             ingresses,
                             hosts = splices.len(),
+                            backends = backends.len(),
                             "incremental update: only the touched hosts were compiled"
                         );
                         let at = Instant::now();
-                        let live = Live::patched(&previous, table, version, diagnostics, splices);
+                        // The backends it wrote, and those of EndpointSlices and
+                        // Services changed with it: their balancers follow their
+                        // endpoints.
+                        let live = Live::with_endpoints(
+                            &previous,
+                            table,
+                            version,
+                            diagnostics,
+                            splices,
+                            backends,
+                        );
                         let patched = at.elapsed();
                         self.live.store_patched(live);
                         drop(previous);

@@ -101,6 +101,12 @@ pub enum FullReason {
     /// [`Compiler::apply_services`] could not re-resolve the backends alone.
     #[error("the Service fast path declined: {0}")]
     Services(super::FullCompileNeeded),
+    /// Updates of several kinds were made at once and cannot be published as one
+    /// patch ([`Update::then`]): a Secret update with any other, two Ingress
+    /// updates, or an endpoint update before an Ingress update. The compiler's
+    /// table is up to date; only the data plane takes it whole.
+    #[error("changes of several kinds that one patch cannot carry")]
+    Combined,
 }
 
 /// One touched host: its routes were slots `old` of the previous table and are
@@ -158,6 +164,74 @@ pub enum Update {
     },
     /// Everything was compiled again: route and backend ids may all differ.
     Full(FullReason),
+}
+
+impl Update {
+    /// One update standing for `self` and then `next`, both made by one
+    /// [`Compiler`] in that order (Ingresses before EndpointSlices and Services,
+    /// whose backend ids are then the final table's), for a data plane that patches
+    /// one update at a time:
+    ///
+    /// - a full update (either) stays full; an unchanged one gives the other;
+    /// - Secret updates join their bindings;
+    /// - endpoint updates join their backends and Services;
+    /// - an Ingress update then an endpoint update is the Ingress update, its
+    ///   written backends joined by the endpoint update's (their endpoints may
+    ///   differ from the previous table's);
+    /// - anything else (a Secret update with any other, two Ingress updates, an
+    ///   endpoint update before an Ingress update) is full with
+    ///   [`FullReason::Combined`]: the compiler has applied both, the data plane
+    ///   takes the table whole.
+    ///
+    /// ```
+    /// use ingress_core::compile::{FullReason, Update};
+    ///
+    /// let tls = |b: usize| Update::Tls { bindings: vec![b] };
+    /// assert_eq!(tls(2).then(Update::Unchanged).then(tls(1)), Update::Tls { bindings: vec![1, 2] });
+    /// assert_eq!(
+    ///     tls(1).then(Update::Endpoints { backends: vec![], services: vec![] }),
+    ///     Update::Full(FullReason::Combined)
+    /// );
+    /// ```
+    #[must_use]
+    pub fn then(self, next: Update) -> Update {
+        fn joined<T: Ord>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
+            a.extend(b);
+            a.sort_unstable();
+            a.dedup();
+            a
+        }
+        match (self, next) {
+            (Update::Full(r), _) | (_, Update::Full(r)) => Update::Full(r),
+            (Update::Unchanged, u) | (u, Update::Unchanged) => u,
+            (Update::Tls { bindings }, Update::Tls { bindings: more }) => Update::Tls {
+                bindings: joined(bindings, more),
+            },
+            (
+                Update::Endpoints { backends, services },
+                Update::Endpoints {
+                    backends: more,
+                    services: others,
+                },
+            ) => Update::Endpoints {
+                backends: joined(backends, more),
+                services: joined(services, others),
+            },
+            (
+                Update::Incremental {
+                    ingresses,
+                    splices,
+                    backends,
+                },
+                Update::Endpoints { backends: more, .. },
+            ) => Update::Incremental {
+                ingresses,
+                splices,
+                backends: joined(backends, more),
+            },
+            _ => Update::Full(FullReason::Combined),
+        }
+    }
 }
 
 /// An incremental compiler: the last [`Compiled`] and the [`Snapshot`] it came

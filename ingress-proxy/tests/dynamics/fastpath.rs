@@ -337,6 +337,77 @@ async fn service_changes_take_the_service_path() -> TestResult {
     Ok(())
 }
 
+/// An app's Ingress, Service and EndpointSlice in one file, the Ingress and the
+/// Service edited in one write (a path added; the Service's port renamed to the
+/// slice's other port): applied as one incremental update (the Ingress's host
+/// compiled again, then the Service's backends resolved again), with no full
+/// compile; the new path serves, and the old and new paths both go to the
+/// upstream the renamed port names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingress_and_its_service_changed_in_one_file_take_the_incremental_path() -> TestResult {
+    let a = echo("a").await;
+    let b = echo("b").await;
+    assert_eq!(a.addr.ip(), b.addr.ip(), "both upstreams on one address");
+    let dir = tempfile::tempdir()?;
+    let app = |paths: &[(&str, &str, &str)], port_name: &str| {
+        docs(&[
+            ingress("app", paths, &[]),
+            format!(
+                "apiVersion: v1\nkind: Service\nmetadata: {{name: s, namespace: t}}\nspec: {{ports: [{{name: {port_name}, port: 80}}]}}\n"
+            ),
+            format!(
+                "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {{name: s-0, namespace: t, labels: {{kubernetes.io/service-name: s}}}}\naddressType: IPv4\nports: [{{name: http, port: {}}}, {{name: alt, port: {}}}]\nendpoints: [{{addresses: [\"{}\"], conditions: {{ready: true}}}}]\n",
+                a.addr.port(),
+                b.addr.port(),
+                a.addr.ip()
+            ),
+        ])
+    };
+    write(dir.path(), "class.yaml", CLASS);
+    write(
+        dir.path(),
+        "app.yaml",
+        &app(&[("a.test", "/", "s")], "http"),
+    );
+    let p = proxy(dir.path(), |_| {}).await;
+    let addr = p.http_addr().expect("http");
+    eventually("a serves", || serves_only(addr, "a.test", "a", 1)).await;
+    let before = counts(&p).await;
+    write(
+        dir.path(),
+        "app.yaml",
+        &app(&[("a.test", "/", "s"), ("a.test", "/new", "s")], "alt"),
+    );
+    let new_path = || async {
+        let r = h1(
+            addr,
+            get("a.test", "/new/x").body(empty()).expect("request"),
+        )
+        .await;
+        (
+            r.status,
+            r.json()["server"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    eventually("/new serves, from b", || async {
+        new_path().await == (StatusCode::OK, "b".to_owned())
+    })
+    .await;
+    assert!(serves_only(addr, "a.test", "b", 4).await, "/ moved to b");
+    let after = counts(&p).await;
+    assert_eq!(
+        after[1],
+        before[1] + 1.0,
+        "one incremental update: {before:?} -> {after:?}"
+    );
+    assert_eq!(
+        after[0], before[0],
+        "no full compile: {before:?} -> {after:?}"
+    );
+    assert_eq!(after[3], before[3], "not a separate endpoint update");
+    Ok(())
+}
+
 /// The EndpointSlices of Service `name` (one per endpoint, all ready), without the
 /// Service: a file that changes through the endpoint fast path alone.
 fn slices_of(name: &str, ups: &[&Upstream]) -> String {

@@ -590,3 +590,43 @@ fn route_ids_stay_put_and_slots_are_reused() {
         assert_eq!(strip(inc), strip(fresh));
     }
 }
+
+#[test]
+fn updates_made_one_after_the_other_publish_as_one() {
+    let ids = |v: &[u32]| v.iter().map(|&i| BackendId(i)).collect::<Vec<_>>();
+    let endpoints = |b: &[u32], s: &[&str]| Update::Endpoints {
+        backends: ids(b),
+        services: s.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let incremental = |b: &[u32]| Update::Incremental {
+        ingresses: 1,
+        splices: Vec::new(),
+        backends: ids(b),
+    };
+    // An Ingress update, then endpoint updates: the Ingress patch, with every
+    // backend whose endpoints may differ.
+    assert_eq!(
+        incremental(&[4])
+            .then(endpoints(&[2, 4], &["t/a"]))
+            .then(endpoints(&[1], &["t/b"])),
+        incremental(&[1, 2, 4])
+    );
+    assert_eq!(
+        endpoints(&[3], &["t/b"]).then(endpoints(&[1, 3], &["t/a"])),
+        endpoints(&[1, 3], &["t/a", "t/b"])
+    );
+    assert_eq!(Update::Unchanged.then(incremental(&[])), incremental(&[]));
+    assert_eq!(incremental(&[]).then(Update::Unchanged), incremental(&[]));
+    // What one patch cannot carry: published whole.
+    let combined = Update::Full(FullReason::Combined);
+    let tls = Update::Tls { bindings: vec![0] };
+    assert_eq!(tls.clone().then(incremental(&[])), combined);
+    assert_eq!(endpoints(&[], &[]).then(tls), combined);
+    assert_eq!(incremental(&[]).then(incremental(&[])), combined);
+    assert_eq!(endpoints(&[1], &["t/a"]).then(incremental(&[])), combined);
+    // A full update stays full, with its own reason.
+    assert_eq!(
+        incremental(&[]).then(Update::Full(FullReason::Tls)),
+        Update::Full(FullReason::Tls)
+    );
+}
