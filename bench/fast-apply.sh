@@ -4,9 +4,11 @@
 # from the file's rename to the change being served: the new certificate presented by
 # a new TLS handshake (SNI tls.local), or the new endpoint answering (Host ep.local:
 # the slice moves between nginx, 200, and a closed port, 502). The Secret and the slice
-# are each in a file of their own (the fast paths take a change of one kind).
-# bench/config-apply.sh does the same for an Ingress change, under wrk load; this one
-# runs without load.
+# are each in a file of their own. A third case changes an app's Ingress and its
+# EndpointSlice in one write of one file (app.yaml: the Ingress's path becomes /vK, the
+# slice's port moves as above; each kind's fast path in turn, one update), timed until
+# GET /vK answers. bench/config-apply.sh does the same for an Ingress change, under wrk
+# load; this one runs without load.
 #
 # With KUBE=1 the same objects are served by the fake Kubernetes API server (ingress-kube's
 # `fake-apiserver` example, on core 1) to `ingress-proxy --kube`, and only the
@@ -96,6 +98,7 @@ import fast_apply as f
 m, certs, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 open(f"{m}/secret.yaml", "w").write(f.secret_yaml(open(f"{certs}/cert-0.pem").read(), open(f"{certs}/key-0.pem").read()))
 open(f"{m}/eps.yaml", "w").write(f.slice_yaml(port))
+open(f"{m}/app.yaml", "w").write(f.app_yaml(0, port))
 PY
 
 source_args=(--manifests "$m")
@@ -149,4 +152,7 @@ printf 'secret\t%s\t%s\n' "$N" "$line" >>"$results"
 line="$(taskset -c 1 python3 "$root/bench/fast_apply.py" slice "$m" "$px_http" "$up_port" "$closed" "$CHANGES")" ||
     bench_die "slice changes failed"
 printf 'endpointslice\t%s\t%s\n' "$N" "$line" >>"$results"
+line="$(taskset -c 1 python3 "$root/bench/fast_apply.py" app "$m" "$px_http" "$up_port" "$closed" "$CHANGES")" ||
+    bench_die "app changes failed"
+printf 'ingress+endpointslice\t%s\t%s\n' "$N" "$line" >>"$results"
 report

@@ -156,6 +156,55 @@ def slice_changes(write, port, good, bad, changes):
     return 0
 
 
+def app_yaml(k, port):
+    """One app in one file: an Ingress (app.local, path /vK), its Service and its
+    EndpointSlice (one endpoint on 127.0.0.1:port)."""
+    return (
+        "apiVersion: networking.k8s.io/v1\nkind: Ingress\n"
+        "metadata: {name: app-probe, namespace: bench}\n"
+        "spec:\n  ingressClassName: bench\n  rules:\n    - host: app.local\n"
+        f"      http: {{paths: [{{path: /v{k}, pathType: Prefix, backend: "
+        "{service: {name: appprobe, port: {number: 80}}}}]}\n"
+        "---\napiVersion: v1\nkind: Service\n"
+        "metadata: {name: appprobe, namespace: bench}\nspec: {ports: [{port: 80}]}\n"
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\n"
+        "metadata: {name: appprobe-1, namespace: bench, "
+        "labels: {kubernetes.io/service-name: appprobe}}\n"
+        f"addressType: IPv4\nports: [{{port: {port}}}]\n"
+        'endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]\n'
+    )
+
+
+def app(folder, port, good, bad, changes):
+    """Change k writes app.yaml with the Ingress's path /vk and the slice's port
+    alternately on the upstream (200) and on a closed port (502), in one write:
+    timed until GET /vk answers the new status (404 before: no route)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    samples = []
+    for k in range(1, changes + 1):
+        to_good = k % 2 == 0
+        want = 200 if to_good else 502
+        t0 = rename_in(folder, "app.yaml", app_yaml(k, good if to_good else bad))
+        while True:
+            try:
+                conn.request("GET", f"/v{k}", headers={"Host": "app.local"})
+                r = conn.getresponse()
+                r.read()
+                if r.status == want:
+                    break
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            if time.monotonic() > t0 + 60:
+                print(f"change {k} not served after 60 s", file=sys.stderr)
+                return 1
+            time.sleep(0.0005)
+        samples.append((time.monotonic() - t0) * 1e3)
+        time.sleep(0.05)
+    summary(samples)
+    return 0
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
     if a and a[0] == "secret":
@@ -164,6 +213,8 @@ if __name__ == "__main__":
         folder = a[1]
         write = lambda port: rename_in(folder, "eps.yaml", slice_yaml(port))
         sys.exit(slice_changes(write, int(a[2]), int(a[3]), int(a[4]), int(a[5])))
+    if a and a[0] == "app":
+        sys.exit(app(a[1], int(a[2]), int(a[3]), int(a[4]), int(a[5])))
     if a and a[0] == "slice-kube":
         sys.exit(slice_changes(put_slice(a[1]), int(a[2]), int(a[3]), int(a[4]), int(a[5])))
     print(__doc__)
