@@ -132,16 +132,16 @@ def put_slice(api):
     return benchlib.api_put(api, "/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices/epprobe-1", slice_object)
 
 
-def slice_changes(write, port, good, bad, changes):
+def timed_changes(port, changes, write, served):
+    """`changes` changes, each `write(k)` (returns its monotonic start), timed until
+    `served(conn, k)` holds on a keep-alive connection to `port`; prints the summary."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     samples = []
     for k in range(1, changes + 1):
-        to_good = k % 2 == 0
-        t0 = write(good if to_good else bad)
+        t0 = write(k)
         while True:
             try:
-                s = status(conn)
-                if (s == 200) == to_good:
+                if served(conn, k):
                     break
             except (OSError, http.client.HTTPException):
                 conn.close()
@@ -154,6 +154,17 @@ def slice_changes(write, port, good, bad, changes):
         time.sleep(0.05)
     summary(samples)
     return 0
+
+
+def slice_changes(write, port, good, bad, changes):
+    """Change k moves the slice to the upstream (k even: 200) or the closed port
+    (502): `write(port)` makes it; timed until ep.local answers accordingly."""
+    return timed_changes(
+        port,
+        changes,
+        lambda k: write(good if k % 2 == 0 else bad),
+        lambda conn, k: (status(conn) == 200) == (k % 2 == 0),
+    )
 
 
 def app_yaml(k, port):
@@ -179,30 +190,19 @@ def app(folder, port, good, bad, changes):
     """Change k writes app.yaml with the Ingress's path /vk and the slice's port
     alternately on the upstream (200) and on a closed port (502), in one write:
     timed until GET /vk answers the new status (404 before: no route)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    samples = []
-    for k in range(1, changes + 1):
-        to_good = k % 2 == 0
-        want = 200 if to_good else 502
-        t0 = rename_in(folder, "app.yaml", app_yaml(k, good if to_good else bad))
-        while True:
-            try:
-                conn.request("GET", f"/v{k}", headers={"Host": "app.local"})
-                r = conn.getresponse()
-                r.read()
-                if r.status == want:
-                    break
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            if time.monotonic() > t0 + 60:
-                print(f"change {k} not served after 60 s", file=sys.stderr)
-                return 1
-            time.sleep(0.0005)
-        samples.append((time.monotonic() - t0) * 1e3)
-        time.sleep(0.05)
-    summary(samples)
-    return 0
+
+    def served(conn, k):
+        conn.request("GET", f"/v{k}", headers={"Host": "app.local"})
+        r = conn.getresponse()
+        r.read()
+        return r.status == (200 if k % 2 == 0 else 502)
+
+    return timed_changes(
+        port,
+        changes,
+        lambda k: rename_in(folder, "app.yaml", app_yaml(k, good if k % 2 == 0 else bad)),
+        served,
+    )
 
 
 if __name__ == "__main__":

@@ -291,6 +291,16 @@ fn explain_host_header_and_text() {
     insta::assert_snapshot!("explain_wildcard_text", out);
 }
 
+/// The `policy` names of an `explain -o json` answer, in order.
+fn policy_names(v: &Value) -> Vec<&str> {
+    v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect()
+}
+
 /// An Ingress whose annotations set every forwarding policy `explain` lists.
 const RESILIENT: &str = r#"apiVersion: networking.k8s.io/v1
 kind: Ingress
@@ -357,14 +367,8 @@ fn explain_lists_the_forwarding_policies_the_annotations_set() {
     let mut json_args = args.to_vec();
     json_args.extend(["-o", "json"]);
     let (_, v) = json(&json_args, Some(RESILIENT));
-    let policies: Vec<&str> = v["policies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["policy"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        policies,
+        policy_names(&v),
         [
             "timeouts",
             "retries",
@@ -375,12 +379,7 @@ fn explain_lists_the_forwarding_policies_the_annotations_set() {
         ]
     );
     let v = explain("https://shop.example.com/api/items", &[]);
-    let names: Vec<&str> = v["policies"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["policy"].as_str().unwrap())
-        .collect();
+    let names = policy_names(&v);
     for p in [
         "timeouts",
         "retries",
