@@ -486,6 +486,9 @@ impl Folder {
                 // `None` (an object defined in two files): the whole folder is
                 // loaded again below, whatever was applied so far.
                 update = update.zip(this).map(|(u, next)| u.then(next));
+                if update.is_none() {
+                    break;
+                }
             }
             update
         };
