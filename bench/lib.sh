@@ -46,6 +46,63 @@ endpoints: [{addresses: ["127.0.0.1"], conditions: {ready: true}}]
 EOF
 }
 
+# The nginx configs of the side-by-side runs (bench/proxy-vs-nginx.sh, bench/proxy-perf.sh),
+# under `$work`: bench_nginx_main NAME (the main context of a one-worker nginx),
+# bench_nginx_temps NAME (its temp paths, in `http {}`), bench_bodies (the upstream's files
+# $work/www/small, 10k, 1m: 64 B, 10 KiB, 1 MiB), bench_nginx_upstream PORT (the whole
+# config of the upstream serving them on 127.0.0.1:PORT) and bench_nginx_pool PORT (a
+# proxy's `upstream bench_upstream {}` keepalive pool to it).
+bench_nginx_main() {
+    cat <<EOF
+worker_processes 1;
+daemon off;
+pid $work/$1.pid;
+error_log $work/$1.error.log warn;
+events { worker_connections 4096; }
+EOF
+}
+bench_nginx_temps() {
+    local k
+    for k in client_body proxy fastcgi uwsgi scgi; do echo "    ${k}_temp_path $work/tmp/$1-$k;"; done
+}
+bench_bodies() {
+    mkdir -p "$work/www" "$work/tmp"
+    head -c 64 /dev/zero | tr '\0' 'a' >"$work/www/small"
+    head -c 10240 /dev/zero | tr '\0' 'b' >"$work/www/10k"
+    head -c 1048576 /dev/zero | tr '\0' 'c' >"$work/www/1m"
+    chmod -R a+rX "$work"
+}
+bench_nginx_upstream() {
+    bench_nginx_main upstream
+    cat <<EOF
+http {
+    access_log off;
+$(bench_nginx_temps upstream)
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=16;
+    open_file_cache_valid 600s;
+    keepalive_requests 10000000;
+    keepalive_timeout 600s;
+    server {
+        listen 127.0.0.1:$1;
+        root $work/www;
+    }
+}
+EOF
+}
+bench_nginx_pool() {
+    cat <<EOF
+    upstream bench_upstream {
+        server 127.0.0.1:$1;
+        keepalive 128;
+        keepalive_requests 10000000;
+        keepalive_timeout 600s;
+    }
+EOF
+}
+
 # bench_nginx_forwarding: the directives of nginx's `location /` in the side-by-side runs:
 # proxy_pass to the keepalive `upstream bench_upstream {}`, HTTP/1.1, and the forwarded
 # fields ingress-proxy sets (ingress-nginx's set), with ingress-nginx's buffering defaults

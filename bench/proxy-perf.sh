@@ -12,8 +12,8 @@
 #   BASE_PORT (default 18600; uses BASE_PORT..BASE_PORT+3).
 #
 # What runs: an nginx upstream (1 worker) and wrk on core 1; the proxy under test on core 0
-# (ingress-proxy --worker-threads 1 on a one-Ingress folder; nginx: worker_processes 1,
-# proxy_pass to a keepalive upstream{}, the forwarding of bench/proxy-vs-nginx.sh). After a 2 s warm-up, wrk runs
+# (ingress-proxy --worker-threads 1 on a one-Ingress folder; nginx: bench/proxy-vs-nginx.sh's
+# configs from bench/lib.sh, without its TLS listener). After a 2 s warm-up, wrk runs
 # SECONDS_+3 s; perf records the proxy (cpu-clock, 2 kHz, kernel call chains) for SECONDS_
 # of them, then counts its writev/recvfrom/epoll_wait calls for as long again. Prints, per
 # target: requests per second, system calls per request, the share of samples in the kernel
@@ -70,45 +70,17 @@ stop_all() {
 trap 'stop_all; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$work/www" "$work/manifests" "$work/tmp"
-head -c 64 /dev/zero | tr '\0' 'a' >"$work/www/small"
-head -c 10240 /dev/zero | tr '\0' 'b' >"$work/www/10k"
-head -c 1048576 /dev/zero | tr '\0' 'c' >"$work/www/1m"
-chmod -R a+rX "$work"
-temps() { # $1 = name
-    for k in client_body proxy fastcgi uwsgi scgi; do echo "    ${k}_temp_path $work/tmp/$1-$k;"; done
-}
-cat >"$work/upstream.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/upstream.pid;
-error_log $work/upstream.error.log warn;
-events { worker_connections 1024; }
-http {
-    access_log off;
-$(temps upstream)
-    default_type application/octet-stream;
-    sendfile on;
-    keepalive_requests 10000000;
-    keepalive_timeout 600s;
-    server { listen 127.0.0.1:$up_port; root $work/www; }
-}
-EOF
+mkdir -p "$work/manifests"
+bench_bodies
+bench_nginx_upstream "$up_port" >"$work/upstream.conf"
 cat >"$work/nginx-proxy.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $work/nginx-proxy.pid;
-error_log $work/nginx-proxy.error.log warn;
-events { worker_connections 4096; }
+$(bench_nginx_main nginx-proxy)
 http {
     access_log off;
-$(temps nginx-proxy)
+$(bench_nginx_temps nginx-proxy)
     keepalive_requests 10000000;
     keepalive_timeout 600s;
-    upstream bench_upstream {
-        server 127.0.0.1:$up_port;
-        keepalive 128;
-    }
+$(bench_nginx_pool "$up_port")
     server {
         listen 127.0.0.1:$px_http;
         location / {

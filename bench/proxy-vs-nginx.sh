@@ -179,70 +179,24 @@ trap 'exit 130' INT TERM
 } | tee "$out/machine.txt" >&2
 
 # --- files: bodies, certificate, configs --------------------------------------------------
-mkdir -p "$work/www" "$work/manifests" "$work/tmp"
-head -c 64 /dev/zero | tr '\0' 'a' >"$work/www/small"
-head -c 10240 /dev/zero | tr '\0' 'b' >"$work/www/10k"
-head -c 1048576 /dev/zero | tr '\0' 'c' >"$work/www/1m"
-chmod -R a+rX "$work"
+mkdir -p "$work/manifests"
+bench_bodies
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj "/CN=$HOST" -addext "subjectAltName=DNS:$HOST" \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 chmod a+r "$work/key.pem"
 
-common_nginx() { # $1 = name
-    cat <<EOF
-worker_processes 1;
-daemon off;
-pid $work/$1.pid;
-error_log $work/$1.error.log warn;
-events { worker_connections 4096; }
-EOF
-}
-temp_paths() {
-    cat <<EOF
-    client_body_temp_path $work/tmp/$1-body;
-    proxy_temp_path $work/tmp/$1-proxy;
-    fastcgi_temp_path $work/tmp/$1-fastcgi;
-    uwsgi_temp_path $work/tmp/$1-uwsgi;
-    scgi_temp_path $work/tmp/$1-scgi;
-EOF
-}
+bench_nginx_upstream "$up_port" >"$work/upstream.conf"
 
 {
-    common_nginx upstream
+    bench_nginx_main nginx-proxy
     cat <<EOF
 http {
     access_log off;
-$(temp_paths upstream)
-    default_type application/octet-stream;
-    sendfile on;
-    tcp_nopush on;
-    open_file_cache max=16;
-    open_file_cache_valid 600s;
+$(bench_nginx_temps nginx-proxy)
     keepalive_requests 10000000;
     keepalive_timeout 600s;
-    server {
-        listen 127.0.0.1:$up_port;
-        root $work/www;
-    }
-}
-EOF
-} >"$work/upstream.conf"
-
-{
-    common_nginx nginx-proxy
-    cat <<EOF
-http {
-    access_log off;
-$(temp_paths nginx-proxy)
-    keepalive_requests 10000000;
-    keepalive_timeout 600s;
-    upstream bench_upstream {
-        server 127.0.0.1:$up_port;
-        keepalive 128;
-        keepalive_requests 10000000;
-        keepalive_timeout 600s;
-    }
+$(bench_nginx_pool "$up_port")
     server {
         listen 127.0.0.1:$ng_http;
         listen 127.0.0.1:$ng_https ssl http2;
